@@ -1,0 +1,601 @@
+/**
+ * The KVM boundary: typed wrappers for every ioctl dhyve uses, one class per
+ * kind of fd (`Kvm`, `VmFd`, `VcpuFd`), plus the anonymous mapping that backs
+ * guest RAM. It returns numbers and views, never raw pointers, and turns a
+ * failed call into a {@linkcode KvmError} naming the operation and the errno.
+ *
+ * Only `src/vcpu/` and `src/vm.ts` import this module; it is the only
+ * importer of `src/libc.ts`.
+ * @module
+ */
+
+import {
+  CAP,
+  KVM_CPUID2_HEADER_SIZE,
+  KVM_CPUID_ENTRY2_SIZE,
+  KVM_ENABLE_CAP_SIZE,
+  KVM_MSR_ENTRY_SIZE,
+  KVM_MSR_LIST_HEADER_SIZE,
+  KVM_MSRS_HEADER_SIZE,
+  KVM_PIT_CONFIG_SIZE,
+  KVM_REGS_SIZE,
+  KVM_SREGS_SIZE,
+  KVM_USERSPACE_MEMORY_REGION_SIZE,
+  KVM_XCRS_SIZE,
+  MP_STATE_RUNNABLE,
+  type RegName,
+  REGS,
+  RUN,
+  SEGMENT,
+  SYNC_REGS,
+} from "./abi/kvm.ts";
+import { KVM_IOCTL } from "./abi/ioctl.ts";
+import type { CpuidEntry } from "./boot/cpuid.ts";
+import type { MsrEntry } from "./boot/registers.ts";
+import { ERRNO, errnoName } from "./errno.ts";
+import {
+  cString,
+  errno,
+  libc,
+  MADV_HUGEPAGE,
+  MADV_MERGEABLE,
+  MAP_ANONYMOUS,
+  MAP_FAILED,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  O_CLOEXEC,
+  O_RDWR,
+  PROT_READ,
+  PROT_WRITE,
+} from "./libc.ts";
+
+/** A failed KVM or memory call: which operation, and the errno it returned. */
+export class KvmError extends Error {
+  /** The operation that failed, e.g. "create VM". */
+  readonly op: string;
+  /** The errno value. */
+  readonly errno: number;
+
+  /** Builds "Cannot <op>: <ENAME> (<n>)". */
+  constructor(op: string, errnoValue: number, options?: ErrorOptions) {
+    super(`Cannot ${op}: ${errnoName(errnoValue)} (${errnoValue})`, options);
+    this.op = op;
+    this.errno = errnoValue;
+  }
+  override name = "KvmError";
+}
+
+/** `/dev/kvm` cannot be used; the message says why and how to fix it. */
+export class KvmUnavailableError extends Error {
+  /** The errno from open(2). */
+  readonly errno: number;
+  /** Builds the error from the errno of the failed open. */
+  constructor(path: string, errnoValue: number) {
+    super(kvmUnavailableMessage(path, errnoValue));
+    this.errno = errnoValue;
+  }
+  override name = "KvmUnavailableError";
+}
+
+function kvmUnavailableMessage(path: string, errnoValue: number): string {
+  switch (errnoValue) {
+    case ERRNO.ENOENT:
+      return `${path} does not exist: enable virtualization and load the KVM module ` +
+        "(modprobe kvm_intel or modprobe kvm_amd)";
+    case ERRNO.EACCES:
+    case ERRNO.EPERM:
+      return `Permission denied opening ${path}: add your user to the kvm group ` +
+        "(sudo usermod -aG kvm $USER, then log in again) or run as root";
+    case ERRNO.ENXIO:
+    case ERRNO.ENODEV:
+      return `${path} has no KVM driver behind it: load the KVM module ` +
+        "(modprobe kvm_intel or modprobe kvm_amd)";
+    default:
+      return `Cannot open ${path}: ${errnoName(errnoValue)} (${errnoValue})`;
+  }
+}
+
+function check(result: number, op: string): number {
+  if (result < 0) throw new KvmError(op, errno());
+  return result;
+}
+
+function closeFd(fd: number): void {
+  if (fd >= 0) libc().close(fd);
+}
+
+/** Maps `[ptr, ptr + size)` of host memory as an ArrayBuffer (no copy). */
+function viewOf(address: number, size: number): ArrayBuffer {
+  const ptr = Deno.UnsafePointer.create(BigInt(address));
+  if (ptr === null) throw new KvmError("map a null pointer", ERRNO.EFAULT);
+  // UNSAFE: the caller keeps the mapping alive for as long as the view is used.
+  return Deno.UnsafePointerView.getArrayBuffer(ptr, size);
+}
+
+function mmapResult(result: number | bigint, op: string): number {
+  // A successful mapping lies below 2^47; MAP_FAILED is (void *)-1.
+  if (BigInt(result) === MAP_FAILED) throw new KvmError(op, errno());
+  return Number(result);
+}
+
+/** An anonymous host mapping, viewed as an ArrayBuffer. */
+export class HostMapping {
+  /** Host virtual address of the first byte. */
+  readonly address: number;
+  /** Size in bytes. */
+  readonly size: number;
+  /** The mapped bytes; invalid after {@linkcode HostMapping.unmap}. */
+  readonly buffer: ArrayBuffer;
+  #mapped = true;
+
+  /** Wraps a mapping made by {@linkcode mapGuestMemory}. */
+  constructor(address: number, size: number) {
+    this.address = address;
+    this.size = size;
+    this.buffer = viewOf(address, size);
+  }
+
+  /** Unmaps the region. Views over it must not be used afterwards. */
+  unmap(): void {
+    if (!this.#mapped) return;
+    this.#mapped = false;
+    libc().munmap(this.address, this.size);
+  }
+}
+
+/** Options for {@linkcode mapGuestMemory}. */
+export interface GuestMemoryOptions {
+  /** madvise(MADV_HUGEPAGE): back guest RAM with transparent huge pages. */
+  thp?: boolean;
+  /** madvise(MADV_MERGEABLE): let KSM merge identical pages. */
+  ksm?: boolean;
+}
+
+/**
+ * Maps `size` bytes of private, anonymous, lazily-allocated memory for guest
+ * RAM. Nothing is touched, so the cost does not grow with `size`.
+ */
+export function mapGuestMemory(size: number, options: GuestMemoryOptions = {}): HostMapping {
+  const address = mmapResult(
+    libc().mmap(
+      0,
+      size,
+      PROT_READ | PROT_WRITE,
+      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+      -1,
+      0n,
+    ),
+    `map ${size} bytes of guest memory`,
+  );
+  if (options.thp && libc().madvise(address, size, MADV_HUGEPAGE) < 0) {
+    const e = errno();
+    libc().munmap(address, size);
+    throw new KvmError("enable transparent huge pages (madvise MADV_HUGEPAGE)", e);
+  }
+  if (options.ksm && libc().madvise(address, size, MADV_MERGEABLE) < 0) {
+    const e = errno();
+    libc().munmap(address, size);
+    throw new KvmError("enable KSM (madvise MADV_MERGEABLE)", e);
+  }
+  return new HostMapping(address, size);
+}
+
+export type { CpuidEntry, MsrEntry };
+
+/** The system fd: `/dev/kvm` itself. */
+export class Kvm {
+  /** The open file descriptor. */
+  readonly fd: number;
+
+  private constructor(fd: number) {
+    this.fd = fd;
+  }
+
+  /**
+   * Opens `/dev/kvm` (or `path`).
+   * @throws {KvmUnavailableError} with a message that says how to fix it.
+   */
+  static open(path = "/dev/kvm"): Kvm {
+    const fd = libc().open(cString(path), O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) throw new KvmUnavailableError(path, errno());
+    return new Kvm(fd);
+  }
+
+  /** KVM_GET_API_VERSION. */
+  apiVersion(): number {
+    return check(
+      libc().ioctl_val(this.fd, KVM_IOCTL.GET_API_VERSION, 0),
+      "get the KVM API version",
+    );
+  }
+
+  /** KVM_CHECK_EXTENSION: 0 when unsupported, else a capability-specific value. */
+  checkExtension(cap: number): number {
+    return Math.max(0, libc().ioctl_val(this.fd, KVM_IOCTL.CHECK_EXTENSION, cap));
+  }
+
+  /** Size of the per-vCPU `kvm_run` mapping. */
+  vcpuMmapSize(): number {
+    return check(
+      libc().ioctl_val(this.fd, KVM_IOCTL.GET_VCPU_MMAP_SIZE, 0),
+      "get the vCPU mmap size",
+    );
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID: every leaf KVM can expose. */
+  supportedCpuid(): CpuidEntry[] {
+    const max = 256;
+    const buf = new Uint8Array(KVM_CPUID2_HEADER_SIZE + max * KVM_CPUID_ENTRY2_SIZE);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, max, true);
+    check(
+      libc().ioctl_buf(this.fd, KVM_IOCTL.GET_SUPPORTED_CPUID, buf),
+      "get the supported CPUID leaves",
+    );
+    const n = view.getUint32(0, true);
+    const entries: CpuidEntry[] = [];
+    for (let i = 0; i < n; i++) {
+      const o = KVM_CPUID2_HEADER_SIZE + i * KVM_CPUID_ENTRY2_SIZE;
+      entries.push({
+        function: view.getUint32(o, true),
+        index: view.getUint32(o + 4, true),
+        flags: view.getUint32(o + 8, true),
+        eax: view.getUint32(o + 12, true),
+        ebx: view.getUint32(o + 16, true),
+        ecx: view.getUint32(o + 20, true),
+        edx: view.getUint32(o + 24, true),
+      });
+    }
+    return entries;
+  }
+
+  /** KVM_GET_MSR_INDEX_LIST. */
+  msrIndexList(): number[] {
+    const max = 1024;
+    const buf = new Uint8Array(KVM_MSR_LIST_HEADER_SIZE + 4 * max);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, max, true);
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.GET_MSR_INDEX_LIST, buf), "get the MSR index list");
+    const n = view.getUint32(0, true);
+    return Array.from({ length: n }, (_, i) => view.getUint32(4 + 4 * i, true));
+  }
+
+  /** KVM_CREATE_VM. */
+  createVm(): VmFd {
+    const fd = check(libc().ioctl_val(this.fd, KVM_IOCTL.CREATE_VM, 0), "create a VM");
+    return new VmFd(fd, this);
+  }
+
+  /** Closes the fd. */
+  close(): void {
+    closeFd(this.fd);
+  }
+}
+
+/** A VM fd. */
+export class VmFd {
+  /** The open file descriptor. */
+  readonly fd: number;
+  /** The system fd it came from. */
+  readonly kvm: Kvm;
+
+  /** Wraps an fd returned by KVM_CREATE_VM. */
+  constructor(fd: number, kvm: Kvm) {
+    this.fd = fd;
+    this.kvm = kvm;
+  }
+
+  /** KVM_CHECK_EXTENSION on the VM fd. */
+  checkExtension(cap: number): number {
+    return Math.max(0, libc().ioctl_val(this.fd, KVM_IOCTL.CHECK_EXTENSION, cap));
+  }
+
+  /** KVM_SET_USER_MEMORY_REGION: maps host memory at a guest-physical address. */
+  setUserMemoryRegion(
+    region: { slot: number; guestPhysAddr: number; size: number; hostAddress: number },
+  ): void {
+    const buf = new Uint8Array(KVM_USERSPACE_MEMORY_REGION_SIZE);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, region.slot, true);
+    view.setUint32(4, 0, true);
+    view.setBigUint64(8, BigInt(region.guestPhysAddr), true);
+    view.setBigUint64(16, BigInt(region.size), true);
+    view.setBigUint64(24, BigInt(region.hostAddress), true);
+    check(
+      libc().ioctl_buf(this.fd, KVM_IOCTL.SET_USER_MEMORY_REGION, buf),
+      `map guest memory at 0x${region.guestPhysAddr.toString(16)}`,
+    );
+  }
+
+  /** KVM_CREATE_IRQCHIP: in-kernel PIC, IOAPIC and LAPIC. */
+  createIrqchip(): void {
+    check(
+      libc().ioctl_val(this.fd, KVM_IOCTL.CREATE_IRQCHIP, 0),
+      "create the interrupt controller",
+    );
+  }
+
+  /** KVM_CREATE_PIT2 with a zeroed configuration. */
+  createPit2(): void {
+    const buf = new Uint8Array(KVM_PIT_CONFIG_SIZE);
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.CREATE_PIT2, buf), "create the PIT");
+  }
+
+  /** KVM_ENABLE_CAP; returns 0 on success or the errno (callers decide). */
+  enableCap(cap: number, args: readonly number[] = []): number {
+    const buf = new Uint8Array(KVM_ENABLE_CAP_SIZE);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, cap, true);
+    args.forEach((a, i) => view.setBigUint64(8 + 8 * i, BigInt(a), true));
+    return libc().ioctl_buf(this.fd, KVM_IOCTL.ENABLE_CAP, buf) < 0 ? errno() : 0;
+  }
+
+  /** KVM_CREATE_VCPU and the mapping of its `kvm_run`. */
+  createVcpu(id: number): VcpuFd {
+    const fd = check(libc().ioctl_val(this.fd, KVM_IOCTL.CREATE_VCPU, id), `create vCPU ${id}`);
+    return new VcpuFd(fd, id, this.kvm.vcpuMmapSize());
+  }
+
+  /** Closes the fd. */
+  close(): void {
+    closeFd(this.fd);
+  }
+}
+
+/** A segment register as `struct kvm_segment` holds it. */
+export interface Segment {
+  /** Base address. */
+  base: number;
+  /** Limit. */
+  limit: number;
+  /** Selector. */
+  selector: number;
+  /** Type field. */
+  type: number;
+  /** Present bit. */
+  present: number;
+  /** Privilege level. */
+  dpl: number;
+  /** Default operand size. */
+  db: number;
+  /** Code/data (1) or system (0). */
+  s: number;
+  /** 64-bit code. */
+  l: number;
+  /** Granularity. */
+  g: number;
+  /** Available bit. */
+  avl: number;
+}
+
+/** A reusable `struct kvm_regs` buffer. */
+export class Regs {
+  /** The raw bytes passed to KVM. */
+  readonly bytes: Uint8Array<ArrayBuffer> = new Uint8Array(KVM_REGS_SIZE);
+  readonly #view = new DataView(this.bytes.buffer);
+
+  /** A register as a number (exact below 2^53). */
+  get(name: RegName): number {
+    const o = REGS[name];
+    return this.#view.getUint32(o, true) + this.#view.getUint32(o + 4, true) * 0x1_0000_0000;
+  }
+  /** A register exactly, as a bigint. */
+  getBig(name: RegName): bigint {
+    return this.#view.getBigUint64(REGS[name], true);
+  }
+  /** Sets a register from a number (negative values in two's complement). */
+  set(name: RegName, value: number): void {
+    this.#view.setBigUint64(REGS[name], BigInt.asUintN(64, BigInt(value)), true);
+  }
+  /** Sets a register from a bigint. */
+  setBig(name: RegName, value: bigint): void {
+    this.#view.setBigUint64(REGS[name], BigInt.asUintN(64, value), true);
+  }
+}
+
+/** A reusable `struct kvm_sregs` buffer. */
+export class Sregs {
+  /** The raw bytes passed to KVM. */
+  readonly bytes: Uint8Array<ArrayBuffer> = new Uint8Array(KVM_SREGS_SIZE);
+  readonly #view = new DataView(this.bytes.buffer);
+
+  /** A 64-bit field at `offset` (see `SREGS`) as a number. */
+  getU64(offset: number): number {
+    return Number(this.#view.getBigUint64(offset, true));
+  }
+  /** Sets a 64-bit field at `offset`. */
+  setU64(offset: number, value: number): void {
+    this.#view.setBigUint64(offset, BigInt(value), true);
+  }
+  /** A descriptor table register (`kvm_dtable`) at `offset`. */
+  getDtable(offset: number): { base: number; limit: number } {
+    return { base: this.getU64(offset), limit: this.#view.getUint16(offset + 8, true) };
+  }
+  /** Sets a descriptor table register at `offset`. */
+  setDtable(offset: number, table: { base: number; limit: number }): void {
+    this.setU64(offset, table.base);
+    this.#view.setUint16(offset + 8, table.limit, true);
+  }
+  /** Sets a segment register at `offset`. */
+  setSegment(offset: number, seg: Segment): void {
+    const v = this.#view;
+    this.setU64(offset + SEGMENT.base, seg.base);
+    v.setUint32(offset + SEGMENT.limit, seg.limit >>> 0, true);
+    v.setUint16(offset + SEGMENT.selector, seg.selector, true);
+    v.setUint8(offset + SEGMENT.type, seg.type);
+    v.setUint8(offset + SEGMENT.present, seg.present);
+    v.setUint8(offset + SEGMENT.dpl, seg.dpl);
+    v.setUint8(offset + SEGMENT.db, seg.db);
+    v.setUint8(offset + SEGMENT.s, seg.s);
+    v.setUint8(offset + SEGMENT.l, seg.l);
+    v.setUint8(offset + SEGMENT.g, seg.g);
+    v.setUint8(offset + SEGMENT.avl, seg.avl);
+    v.setUint8(offset + SEGMENT.unusable, 0);
+  }
+}
+
+/**
+ * A vCPU fd with its mapped `kvm_run`. {@linkcode VcpuFd.run} is the hot path:
+ * one synchronous ioctl, no allocation, errors returned as an errno.
+ */
+export class VcpuFd {
+  /** The open file descriptor. */
+  readonly fd: number;
+  /** The vCPU id (0 is the boot CPU). */
+  readonly id: number;
+  /** `kvm_run`, mapped once; read exits through this view. */
+  readonly runView: DataView;
+  /** The same `kvm_run` as bytes (for I/O data). */
+  readonly runBytes: Uint8Array;
+  #syncRegs = false;
+  readonly #runMapping: { address: number; size: number };
+  readonly #ioctl: (fd: number, request: number, arg: number) => number;
+  readonly #xcrs = new Uint8Array(KVM_XCRS_SIZE);
+
+  /** Wraps an fd from KVM_CREATE_VCPU and maps its `kvm_run`. */
+  constructor(fd: number, id: number, runSize: number) {
+    this.fd = fd;
+    this.id = id;
+    const address = mmapResult(
+      libc().mmap(0, runSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n),
+      `map kvm_run of vCPU ${id}`,
+    );
+    this.#runMapping = { address, size: runSize };
+    const buffer = viewOf(address, runSize);
+    this.runView = new DataView(buffer);
+    this.runBytes = new Uint8Array(buffer);
+    this.#ioctl = libc().ioctl_val;
+  }
+
+  /**
+   * Asks KVM to copy the general registers into `kvm_run` on every exit, so
+   * that RDI is a plain read. Returns whether it is in effect.
+   */
+  enableSyncRegs(supported: boolean): boolean {
+    if (!supported) return false;
+    this.runView.setBigUint64(RUN.validRegs, BigInt(SYNC_REGS.REGS), true);
+    this.#syncRegs = true;
+    return true;
+  }
+
+  /** True when KVM copies the general registers into `kvm_run` on every exit. */
+  get syncRegs(): boolean {
+    return this.#syncRegs;
+  }
+
+  /** KVM_RUN once. Returns 0, or the errno (EINTR when kicked). No allocation. */
+  run(): number {
+    return this.#ioctl(this.fd, KVM_IOCTL.RUN, 0) < 0 ? errno() : 0;
+  }
+
+  /** KVM_GET_REGS into `regs`. */
+  getRegs(regs: Regs): void {
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.GET_REGS, regs.bytes), "read the vCPU registers");
+  }
+  /** KVM_SET_REGS from `regs`. */
+  setRegs(regs: Regs): void {
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.SET_REGS, regs.bytes), "set the vCPU registers");
+  }
+  /** KVM_GET_SREGS into `sregs`. */
+  getSregs(sregs: Sregs): void {
+    check(
+      libc().ioctl_buf(this.fd, KVM_IOCTL.GET_SREGS, sregs.bytes),
+      "read the vCPU special registers",
+    );
+  }
+  /** KVM_SET_SREGS from `sregs`. */
+  setSregs(sregs: Sregs): void {
+    check(
+      libc().ioctl_buf(this.fd, KVM_IOCTL.SET_SREGS, sregs.bytes),
+      "set the vCPU special registers",
+    );
+  }
+
+  /** KVM_SET_CPUID2. */
+  setCpuid(entries: readonly CpuidEntry[]): void {
+    const buf = new Uint8Array(KVM_CPUID2_HEADER_SIZE + entries.length * KVM_CPUID_ENTRY2_SIZE);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, entries.length, true);
+    entries.forEach((e, i) => {
+      const o = KVM_CPUID2_HEADER_SIZE + i * KVM_CPUID_ENTRY2_SIZE;
+      view.setUint32(o, e.function >>> 0, true);
+      view.setUint32(o + 4, e.index >>> 0, true);
+      view.setUint32(o + 8, e.flags >>> 0, true);
+      view.setUint32(o + 12, e.eax >>> 0, true);
+      view.setUint32(o + 16, e.ebx >>> 0, true);
+      view.setUint32(o + 20, e.ecx >>> 0, true);
+      view.setUint32(o + 24, e.edx >>> 0, true);
+    });
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.SET_CPUID2, buf), "set the vCPU CPUID");
+  }
+
+  /** KVM_SET_MSRS; returns how many entries KVM accepted (it stops at the first bad one). */
+  setMsrs(entries: readonly MsrEntry[]): number {
+    const buf = new Uint8Array(KVM_MSRS_HEADER_SIZE + entries.length * KVM_MSR_ENTRY_SIZE);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, entries.length, true);
+    entries.forEach((e, i) => {
+      const o = KVM_MSRS_HEADER_SIZE + i * KVM_MSR_ENTRY_SIZE;
+      view.setUint32(o, e.index, true);
+      view.setBigUint64(o + 8, BigInt(e.data), true);
+    });
+    return check(libc().ioctl_buf(this.fd, KVM_IOCTL.SET_MSRS, buf), "set the vCPU MSRs");
+  }
+
+  /** KVM_SET_MP_STATE(RUNNABLE): the vCPU starts without waiting for INIT/SIPI. */
+  setRunnable(): void {
+    const buf = new Uint8Array(4);
+    new DataView(buf.buffer).setUint32(0, MP_STATE_RUNNABLE, true);
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.SET_MP_STATE, buf), "make the vCPU runnable");
+  }
+
+  /** KVM_GET_TSC_KHZ, or null when KVM cannot tell. */
+  tscKhz(): number | null {
+    const khz = libc().ioctl_val(this.fd, KVM_IOCTL.GET_TSC_KHZ, 0);
+    return khz > 0 ? khz : null;
+  }
+
+  /** XCR0 from KVM_GET_XCRS, or null when KVM does not report it. */
+  xcr0(): bigint | null {
+    const buf = this.#xcrs;
+    if (libc().ioctl_buf(this.fd, KVM_IOCTL.GET_XCRS, buf) < 0) return null;
+    const view = new DataView(buf.buffer);
+    const n = view.getUint32(0, true);
+    for (let i = 0; i < n && i < 16; i++) {
+      const o = 8 + 16 * i;
+      if (view.getUint32(o, true) === 0) return view.getBigUint64(o + 8, true);
+    }
+    return null;
+  }
+
+  /** Sets XCR0 with KVM_SET_XCRS; returns 0 or the errno. */
+  setXcr0(value: bigint): number {
+    const buf = this.#xcrs;
+    buf.fill(0);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, 1, true);
+    view.setUint32(8, 0, true);
+    view.setBigUint64(16, value, true);
+    return libc().ioctl_buf(this.fd, KVM_IOCTL.SET_XCRS, buf) < 0 ? errno() : 0;
+  }
+
+  /** Requests that the next (or current) KVM_RUN return at once with EINTR. */
+  setImmediateExit(on: boolean): void {
+    this.runView.setUint8(RUN.immediateExit, on ? 1 : 0);
+  }
+
+  /** Unmaps `kvm_run` and closes the fd. */
+  close(): void {
+    libc().munmap(this.#runMapping.address, this.#runMapping.size);
+    closeFd(this.fd);
+  }
+}
+
+/** Capabilities dhyve requires, checked up front with a clear message. */
+export const REQUIRED_CAPS: readonly { cap: number; name: string }[] = [
+  { cap: CAP.USER_MEMORY, name: "KVM_CAP_USER_MEMORY" },
+  { cap: CAP.IRQCHIP, name: "KVM_CAP_IRQCHIP" },
+  { cap: CAP.MP_STATE, name: "KVM_CAP_MP_STATE" },
+  { cap: CAP.EXT_CPUID, name: "KVM_CAP_EXT_CPUID" },
+];

@@ -1,0 +1,135 @@
+// deno-lint-ignore-file camelcase
+/**
+ * The only `Deno.dlopen` in dhyve: the few libc functions KVM needs.
+ *
+ * FFI bypasses Deno's permission checks, so this module exposes only what the
+ * KVM layer needs: open/close of `/dev/kvm` and its fds, ioctl, mmap/munmap,
+ * madvise, errno, and raw writes to an already-open fd. Only `src/kvm.ts`
+ * imports it. Guest file I/O never goes through here.
+ * @module
+ */
+
+/** Where glibc lives on Debian/Ubuntu x86_64; an absolute path lets `--allow-ffi=<path>` match. */
+export const LIBC_PATH = "/lib/x86_64-linux-gnu/libc.so.6";
+
+const SYMBOLS = {
+  /** int open(const char *path, int flags, mode_t mode) */
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  /** int close(int fd) */
+  close: { parameters: ["i32"], result: "i32" },
+  /** int ioctl(int fd, unsigned long request, unsigned long arg): value argument */
+  ioctl_val: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  /** int ioctl(int fd, unsigned long request, void *arg): buffer argument */
+  ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  /** void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) */
+  mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "usize" },
+  /** int munmap(void *addr, size_t len) */
+  munmap: { parameters: ["usize", "usize"], result: "i32" },
+  /** int madvise(void *addr, size_t len, int advice) */
+  madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
+  /** ssize_t write(int fd, const void *buf, size_t n): buf given as an address */
+  write_addr: { name: "write", parameters: ["i32", "usize", "usize"], result: "isize" },
+  /** int *__errno_location(void): errno of the calling thread */
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/**
+ * The libc calls with number arguments. Deno's FFI accepts plain numbers for
+ * 64-bit parameters (no BigInt on the hot path); its typings only say bigint.
+ */
+export interface Libc {
+  /** open(2). */
+  open(path: Uint8Array<ArrayBuffer>, flags: number, mode: number): number;
+  /** close(2). */
+  close(fd: number): number;
+  /** ioctl(2) with an integer argument. */
+  ioctl_val(fd: number, request: number, arg: number): number;
+  /** ioctl(2) with a buffer argument. */
+  ioctl_buf(fd: number, request: number, arg: Uint8Array<ArrayBuffer>): number;
+  /** mmap(2); the address arrives as a bigint. */
+  mmap(
+    addr: number,
+    len: number,
+    prot: number,
+    flags: number,
+    fd: number,
+    off: bigint,
+  ): number | bigint;
+  /** munmap(2). */
+  munmap(addr: number, len: number): number;
+  /** madvise(2). */
+  madvise(addr: number, len: number, advice: number): number;
+  /** write(2) from a host address. */
+  write_addr(fd: number, addr: number, len: number): number | bigint;
+  /** The address of the calling thread's errno. */
+  __errno_location(): Deno.PointerValue;
+}
+
+/** Raised when libc cannot be loaded (for example without `--allow-ffi`). */
+export class LibcLoadError extends Error {
+  override name = "LibcLoadError";
+}
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+let symbols: Libc | undefined;
+let errnoView: Int32Array | undefined;
+
+/**
+ * Loads libc once per thread (each Worker has its own copy of this module).
+ * @throws {Deno.errors.NotCapable} when `--allow-ffi` is missing (passed through).
+ * @throws {LibcLoadError} when the library cannot be opened.
+ */
+export function libc(): Libc {
+  if (symbols === undefined) {
+    try {
+      lib = Deno.dlopen(LIBC_PATH, SYMBOLS);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      throw new LibcLoadError(`Cannot load libc from ${LIBC_PATH}`, { cause: error });
+    }
+    symbols = lib.symbols as unknown as Libc;
+  }
+  return symbols;
+}
+
+/** errno of the calling thread; read it right after the call that failed. */
+export function errno(): number {
+  if (errnoView === undefined) {
+    const ptr = libc().__errno_location();
+    if (ptr === null) return 0;
+    // UNSAFE: errno is a thread-local int that lives as long as the thread.
+    errnoView = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(ptr, 4));
+  }
+  return errnoView[0] ?? 0;
+}
+
+/** A NUL-terminated copy of `s` for passing to C. */
+export function cString(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = new TextEncoder().encode(s);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
+
+/** open(2) flags used by dhyve. */
+export const O_RDWR = 2;
+/** O_CLOEXEC. */
+export const O_CLOEXEC = 0o2000000;
+/** mmap(2) protection bits. */
+export const PROT_READ = 1;
+/** PROT_WRITE. */
+export const PROT_WRITE = 2;
+/** mmap(2) flags. */
+export const MAP_SHARED = 0x01;
+/** MAP_PRIVATE. */
+export const MAP_PRIVATE = 0x02;
+/** MAP_ANONYMOUS. */
+export const MAP_ANONYMOUS = 0x20;
+/** MAP_NORESERVE. */
+export const MAP_NORESERVE = 0x4000;
+/** madvise(2) advice values. */
+export const MADV_MERGEABLE = 12;
+/** MADV_HUGEPAGE. */
+export const MADV_HUGEPAGE = 14;
+/** mmap's error return, `(void *)-1`, as it arrives through a `usize` result. */
+export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;

@@ -1,0 +1,130 @@
+/**
+ * The parameters of one VM run, their defaults and their validation. Shared
+ * by the CLI (`main.ts`) and the library (`mod.ts`). Pure: no I/O.
+ * @module
+ */
+
+import type { OutputSink } from "./io/guest_output.ts";
+
+/** A problem with what the user asked for; the message says what and how to fix it. */
+export class UsageError extends TypeError {
+  override name = "UsageError";
+}
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const GIB = 1024 * MIB;
+
+/** Default guest RAM: 64 MiB, as uhyve. */
+export const DEFAULT_MEMORY_SIZE = 64 * MIB;
+/** Smallest guest RAM uhyve accepts. */
+export const MIN_MEMORY_SIZE = 16 * MIB;
+/** Guest RAM must be a multiple of this (2 MiB pages). */
+export const MEMORY_ALIGN = 2 * MIB;
+/** Largest guest RAM dhyve maps (a v2 kernel's range tops out at 64 GiB). */
+export const MAX_MEMORY_SIZE = 60 * GIB;
+
+/** Everything that shapes one run. All fields but the kernel have defaults. */
+export interface VmParams {
+  /** Guest RAM in bytes (default 64 MiB; ≥ 16 MiB, a multiple of 2 MiB). */
+  memorySize?: number;
+  /** Number of vCPUs (default 1). */
+  cpuCount?: number;
+  /** Randomise where a relocatable kernel is placed (default true). */
+  aslr?: boolean;
+  /** Kernel arguments; a `"--"` separates kernel from application arguments. */
+  args?: readonly string[];
+  /** Guest environment as `[KEY, VALUE]` pairs (default: none). */
+  env?: readonly (readonly [string, string])[];
+  /** Where guest serial output and guest fd 1 go (default: the process's stdout). */
+  stdout?: OutputSink;
+  /** Where guest fd 2 goes (default: the process's stderr). */
+  stderr?: OutputSink;
+  /** madvise(MADV_HUGEPAGE) on guest RAM. */
+  thp?: boolean;
+  /** madvise(MADV_MERGEABLE) on guest RAM. */
+  ksm?: boolean;
+  /** Create an in-kernel PIT. */
+  pit?: boolean;
+  /** Source of randomness in [0, 1) for ASLR (tests pin it). */
+  random?: () => number;
+}
+
+/**
+ * Parses a memory size as uhyve does: a number with an optional unit. Binary
+ * units (KiB, MiB, GiB, TiB; also K/M/G and KB/MB/GB taken as binary, since
+ * nobody means 64 000 000 bytes of RAM) and plain bytes.
+ * @throws {UsageError} for anything else.
+ */
+export function parseMemorySize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*$/i.exec(text);
+  if (m === null || (m[2] === "" && m[3] !== "" && m[3]!.toUpperCase() !== "B")) {
+    throw new UsageError(
+      `Invalid memory size "${text}": use a number with a unit, e.g. 64MiB, 512MiB or 2GiB`,
+    );
+  }
+  const unit = { "": 1, K: KIB, M: MIB, G: GIB, T: 1024 * GIB }[m[2]!.toUpperCase()] ?? 1;
+  const bytes = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(bytes)) {
+    throw new UsageError(`Invalid memory size "${text}": not a whole number of bytes`);
+  }
+  return bytes;
+}
+
+/** Formats a byte count the way the messages show it (e.g. "64 MiB"). */
+export function formatSize(bytes: number): string {
+  if (bytes % GIB === 0) return `${bytes / GIB} GiB`;
+  if (bytes % MIB === 0) return `${bytes / MIB} MiB`;
+  return `${bytes} bytes`;
+}
+
+/**
+ * Checks a guest memory size.
+ * @throws {UsageError} naming the rule that was broken.
+ */
+export function validateMemorySize(bytes: number): number {
+  if (!Number.isSafeInteger(bytes) || bytes < MIN_MEMORY_SIZE) {
+    throw new UsageError(
+      `Guest memory of ${formatSize(bytes)} is too small: use at least ${
+        formatSize(MIN_MEMORY_SIZE)
+      } (-m 16MiB)`,
+    );
+  }
+  if (bytes % MEMORY_ALIGN !== 0) {
+    const up = Math.ceil(bytes / MEMORY_ALIGN) * MEMORY_ALIGN;
+    throw new UsageError(
+      `Guest memory of ${bytes} bytes is not a multiple of 2 MiB: use ${formatSize(up)}`,
+    );
+  }
+  if (bytes > MAX_MEMORY_SIZE) {
+    throw new UsageError(
+      `Guest memory of ${formatSize(bytes)} is too large: at most ${formatSize(MAX_MEMORY_SIZE)}`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * Parses one `-e KEY=VALUE` entry.
+ * @throws {UsageError} when there is no `=` or the key is empty.
+ */
+export function parseEnvEntry(text: string): [string, string] {
+  const eq = text.indexOf("=");
+  if (eq <= 0) {
+    throw new UsageError(
+      `Invalid environment entry "${text}": write KEY=VALUE, or "host" to pass the host environment`,
+    );
+  }
+  return [text.slice(0, eq), text.slice(eq + 1)];
+}
+
+/**
+ * Checks a vCPU count.
+ * @throws {UsageError} for 0, negative or absurd counts.
+ */
+export function validateCpuCount(count: number): number {
+  if (!Number.isSafeInteger(count) || count < 1 || count > 256) {
+    throw new UsageError(`Invalid vCPU count ${count}: use a whole number from 1 to 256`);
+  }
+  return count;
+}

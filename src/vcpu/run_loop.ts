@@ -1,0 +1,218 @@
+/**
+ * The vCPU run loop: KVM_RUN → decode the exit from `kvm_run` → dispatch →
+ * resume or stop. Reads `kvm_run` through one DataView, indexes the
+ * hypercall table by port, bumps typed-array counters: nothing is allocated
+ * per exit. EINTR and EAGAIN are outcomes, not errors.
+ * @module
+ */
+
+import {
+  EMULATION_FLAG_INSTRUCTION_BYTES,
+  EXIT,
+  INTERNAL_ERROR,
+  IO_OUT,
+  RUN,
+  SREGS,
+} from "../abi/kvm.ts";
+import { ERRNO } from "../errno.ts";
+import { EXIT_CODE } from "../exit_codes.ts";
+import { type HypercallContext, RESUME, VmStop } from "../hypercall/context.ts";
+import { hex } from "../hypercall/protocol.ts";
+import { type HypercallTable, MAX_HYPERCALL_PORT } from "../hypercall/table.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import { translate } from "../memory/paging.ts";
+import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
+import { describeInstruction, emulateXcrAccess } from "./emulate.ts";
+import { registerDump } from "./dump.ts";
+import type { VcpuStats } from "./stats.ts";
+
+const PCI_CONFIG_ADDRESS = 0xcf8;
+/** First port of the hypercall region; unknown ports in it are protocol errors. */
+const HYPERCALL_REGION_START = 0x400;
+
+/** Guest-physical ranges Hermit scans for an MP table; reads return zeroes. */
+function isMpTableScan(addr: number): boolean {
+  return (addr >= 0x9f000 && addr < 0xa0000) || (addr >= 0xf0000 && addr < 0x100000);
+}
+
+/** What the run loop needs; built once per vCPU. */
+export interface RunLoopOptions {
+  /** The vCPU to run. */
+  readonly vcpu: VcpuFd;
+  /** Guest RAM. */
+  readonly mem: GuestMemory;
+  /** Hypercall dispatch table. */
+  readonly table: HypercallTable;
+  /** Handler context for this vCPU. */
+  readonly ctx: HypercallContext;
+  /** Counters for this vCPU. */
+  readonly stats: VcpuStats;
+  /** Shared control word: index 0 becomes non-zero when the VM must stop. */
+  readonly control: Int32Array;
+}
+
+/** The result of a vCPU that was asked to stop by another (no code of its own). */
+export const KICKED = new VmStop("error", 0, "kicked");
+
+/** Runs the vCPU until it stops the VM, or until `control[0]` asks it to stop. */
+export function runVcpu(options: RunLoopOptions): VmStop {
+  const { vcpu, mem, table, ctx, stats, control } = options;
+  const run = vcpu.runView;
+  const entries = table.entries;
+  const exits = stats.exits;
+  const hypercalls = stats.hypercalls;
+  const regs = new Regs();
+  const sregs = new Sregs();
+  const syncRegs = vcpu.syncRegs;
+  let pciAddress = 0;
+
+  const readRdi = (): number => {
+    if (syncRegs) {
+      return run.getUint32(RUN.syncRegs + 40, true) +
+        run.getUint32(RUN.syncRegs + 44, true) * 0x1_0000_0000;
+    }
+    vcpu.getRegs(regs);
+    return regs.get("rdi");
+  };
+
+  const fail = (code: number, message: string): VmStop =>
+    new VmStop("error", code, message, registerDump(vcpu, mem));
+
+  stats.startedAt = performance.now();
+  try {
+    for (;;) {
+      if (Atomics.load(control, 0) !== 0) return KICKED;
+      const err = vcpu.run();
+      if (err !== 0) {
+        if (err === ERRNO.EINTR || err === ERRNO.EAGAIN) continue;
+        throw new KvmError("run the vCPU", err);
+      }
+      const reason = run.getUint32(RUN.exitReason, true);
+      exits[reason < exits.length ? reason : 0]!++;
+
+      if (reason === EXIT.IO) {
+        const port = run.getUint16(RUN.ioPort, true);
+        const size = run.getUint8(RUN.ioSize);
+        const dataOffset = run.getUint32(RUN.ioDataOffset, true);
+        if (run.getUint8(RUN.ioDirection) === IO_OUT) {
+          const entry = port < MAX_HYPERCALL_PORT ? entries[port] : undefined;
+          if (entry !== undefined) {
+            hypercalls[port]!++;
+            const arg = entry.version === 2
+              ? readRdi()
+              : size === 4
+              ? run.getUint32(dataOffset, true)
+              : size === 2
+              ? run.getUint16(dataOffset, true)
+              : run.getUint8(dataOffset);
+            const result = entry.handle(ctx, arg);
+            if (result !== RESUME) return result;
+          } else if (port === PCI_CONFIG_ADDRESS && size === 4) {
+            stats.portWrites++;
+            pciAddress = run.getUint32(dataOffset, true);
+          } else if (port >= HYPERCALL_REGION_START && port < MAX_HYPERCALL_PORT) {
+            return fail(
+              EXIT_CODE.GUEST_PROTOCOL,
+              `The guest wrote to I/O port ${hex(port)}, which is not a hypercall dhyve knows`,
+            );
+          } else {
+            stats.portWrites++; // legacy device or PCI data write: nothing is there
+          }
+        } else {
+          stats.portReads++;
+          const n = size * run.getUint32(RUN.ioCount, true);
+          if (port === PCI_CONFIG_ADDRESS && size === 4) {
+            run.setUint32(dataOffset, pciAddress, true);
+          } else {
+            // No device answers (PCI data port included): all ones, as on real hardware.
+            for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, 0xff);
+          }
+        }
+        continue;
+      }
+
+      switch (reason) {
+        case EXIT.MMIO: {
+          const addr = run.getUint32(RUN.mmioPhysAddr, true) +
+            run.getUint32(RUN.mmioPhysAddr + 4, true) * 0x1_0000_0000;
+          const len = run.getUint32(RUN.mmioLen, true);
+          const isWrite = run.getUint8(RUN.mmioIsWrite) !== 0;
+          if (isWrite) stats.mmioWrites++;
+          else stats.mmioReads++;
+          if (isMpTableScan(addr)) {
+            if (!isWrite) { for (let i = 0; i < 8; i++) run.setUint8(RUN.mmioData + i, 0); }
+            continue;
+          }
+          return fail(
+            EXIT_CODE.GUEST_BAD_MEMORY_ACCESS,
+            `The guest ${isWrite ? "wrote" : "read"} ${len} bytes at guest-physical ${
+              hex(addr)
+            }, ` +
+              "which is neither RAM nor a device",
+          );
+        }
+        case EXIT.HLT:
+          continue; // with the in-kernel LAPIC this is rare; the guest waits for an interrupt
+        case EXIT.SHUTDOWN: {
+          vcpu.getRegs(regs);
+          return fail(
+            EXIT_CODE.GUEST_TRIPLE_FAULT,
+            `The guest triple-faulted at RIP ${hex(regs.get("rip"))}: ` +
+              "it raised an exception it could not handle, and the CPU reset",
+          );
+        }
+        case EXIT.FAIL_ENTRY: {
+          const why = run.getBigUint64(RUN.failEntryReason, true);
+          return fail(
+            EXIT_CODE.GUEST_VCPU_ERROR,
+            `KVM could not enter the guest (hardware entry failure reason 0x${why.toString(16)})`,
+          );
+        }
+        case EXIT.INTERNAL_ERROR: {
+          const suberror = run.getUint32(RUN.internalSuberror, true);
+          if (suberror === INTERNAL_ERROR.EMULATION) {
+            const bytes = instructionBytes();
+            if (bytes !== null && emulateXcrAccess(vcpu, regs, bytes)) {
+              stats.emulated++;
+              continue;
+            }
+            vcpu.getRegs(regs);
+            return fail(
+              EXIT_CODE.GUEST_UNSUPPORTED_INSTRUCTION,
+              describeInstruction(regs.get("rip"), bytes),
+            );
+          }
+          vcpu.getRegs(regs);
+          return fail(
+            EXIT_CODE.GUEST_VCPU_ERROR,
+            `KVM reported an internal error (suberror ${suberror}) at RIP ${hex(regs.get("rip"))}`,
+          );
+        }
+        default:
+          return fail(
+            EXIT_CODE.GUEST_VCPU_ERROR,
+            `KVM stopped the guest with exit reason ${reason}, which dhyve does not handle`,
+          );
+      }
+    }
+  } finally {
+    stats.stoppedAt = performance.now();
+    ctx.stdout.flush();
+    ctx.stderr.flush();
+  }
+
+  /** The bytes at RIP: from KVM's emulation-failure record, else from guest memory. */
+  function instructionBytes(): Uint8Array | null {
+    const flags = run.getUint32(RUN.emulationFlags, true);
+    const size = run.getUint8(RUN.emulationInsnSize);
+    if ((flags & EMULATION_FLAG_INSTRUCTION_BYTES) !== 0 && size > 0 && size <= 15) {
+      return new Uint8Array(run.buffer, run.byteOffset + RUN.emulationInsnBytes, size).slice();
+    }
+    vcpu.getRegs(regs);
+    vcpu.getSregs(sregs);
+    const gpa = translate(mem, sregs.getU64(SREGS.cr3), regs.get("rip"));
+    if (gpa < 0) return null;
+    const n = Math.min(15, mem.end - gpa);
+    return n > 0 ? mem.bytes(gpa, n).slice() : null;
+  }
+}

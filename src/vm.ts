@@ -1,0 +1,414 @@
+/**
+ * One VM run, assembled from its parts: read and check the kernel, choose
+ * the layout, open KVM, map guest RAM, load the kernel, build the boot state
+ * (GDT, page tables, boot info, FDT, CPUID, MSRs, registers), run the vCPU,
+ * and tear everything down on every path. Only this module and `vcpu/`
+ * import `kvm.ts`.
+ * @module
+ */
+
+import { CAP, KVM_API_VERSION, SREGS, X2APIC_API } from "./abi/kvm.ts";
+import { writeBootInfo } from "./boot/boot_info.ts";
+import { adjustCpuid } from "./boot/cpuid.ts";
+import { buildHermitFdt, FdtSizeError } from "./boot/fdt.ts";
+import { writeGdt } from "./boot/gdt.ts";
+import { BOOT_INFO_OFFSET, BOOT_STACK_SIZE, FDT_OFFSET } from "./boot/layout.ts";
+import { BOOT_MSRS, initialRegisters, initialSpecialRegisters } from "./boot/registers.ts";
+import { EXIT_CODE } from "./exit_codes.ts";
+import { checkCommandLine } from "./hypercall/args.ts";
+import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
+import type { GuestCommandLine, HypercallContext, VmStop } from "./hypercall/context.ts";
+import { buildHypercallTable } from "./hypercall/table.ts";
+import { GuestOutput } from "./io/guest_output.ts";
+import {
+  type HostMapping,
+  Kvm,
+  KvmError,
+  mapGuestMemory,
+  Regs,
+  REQUIRED_CAPS,
+  Sregs,
+  type VcpuFd,
+  type VmFd,
+} from "./kvm.ts";
+import { detectFormat, type KernelImage, parseKernel } from "./loader/elf.ts";
+import { ImageFormatError, LayoutError } from "./loader/errors.ts";
+import { chooseLayout, type Layout } from "./loader/layout.ts";
+import { loadKernel } from "./loader/load.ts";
+import { logger } from "./log.ts";
+import { GuestMemory } from "./memory/guest_memory.ts";
+import { buildIdentityMap, translateRange } from "./memory/paging.ts";
+import {
+  DEFAULT_MEMORY_SIZE,
+  UsageError,
+  validateCpuCount,
+  validateMemorySize,
+  type VmParams,
+} from "./params.ts";
+import { runVcpu } from "./vcpu/run_loop.ts";
+import { VcpuStats } from "./vcpu/stats.ts";
+
+const log = logger("vm");
+
+/** A failure that ends the run before or outside the guest, with dhyve's exit code. */
+export class VmError extends Error {
+  /** The process exit code for this failure (see `exit_codes.ts`). */
+  readonly exitCode: number;
+  /** Builds the error; `message` is the one line shown to the user. */
+  constructor(message: string, exitCode: number, options?: ErrorOptions) {
+    super(message, options);
+    this.exitCode = exitCode;
+  }
+  override name = "VmError";
+}
+
+/** What a finished run reports. */
+export interface VmResult {
+  /**
+   * The process exit status: the guest's exit code (low 8 bits) when it
+   * exited, else dhyve's code for how it stopped.
+   */
+  exitCode: number;
+  /** The guest's own exit code (unmasked), or null if it did not exit. */
+  guestExitCode: number | null;
+  /** For a guest that stopped the VM by a fault: one line saying what happened. */
+  error: string | null;
+  /** Register dump and other detail for the error (for -v). */
+  errorDetail: string | null;
+  /** Per-vCPU counters. */
+  stats: VcpuStats[];
+  /** Where the kernel went. */
+  layout: Layout;
+  /** The parsed kernel. */
+  kernel: KernelImage;
+  /** Milliseconds from the start of runVm to the guest's first instruction. */
+  bootMs: number;
+  /** Milliseconds the guest ran. */
+  runMs: number;
+}
+
+/** Reads the kernel file, with clear errors for the usual problems. */
+async function readKernel(path: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new VmError(`Kernel file "${path}" does not exist`, EXIT_CODE.NO_INPUT);
+    }
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new VmError(
+        `Deno may not read the kernel "${path}": add --allow-read=${path} to the deno command`,
+        EXIT_CODE.PERMISSION,
+      );
+    }
+    if (error instanceof Deno.errors.IsADirectory) {
+      throw new VmError(
+        `Kernel path "${path}" is a directory, not a kernel file`,
+        EXIT_CODE.NO_INPUT,
+      );
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new VmError(`Cannot read the kernel "${path}": permission denied`, EXIT_CODE.NO_INPUT);
+    }
+    throw new VmError(
+      `Cannot read the kernel "${path}": ${error instanceof Error ? error.message : error}`,
+      EXIT_CODE.NO_INPUT,
+    );
+  }
+}
+
+/** Parses and places the kernel; errors become VmErrors with exit codes. */
+function prepareKernel(
+  path: string,
+  bytes: Uint8Array,
+  params: { memorySize: number; aslr: boolean; random?: () => number },
+): { image: KernelImage; layout: Layout } {
+  try {
+    if (detectFormat(bytes) === "hermit-image") {
+      throw new VmError(
+        `"${path}" is a Hermit image (gzip'd tar); this version of dhyve runs ELF kernels only`,
+        EXIT_CODE.BAD_KERNEL,
+      );
+    }
+    const image = parseKernel(bytes);
+    for (const w of image.warnings) log.warn(w);
+    const layout = chooseLayout(image, {
+      memorySize: params.memorySize,
+      aslr: params.aslr,
+      ...(params.random ? { random: params.random } : {}),
+    });
+    if (layout.aslrIgnored) {
+      log.warn("ASLR is on but the kernel is not relocatable: it is loaded at its link address");
+    }
+    return { image, layout };
+  } catch (error) {
+    if (error instanceof ImageFormatError) {
+      throw new VmError(
+        `"${path}" is not a usable Hermit kernel: ${error.message}`,
+        EXIT_CODE.BAD_KERNEL,
+        {
+          cause: error,
+        },
+      );
+    }
+    if (error instanceof LayoutError) {
+      throw new VmError(error.message, EXIT_CODE.USAGE, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** The guest command line: argv[0] is the kernel path, then the user's arguments. */
+function commandLine(
+  kernelPath: string,
+  args: readonly string[],
+  env: readonly (readonly [string, string])[],
+): GuestCommandLine {
+  const enc = new TextEncoder();
+  return {
+    argv: [kernelPath, ...args].map((a) => enc.encode(a)),
+    env: env.map(([k, v]) => enc.encode(`${k}=${v}`)),
+  };
+}
+
+/** The resources one run holds, released in reverse order. */
+class VmResources {
+  kvm: Kvm | null = null;
+  vm: VmFd | null = null;
+  memory: HostMapping | null = null;
+  vcpus: VcpuFd[] = [];
+
+  release(): void {
+    for (const v of this.vcpus) v.close();
+    this.vcpus = [];
+    this.vm?.close();
+    this.vm = null;
+    this.memory?.unmap();
+    this.memory = null;
+    this.kvm?.close();
+    this.kvm = null;
+  }
+}
+
+function setUpVcpu(
+  vcpu: VcpuFd,
+  options: {
+    entry: number;
+    guestAddress: number;
+    stack: number;
+    gdt: { base: number; limit: number };
+    cpuid: ReturnType<typeof adjustCpuid>;
+  },
+): void {
+  const sregs = new Sregs();
+  vcpu.getSregs(sregs);
+  const s = initialSpecialRegisters({ guestAddress: options.guestAddress, gdt: options.gdt });
+  sregs.setU64(SREGS.cr0, s.cr0);
+  sregs.setU64(SREGS.cr3, s.cr3);
+  sregs.setU64(SREGS.cr4, s.cr4);
+  sregs.setU64(SREGS.efer, s.efer);
+  sregs.setSegment(SREGS.cs, s.cs);
+  sregs.setSegment(SREGS.ds, s.ds);
+  sregs.setSegment(SREGS.es, s.es);
+  sregs.setSegment(SREGS.ss, s.ss);
+  sregs.setDtable(SREGS.gdt, s.gdt);
+  vcpu.setSregs(sregs);
+
+  const r = initialRegisters({
+    entry: options.entry,
+    bootInfo: options.guestAddress + BOOT_INFO_OFFSET,
+    cpuId: vcpu.id,
+    stack: options.stack,
+  });
+  const regs = new Regs();
+  regs.set("rip", r.rip);
+  regs.set("rsp", r.rsp);
+  regs.set("rdi", r.rdi);
+  regs.set("rsi", r.rsi);
+  regs.set("rflags", r.rflags);
+  vcpu.setRegs(regs);
+
+  vcpu.setCpuid(options.cpuid);
+  vcpu.setRunnable();
+  vcpu.setMsrs(BOOT_MSRS);
+}
+
+function openKvm(): Kvm {
+  const kvm = Kvm.open();
+  const version = kvm.apiVersion();
+  if (version !== KVM_API_VERSION) {
+    kvm.close();
+    throw new VmError(
+      `/dev/kvm speaks KVM API version ${version}, dhyve needs ${KVM_API_VERSION}`,
+      EXIT_CODE.KVM_UNAVAILABLE,
+    );
+  }
+  for (const { cap, name } of REQUIRED_CAPS) {
+    if (kvm.checkExtension(cap) === 0) {
+      kvm.close();
+      throw new VmError(
+        `This host's KVM lacks ${name}, which dhyve needs`,
+        EXIT_CODE.KVM_UNAVAILABLE,
+      );
+    }
+  }
+  return kvm;
+}
+
+/**
+ * Boots `kernelPath` and runs it to the end.
+ * @throws {VmError} for problems before or outside the guest (bad kernel,
+ *   no KVM, a failed host call), each with its exit code.
+ * @throws {UsageError} for invalid parameters.
+ */
+export async function runVm(kernelPath: string, params: VmParams = {}): Promise<VmResult> {
+  const t0 = performance.now();
+  const memorySize = validateMemorySize(params.memorySize ?? DEFAULT_MEMORY_SIZE);
+  const cpuCount = validateCpuCount(params.cpuCount ?? 1);
+  if (cpuCount !== 1) {
+    throw new UsageError(`Running ${cpuCount} vCPUs is not supported yet: use -c 1`);
+  }
+  const args = params.args ?? [];
+  const env = params.env ?? [];
+  const cmdline = commandLine(kernelPath, args, env);
+  const tooLong = checkCommandLine(cmdline);
+  if (tooLong !== null) throw new UsageError(tooLong);
+
+  const bytes = await readKernel(kernelPath);
+  const { image, layout } = prepareKernel(kernelPath, bytes, {
+    memorySize,
+    aslr: params.aslr ?? true,
+    ...(params.random ? { random: params.random } : {}),
+  });
+  const { guestAddress, kernelAddress, kernelEnd } = layout;
+  log.debug(
+    `Kernel: ${image.kind}, interface v${image.interfaceVersion}, guest RAM at 0x${
+      guestAddress.toString(16)
+    }, kernel at 0x${kernelAddress.toString(16)}..0x${kernelEnd.toString(16)}`,
+  );
+
+  const res = new VmResources();
+  const stdout = new GuestOutput(params.stdout ?? Deno.stdout);
+  const stderr = new GuestOutput(params.stderr ?? Deno.stderr);
+  try {
+    res.kvm = openKvm();
+    const kvm = res.kvm;
+    res.vm = kvm.createVm();
+    const vm = res.vm;
+    res.memory = mapGuestMemory(memorySize, {
+      ...(params.thp ? { thp: true } : {}),
+      ...(params.ksm ? { ksm: true } : {}),
+    });
+    vm.setUserMemoryRegion({
+      slot: 0,
+      guestPhysAddr: guestAddress,
+      size: memorySize,
+      hostAddress: res.memory.address,
+    });
+    vm.createIrqchip();
+    if (params.pit) vm.createPit2();
+    const x2apic = vm.enableCap(CAP.X2APIC_API, [
+      X2APIC_API.USE_32BIT_IDS | X2APIC_API.DISABLE_BROADCAST_QUIRK,
+    ]);
+    if (x2apic !== 0) log.warn(`KVM_CAP_X2APIC_API could not be enabled (errno ${x2apic})`);
+
+    const mem = new GuestMemory(res.memory.buffer, guestAddress);
+    const loaded = loadKernel(mem, bytes, image, kernelAddress);
+
+    const cpuid = adjustCpuid(kvm.supportedCpuid());
+    const gdt = writeGdt(mem, guestAddress);
+    const stack = kernelAddress - BOOT_STACK_SIZE;
+    for (let id = 0; id < cpuCount; id++) {
+      const vcpu = vm.createVcpu(id);
+      res.vcpus.push(vcpu);
+      setUpVcpu(vcpu, { entry: loaded.entry, guestAddress, stack, gdt, cpuid });
+    }
+    const boot = res.vcpus[0]!;
+    const tscKhz = boot.tscKhz();
+
+    let fdt: Uint8Array;
+    try {
+      fdt = buildHermitFdt({ guestAddress, memorySize, tscKhz, mounts: [], args, env });
+    } catch (error) {
+      if (error instanceof FdtSizeError) {
+        throw new UsageError(
+          "The kernel arguments and environment are too long to fit in the device tree (16 KiB)",
+        );
+      }
+      throw error;
+    }
+    mem.write(guestAddress + FDT_OFFSET, fdt);
+    writeBootInfo(mem, guestAddress + BOOT_INFO_OFFSET, {
+      physAddrStart: guestAddress,
+      physAddrEnd: guestAddress + memorySize,
+      serialPortBase: SERIAL_PORT_BASE[image.interfaceVersion],
+      deviceTree: guestAddress + FDT_OFFSET,
+      kernelImageStart: kernelAddress,
+      kernelImageEnd: kernelEnd,
+      tls: loaded.tls,
+      numCpus: cpuCount,
+      cpuFreqKhz: tscKhz ?? 0,
+      bootTimeNs: BigInt(Date.now()) * 1_000_000n,
+    });
+    buildIdentityMap(mem, { guestAddress, kernelEnd, legacy: image.legacyMapping });
+
+    const syncRegs = kvm.checkExtension(CAP.SYNC_REGS) !== 0;
+    boot.enableSyncRegs(syncRegs);
+    const sregs = new Sregs();
+    const ctx: HypercallContext = {
+      mem,
+      stdout,
+      stderr,
+      cmdline,
+      translateRange(vaddr, len, visit): boolean {
+        boot.getSregs(sregs);
+        return translateRange(mem, sregs.getU64(SREGS.cr3), vaddr, len, visit);
+      },
+    };
+    const stats = new VcpuStats(0);
+    const control = new Int32Array(new SharedArrayBuffer(4));
+    const bootMs = performance.now() - t0;
+    const stop: VmStop = runVcpu({
+      vcpu: boot,
+      mem,
+      table: buildHypercallTable(),
+      ctx,
+      stats,
+      control,
+    });
+    const runMs = stats.stoppedAt - stats.startedAt;
+    const exited = stop.kind === "exit";
+    return {
+      exitCode: exited ? stop.code & 0xff : stop.code,
+      guestExitCode: exited ? stop.code : null,
+      error: exited ? null : stop.message,
+      errorDetail: exited ? null : stop.detail,
+      stats: [stats],
+      layout,
+      kernel: image,
+      bootMs,
+      runMs,
+    };
+  } catch (error) {
+    if (error instanceof KvmError) {
+      throw new VmError(error.message, EXIT_CODE.HOST_ERROR, { cause: error });
+    }
+    if (error instanceof ImageFormatError) {
+      throw new VmError(
+        `"${kernelPath}" is not a usable Hermit kernel: ${error.message}`,
+        EXIT_CODE.BAD_KERNEL,
+        {
+          cause: error,
+        },
+      );
+    }
+    if (error instanceof LayoutError) {
+      throw new VmError(error.message, EXIT_CODE.USAGE, { cause: error });
+    }
+    throw error;
+  } finally {
+    stdout.flush();
+    stderr.flush();
+    res.release();
+  }
+}
