@@ -21,7 +21,9 @@ import {
   KVM_REGS_SIZE,
   KVM_SREGS_SIZE,
   KVM_USERSPACE_MEMORY_REGION_SIZE,
+  KVM_VCPU_EVENTS_SIZE,
   KVM_XCRS_SIZE,
+  KVM_XSAVE_SIZE,
   MP_STATE_RUNNABLE,
   type RegName,
   REGS,
@@ -567,6 +569,33 @@ export class VcpuFd {
       if (view.getUint32(o, true) === 0) return view.getBigUint64(o + 8, true);
     }
     return null;
+  }
+
+  /** KVM_GET_XSAVE into `buf` (4096 bytes, standard XSAVE format). */
+  getXsave(buf: Uint8Array<ArrayBuffer>): void {
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.GET_XSAVE, buf), "read the vCPU FPU/SSE state");
+  }
+
+  /** KVM_SET_XSAVE from `buf`; returns 0 or the errno. */
+  setXsave(buf: Uint8Array<ArrayBuffer>): number {
+    return libc().ioctl_buf(this.fd, KVM_IOCTL.SET_XSAVE, buf) < 0 ? errno() : 0;
+  }
+
+  /**
+   * Injects exception `vector` (with an error code when given) into the
+   * guest, delivered when it next runs. Returns 0 or the errno.
+   */
+  injectException(vector: number, errorCode?: number): number {
+    const buf = new Uint8Array(KVM_VCPU_EVENTS_SIZE);
+    if (libc().ioctl_buf(this.fd, KVM_IOCTL.GET_VCPU_EVENTS, buf) < 0) return errno();
+    const view = new DataView(buf.buffer);
+    view.setUint8(0, 1); // exception.injected
+    view.setUint8(1, vector);
+    view.setUint8(2, errorCode === undefined ? 0 : 1);
+    view.setUint8(3, 0); // pending
+    view.setUint32(4, errorCode ?? 0, true);
+    view.setUint32(20, 0, true); // flags: leave the other event fields alone
+    return libc().ioctl_buf(this.fd, KVM_IOCTL.SET_VCPU_EVENTS, buf) < 0 ? errno() : 0;
   }
 
   /** Sets XCR0 with KVM_SET_XCRS; returns 0 or the errno. */

@@ -14,6 +14,7 @@ import { buildHermitFdt, FdtSizeError } from "./boot/fdt.ts";
 import { writeGdt } from "./boot/gdt.ts";
 import { BOOT_INFO_OFFSET, BOOT_STACK_SIZE, FDT_OFFSET } from "./boot/layout.ts";
 import { BOOT_MSRS, initialRegisters, initialSpecialRegisters } from "./boot/registers.ts";
+import { xsaveLayoutFromCpuid } from "./emulate/xsave.ts";
 import { EXIT_CODE } from "./exit_codes.ts";
 import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
@@ -375,6 +376,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       ctx,
       stats,
       control,
+      xsaveLayout: xsaveLayoutFromCpuid(cpuid),
     });
     const runMs = stats.stoppedAt - stats.startedAt;
     const exited = stop.kind === "exit";

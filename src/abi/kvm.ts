@@ -24,6 +24,8 @@ export const KVM_MP_STATE_SIZE = 4;
 export const KVM_VCPU_EVENTS_SIZE = 64;
 /** `sizeof(struct kvm_xcrs)`: nr_xcrs, flags, 16 × {xcr, pad, value}, 16 × u64 padding. */
 export const KVM_XCRS_SIZE = 392;
+/** `sizeof(struct kvm_xsave)`: a 4 KiB XSAVE image in standard format. */
+export const KVM_XSAVE_SIZE = 4096;
 /** Header of `struct kvm_cpuid2` (nent, padding). */
 export const KVM_CPUID2_HEADER_SIZE = 8;
 /** `sizeof(struct kvm_cpuid_entry2)`. */

@@ -6,8 +6,13 @@
  * @module
  */
 
-import type { Regs, VcpuFd } from "../kvm.ts";
+import { SREGS } from "../abi/kvm.ts";
+import { decodeModrm, DecodeError, type GprName } from "../emulate/decode.ts";
+import { fxrstor, fxsave, xrstor, xsave, xsaveAreaSize, type XsaveLayout } from "../emulate/xsave.ts";
 import { hex } from "../hypercall/protocol.ts";
+import type { Regs, Sregs, VcpuFd } from "../kvm.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import { translateRange } from "../memory/paging.ts";
 
 const XGETBV = [0x0f, 0x01, 0xd0] as const;
 const XSETBV = [0x0f, 0x01, 0xd1] as const;
@@ -65,4 +70,106 @@ export function describeInstruction(rip: number, bytes: Uint8Array | null): stri
   return `The guest ran ${what} at RIP ${hex(rip)} ${shown} that this host's KVM cannot ` +
     "execute: its instruction emulator failed (nested KVM such as kvm_pvm cannot emulate SSE); " +
     "on a host with hardware KVM the guest would run on";
+}
+
+const CR0_TS = 8;
+const VECTOR_NM = 7;
+const VECTOR_GP = 13;
+const FS_BASE_OFFSET = SREGS.fs;
+const GS_BASE_OFFSET = SREGS.gs;
+
+/** Scratch buffers for the FPU-state instructions, made once per vCPU. */
+export class FpuScratch {
+  /** The vCPU's XSAVE image. */
+  readonly state: Uint8Array<ArrayBuffer> = new Uint8Array(4096);
+  /** A copy of the guest's save area. */
+  readonly area: Uint8Array<ArrayBuffer> = new Uint8Array(4096);
+}
+
+/** What {@linkcode emulateFpuStateAccess} did. */
+export type FpuEmulation = "done" | "injected" | "not-handled";
+
+/**
+ * Runs FXSAVE/FXRSTOR/XSAVE/XSAVEOPT/XRSTOR (0F AE /0 /1 /4 /5 /6 with a
+ * memory operand) against the vCPU state, as the CPU would: #NM when CR0.TS
+ * is set, #GP for a misaligned area or a bad XRSTOR header. Returns
+ * "not-handled" for other instructions or when the area is not mapped.
+ */
+export function emulateFpuStateAccess(
+  env: {
+    vcpu: VcpuFd;
+    regs: Regs;
+    sregs: Sregs;
+    mem: GuestMemory;
+    layout: XsaveLayout;
+    scratch: FpuScratch;
+  },
+  bytes: Uint8Array,
+): FpuEmulation {
+  const { vcpu, regs, sregs, mem, layout, scratch } = env;
+  vcpu.getRegs(regs);
+  let insn;
+  try {
+    insn = decodeModrm(bytes, regs.getBig("rip"), (r: GprName) => regs.getBig(r));
+  } catch (error) {
+    if (error instanceof DecodeError) return "not-handled";
+    throw error;
+  }
+  const op = insn.reg & 7;
+  if (insn.map !== 2 || insn.opcode !== 0xae || insn.mod === 3 || ![0, 1, 4, 5, 6].includes(op)) {
+    return "not-handled";
+  }
+  vcpu.getSregs(sregs);
+  if ((sregs.getU64(SREGS.cr0) & CR0_TS) !== 0) {
+    return vcpu.injectException(VECTOR_NM) === 0 ? "injected" : "not-handled";
+  }
+  let address = insn.address;
+  if (insn.segment === 0x64) address += BigInt(sregs.getU64(FS_BASE_OFFSET));
+  if (insn.segment === 0x65) address += BigInt(sregs.getU64(GS_BASE_OFFSET));
+  address &= (1n << 64n) - 1n;
+  const isFx = op === 0 || op === 1;
+  const align = isFx ? 16n : 64n;
+  if (address % align !== 0n) {
+    return vcpu.injectException(VECTOR_GP, 0) === 0 ? "injected" : "not-handled";
+  }
+  let rfbm = 3n;
+  if (!isFx) {
+    const xcr0 = vcpu.xcr0() ?? 3n;
+    rfbm = ((regs.getBig("rdx") & 0xffff_ffffn) << 32n | (regs.getBig("rax") & 0xffff_ffffn)) & xcr0;
+  }
+  const size = isFx ? 512 : xsaveAreaSize(rfbm, layout);
+  if (size < 0 || size > scratch.area.length || address > BigInt(Number.MAX_SAFE_INTEGER)) {
+    return "not-handled";
+  }
+  const vaddr = Number(address);
+  const cr3 = sregs.getU64(SREGS.cr3);
+  const area = scratch.area.subarray(0, size);
+  let at = 0;
+  if (!translateRange(mem, cr3, vaddr, size, (gpa, n) => {
+    area.set(mem.bytes(gpa, n), at);
+    at += n;
+  })) return "not-handled";
+
+  vcpu.getXsave(scratch.state);
+  const state = scratch.state;
+  let ok = true;
+  const storing = op === 0 || op === 4 || op === 6;
+  if (op === 0) fxsave(state, area);
+  else if (op === 1) fxrstor(state, area);
+  else if (storing) xsave(state, area, rfbm, layout);
+  else ok = xrstor(state, area, rfbm, layout);
+  if (!ok) return vcpu.injectException(VECTOR_GP, 0) === 0 ? "injected" : "not-handled";
+
+  if (storing) {
+    at = 0;
+    translateRange(mem, cr3, vaddr, size, (gpa, n) => {
+      mem.write(gpa, area.subarray(at, at + n));
+      at += n;
+    });
+  } else if (vcpu.setXsave(state) !== 0) {
+    return "not-handled";
+  }
+  regs.set("rip", regs.get("rip") + insn.length);
+  vcpu.setRegs(regs);
+  return "done";
 }

@@ -22,7 +22,8 @@ import { type HypercallTable, MAX_HYPERCALL_PORT } from "../hypercall/table.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translate } from "../memory/paging.ts";
 import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
-import { describeInstruction, emulateXcrAccess } from "./emulate.ts";
+import type { XsaveLayout } from "../emulate/xsave.ts";
+import { describeInstruction, emulateFpuStateAccess, emulateXcrAccess, FpuScratch } from "./emulate.ts";
 import { registerDump } from "./dump.ts";
 import type { VcpuStats } from "./stats.ts";
 
@@ -49,6 +50,8 @@ export interface RunLoopOptions {
   readonly stats: VcpuStats;
   /** Shared control word: index 0 becomes non-zero when the VM must stop. */
   readonly control: Int32Array;
+  /** Where XSAVE components live (CPUID leaf 0xD), for FPU-state emulation. */
+  readonly xsaveLayout: XsaveLayout;
 }
 
 /** The result of a vCPU that was asked to stop by another (no code of its own). */
@@ -65,6 +68,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   const sregs = new Sregs();
   const syncRegs = vcpu.syncRegs;
   let pciAddress = 0;
+  let fpu: Parameters<typeof emulateFpuStateAccess>[0] | undefined;
 
   const readRdi = (): number => {
     if (syncRegs) {
@@ -175,6 +179,13 @@ export function runVcpu(options: RunLoopOptions): VmStop {
             if (bytes !== null && emulateXcrAccess(vcpu, regs, bytes)) {
               stats.emulated++;
               continue;
+            }
+            if (bytes !== null) {
+              fpu ??= { vcpu, regs, sregs, mem, layout: options.xsaveLayout, scratch: new FpuScratch() };
+              if (emulateFpuStateAccess(fpu, bytes) !== "not-handled") {
+                stats.emulated++;
+                continue;
+              }
             }
             vcpu.getRegs(regs);
             return fail(
