@@ -65,6 +65,7 @@ export class KvmError extends Error {
     this.op = op;
     this.errno = errnoValue;
   }
+  /** Error name. */
   override name = "KvmError";
 }
 
@@ -77,6 +78,7 @@ export class KvmUnavailableError extends Error {
     super(kvmUnavailableMessage(path, errnoValue));
     this.errno = errnoValue;
   }
+  /** Error name. */
   override name = "KvmUnavailableError";
 }
 
@@ -573,11 +575,17 @@ export class VcpuFd {
 
   /** KVM_GET_XSAVE into `buf` (4096 bytes, standard XSAVE format). */
   getXsave(buf: Uint8Array<ArrayBuffer>): void {
+    if (buf.length < KVM_XSAVE_SIZE) {
+      throw new RangeError("XSAVE buffer is smaller than 4096 bytes");
+    }
     check(libc().ioctl_buf(this.fd, KVM_IOCTL.GET_XSAVE, buf), "read the vCPU FPU/SSE state");
   }
 
   /** KVM_SET_XSAVE from `buf`; returns 0 or the errno. */
   setXsave(buf: Uint8Array<ArrayBuffer>): number {
+    if (buf.length < KVM_XSAVE_SIZE) {
+      throw new RangeError("XSAVE buffer is smaller than 4096 bytes");
+    }
     return libc().ioctl_buf(this.fd, KVM_IOCTL.SET_XSAVE, buf) < 0 ? errno() : 0;
   }
 

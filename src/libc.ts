@@ -67,6 +67,7 @@ export interface Libc {
 
 /** Raised when libc cannot be loaded (for example without `--allow-ffi`). */
 export class LibcLoadError extends Error {
+  /** Error name. */
   override name = "LibcLoadError";
 }
 

@@ -8,6 +8,7 @@ import type { OutputSink } from "./io/guest_output.ts";
 
 /** A problem with what the user asked for; the message says what and how to fix it. */
 export class UsageError extends TypeError {
+  /** Error name. */
   override name = "UsageError";
 }
 

@@ -18,7 +18,7 @@ import { xsaveLayoutFromCpuid } from "./emulate/xsave.ts";
 import { EXIT_CODE } from "./exit_codes.ts";
 import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
-import type { GuestCommandLine, HypercallContext, VmStop } from "./hypercall/context.ts";
+import { type GuestCommandLine, type HypercallContext, VmStop } from "./hypercall/context.ts";
 import { buildHypercallTable } from "./hypercall/table.ts";
 import { GuestOutput } from "./io/guest_output.ts";
 import {
@@ -46,7 +46,7 @@ import {
   validateMemorySize,
   type VmParams,
 } from "./params.ts";
-import { runVcpu } from "./vcpu/run_loop.ts";
+import { INTERRUPTED, type RunLoopOptions, runVcpu } from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
 
 const log = logger("vm");
@@ -60,6 +60,7 @@ export class VmError extends Error {
     super(message, options);
     this.exitCode = exitCode;
   }
+  /** Error name. */
   override name = "VmError";
 }
 
@@ -139,7 +140,7 @@ function prepareKernel(
       ...(params.random ? { random: params.random } : {}),
     });
     if (layout.aslrIgnored) {
-      log.warn("ASLR is on but the kernel is not relocatable: it is loaded at its link address");
+      log.info("The kernel is not relocatable: it is loaded at its link address (no ASLR)");
     }
     return { image, layout };
   } catch (error) {
@@ -256,6 +257,39 @@ function openKvm(): Kvm {
   return kvm;
 }
 
+/** Signals that stop the VM cleanly, with the exit code a shell expects. */
+const STOP_SIGNALS = [
+  { signal: "SIGINT", code: EXIT_CODE.SIGINT },
+  { signal: "SIGTERM", code: EXIT_CODE.SIGTERM },
+] as const;
+
+/**
+ * Runs a vCPU on this thread until the VM stops. A signal interrupts KVM_RUN
+ * (EINTR); the event loop then gets a turn so that signal listeners run, and
+ * SIGINT/SIGTERM end the run through the normal clean-up path.
+ */
+async function runUntilStopped(options: RunLoopOptions): Promise<VmStop> {
+  let received: (typeof STOP_SIGNALS)[number] | null = null;
+  const listeners = STOP_SIGNALS.map((s) => {
+    const listener = (): void => {
+      received ??= s;
+    };
+    Deno.addSignalListener(s.signal, listener);
+    return { signal: s.signal, listener };
+  });
+  try {
+    for (;;) {
+      const stop = runVcpu(options);
+      if (stop !== INTERRUPTED) return stop;
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const got = received as (typeof STOP_SIGNALS)[number] | null;
+      if (got !== null) return new VmStop("error", got.code, `Stopped by ${got.signal}`);
+    }
+  } finally {
+    for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
+  }
+}
+
 /**
  * Boots `kernelPath` and runs it to the end.
  * @throws {VmError} for problems before or outside the guest (bad kernel,
@@ -369,7 +403,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     const stats = new VcpuStats(0);
     const control = new Int32Array(new SharedArrayBuffer(4));
     const bootMs = performance.now() - t0;
-    const stop: VmStop = runVcpu({
+    const stop = await runUntilStopped({
       vcpu: boot,
       mem,
       table: buildHypercallTable(),

@@ -62,6 +62,7 @@ export interface DecodedInstruction {
 
 /** Decoding failed: too short, or not a ModRM-form instruction we know. */
 export class DecodeError extends SyntaxError {
+  /** Error name. */
   override name = "DecodeError";
 }
 

@@ -83,7 +83,12 @@ export function fxrstor(state: Uint8Array, area: Uint8Array): void {
  * XSAVE (and XSAVEOPT, which may write the same): every component in `rfbm`
  * from the vCPU state into the guest area, and XSTATE_BV's `rfbm` bits.
  */
-export function xsave(state: Uint8Array, area: Uint8Array, rfbm: bigint, layout: XsaveLayout): void {
+export function xsave(
+  state: Uint8Array,
+  area: Uint8Array,
+  rfbm: bigint,
+  layout: XsaveLayout,
+): void {
   if (rfbm & 1n) {
     copy(state, area, 0, MXCSR_OFFSET);
     copy(state, area, 32, 160);
@@ -103,7 +108,12 @@ export function xsave(state: Uint8Array, area: Uint8Array, rfbm: bigint, layout:
  * bit is set, else to its initial state; the result goes into `state`.
  * @returns false when the header is invalid (the CPU would raise #GP).
  */
-export function xrstor(state: Uint8Array, area: Uint8Array, rfbm: bigint, layout: XsaveLayout): boolean {
+export function xrstor(
+  state: Uint8Array,
+  area: Uint8Array,
+  rfbm: bigint,
+  layout: XsaveLayout,
+): boolean {
   const xstateBv = readU64(area, HEADER_OFFSET);
   const xcompBv = readU64(area, HEADER_OFFSET + 8);
   if (xcompBv !== 0n) return false; // compacted form is XRSTORS territory

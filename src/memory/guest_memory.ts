@@ -24,6 +24,7 @@ export class GuestMemoryError extends RangeError {
     this.addr = addr;
     this.len = len;
   }
+  /** Error name. */
   override name = "GuestMemoryError";
 }
 

@@ -6,9 +6,16 @@
  * @module
  */
 
-import { SREGS } from "../abi/kvm.ts";
-import { decodeModrm, DecodeError, type GprName } from "../emulate/decode.ts";
-import { fxrstor, fxsave, xrstor, xsave, xsaveAreaSize, type XsaveLayout } from "../emulate/xsave.ts";
+import { KVM_XSAVE_SIZE, SREGS } from "../abi/kvm.ts";
+import { DecodeError, decodeModrm, type GprName } from "../emulate/decode.ts";
+import {
+  fxrstor,
+  fxsave,
+  xrstor,
+  xsave,
+  xsaveAreaSize,
+  type XsaveLayout,
+} from "../emulate/xsave.ts";
 import { hex } from "../hypercall/protocol.ts";
 import type { Regs, Sregs, VcpuFd } from "../kvm.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
@@ -81,9 +88,9 @@ const GS_BASE_OFFSET = SREGS.gs;
 /** Scratch buffers for the FPU-state instructions, made once per vCPU. */
 export class FpuScratch {
   /** The vCPU's XSAVE image. */
-  readonly state: Uint8Array<ArrayBuffer> = new Uint8Array(4096);
+  readonly state: Uint8Array<ArrayBuffer> = new Uint8Array(KVM_XSAVE_SIZE);
   /** A copy of the guest's save area. */
-  readonly area: Uint8Array<ArrayBuffer> = new Uint8Array(4096);
+  readonly area: Uint8Array<ArrayBuffer> = new Uint8Array(KVM_XSAVE_SIZE);
 }
 
 /** What {@linkcode emulateFpuStateAccess} did. */
@@ -135,7 +142,8 @@ export function emulateFpuStateAccess(
   let rfbm = 3n;
   if (!isFx) {
     const xcr0 = vcpu.xcr0() ?? 3n;
-    rfbm = ((regs.getBig("rdx") & 0xffff_ffffn) << 32n | (regs.getBig("rax") & 0xffff_ffffn)) & xcr0;
+    rfbm = ((regs.getBig("rdx") & 0xffff_ffffn) << 32n | (regs.getBig("rax") & 0xffff_ffffn)) &
+      xcr0;
   }
   const size = isFx ? 512 : xsaveAreaSize(rfbm, layout);
   if (size < 0 || size > scratch.area.length || address > BigInt(Number.MAX_SAFE_INTEGER)) {
@@ -145,10 +153,12 @@ export function emulateFpuStateAccess(
   const cr3 = sregs.getU64(SREGS.cr3);
   const area = scratch.area.subarray(0, size);
   let at = 0;
-  if (!translateRange(mem, cr3, vaddr, size, (gpa, n) => {
-    area.set(mem.bytes(gpa, n), at);
-    at += n;
-  })) return "not-handled";
+  if (
+    !translateRange(mem, cr3, vaddr, size, (gpa, n) => {
+      area.set(mem.bytes(gpa, n), at);
+      at += n;
+    })
+  ) return "not-handled";
 
   vcpu.getXsave(scratch.state);
   const state = scratch.state;

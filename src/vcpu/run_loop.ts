@@ -23,7 +23,12 @@ import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translate } from "../memory/paging.ts";
 import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
 import type { XsaveLayout } from "../emulate/xsave.ts";
-import { describeInstruction, emulateFpuStateAccess, emulateXcrAccess, FpuScratch } from "./emulate.ts";
+import {
+  describeInstruction,
+  emulateFpuStateAccess,
+  emulateXcrAccess,
+  FpuScratch,
+} from "./emulate.ts";
 import { registerDump } from "./dump.ts";
 import type { VcpuStats } from "./stats.ts";
 
@@ -57,7 +62,16 @@ export interface RunLoopOptions {
 /** The result of a vCPU that was asked to stop by another (no code of its own). */
 export const KICKED = new VmStop("error", 0, "kicked");
 
-/** Runs the vCPU until it stops the VM, or until `control[0]` asks it to stop. */
+/**
+ * KVM_RUN returned EINTR: a signal arrived for this thread. The caller lets
+ * its event loop run (signal listeners, timers), then calls again.
+ */
+export const INTERRUPTED = new VmStop("error", 0, "interrupted");
+
+/**
+ * Runs the vCPU until it stops the VM, `control[0]` asks it to stop
+ * ({@linkcode KICKED}), or a signal interrupts it ({@linkcode INTERRUPTED}).
+ */
 export function runVcpu(options: RunLoopOptions): VmStop {
   const { vcpu, mem, table, ctx, stats, control } = options;
   const run = vcpu.runView;
@@ -82,13 +96,14 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   const fail = (code: number, message: string): VmStop =>
     new VmStop("error", code, message, registerDump(vcpu, mem));
 
-  stats.startedAt = performance.now();
+  if (stats.startedAt === 0) stats.startedAt = performance.now();
   try {
     for (;;) {
       if (Atomics.load(control, 0) !== 0) return KICKED;
       const err = vcpu.run();
       if (err !== 0) {
-        if (err === ERRNO.EINTR || err === ERRNO.EAGAIN) continue;
+        if (err === ERRNO.EINTR) return Atomics.load(control, 0) !== 0 ? KICKED : INTERRUPTED;
+        if (err === ERRNO.EAGAIN) continue;
         throw new KvmError("run the vCPU", err);
       }
       const reason = run.getUint32(RUN.exitReason, true);
@@ -181,7 +196,14 @@ export function runVcpu(options: RunLoopOptions): VmStop {
               continue;
             }
             if (bytes !== null) {
-              fpu ??= { vcpu, regs, sregs, mem, layout: options.xsaveLayout, scratch: new FpuScratch() };
+              fpu ??= {
+                vcpu,
+                regs,
+                sregs,
+                mem,
+                layout: options.xsaveLayout,
+                scratch: new FpuScratch(),
+              };
               if (emulateFpuStateAccess(fpu, bytes) !== "not-handled") {
                 stats.emulated++;
                 continue;

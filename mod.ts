@@ -1,0 +1,35 @@
+/**
+ * dhyve as a library: run a Hermit unikernel under KVM from a Deno program.
+ *
+ * ```ts
+ * import { CaptureSink, runVm } from "./mod.ts";
+ * const out = new CaptureSink();
+ * const result = await runVm("path/to/kernel", { args: ["hello"], stdout: out });
+ * console.log(result.exitCode, out.text());
+ * ```
+ *
+ * Needs `--allow-ffi` (KVM) and `--allow-read` for the kernel.
+ * @module
+ */
+
+export { runVm, VmError, type VmResult } from "./src/vm.ts";
+export type { Layout } from "./src/loader/layout.ts";
+export type {
+  HermitVersion,
+  KernelImage,
+  Relocation,
+  Segment,
+  TlsSegment,
+} from "./src/loader/elf.ts";
+export {
+  DEFAULT_MEMORY_SIZE,
+  parseEnvEntry,
+  parseMemorySize,
+  UsageError,
+  type VmParams,
+} from "./src/params.ts";
+export { CaptureSink, NullSink, type OutputSink } from "./src/io/guest_output.ts";
+export { EXIT_CODE, guestExitStatus } from "./src/exit_codes.ts";
+export { KvmError, KvmUnavailableError } from "./src/kvm.ts";
+export { VcpuStats } from "./src/vcpu/stats.ts";
+export { VERSION } from "./src/version.ts";
