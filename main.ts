@@ -180,8 +180,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (error instanceof Deno.errors.NotCapable) {
       printError(
-        `${error.message.split("\n")[0]}: run deno with --allow-ffi (KVM needs it) and ` +
-          "--allow-read for the kernel",
+        `${
+          error.message.split("\n")[0]
+        } (dhyve needs --allow-ffi for KVM and --allow-read for the kernel)`,
       );
       return EXIT_CODE.PERMISSION;
     }

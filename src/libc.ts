@@ -1,11 +1,13 @@
 // deno-lint-ignore-file camelcase
 /**
- * The only `Deno.dlopen` in dhyve: the few libc functions KVM needs.
+ * The only `Deno.dlopen` in dhyve: the few libc functions KVM and Landlock need.
  *
  * FFI bypasses Deno's permission checks, so this module exposes only what the
- * KVM layer needs: open/close of `/dev/kvm` and its fds, ioctl, mmap/munmap,
- * madvise, errno, and raw writes to an already-open fd. Only `src/kvm.ts`
- * imports it. Guest file I/O never goes through here.
+ * KVM layer needs (open/close of `/dev/kvm` and its fds, ioctl, mmap/munmap,
+ * madvise, errno, raw writes to an already-open fd) and what `src/landlock.ts`
+ * needs to fence the process (the `landlock_*` syscalls, prctl, and fstat of
+ * an `O_PATH` fd). Only `src/kvm.ts` and `src/landlock.ts` import it. Guest
+ * file I/O never goes through here.
  * @module
  */
 
@@ -31,6 +33,20 @@ const SYMBOLS = {
   write_addr: { name: "write", parameters: ["i32", "usize", "usize"], result: "isize" },
   /** int *__errno_location(void): errno of the calling thread */
   __errno_location: { parameters: [], result: "pointer" },
+  /** long syscall(long nr, long a, long b, long c): integer arguments only */
+  syscall_val: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
+  /** long syscall(long nr, const void *a, long b, long c): a buffer first argument */
+  syscall_buf: { name: "syscall", parameters: ["i64", "buffer", "i64", "i64"], result: "i64" },
+  /** long syscall(long nr, long a, long b, const void *c, long d): a buffer third argument */
+  syscall_val_val_buf: {
+    name: "syscall",
+    parameters: ["i64", "i64", "i64", "buffer", "i64"],
+    result: "i64",
+  },
+  /** int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) */
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  /** int fstat(int fd, struct stat *st): st is a 144-byte buffer on x86_64 */
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -63,6 +79,22 @@ export interface Libc {
   write_addr(fd: number, addr: number, len: number): number | bigint;
   /** The address of the calling thread's errno. */
   __errno_location(): Deno.PointerValue;
+  /** syscall(2) with integer arguments; -1 and errno on failure. */
+  syscall_val(nr: number, a: number, b: number, c: number): number | bigint;
+  /** syscall(2) whose first argument is a buffer (e.g. landlock_create_ruleset). */
+  syscall_buf(nr: number, a: Uint8Array<ArrayBuffer>, b: number, c: number): number | bigint;
+  /** syscall(2) whose third argument is a buffer (e.g. landlock_add_rule). */
+  syscall_val_val_buf(
+    nr: number,
+    a: number,
+    b: number,
+    c: Uint8Array<ArrayBuffer>,
+    d: number,
+  ): number | bigint;
+  /** prctl(2). */
+  prctl(option: number, a2: number, a3: number, a4: number, a5: number): number;
+  /** fstat(2) into a `struct stat` buffer (144 bytes on x86_64). */
+  fstat(fd: number, st: Uint8Array<ArrayBuffer>): number;
 }
 
 /** Raised when libc cannot be loaded (for example without `--allow-ffi`). */
@@ -116,6 +148,8 @@ export function cString(s: string): Uint8Array<ArrayBuffer> {
 export const O_RDWR = 2;
 /** O_CLOEXEC. */
 export const O_CLOEXEC = 0o2000000;
+/** O_PATH: an fd that names a file without opening it for I/O (Landlock rules). */
+export const O_PATH = 0o10000000;
 /** mmap(2) protection bits. */
 export const PROT_READ = 1;
 /** PROT_WRITE. */

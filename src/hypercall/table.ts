@@ -82,6 +82,9 @@ export function buildHypercallTable(): HypercallTable {
       ["FileRead", V1.FILE_READ],
       ["FileLseek", V1.FILE_LSEEK],
       ["FileUnlink", V1.FILE_UNLINK],
+      ["NetWrite", V1.NET_WRITE],
+      ["NetRead", V1.NET_READ],
+      ["NetStat", V1.NET_STAT],
     ] as const
   ) add(port, 1, name, unsupported(name, port));
 

@@ -99,7 +99,11 @@ export class GuestOutput {
     this.#len = 0;
     if (this.#failed) return;
     try {
-      while (at < len) at += this.#sink.writeSync(this.#view(at, len - at));
+      while (at < len) {
+        const n = this.#sink.writeSync(this.#view(at, len - at));
+        if (!(n > 0)) throw new Error("The output sink wrote nothing");
+        at += n;
+      }
     } catch {
       // A broken pipe or full disk must not crash the VM; the guest goes on.
       this.#failed = true;

@@ -84,13 +84,15 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   let pciAddress = 0;
   let fpu: Parameters<typeof emulateFpuStateAccess>[0] | undefined;
 
+  // RDI as a signed number: addresses (< 2^53) read as themselves, and a
+  // sign-extended negative exit code (e.g. -1) stays negative.
   const readRdi = (): number => {
     if (syncRegs) {
       return run.getUint32(RUN.syncRegs + 40, true) +
-        run.getUint32(RUN.syncRegs + 44, true) * 0x1_0000_0000;
+        run.getInt32(RUN.syncRegs + 44, true) * 0x1_0000_0000;
     }
     vcpu.getRegs(regs);
-    return regs.get("rdi");
+    return Number(BigInt.asIntN(64, regs.getBig("rdi")));
   };
 
   const fail = (code: number, message: string): VmStop =>

@@ -59,6 +59,8 @@ export interface FakeContext {
   readonly translateCalls: number;
   /** Flushes both outputs and returns everything they received, as text. */
   output(): { stdout: string; stderr: string };
+  /** What the sinks received so far, without flushing (line buffering shows). */
+  captured(): { stdout: string; stderr: string };
 }
 
 /** The pieces `[gpa, len]` of a virtual range under a page map, or null if a page is missing. */
@@ -126,6 +128,9 @@ export function fakeContext(options: FakeContextOptions = {}): FakeContext {
     output(): { stdout: string; stderr: string } {
       stdout.flush();
       stderr.flush();
+      return { stdout: stdoutSink.text(), stderr: stderrSink.text() };
+    },
+    captured(): { stdout: string; stderr: string } {
       return { stdout: stdoutSink.text(), stderr: stderrSink.text() };
     },
   };

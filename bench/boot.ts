@@ -1,0 +1,61 @@
+/**
+ * Whole-process time of a run: bare Deno start-up, dhyve with the noop test
+ * guest, and dhyve with uhyve's real `hello_c` (when HERMIT_IMAGES is set).
+ * Medians of 10 runs.
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { buildGuest } from "../tests/_helpers/guests.ts";
+import { medianProcessMs } from "./_util.ts";
+
+const RUNS = 10;
+const root = fileURLToPath(new URL("..", import.meta.url));
+const mainTs = `${root}main.ts`;
+
+/** One benchmark result row. */
+export interface BootResult {
+  /** What was run. */
+  name: string;
+  /** Median wall time in ms. */
+  medianMs: number;
+  /** The command. */
+  command: string;
+}
+
+/** Runs the start-up benchmarks and returns their rows. */
+export async function bootBenchmarks(): Promise<BootResult[]> {
+  const deno = Deno.execPath();
+  const results: BootResult[] = [];
+  const empty = `${root}bench/_empty.ts`;
+  const bare = await medianProcessMs(deno, ["run", empty], RUNS);
+  results.push({
+    name: "bare deno run (empty script)",
+    medianMs: bare.median,
+    command: `deno run ${empty}`,
+  });
+
+  for (const pie of [true, false]) {
+    const noop = await buildGuest("noop", { iface: 1, pie });
+    const args = ["run", "--allow-ffi", "--allow-read", mainTs, noop];
+    const r = await medianProcessMs(deno, args, RUNS);
+    results.push({
+      name: `dhyve noop guest (v1, ${pie ? "PIE" : "fixed"}, 64 MiB)`,
+      medianMs: r.median,
+      command: `deno run --allow-ffi --allow-read main.ts noop`,
+    });
+  }
+
+  const images = Deno.env.get("HERMIT_IMAGES");
+  if (images) {
+    const hello = `${images}/hello_c`;
+    const args = ["run", "--allow-ffi", "--allow-read", mainTs, "-e", "A=b", hello];
+    const r = await medianProcessMs(deno, args, RUNS);
+    results.push({
+      name: "dhyve uhyve hello_c (-e A=b)",
+      medianMs: r.median,
+      command: "deno run --allow-ffi --allow-read main.ts -e A=b hello_c",
+    });
+  }
+  return results;
+}

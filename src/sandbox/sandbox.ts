@@ -1,0 +1,550 @@
+/**
+ * The sandbox the file hypercalls talk to: guest path + flags → guest fd,
+ * and read/write/lseek/close/unlink on those fds, all synchronous, all
+ * returning a number (≥ 0 result or −errno) and never throwing for anything a
+ * guest can cause. Owns the per-VM temp directory, the open-file limit, the
+ * temp-space limit and the once-per-flag permission warnings. Host I/O goes
+ * through `host_fs.ts` only. Like all of `sandbox/`, it never imports KVM, FFI
+ * (`src/kvm.ts`, `src/libc.ts`) or `src/hypercall/`.
+ * @module
+ */
+
+import { posix } from "node:path";
+import { ERRNO } from "../errno.ts";
+import { logger } from "../log.ts";
+import { DEFAULT_MAX_OPEN_FILES, FdTable } from "./fd_table.ts";
+import type { FileMap } from "./file_map.ts";
+import { deniedPermission, hostErrno } from "./host_errno.ts";
+import {
+  denoHostFs,
+  type HostFile,
+  type HostFs,
+  isConfined,
+  OPEN_FLAGS,
+  type OpenPlan,
+  planOpen,
+  tempFileOptions,
+} from "./host_fs.ts";
+
+const log = logger("sandbox");
+
+/** Prefix of the per-VM temp directory's name. */
+export const TEMP_DIR_PREFIX = "dhyve-";
+
+/** Options of {@linkcode Sandbox}. */
+export interface SandboxOptions {
+  /** What the guest may see. The sandbox adds temp files to it and removes unlinked entries. */
+  map: FileMap;
+  /**
+   * The parent of the per-VM temp directory (`--tempdir`). Default: the OS
+   * temp directory (`$TMPDIR`, else `/tmp`), as `Deno.makeTempDirSync` picks it.
+   */
+  tempDir?: string;
+  /** Most files the guest may hold open at once (default 1024); beyond → EMFILE. */
+  maxOpenFiles?: number;
+  /**
+   * `--io-mode` for temp files only, as uhyve. Deno has no O_DIRECT or O_SYNC:
+   * `sync` is emulated by an fsync (`syncSync`) after every write; `direct`
+   * cannot be emulated and is ignored.
+   */
+  ioMode?: { direct?: boolean; sync?: boolean };
+  /**
+   * Told once per missing `--allow-*` flag when Deno refuses a guest file
+   * operation (the guest gets EACCES). Default: a warning in the log.
+   */
+  warn?: (message: string) => void;
+  /** Most bytes the guest's temp files may hold in total; beyond → ENOSPC. Default: no limit. */
+  maxTempBytes?: number;
+  /** The host file system (tests pass fakes). Default: `Deno.*`. */
+  hostFs?: HostFs;
+}
+
+/** One guest fd's state. */
+type OpenFile =
+  | {
+    readonly kind: "host";
+    readonly file: HostFile;
+    readonly hostPath: string;
+    readonly readable: boolean;
+    readonly writable: boolean;
+    readonly append: boolean;
+    /** A regular file: reads loop until the buffer is full or EOF. */
+    readonly regular: boolean;
+    /** A temp file of this VM (counts against `maxTempBytes`; `--io-mode` applies). */
+    readonly temp: boolean;
+    /** fsync after every write (`--io-mode` sync, temp files only). */
+    readonly sync: boolean;
+  }
+  | {
+    readonly kind: "virtual";
+    readonly bytes: Uint8Array;
+    offset: number;
+  };
+
+const { O_CREAT, O_EXCL, SEEK_SET, SEEK_CUR, SEEK_END } = OPEN_FLAGS;
+const STDIN = 0;
+const FIRST_FD = 3;
+
+/**
+ * The guest's view of the host file system. Create one per VM; call
+ * {@linkcode Sandbox.dispose} (or `using`) on every exit path so that every
+ * file is closed (data on disk) and the temp directory is gone.
+ *
+ * Choices where uhyve 0.8 leaves room or is wrong:
+ * - fds are dhyve's own small numbers (lowest free from 3); fd 0 reads the
+ *   process's stdin; fds 1 and 2 belong to the hypercall layer (here: read,
+ *   write, lseek → EBADF/ESPIPE; close → 0).
+ * - A symlink inside a mapped directory that resolves outside it, or a
+ *   dangling one, gives EACCES. A mapped leaf that is itself a link is fine.
+ * - Virtual files open whatever the flags (as uhyve) except O_CREAT|O_EXCL
+ *   (EEXIST) and O_DIRECTORY (ENOTDIR); writes give EROFS; reads advance the
+ *   offset; lseek to a negative offset gives EINVAL (Linux; uhyve: EOVERFLOW).
+ * - Directories of the map (the root, parents of mappings): open → ENOENT
+ *   (the v0.8 ABI has no directory fds), with O_CREAT → EISDIR.
+ * - O_CREAT below a virtual file → ENOTDIR (uhyve: EINVAL).
+ * - `:ro` mappings: write access, O_CREAT|O_EXCL, creating, unlinking → EROFS.
+ * - Reads of regular files loop until the buffer is full or EOF; writes loop
+ *   until all is written. A failure after some bytes returns the count so far;
+ *   a failure before any returns −errno.
+ * - Guest access modes are enforced here: write on an O_RDONLY fd and read on
+ *   an O_WRONLY fd give EBADF, whatever the host fd allows.
+ * - unlink removes an exact leaf from the map before the host file (uhyve's
+ *   order), but never touches a directory (EISDIR) and leaves the map alone
+ *   when the host file does not exist (ENOENT).
+ * - Offsets are JS numbers: an lseek offset or result beyond ±2^53 is EINVAL.
+ * - Not thread-safe: the caller serves all file hypercalls from one thread.
+ * - Hard links inside a mapped directory are not detected (only symlinks are).
+ */
+export class Sandbox {
+  readonly #map: FileMap;
+  readonly #fs: HostFs;
+  readonly #fds: FdTable<OpenFile>;
+  readonly #tempParent: string | undefined;
+  readonly #syncTemp: boolean;
+  readonly #maxTempBytes: number;
+  readonly #warn: (message: string) => void;
+  readonly #warned = new Set<string>();
+  /** Temp file host path → its size as far as the guest's writes went. */
+  readonly #tempSizes = new Map<string, number>();
+  #tempBytes = 0;
+  #tempDir: string | undefined;
+  #disposed = false;
+
+  /** Builds a sandbox; nothing on the host is touched until the guest acts. */
+  constructor(options: SandboxOptions) {
+    this.#map = options.map;
+    this.#fs = options.hostFs ?? denoHostFs;
+    this.#fds = new FdTable<OpenFile>({
+      limit: options.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES,
+      first: FIRST_FD,
+    });
+    this.#tempParent = options.tempDir;
+    this.#syncTemp = options.ioMode?.sync === true;
+    const maxTempBytes = options.maxTempBytes ?? Infinity;
+    if (!(maxTempBytes >= 0)) {
+      throw new RangeError(`Cannot create sandbox: maxTempBytes must be ≥ 0, got ${maxTempBytes}`);
+    }
+    this.#maxTempBytes = maxTempBytes;
+    this.#warn = options.warn ?? ((message: string): void => log.warn`${message}`);
+  }
+
+  /** The file map this sandbox serves (and changes). */
+  get map(): FileMap {
+    return this.#map;
+  }
+
+  /** The per-VM temp directory, once the guest has created a file in it. */
+  get tempDir(): string | undefined {
+    return this.#tempDir;
+  }
+
+  /** The parent of the per-VM temp directory, as given (`undefined`: the OS temp dir). */
+  get tempParent(): string | undefined {
+    return this.#tempParent;
+  }
+
+  /** How many guest fds are open. */
+  get openFiles(): number {
+    return this.#fds.size;
+  }
+
+  /**
+   * Opens `path` for the guest: a new guest fd, or −errno. `flags` are Hermit
+   * open flags (bits outside O_RDONLY…O_DIRECTORY are dropped), `mode` the
+   * creation mode. An unmapped path with O_CREAT becomes a fresh file in the
+   * per-VM temp directory, mapped at `path` for the rest of the run.
+   */
+  open(path: string, flags: number, mode: number): number {
+    if (this.#disposed) return -ERRNO.EIO;
+    if (path.includes("\0")) return -ERRNO.EINVAL;
+    flags &= OPEN_FLAGS.ALLOWED;
+    const plan = planOpen(flags, mode);
+    if (typeof plan === "number") return plan;
+    if (this.#fds.size >= this.#fds.limit) return -ERRNO.EMFILE;
+    const creat = (flags & O_CREAT) !== 0;
+    const excl = creat && (flags & O_EXCL) !== 0;
+    const found = this.#map.resolve(path);
+    switch (found.kind) {
+      case "virtual":
+        if (excl) return -ERRNO.EEXIST;
+        if (plan.directory) return -ERRNO.ENOTDIR;
+        return this.#fds.insert({ kind: "virtual", bytes: found.bytes, offset: 0 });
+      case "directory":
+        return creat ? -ERRNO.EISDIR : -ERRNO.ENOENT;
+      case "none":
+        return creat ? this.#createTemp(path, plan, mode) : -ERRNO.ENOENT;
+      case "host":
+        if (found.readOnly && (plan.writable || excl)) return -ERRNO.EROFS;
+        if (found.rest !== "") {
+          const refused = this.#confine(found.base, found.hostPath);
+          if (refused !== 0) return refused;
+        }
+        return this.#openHost(found.hostPath, plan, {
+          temp: found.temp,
+          createFallback: found.readOnly ? undefined : plan.createFallback,
+          truncates: plan.options.truncate === true,
+        });
+    }
+  }
+
+  /** Closes a guest fd: 0, or −EBADF for an fd not open. fds 0–2 are left alone (0). */
+  close(fd: number): number {
+    if (fd >= 0 && fd < FIRST_FD) return 0;
+    const entry = this.#fds.remove(fd);
+    if (entry === undefined) return -ERRNO.EBADF;
+    if (entry.kind === "virtual") return 0;
+    try {
+      entry.file.close();
+      return 0;
+    } catch (error) {
+      return this.#fail(error, entry.hostPath);
+    }
+  }
+
+  /**
+   * Reads into `into` (a view of guest memory; the host reads straight into
+   * it). Returns the count (0 at EOF) or −errno. Regular files fill `into`
+   * unless EOF comes first; fd 0 (stdin) returns what one read gives.
+   */
+  read(fd: number, into: Uint8Array): number {
+    if (fd === STDIN) return this.#readStdin(into);
+    const entry = this.#fds.get(fd);
+    if (entry === undefined) return -ERRNO.EBADF;
+    if (entry.kind === "virtual") {
+      const start = Math.min(entry.offset, entry.bytes.length);
+      const count = Math.min(into.length, entry.bytes.length - start);
+      if (count <= 0) return 0; // at or past the end: the offset stays
+      into.set(entry.bytes.subarray(start, start + count));
+      entry.offset = start + count;
+      return count;
+    }
+    if (!entry.readable) return -ERRNO.EBADF;
+    if (into.length === 0) return 0;
+    let done = 0;
+    try {
+      do {
+        const n = entry.file.readSync(done === 0 ? into : into.subarray(done));
+        if (n === null || n === 0) break;
+        done += n;
+      } while (entry.regular && done < into.length);
+      return done;
+    } catch (error) {
+      return done > 0 ? done : this.#fail(error, entry.hostPath);
+    }
+  }
+
+  /**
+   * Writes all of `from` (a view of guest memory), looping over short writes.
+   * Returns the count or −errno: EROFS for a virtual file, EBADF for an fd
+   * not open for writing (fds 0–2 included: they are the hypercall layer's),
+   * ENOSPC past `maxTempBytes`. A failure after some bytes returns the count.
+   */
+  write(fd: number, from: Uint8Array): number {
+    const entry = this.#fds.get(fd);
+    if (entry === undefined) return -ERRNO.EBADF;
+    if (entry.kind === "virtual") return -ERRNO.EROFS;
+    if (!entry.writable) return -ERRNO.EBADF;
+    let data = from;
+    let start = 0;
+    let size = 0;
+    const quota = entry.temp && this.#maxTempBytes !== Infinity;
+    let done = 0;
+    try {
+      if (quota) {
+        size = entry.file.statSync().size;
+        start = entry.append ? size : entry.file.seekSync(0, SEEK_CUR);
+        // The largest size this file may reach with the other temp files as they are.
+        const limit = this.#maxTempBytes -
+          (this.#tempBytes - (this.#tempSizes.get(entry.hostPath) ?? 0));
+        const end = start + data.length;
+        if (end > size && end > limit) {
+          if (limit - start <= 0) return -ERRNO.ENOSPC;
+          data = data.subarray(0, limit - start);
+        }
+      }
+      while (done < data.length) {
+        const n = entry.file.writeSync(done === 0 ? data : data.subarray(done));
+        if (n <= 0) throw new Deno.errors.WriteZero("Host write wrote nothing");
+        done += n;
+      }
+      if (entry.sync) entry.file.syncSync();
+    } catch (error) {
+      if (done === 0) return this.#fail(error, entry.hostPath);
+    } finally {
+      if (quota && done > 0) this.#setTempSize(entry.hostPath, Math.max(size, start + done));
+    }
+    return done;
+  }
+
+  /**
+   * Moves a guest fd's offset: the new offset, or −errno. `whence` is SEEK_SET
+   * 0, SEEK_CUR 1 or SEEK_END 2 (else EINVAL); a negative result is EINVAL.
+   * fds 0–2 give ESPIPE.
+   */
+  lseek(fd: number, offset: number, whence: number): number {
+    if (fd >= 0 && fd < FIRST_FD) return -ERRNO.ESPIPE;
+    const entry = this.#fds.get(fd);
+    if (entry === undefined) return -ERRNO.EBADF;
+    if (whence !== SEEK_SET && whence !== SEEK_CUR && whence !== SEEK_END) return -ERRNO.EINVAL;
+    if (!Number.isSafeInteger(offset)) return -ERRNO.EINVAL;
+    if (entry.kind === "virtual") {
+      const base = whence === SEEK_SET
+        ? 0
+        : whence === SEEK_CUR
+        ? entry.offset
+        : entry.bytes.length;
+      const to = base + offset;
+      if (to < 0 || !Number.isSafeInteger(to)) return -ERRNO.EINVAL;
+      entry.offset = to;
+      return to;
+    }
+    try {
+      return entry.file.seekSync(offset, whence as Deno.SeekMode);
+    } catch (error) {
+      return this.#fail(error, entry.hostPath);
+    }
+  }
+
+  /**
+   * Unlinks `path`: 0 or −errno. A mapped leaf is first removed from the map
+   * (so the name is gone for the guest even if the host refuses), then its
+   * host file is removed; a path inside a mapped directory removes that host
+   * entry; a virtual file or an empty map directory is dropped from the map.
+   * Directories are never removed on the host (EISDIR). Open fds stay usable.
+   */
+  unlink(path: string): number {
+    if (this.#disposed) return -ERRNO.EIO;
+    if (path.includes("\0")) return -ERRNO.EINVAL;
+    const found = this.#map.resolve(path);
+    switch (found.kind) {
+      case "none":
+        return -ERRNO.ENOENT;
+      case "virtual":
+        this.#map.remove(path);
+        return 0;
+      case "directory":
+        if (found.root) return -ERRNO.EISDIR;
+        return this.#map.remove(path) ? 0 : -ERRNO.ENOTEMPTY;
+      case "host":
+        break;
+    }
+    if (found.readOnly) return -ERRNO.EROFS;
+    const hostPath = found.hostPath;
+    try {
+      if (found.rest !== "") {
+        // The entry itself may be a link (that is what gets removed); its directory must be inside.
+        if (!isConfined(this.#fs, found.base, posix.dirname(hostPath))) return this.#escape(path);
+      }
+      if (this.#fs.lstat(hostPath).isDirectory) return -ERRNO.EISDIR;
+    } catch (error) {
+      return this.#fail(error, hostPath);
+    }
+    if (found.rest === "") this.#map.remove(path);
+    try {
+      this.#fs.remove(hostPath);
+    } catch (error) {
+      return this.#fail(error, hostPath);
+    }
+    if (found.temp) this.#setTempSize(hostPath, undefined);
+    return 0;
+  }
+
+  /** Closes every guest fd (errors are logged). Safe to call any number of times. */
+  closeAll(): void {
+    for (const [fd, entry] of this.#fds.entries()) {
+      if (entry.kind !== "host") continue;
+      try {
+        entry.file.close();
+      } catch (error) {
+        log.warn`Cannot close guest fd ${fd} (${entry.hostPath}): ${String(error)}`;
+      }
+    }
+    this.#fds.clear();
+  }
+
+  /**
+   * Closes every guest fd and removes the per-VM temp directory with all the
+   * guest's temp files. Idempotent; afterwards open and unlink give EIO.
+   */
+  dispose(): void {
+    this.closeAll();
+    this.#disposed = true;
+    const dir = this.#tempDir;
+    if (dir === undefined) return;
+    this.#tempDir = undefined;
+    try {
+      this.#fs.removeTree(dir);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        log.warn`Cannot remove the temp directory ${dir}: ${String(error)}`;
+      }
+    }
+  }
+
+  /** Same as {@linkcode dispose}, for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #openHost(
+    hostPath: string,
+    plan: OpenPlan,
+    how: { temp: boolean; createFallback: Deno.OpenOptions | undefined; truncates: boolean },
+  ): number {
+    let file: HostFile;
+    try {
+      file = this.#fs.open(hostPath, plan.options);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound) || plan.createFallback === undefined) {
+        return this.#fail(error, hostPath);
+      }
+      if (how.createFallback === undefined) return -ERRNO.EROFS; // O_CREAT in a `:ro` mapping
+      try {
+        file = this.#fs.open(hostPath, how.createFallback);
+      } catch (again) {
+        return this.#fail(again, hostPath);
+      }
+    }
+    return this.#register(file, hostPath, plan, how.temp, how.truncates);
+  }
+
+  #createTemp(path: string, plan: OpenPlan, mode: number): number {
+    const dir = this.#ensureTempDir();
+    if (typeof dir === "number") return dir;
+    const hostPath = posix.join(dir, crypto.randomUUID());
+    if (!this.#map.insertTemp(path, hostPath)) return -ERRNO.ENOTDIR;
+    let file: HostFile;
+    try {
+      file = this.#fs.open(hostPath, tempFileOptions(plan, mode));
+    } catch (error) {
+      this.#map.remove(path);
+      return this.#fail(error, hostPath);
+    }
+    this.#setTempSize(hostPath, 0);
+    return this.#register(file, hostPath, plan, true, false);
+  }
+
+  #register(
+    file: HostFile,
+    hostPath: string,
+    plan: OpenPlan,
+    temp: boolean,
+    truncates: boolean,
+  ): number {
+    let regular: boolean;
+    try {
+      const info = file.statSync();
+      if (plan.directory && !info.isDirectory) {
+        file.close();
+        return -ERRNO.ENOTDIR;
+      }
+      if (plan.directory && plan.writable) {
+        file.close();
+        return -ERRNO.EISDIR;
+      }
+      regular = info.isFile;
+    } catch (error) {
+      try {
+        file.close();
+      } catch {
+        // already failing: the first error is the one to report
+      }
+      return this.#fail(error, hostPath);
+    }
+    if (temp && truncates) this.#setTempSize(hostPath, 0);
+    const fd = this.#fds.insert({
+      kind: "host",
+      file,
+      hostPath,
+      readable: plan.readable,
+      writable: plan.writable,
+      append: plan.options.append === true,
+      regular,
+      temp,
+      sync: temp && this.#syncTemp,
+    });
+    if (fd < 0) file.close();
+    return fd;
+  }
+
+  #ensureTempDir(): string | number {
+    if (this.#tempDir !== undefined) return this.#tempDir;
+    try {
+      this.#tempDir = this.#fs.makeTempDir(this.#tempParent, TEMP_DIR_PREFIX);
+      return this.#tempDir;
+    } catch (error) {
+      return this.#fail(error, this.#tempParent);
+    }
+  }
+
+  #readStdin(into: Uint8Array): number {
+    if (into.length === 0) return 0;
+    try {
+      return this.#fs.readStdin(into) ?? 0;
+    } catch (error) {
+      return this.#fail(error, "stdin");
+    }
+  }
+
+  /** 0 when `hostPath` stays inside `base` after symlinks, else −errno. */
+  #confine(base: string, hostPath: string): number {
+    try {
+      return isConfined(this.#fs, base, hostPath) ? 0 : this.#escape(hostPath);
+    } catch (error) {
+      return this.#fail(error, hostPath);
+    }
+  }
+
+  #escape(path: string): number {
+    log.debug`Refused ${path}: a symlink leads outside its mapped directory`;
+    return -ERRNO.EACCES;
+  }
+
+  #setTempSize(hostPath: string, size: number | undefined): void {
+    this.#tempBytes -= this.#tempSizes.get(hostPath) ?? 0;
+    if (size === undefined) {
+      this.#tempSizes.delete(hostPath);
+    } else {
+      this.#tempSizes.set(hostPath, size);
+      this.#tempBytes += size;
+    }
+  }
+
+  /** −errno for a thrown host error; warns once per missing `--allow-*` flag. */
+  #fail(error: unknown, path: string | undefined): number {
+    const denied = deniedPermission(error);
+    if (denied === undefined) return -hostErrno(error);
+    if (!this.#warned.has(denied.flag)) {
+      this.#warned.add(denied.flag);
+      const target = denied.path ?? path;
+      this.#warn(
+        target === undefined
+          ? `Deno denied ${denied.access} access to the temp directory ($TMPDIR or /tmp) for the ` +
+            `guest (it gets EACCES): add ${denied.flag} for it, or choose one with --tempdir`
+          : `Deno denied ${denied.access} access to ${target} for the guest (it gets EACCES): ` +
+            `add ${denied.flag}=${target}`,
+      );
+    }
+    return -ERRNO.EACCES;
+  }
+}

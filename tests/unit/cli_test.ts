@@ -1,0 +1,145 @@
+/**
+ * Unit tests of `parseCommandLine` from `main.ts`: the kernel and its
+ * arguments (with uhyve's `--` rules), repeated `-e`, flags, and usage errors.
+ * Importing main.ts must need no permissions, so this runs with none.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../../main.ts";
+import { UsageError, type VmParams } from "../../src/params.ts";
+import { VERSION } from "../../src/version.ts";
+
+const MIB = 1024 * 1024;
+
+/**
+ * Registers a test without environment access, so HERMIT_MEMORY_SIZE,
+ * HERMIT_CPU_COUNT and "-e host" behave the same under `deno test -A`.
+ */
+function cliTest(name: string, fn: () => void): void {
+  Deno.test({ name, permissions: { env: false }, fn });
+}
+
+/** Parses `argv`, expecting a run request. */
+function run(argv: string[]): { kernel: string; params: VmParams; verbosity: number } {
+  const request = parseCommandLine(argv);
+  assert.ok(!("info" in request), `expected a run request for ${argv.join(" ")}`);
+  return request;
+}
+
+/** Asserts that `argv` is a usage error whose message contains each of `parts`. */
+function usageError(argv: string[], ...parts: string[]): void {
+  assert.throws(
+    () => parseCommandLine(argv),
+    (e: unknown) => {
+      assert.ok(e instanceof UsageError, `expected a UsageError, got ${e}`);
+      for (const part of parts) {
+        assert.ok(e.message.includes(part), `"${e.message}" does not mention "${part}"`);
+      }
+      assert.ok(!e.message.includes("\n"), "one line");
+      return true;
+    },
+    argv.join(" "),
+  );
+}
+
+cliTest("parseCommandLine() takes the first positional as the kernel and the rest as args", () => {
+  const { kernel, params, verbosity } = run(["hello", "a1", "bb"]);
+  assert.equal(kernel, "hello");
+  assert.deepEqual(params.args, ["a1", "bb"]);
+  assert.deepEqual(params.env, []);
+  assert.equal(verbosity, 0);
+});
+
+cliTest("parseCommandLine() leaves unset options to the library defaults", () => {
+  const { params } = run(["k"]);
+  assert.deepEqual(params, { args: [], env: [], aslr: true, thp: false, ksm: false, pit: false });
+});
+
+cliTest("parseCommandLine() passes everything after the first -- through, as uhyve", () => {
+  assert.deepEqual(run(["k", "--", "-ka", "--", "appa"]).params.args, ["-ka", "--", "appa"]);
+  assert.deepEqual(run(["k", "--", "-1"]).params.args, ["-1"]);
+  assert.deepEqual(run(["k", "x", "--", "--", "y"]).params.args, ["x", "--", "y"]);
+  assert.deepEqual(run(["k", "--"]).params.args, []);
+  const afterOptions = run(["-m", "32MiB", "--", "k", "-m", "1"]);
+  assert.equal(afterOptions.kernel, "k");
+  assert.deepEqual(afterOptions.params.args, ["-m", "1"]);
+  assert.equal(afterOptions.params.memorySize, 32 * MIB);
+});
+
+cliTest("parseCommandLine() rejects a dash argument before -- as an unknown option", () => {
+  usageError(["k", "-ka"], "see --help");
+});
+
+cliTest("parseCommandLine() collects repeated -e / --env-vars in order", () => {
+  const { params } = run(["-e", "A=b", "--env-vars", "C=d=e", "-e", "EMPTY=", "k"]);
+  assert.deepEqual(params.env, [["A", "b"], ["C", "d=e"], ["EMPTY", ""]]);
+  assert.deepEqual(run(["--env-vars=X=1", "k"]).params.env, [["X", "1"]]);
+});
+
+cliTest("parseCommandLine() rejects an -e entry that is not KEY=VALUE", () => {
+  usageError(["-e", "NOVALUE", "k"], "NOVALUE", "KEY=VALUE");
+});
+
+cliTest("parseCommandLine() rejects -e host without --allow-env, saying so", () => {
+  usageError(["-e", "host", "k"], "--allow-env");
+});
+
+cliTest("parseCommandLine() reads -m / --memory-size and -c / --cpu-count", () => {
+  assert.equal(run(["-m", "128MiB", "k"]).params.memorySize, 128 * MIB);
+  assert.equal(run(["--memory-size", "1GiB", "k"]).params.memorySize, 1024 * MIB);
+  assert.equal(run(["--memory-size=16777216", "k"]).params.memorySize, 16 * MIB);
+  assert.equal(run(["-c", "2", "k"]).params.cpuCount, 2);
+  assert.equal(run(["--cpu-count", "4", "k"]).params.cpuCount, 4);
+});
+
+cliTest("parseCommandLine() rejects a bad memory size or vCPU count", () => {
+  usageError(["-m", "lots", "k"], 'Invalid memory size "lots"');
+  usageError(["-c", "two", "k"], 'Invalid vCPU count "two"');
+  usageError(["-c", "0", "k"], "from 1 to 256");
+  usageError(["-c", "1.5", "k"], "1.5");
+  usageError(["-m", "k"], "No kernel given"); // -m swallowed the kernel
+});
+
+cliTest("parseCommandLine() sets the boolean flags", () => {
+  const { params } = run(["--no-aslr", "--thp", "--ksm", "--pit", "k"]);
+  assert.equal(params.aslr, false);
+  assert.equal(params.thp, true);
+  assert.equal(params.ksm, true);
+  assert.equal(params.pit, true);
+});
+
+cliTest("parseCommandLine() counts -v and takes -q as -1", () => {
+  assert.equal(run(["-v", "k"]).verbosity, 1);
+  assert.equal(run(["-v", "--verbose", "k"]).verbosity, 2);
+  assert.equal(run(["-vv", "k"]).verbosity, 2);
+  assert.equal(run(["-q", "k"]).verbosity, -1);
+});
+
+cliTest("parseCommandLine() rejects an unknown flag with a UsageError", () => {
+  usageError(["--bogus", "k"], "--bogus", "(see --help)");
+  usageError(["-z", "k"], "-z");
+  usageError(["--memory-size"], "--memory-size");
+});
+
+cliTest("parseCommandLine() without a kernel is a UsageError", () => {
+  usageError([], "No kernel given");
+  usageError(["-v"], "No kernel given");
+});
+
+cliTest("parseCommandLine() answers --help / -h with the usage text", () => {
+  for (const flag of ["--help", "-h"]) {
+    const request = parseCommandLine([flag]);
+    assert.ok("info" in request);
+    assert.match(request.info, /^dhyve /);
+    assert.match(request.info, /Usage: /);
+    assert.match(request.info, /--memory-size/);
+  }
+  assert.ok("info" in parseCommandLine(["k", "--help"]), "--help wins over a kernel");
+});
+
+cliTest("parseCommandLine() answers --version / -V with the version", () => {
+  for (const flag of ["--version", "-V"]) {
+    assert.deepEqual(parseCommandLine([flag]), { info: `dhyve ${VERSION}` });
+  }
+});
