@@ -7,10 +7,15 @@
 
 import { parseArgs } from "node:util";
 import { EXIT_CODE } from "./src/exit_codes.ts";
-import { KvmUnavailableError } from "./src/kvm.ts";
+import { fileURLToPath } from "node:url";
+import { KvmUnavailableError, LIBC_PATH } from "./src/kvm.ts";
+import { denoCommandLine, requiredPermissions } from "./src/permissions.ts";
+import { FileMap, FileMapError } from "./src/sandbox/file_map.ts";
 import { configureLogging } from "./src/log.ts";
 import {
   parseEnvEntry,
+  parseFileIsolation,
+  parseIoMode,
   parseMemorySize,
   UsageError,
   validateCpuCount,
@@ -28,6 +33,16 @@ Options:
   -c, --cpu-count N       number of vCPUs (default 1; env HERMIT_CPU_COUNT)
   -e, --env-vars K=V      guest environment variable (repeatable); "host" passes
                           the whole host environment (needs --allow-env)
+      --file-mapping HOST:GUEST
+                          let the guest see host file or directory HOST at GUEST
+                          (repeatable; append :ro for read-only)
+      --tempdir DIR       where the guest's own new files go (default: $TMPDIR)
+      --file-isolation MODE
+                          Landlock: none, normal (default; warns if unsupported)
+                          or strict (refuses to run without it)
+      --io-mode host=direct|sync
+                          flags for files the guest creates (uhyve compatible)
+      --print-permissions print the minimal deno command line for these options
       --no-aslr           load a relocatable kernel at the lowest address
       --thp               back guest RAM with transparent huge pages
       --ksm               let KSM merge identical guest pages
@@ -93,6 +108,11 @@ export function parseCommandLine(
         "memory-size": { type: "string", short: "m" },
         "cpu-count": { type: "string", short: "c" },
         "env-vars": { type: "string", short: "e", multiple: true },
+        "file-mapping": { type: "string", multiple: true },
+        tempdir: { type: "string" },
+        "file-isolation": { type: "string" },
+        "io-mode": { type: "string" },
+        "print-permissions": { type: "boolean" },
         "no-aslr": { type: "boolean" },
         thp: { type: "boolean" },
         ksm: { type: "boolean" },
@@ -128,6 +148,12 @@ export function parseCommandLine(
     ksm: values.ksm ?? false,
     pit: values.pit ?? false,
   };
+  if (values["file-mapping"] !== undefined) params.fileMappings = values["file-mapping"];
+  if (values.tempdir !== undefined) params.tempDir = values.tempdir;
+  if (values["file-isolation"] !== undefined) {
+    params.fileIsolation = parseFileIsolation(values["file-isolation"]);
+  }
+  if (values["io-mode"] !== undefined) params.ioMode = parseIoMode(values["io-mode"]);
   if (memoryText !== undefined) params.memorySize = parseMemorySize(memoryText);
   if (cpuText !== undefined) {
     if (!/^\s*\d+\s*$/.test(cpuText)) {
@@ -136,7 +162,37 @@ export function parseCommandLine(
     params.cpuCount = validateCpuCount(Number(cpuText));
   }
   const verbosity = values.quiet ? -1 : (values.verbose?.length ?? 0);
+  if (values["print-permissions"]) {
+    return { info: minimalCommandLine(kernel, params, argv) };
+  }
   return { kernel, params, verbosity };
+}
+
+/** The minimal `deno run` line for these options (`--print-permissions`). */
+function minimalCommandLine(kernel: string, params: VmParams, argv: readonly string[]): string {
+  let map: FileMap;
+  try {
+    map = FileMap.fromSpecs(params.fileMappings ?? [], Deno.cwd());
+  } catch (error) {
+    if (error instanceof FileMapError) throw new UsageError(error.message);
+    throw error;
+  }
+  const req = requiredPermissions({
+    kernel,
+    mappings: map.hostPaths().map((m) => ({
+      host: m.hostPath,
+      guest: m.guestPath,
+      writable: m.writable,
+    })),
+    tempDir: params.tempDir ?? null,
+    output: null,
+    envHost: argv.includes("host"),
+    libcPath: LIBC_PATH,
+  });
+  const entry = new URL(import.meta.url).protocol === "file:"
+    ? fileURLToPath(import.meta.url)
+    : "main.ts";
+  return denoCommandLine(req, entry, argv.filter((a) => a !== "--print-permissions"));
 }
 
 /** Runs the CLI and returns the process exit code. */

@@ -636,3 +636,6 @@ export const REQUIRED_CAPS: readonly { cap: number; name: string }[] = [
   { cap: CAP.MP_STATE, name: "KVM_CAP_MP_STATE" },
   { cap: CAP.EXT_CPUID, name: "KVM_CAP_EXT_CPUID" },
 ];
+
+/** The libc dhyve loads (for `--allow-ffi=<path>` in permission hints). */
+export { LIBC_PATH } from "./libc.ts";

@@ -49,6 +49,51 @@ export interface VmParams {
   pit?: boolean;
   /** Source of randomness in [0, 1) for ASLR (tests pin it). */
   random?: () => number;
+  /** `HOST:GUEST` file mappings (`--file-mapping`); relative host paths are from the cwd. */
+  fileMappings?: readonly string[];
+  /** Parent directory of the per-VM temp directory (`--tempdir`; default: the OS temp dir). */
+  tempDir?: string;
+  /** Landlock: "none", "normal" (default; warn where unsupported) or "strict" (refuse). */
+  fileIsolation?: FileIsolation;
+  /** `--io-mode` flags for files the guest creates in the temp dir. */
+  ioMode?: { direct?: boolean; sync?: boolean };
+  /** Most files the guest may hold open (default 1024). */
+  maxOpenFiles?: number;
+  /** Most bytes the guest may write into temp files (default: no limit). */
+  maxTempBytes?: number;
+  /** Check up front that Deno's permissions cover every path (default true). */
+  checkPermissions?: boolean;
+}
+
+/** Landlock modes of `--file-isolation`. */
+export type FileIsolation = "none" | "normal" | "strict";
+
+/**
+ * Parses `--file-isolation` (case-insensitive, as uhyve).
+ * @throws {UsageError} for other values.
+ */
+export function parseFileIsolation(text: string): FileIsolation {
+  const v = text.toLowerCase();
+  if (v === "none" || v === "normal" || v === "strict") return v;
+  throw new UsageError(`Invalid --file-isolation "${text}": use none, normal or strict`);
+}
+
+/**
+ * Parses `--io-mode` as uhyve does: `host=direct`, `host=sync`,
+ * `host=direct,sync`; a value without "=" (e.g. "default") means no flags.
+ * @throws {UsageError} for anything else.
+ */
+export function parseIoMode(text: string): { direct: boolean; sync: boolean } {
+  const eq = text.indexOf("=");
+  if (eq < 0) return { direct: false, sync: false };
+  const key = text.slice(0, eq);
+  const flags = text.slice(eq + 1).split(",").filter((f) => f !== "");
+  if (key !== "host" || flags.some((f) => f !== "direct" && f !== "sync")) {
+    throw new UsageError(
+      `Invalid --io-mode "${text}": use host=direct, host=sync or host=direct,sync`,
+    );
+  }
+  return { direct: flags.includes("direct"), sync: flags.includes("sync") };
 }
 
 /**

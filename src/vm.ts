@@ -48,6 +48,11 @@ import {
 } from "./params.ts";
 import { INTERRUPTED, type RunLoopOptions, runVcpu } from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
+import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./landlock.ts";
+import { LIBC_PATH } from "./kvm.ts";
+import { checkGranted, requiredPermissions } from "./permissions.ts";
+import { FileMap, FileMapError } from "./sandbox/file_map.ts";
+import { Sandbox } from "./sandbox/sandbox.ts";
 
 const log = logger("vm");
 
@@ -309,6 +314,29 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const tooLong = checkCommandLine(cmdline);
   if (tooLong !== null) throw new UsageError(tooLong);
 
+  let map: FileMap;
+  try {
+    map = FileMap.fromSpecs(params.fileMappings ?? [], Deno.cwd());
+  } catch (error) {
+    if (error instanceof FileMapError) throw new UsageError(error.message);
+    throw error;
+  }
+  if (params.checkPermissions ?? true) {
+    const missing = checkGranted(requiredPermissions({
+      kernel: kernelPath,
+      mappings: map.hostPaths().map((m) => ({
+        host: m.hostPath,
+        guest: m.guestPath,
+        writable: m.writable,
+      })),
+      tempDir: params.tempDir ?? null,
+      output: null,
+      envHost: false,
+      libcPath: LIBC_PATH,
+    }));
+    if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
+  }
+
   const bytes = await readKernel(kernelPath);
   const { image, layout } = prepareKernel(kernelPath, bytes, {
     memorySize,
@@ -322,6 +350,14 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     }, kernel at 0x${kernelAddress.toString(16)}..0x${kernelEnd.toString(16)}`,
   );
 
+  const sandbox = new Sandbox({
+    map,
+    ...(params.tempDir !== undefined ? { tempDir: params.tempDir } : {}),
+    ...(params.ioMode !== undefined ? { ioMode: params.ioMode } : {}),
+    ...(params.maxOpenFiles !== undefined ? { maxOpenFiles: params.maxOpenFiles } : {}),
+    ...(params.maxTempBytes !== undefined ? { maxTempBytes: params.maxTempBytes } : {}),
+    warn: (message) => log.warn(message),
+  });
   const res = new VmResources();
   const stdout = new GuestOutput(params.stdout ?? Deno.stdout);
   const stderr = new GuestOutput(params.stderr ?? Deno.stderr);
@@ -363,7 +399,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
 
     let fdt: Uint8Array;
     try {
-      fdt = buildHermitFdt({ guestAddress, memorySize, tscKhz, mounts: [], args, env });
+      fdt = buildHermitFdt({ guestAddress, memorySize, tscKhz, mounts: map.mounts(), args, env });
     } catch (error) {
       if (error instanceof FdtSizeError) {
         throw new UsageError(
@@ -387,6 +423,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     });
     buildIdentityMap(mem, { guestAddress, kernelEnd, legacy: image.legacyMapping });
 
+    applyFileIsolation(params.fileIsolation ?? "normal", kernelPath, map, sandbox);
+
     const syncRegs = kvm.checkExtension(CAP.SYNC_REGS) !== 0;
     boot.enableSyncRegs(syncRegs);
     const sregs = new Sregs();
@@ -395,6 +433,10 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       stdout,
       stderr,
       cmdline,
+      files: sandbox,
+      onWriteError(fd, errno): void {
+        log.warn(`A guest write to fd ${fd} failed (errno ${-errno}); v1 guests cannot be told`);
+      },
       translateRange(vaddr, len, visit): boolean {
         boot.getSregs(sregs);
         return translateRange(mem, sregs.getU64(SREGS.cr3), vaddr, len, visit);
@@ -445,6 +487,44 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   } finally {
     stdout.flush();
     stderr.flush();
+    sandbox.dispose();
     res.release();
+  }
+}
+
+/**
+ * Applies Landlock (`--file-isolation`): from here on the process may touch
+ * only the kernel, the mapped paths, the VM's temp dir, /dev/kvm and what
+ * Deno itself needs, whatever code asks.
+ */
+function applyFileIsolation(
+  mode: "none" | "normal" | "strict",
+  kernelPath: string,
+  map: FileMap,
+  sandbox: Sandbox,
+): void {
+  if (mode === "none") return;
+  // Landlock rules name existing paths, so the temp dir is made now. Where
+  // Deno may not create it, the guest cannot create files anyway (EACCES).
+  const prepared = sandbox.prepareTempDir();
+  const tempDir = typeof prepared === "string" ? prepared : null;
+  const rules = [
+    ...sandboxRules({
+      kernel: kernelPath,
+      mappings: map.hostPaths().map((m) => ({ host: m.hostPath, writable: m.writable })),
+      tempDir,
+      output: null,
+    }),
+    ...denoRuntimeRules(),
+  ];
+  try {
+    const result = applyLandlock(rules, { mode });
+    for (const w of result.warnings) log.warn(w);
+    if (result.applied) log.debug(`Landlock applied (ABI ${result.abi})`);
+  } catch (error) {
+    if (error instanceof LandlockError) {
+      throw new VmError(error.message, EXIT_CODE.HOST_ERROR, { cause: error });
+    }
+    throw error;
   }
 }

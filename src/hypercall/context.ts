@@ -7,6 +7,7 @@
 
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { GuestOutput } from "../io/guest_output.ts";
+import type { GuestFiles } from "./file.ts";
 
 /** Returned by a handler when the guest should simply go on. */
 export const RESUME = 0;
@@ -67,6 +68,10 @@ export interface HypercallContext {
     len: number,
     visit: (gpa: number, len: number) => void,
   ): boolean;
+  /** The guest's files (the sandbox); absent when the guest has no file access at all. */
+  readonly files?: GuestFiles;
+  /** Told when a v1 FileWrite (which has no result field) failed or was cut short. */
+  readonly onWriteError?: (fd: number, errno: number) => void;
 }
 
 /** A hypercall handler: `arg` is the parameter address (or the value itself). */

@@ -7,19 +7,25 @@
  */
 
 import { EXIT_CODE } from "../exit_codes.ts";
-import { ERRNO } from "../errno.ts";
-import { READ_WRITE_V2, V1, V2 } from "./abi.ts";
+import { V1, V2 } from "./abi.ts";
 import { cmdsize, cmdval } from "./args.ts";
-import {
-  type Handler,
-  type HandlerResult,
-  type HypercallContext,
-  RESUME,
-  VmStop,
-} from "./context.ts";
+import { type Handler, VmStop } from "./context.ts";
 import { exitV1, exitV2 } from "./exit.ts";
-import { writeStdioV1, writeStdioV2 } from "./file_write_stdio.ts";
-import { badParameterBlock, hex } from "./protocol.ts";
+import {
+  fileCloseV1,
+  fileCloseV2,
+  fileLseekV1,
+  fileLseekV2,
+  fileOpenV1,
+  fileOpenV2,
+  fileReadV1,
+  fileReadV2,
+  fileUnlinkV1,
+  fileUnlinkV2,
+  fileWriteV1,
+  fileWriteV2,
+} from "./file.ts";
+import { hex } from "./protocol.ts";
 import { serialWriteBufferV1, serialWriteBufferV2, serialWriteByte } from "./serial.ts";
 
 /** One entry of the table. */
@@ -46,21 +52,8 @@ function unsupported(name: string, port: number): Handler {
     new VmStop(
       "error",
       EXIT_CODE.GUEST_PROTOCOL,
-      `Guest hypercall ${name} (port ${hex(port)}) is not supported by this version of dhyve`,
+      `Guest hypercall ${name} (port ${hex(port)}) is not supported by dhyve`,
     );
-}
-
-function fileWriteV1(ctx: HypercallContext, arg: number): HandlerResult {
-  return writeStdioV1(ctx, arg) ?? unsupported("FileWrite to a file", V1.FILE_WRITE)(ctx, arg);
-}
-
-function fileWriteV2(ctx: HypercallContext, arg: number): HandlerResult {
-  if (!ctx.mem.contains(arg, READ_WRITE_V2.size)) {
-    return badParameterBlock("FileWrite", V2.FILE_WRITE, arg, READ_WRITE_V2.size);
-  }
-  if (writeStdioV2(ctx, arg)) return RESUME;
-  ctx.mem.writeU64(arg + READ_WRITE_V2.ret, -ERRNO.EBADF);
-  return RESUME;
 }
 
 /** Builds the table of every v1 and v2 hypercall dhyve knows. */
@@ -75,13 +68,13 @@ export function buildHypercallTable(): HypercallTable {
   add(V1.CMDSIZE, 1, "Cmdsize", cmdsize);
   add(V1.CMDVAL, 1, "Cmdval", cmdval);
   add(V1.FILE_WRITE, 1, "FileWrite", fileWriteV1);
+  add(V1.FILE_OPEN, 1, "FileOpen", fileOpenV1);
+  add(V1.FILE_CLOSE, 1, "FileClose", fileCloseV1);
+  add(V1.FILE_READ, 1, "FileRead", fileReadV1);
+  add(V1.FILE_LSEEK, 1, "FileLseek", fileLseekV1);
+  add(V1.FILE_UNLINK, 1, "FileUnlink", fileUnlinkV1);
   for (
     const [name, port] of [
-      ["FileOpen", V1.FILE_OPEN],
-      ["FileClose", V1.FILE_CLOSE],
-      ["FileRead", V1.FILE_READ],
-      ["FileLseek", V1.FILE_LSEEK],
-      ["FileUnlink", V1.FILE_UNLINK],
       ["NetWrite", V1.NET_WRITE],
       ["NetRead", V1.NET_READ],
       ["NetStat", V1.NET_STAT],
@@ -92,15 +85,15 @@ export function buildHypercallTable(): HypercallTable {
   add(V2.SERIAL_WRITE_BYTE, 2, "SerialWriteByte", serialWriteByte);
   add(V2.SERIAL_WRITE_BUFFER, 2, "SerialWriteBuffer", serialWriteBufferV2);
   add(V2.FILE_WRITE, 2, "FileWrite", fileWriteV2);
+  add(V2.FILE_OPEN, 2, "FileOpen", fileOpenV2);
+  add(V2.FILE_CLOSE, 2, "FileClose", fileCloseV2);
+  add(V2.FILE_READ, 2, "FileRead", fileReadV2);
+  add(V2.FILE_LSEEK, 2, "FileLseek", fileLseekV2);
+  add(V2.FILE_UNLINK, 2, "FileUnlink", fileUnlinkV2);
   for (
     const [name, port] of [
       ["SerialReadByte", V2.SERIAL_READ_BYTE],
       ["SerialReadBuffer", V2.SERIAL_READ_BUFFER],
-      ["FileOpen", V2.FILE_OPEN],
-      ["FileClose", V2.FILE_CLOSE],
-      ["FileRead", V2.FILE_READ],
-      ["FileLseek", V2.FILE_LSEEK],
-      ["FileUnlink", V2.FILE_UNLINK],
       ["SharedMemOpen", V2.SHARED_MEM_OPEN],
       ["SharedMemClose", V2.SHARED_MEM_CLOSE],
     ] as const

@@ -487,6 +487,21 @@ export class Sandbox {
     return fd;
   }
 
+  /**
+   * Creates the per-VM temp directory now instead of at the first O_CREAT,
+   * so that a Landlock rule can name it. Returns its path, or −errno.
+   */
+  prepareTempDir(): string | number {
+    if (this.#tempDir !== undefined) return this.#tempDir;
+    try {
+      this.#tempDir = this.#fs.makeTempDir(this.#tempParent, TEMP_DIR_PREFIX);
+      return this.#tempDir;
+    } catch (error) {
+      // Not the guest's doing: no warning now; the guest's first O_CREAT warns.
+      return -hostErrno(error);
+    }
+  }
+
   #ensureTempDir(): string | number {
     if (this.#tempDir !== undefined) return this.#tempDir;
     try {
