@@ -457,11 +457,18 @@ export class VcpuFd {
   readonly #ioctl: (fd: number, request: number, arg: number) => number;
   readonly #xcrs = new Uint8Array(KVM_XCRS_SIZE);
 
-  /** Wraps an fd from KVM_CREATE_VCPU and maps its `kvm_run`. */
-  constructor(fd: number, id: number, runSize: number) {
+  readonly #ownsMapping: boolean;
+
+  /**
+   * Wraps an fd from KVM_CREATE_VCPU and maps its `kvm_run`; or, with
+   * `runAddress`, uses a mapping another thread made (a vCPU Worker), which
+   * {@linkcode VcpuFd.close} then leaves alone.
+   */
+  constructor(fd: number, id: number, runSize: number, runAddress?: number) {
     this.fd = fd;
     this.id = id;
-    const address = mmapResult(
+    this.#ownsMapping = runAddress === undefined;
+    const address = runAddress ?? mmapResult(
       libc().mmap(0, runSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n),
       `map kvm_run of vCPU ${id}`,
     );
@@ -622,8 +629,14 @@ export class VcpuFd {
     this.runView.setUint8(RUN.immediateExit, on ? 1 : 0);
   }
 
-  /** Unmaps `kvm_run` and closes the fd. */
+  /** Host address and size of the `kvm_run` mapping (for a vCPU Worker). */
+  get runMapping(): { address: number; size: number } {
+    return { ...this.#runMapping };
+  }
+
+  /** Unmaps `kvm_run` and closes the fd (only the thread that created them). */
   close(): void {
+    if (!this.#ownsMapping) return;
     libc().munmap(this.#runMapping.address, this.#runMapping.size);
     closeFd(this.fd);
   }
@@ -639,3 +652,23 @@ export const REQUIRED_CAPS: readonly { cap: number; name: string }[] = [
 
 /** The libc dhyve loads (for `--allow-ffi=<path>` in permission hints). */
 export { LIBC_PATH } from "./libc.ts";
+
+const SYS_GETTID = 186;
+const SYS_TGKILL = 234;
+
+/** The kernel thread id of the calling thread (for kicking it out of KVM_RUN). */
+export function currentThreadId(): number {
+  return Number(libc().syscall_val(SYS_GETTID, 0, 0, 0));
+}
+
+/** Sends `signal` to one thread of this process; returns 0 or the errno. */
+export function signalThread(tid: number, signal: number): number {
+  return Number(libc().syscall_val(SYS_TGKILL, Deno.pid, tid, signal)) < 0 ? errno() : 0;
+}
+
+/** Pins the calling thread to host core `core`; returns 0 or the errno. */
+export function pinCurrentThread(core: number): number {
+  const mask = new Uint8Array(128); // cpu_set_t: 1024 bits
+  mask[core >> 3] = 1 << (core & 7);
+  return libc().sched_setaffinity(0, mask.length, mask) < 0 ? errno() : 0;
+}

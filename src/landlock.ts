@@ -89,6 +89,7 @@ const ACCESS_RIGHTS: Readonly<Record<LandlockAccess, number>> = {
   "dir-write": A.READ_FILE | A.WRITE_FILE | A.TRUNCATE | A.IOCTL_DEV | A.READ_DIR |
     A.REMOVE_DIR | A.REMOVE_FILE | A.MAKE_DIR | A.MAKE_REG | A.REFER,
   "dir-remove": A.REMOVE_FILE | A.REMOVE_DIR,
+  "dir-rmdir": A.REMOVE_DIR,
 };
 
 /**
@@ -101,11 +102,19 @@ const ACCESS_RIGHTS: Readonly<Record<LandlockAccess, number>> = {
  *   and directories (no executing, no device nodes, sockets, FIFOs or symlinks);
  * - `dir-remove`: remove files and empty directories, nothing else (for the
  *   parent of a mapped path, so that the guest can unlink the mapped entry:
- *   Landlock grants removal on the directory that holds the entry).
+ *   Landlock grants removal on the directory that holds the entry);
+ * - `dir-rmdir`: remove empty directories only (for the parent of the VM's
+ *   temp dir, so that dhyve can remove that dir when the VM ends).
  *
  * On a file, the directory rights of `dir-*` are dropped (Landlock refuses them).
  */
-export type LandlockAccess = "read" | "write" | "dir-read" | "dir-write" | "dir-remove";
+export type LandlockAccess =
+  | "read"
+  | "write"
+  | "dir-read"
+  | "dir-write"
+  | "dir-remove"
+  | "dir-rmdir";
 
 /** One path and what the process may do with it once Landlock is applied. */
 export interface LandlockRule {

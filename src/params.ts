@@ -61,6 +61,8 @@ export interface VmParams {
   maxOpenFiles?: number;
   /** Most bytes the guest may write into temp files (default: no limit). */
   maxTempBytes?: number;
+  /** Host core for each vCPU (`-a`); default: vCPUs float. */
+  affinity?: readonly number[];
   /** Check up front that Deno's permissions cover every path (default true). */
   checkPermissions?: boolean;
 }

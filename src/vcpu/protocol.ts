@@ -1,0 +1,95 @@
+/**
+ * Messages and shared words between the main thread and vCPU Workers. Pure
+ * data shapes: structured-clone friendly, no classes.
+ * @module
+ */
+
+import type { XsaveComponent } from "../emulate/xsave.ts";
+import type { GuestCommandLine, StopKind } from "../hypercall/context.ts";
+
+/** Indices into the shared control Int32Array. */
+export const CONTROL = {
+  /** Becomes 1 when the VM must stop (claimed with compareExchange). */
+  STOP: 0,
+  /** First of one slot per vCPU: its kernel thread id, once running. */
+  TIDS: 2,
+} as const;
+
+/** Size in Int32 words of the control array for `cpuCount` vCPUs. */
+export function controlWords(cpuCount: number): number {
+  return CONTROL.TIDS + cpuCount;
+}
+
+/** What a Worker needs to run its vCPU. */
+export interface WorkerInit {
+  /** vCPU id. */
+  cpu: number;
+  /** The vCPU fd (process-wide). */
+  vcpuFd: number;
+  /** Host address of its `kvm_run` mapping. */
+  runAddress: number;
+  /** Size of the `kvm_run` mapping. */
+  runSize: number;
+  /** Host address of guest RAM. */
+  memAddress: number;
+  /** Size of guest RAM. */
+  memSize: number;
+  /** Guest-physical address of guest RAM. */
+  guestAddress: number;
+  /** KVM copies the registers into `kvm_run` on each exit. */
+  syncRegs: boolean;
+  /** XSAVE component layout, as entries. */
+  xsaveLayout: [number, XsaveComponent][];
+  /** argv and env for Cmdsize/Cmdval. */
+  cmdline: GuestCommandLine;
+  /** The shared control words. */
+  control: SharedArrayBuffer;
+  /** The file channel slots. */
+  files: SharedArrayBuffer;
+  /** "stdio": write guest output straight to stdout/stderr; "post": send it to the main thread. */
+  output: "stdio" | "post";
+  /** Host core to pin to, or null to float. */
+  affinity: number | null;
+}
+
+/** A stop, as a Worker reports it. */
+export interface StopRecord {
+  /** Exit or error. */
+  kind: StopKind;
+  /** Guest exit code or dhyve exit code. */
+  code: number;
+  /** One-line message for errors. */
+  message: string;
+  /** Register dump. */
+  detail: string;
+}
+
+/** A vCPU's counters, as a Worker reports them. */
+export interface StatsRecord {
+  /** Exits by reason. */
+  exits: Float64Array;
+  /** Hypercalls by port. */
+  hypercalls: Float64Array;
+  /** Non-hypercall port reads. */
+  portReads: number;
+  /** Non-hypercall port writes. */
+  portWrites: number;
+  /** MMIO reads. */
+  mmioReads: number;
+  /** MMIO writes. */
+  mmioWrites: number;
+  /** Instructions emulated in userspace. */
+  emulated: number;
+  /** Start, as epoch milliseconds. */
+  startedAt: number;
+  /** Stop, as epoch milliseconds. */
+  stoppedAt: number;
+}
+
+/** Messages from a Worker to the main thread. */
+export type WorkerMessage =
+  | { type: "stop"; cpu: number; stop: StopRecord }
+  | { type: "done"; cpu: number; stats: StatsRecord }
+  | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
+  | { type: "warning"; message: string }
+  | { type: "fatal"; cpu: number; message: string };

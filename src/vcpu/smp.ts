@@ -1,0 +1,176 @@
+/**
+ * Running several vCPUs: one Worker each, started together (Hermit releases
+ * its application processors itself, through its CPU_ONLINE counter). The
+ * main thread serves file hypercalls, listens for SIGINT/SIGTERM, and when
+ * the first vCPU stops the VM it kicks the others out of KVM_RUN
+ * (`immediate_exit` plus a signal to each vCPU thread), then collects every
+ * Worker's counters.
+ *
+ * Exit code rule: the first vCPU to stop the VM (in time) decides it; a
+ * signal or an internal error that comes first decides it instead.
+ * @module
+ */
+
+import { EXIT_CODE } from "../exit_codes.ts";
+import type { GuestFiles } from "../hypercall/file.ts";
+import { VmStop } from "../hypercall/context.ts";
+import type { GuestCommandLine } from "../hypercall/context.ts";
+import type { XsaveLayout } from "../emulate/xsave.ts";
+import type { OutputSink } from "../io/guest_output.ts";
+import { signalThread, type VcpuFd } from "../kvm.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import { createFileChannel, FileChannelServer } from "./file_channel.ts";
+import { CONTROL, controlWords, type WorkerInit, type WorkerMessage } from "./protocol.ts";
+import { VcpuStats } from "./stats.ts";
+
+/** The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing). */
+const KICK_SIGNAL = 12; // SIGUSR2 (SIGUSR1 would start Deno's inspector)
+/** How long stopped vCPUs get to report before their Workers are terminated. */
+const DRAIN_MS = 5000;
+
+/** What {@linkcode runSmp} needs. */
+export interface SmpOptions {
+  /** Every vCPU, created and initialised. */
+  vcpus: readonly VcpuFd[];
+  /** Guest RAM (for the file channel). */
+  mem: GuestMemory;
+  /** Host address of guest RAM. */
+  memAddress: number;
+  /** KVM copies registers into kvm_run on exits. */
+  syncRegs: boolean;
+  /** XSAVE layout for FPU-state emulation. */
+  xsaveLayout: XsaveLayout;
+  /** argv/env. */
+  cmdline: GuestCommandLine;
+  /** The guest's files. */
+  files: GuestFiles;
+  /** Host program sinks; null means each Worker writes to stdout/stderr itself. */
+  sinks: { stdout: OutputSink; stderr: OutputSink } | null;
+  /** Host core per vCPU, or null. */
+  affinity: readonly number[] | null;
+  /** Diagnostics from Workers. */
+  warn: (message: string) => void;
+}
+
+/** Runs all vCPUs in Workers until the VM stops; returns the stop and every vCPU's counters. */
+export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: VcpuStats[] }> {
+  const { vcpus, mem } = options;
+  const n = vcpus.length;
+  const control = new Int32Array(new SharedArrayBuffer(4 * controlWords(n)));
+  const channel = createFileChannel(n);
+  const server = new FileChannelServer(channel, n, options.files, mem);
+  const stats: (VcpuStats | undefined)[] = new Array(n);
+  const workers: Worker[] = [];
+  let stop: VmStop | null = null;
+  let remaining = n;
+
+  const kickAll = (): void => {
+    for (const v of vcpus) v.setImmediateExit(true);
+    for (let i = 0; i < n; i++) {
+      const tid = Atomics.load(control, CONTROL.TIDS + i);
+      if (tid !== 0) signalThread(tid, KICK_SIGNAL);
+    }
+  };
+  const claim = (s: VmStop): void => {
+    if (Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0) stop = s;
+    else stop ??= s;
+    kickAll();
+  };
+
+  const noop = (): void => {};
+  Deno.addSignalListener("SIGUSR2", noop);
+  const onSignal = (name: "SIGINT" | "SIGTERM", code: number) => (): void =>
+    claim(new VmStop("error", code, `Stopped by ${name}`));
+  const onInt = onSignal("SIGINT", EXIT_CODE.SIGINT);
+  const onTerm = onSignal("SIGTERM", EXIT_CODE.SIGTERM);
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+
+  return new Promise((resolve) => {
+    let drainTimer: ReturnType<typeof setTimeout> | undefined;
+    const finish = (): void => {
+      if (drainTimer !== undefined) clearTimeout(drainTimer);
+      server.stop();
+      Deno.removeSignalListener("SIGINT", onInt);
+      Deno.removeSignalListener("SIGTERM", onTerm);
+      Deno.removeSignalListener("SIGUSR2", noop);
+      for (const w of workers) w.terminate();
+      resolve({
+        stop: stop ?? new VmStop("error", EXIT_CODE.INTERNAL, "Every vCPU ended without a result"),
+        stats: stats.map((s, i) => s ?? new VcpuStats(i)),
+      });
+    };
+    const ended = (): void => {
+      remaining--;
+      if (remaining === 0) finish();
+      else if (drainTimer === undefined && stop !== null) {
+        drainTimer = setTimeout(() => {
+          options.warn(`${remaining} vCPU(s) did not stop within ${DRAIN_MS} ms; ending them`);
+          finish();
+        }, DRAIN_MS);
+      }
+    };
+
+    for (let cpu = 0; cpu < n; cpu++) {
+      const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+      workers.push(worker);
+      worker.onmessage = (event: MessageEvent<WorkerMessage>): void => {
+        const m = event.data;
+        switch (m.type) {
+          case "output":
+            (m.stream === 1 ? options.sinks?.stdout : options.sinks?.stderr)?.writeSync(m.bytes);
+            break;
+          case "warning":
+            options.warn(m.message);
+            break;
+          case "stop":
+            stop ??= new VmStop(m.stop.kind, m.stop.code, m.stop.message, m.stop.detail);
+            kickAll();
+            break;
+          case "fatal":
+            claim(new VmStop("error", EXIT_CODE.INTERNAL, `vCPU ${m.cpu} failed: ${m.message}`));
+            ended();
+            break;
+          case "done": {
+            const s = new VcpuStats(m.cpu);
+            s.exits.set(m.stats.exits);
+            s.hypercalls.set(m.stats.hypercalls);
+            s.portReads = m.stats.portReads;
+            s.portWrites = m.stats.portWrites;
+            s.mmioReads = m.stats.mmioReads;
+            s.mmioWrites = m.stats.mmioWrites;
+            s.emulated = m.stats.emulated;
+            s.startedAt = m.stats.startedAt - performance.timeOrigin;
+            s.stoppedAt = m.stats.stoppedAt - performance.timeOrigin;
+            stats[m.cpu] = s;
+            ended();
+            break;
+          }
+        }
+      };
+      worker.onerror = (event: ErrorEvent): void => {
+        event.preventDefault();
+        claim(new VmStop("error", EXIT_CODE.INTERNAL, `vCPU ${cpu} failed: ${event.message}`));
+        ended();
+      };
+      const v = vcpus[cpu]!;
+      const init: WorkerInit = {
+        cpu,
+        vcpuFd: v.fd,
+        runAddress: v.runMapping.address,
+        runSize: v.runMapping.size,
+        memAddress: options.memAddress,
+        memSize: mem.size,
+        guestAddress: mem.base,
+        syncRegs: options.syncRegs,
+        xsaveLayout: [...options.xsaveLayout],
+        cmdline: options.cmdline,
+        control: control.buffer as SharedArrayBuffer,
+        files: channel,
+        output: options.sinks === null ? "stdio" : "post",
+        affinity: options.affinity?.[cpu] ?? null,
+      };
+      worker.postMessage(init);
+    }
+  });
+}

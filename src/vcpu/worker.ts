@@ -1,0 +1,126 @@
+/**
+ * One vCPU per Worker: a synchronous KVM_RUN loop on its own OS thread.
+ * Guest RAM and `kvm_run` are the main thread's mappings, reached by
+ * address. Serial output is line-buffered here (lines from two vCPUs never
+ * interleave mid-line); file hypercalls go to the main thread through the
+ * file channel. The first vCPU to stop the VM claims the stop in the shared
+ * control word and reports it; the main thread then kicks the others.
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import type { XsaveComponent } from "../emulate/xsave.ts";
+import type { HypercallContext } from "../hypercall/context.ts";
+import { buildHypercallTable } from "../hypercall/table.ts";
+import { GuestOutput, type OutputSink } from "../io/guest_output.ts";
+import { currentThreadId, pinCurrentThread, Sregs, VcpuFd } from "../kvm.ts";
+import { SREGS } from "../abi/kvm.ts";
+import { GuestMemory } from "../memory/guest_memory.ts";
+import { translateRange } from "../memory/paging.ts";
+import { ChannelFiles } from "./file_channel.ts";
+import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
+import { INTERRUPTED, KICKED, runVcpu } from "./run_loop.ts";
+import { VcpuStats } from "./stats.ts";
+
+function post(message: WorkerMessage, transfer: Transferable[] = []): void {
+  self.postMessage(message, transfer);
+}
+
+/** Forwards output to the main thread (when the host program gave its own sinks). */
+class PostSink implements OutputSink {
+  readonly #stream: 1 | 2;
+  constructor(stream: 1 | 2) {
+    this.#stream = stream;
+  }
+  writeSync(p: Uint8Array): number {
+    const bytes = p.slice();
+    post({ type: "output", stream: this.#stream, bytes }, [bytes.buffer]);
+    return p.length;
+  }
+}
+
+function viewOf(address: number, size: number): ArrayBuffer {
+  const ptr = Deno.UnsafePointer.create(BigInt(address));
+  if (ptr === null) throw new Error("Null mapping address");
+  // UNSAFE: the main thread keeps these mappings until every Worker has ended.
+  return Deno.UnsafePointerView.getArrayBuffer(ptr, size);
+}
+
+function start(init: WorkerInit): void {
+  const control = new Int32Array(init.control);
+  Atomics.store(control, CONTROL.TIDS + init.cpu, currentThreadId());
+  if (init.affinity !== null) {
+    const err = pinCurrentThread(init.affinity);
+    if (err !== 0) {
+      post({ type: "warning", message: `Cannot pin vCPU ${init.cpu} to core ${init.affinity}` });
+    }
+  }
+  const vcpu = new VcpuFd(init.vcpuFd, init.cpu, init.runSize, init.runAddress);
+  vcpu.enableSyncRegs(init.syncRegs);
+  const mem = new GuestMemory(viewOf(init.memAddress, init.memSize), init.guestAddress);
+  const stdout = new GuestOutput(init.output === "stdio" ? Deno.stdout : new PostSink(1));
+  const stderr = new GuestOutput(init.output === "stdio" ? Deno.stderr : new PostSink(2));
+  const sregs = new Sregs();
+  const ctx: HypercallContext = {
+    mem,
+    stdout,
+    stderr,
+    cmdline: init.cmdline,
+    files: new ChannelFiles(init.files, init.cpu, mem),
+    onWriteError(fd, errno): void {
+      post({ type: "warning", message: `A guest write to fd ${fd} failed (errno ${-errno})` });
+    },
+    translateRange(vaddr, len, visit): boolean {
+      vcpu.getSregs(sregs);
+      return translateRange(mem, sregs.getU64(SREGS.cr3), vaddr, len, visit);
+    },
+  };
+  const stats = new VcpuStats(init.cpu);
+  const options = {
+    vcpu,
+    mem,
+    table: buildHypercallTable(),
+    ctx,
+    stats,
+    control,
+    xsaveLayout: new Map<number, XsaveComponent>(init.xsaveLayout),
+  };
+  let stop = runVcpu(options);
+  while (stop === INTERRUPTED) stop = runVcpu(options);
+  if (stop !== KICKED && Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0) {
+    post({
+      type: "stop",
+      cpu: init.cpu,
+      stop: { kind: stop.kind, code: stop.code, message: stop.message, detail: stop.detail },
+    });
+  }
+  post({
+    type: "done",
+    cpu: init.cpu,
+    stats: {
+      exits: stats.exits,
+      hypercalls: stats.hypercalls,
+      portReads: stats.portReads,
+      portWrites: stats.portWrites,
+      mmioReads: stats.mmioReads,
+      mmioWrites: stats.mmioWrites,
+      emulated: stats.emulated,
+      startedAt: stats.startedAt + performance.timeOrigin,
+      stoppedAt: stats.stoppedAt + performance.timeOrigin,
+    },
+  });
+}
+
+self.onmessage = (event: MessageEvent<WorkerInit>): void => {
+  try {
+    start(event.data);
+  } catch (error) {
+    post({
+      type: "fatal",
+      cpu: event.data.cpu,
+      message: error instanceof Error ? error.message : String(error),
+    });
+  }
+  self.close();
+};
