@@ -26,6 +26,7 @@ export {
   parseEnvEntry,
   parseMemorySize,
   UsageError,
+  type FileIsolation,
   type VmParams,
 } from "./src/params.ts";
 export { CaptureSink, NullSink, type OutputSink } from "./src/io/guest_output.ts";

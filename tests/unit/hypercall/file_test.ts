@@ -748,8 +748,13 @@ Deno.test("fileWriteV1() without files in the context reports −EBADF for a fil
 
 Deno.test("fileWriteV1() without onWriteError in the context drops the error quietly", () => {
   const f = fakeContext();
-  writeV1Params({ f } as Rig, 3, TEXT, 4);
-  assert.equal(fileWriteV1(f.ctx, PARAM), RESUME);
+  const files = new FakeFiles();
+  files.writeResults = [-ERRNO.EIO];
+  f.mem.writeI32(PARAM + WRITE_V1.fd, 3);
+  f.mem.writeU64(PARAM + WRITE_V1.buf, TEXT);
+  f.mem.writeU64(PARAM + WRITE_V1.len, 4);
+  assert.equal(fileWriteV1({ ...f.ctx, files }, PARAM), RESUME);
+  assert.equal(files.calls.length, 1);
 });
 
 // ---- FileWrite v2 ----------------------------------------------------------------------

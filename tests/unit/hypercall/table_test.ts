@@ -8,9 +8,9 @@
 
 import assert from "node:assert/strict";
 import { ERRNO } from "../../../src/errno.ts";
-import { EXIT_CODE } from "../../../src/exit_codes.ts";
 import { READ_WRITE_V2, V1, V2, WRITE_V1 } from "../../../src/hypercall/abi.ts";
 import { RESUME, VmStop } from "../../../src/hypercall/context.ts";
+import type { GuestFiles } from "../../../src/hypercall/file.ts";
 import {
   buildHypercallTable,
   type HypercallEntry,
@@ -27,16 +27,37 @@ const PARAM = FAKE_RAM_BASE + 0x100;
 /** Ports dhyve serves today; every other port of abi.ts must stop with "not supported". */
 const SUPPORTED: ReadonlyMap<number, string> = new Map<number, string>([
   [V1.FILE_WRITE, "FileWrite"],
+  [V1.FILE_OPEN, "FileOpen"],
+  [V1.FILE_CLOSE, "FileClose"],
+  [V1.FILE_READ, "FileRead"],
   [V1.EXIT, "Exit"],
+  [V1.FILE_LSEEK, "FileLseek"],
   [V1.CMDSIZE, "Cmdsize"],
   [V1.CMDVAL, "Cmdval"],
   [V1.UART, "Uart"],
+  [V1.FILE_UNLINK, "FileUnlink"],
   [V1.SERIAL_BUFFER_WRITE, "SerialBufferWrite"],
   [V2.EXIT, "Exit"],
   [V2.SERIAL_WRITE_BYTE, "SerialWriteByte"],
   [V2.SERIAL_WRITE_BUFFER, "SerialWriteBuffer"],
   [V2.FILE_WRITE, "FileWrite"],
+  [V2.FILE_OPEN, "FileOpen"],
+  [V2.FILE_CLOSE, "FileClose"],
+  [V2.FILE_READ, "FileRead"],
+  [V2.FILE_LSEEK, "FileLseek"],
+  [V2.FILE_UNLINK, "FileUnlink"],
 ]);
+
+/** The ports that stop the VM: the legacy v1 net calls and the v2 calls uhyve 0.8 never serves. */
+const UNSUPPORTED: readonly number[] = [
+  V1.NET_WRITE,
+  V1.NET_READ,
+  V1.NET_STAT,
+  V2.SERIAL_READ_BYTE,
+  V2.SERIAL_READ_BUFFER,
+  V2.SHARED_MEM_OPEN,
+  V2.SHARED_MEM_CLOSE,
+];
 
 function entry(port: number): HypercallEntry {
   const e = buildHypercallTable().entries[port];
@@ -88,20 +109,30 @@ Deno.test("buildHypercallTable() builds a fresh, independent table each time", (
 Deno.test("buildHypercallTable() entries for unsupported ports stop with a clear message", () => {
   const { entries } = buildHypercallTable();
   const f = fakeContext();
-  let checked = 0;
+  const stopped: number[] = [];
   entries.forEach((e, port) => {
     if (e === undefined || SUPPORTED.has(port)) return;
     // A valid, zeroed parameter block: the stop must not depend on its contents.
     const stop = assertProtocolStop(e.handle(f.ctx, PARAM), {
       call: e.name,
       port,
-      mentions: ["is not supported by this version of dhyve"],
+      mentions: ["is not supported by dhyve"],
     });
     assert.match(stop.message, /^Guest hypercall /);
-    checked++;
+    stopped.push(port);
   });
-  assert.ok(checked >= 13, `only ${checked} unsupported entries`);
+  assert.deepEqual(stopped.sort((a, b) => a - b), [...UNSUPPORTED].sort((a, b) => a - b));
   assert.deepEqual(f.output(), { stdout: "", stderr: "" });
+});
+
+Deno.test("buildHypercallTable() serves every file hypercall with a zeroed block (no stop)", () => {
+  const { entries } = buildHypercallTable();
+  const f = fakeContext();
+  for (const [port, name] of SUPPORTED) {
+    if (!name.startsWith("File")) continue;
+    assert.equal(entry(port).handle(f.ctx, PARAM), RESUME, `${name} 0x${port.toString(16)}`);
+    assert.equal(entries[port]?.name, name);
+  }
 });
 
 Deno.test("buildHypercallTable() dispatches Exit v1 and v2 to the exit handlers", () => {
@@ -151,7 +182,7 @@ Deno.test("FileWrite v2 through the table: a parameter block outside RAM stops t
   }
 });
 
-Deno.test("FileWrite v1 through the table: fd 2 goes to stderr, a file fd stops the VM", () => {
+Deno.test("FileWrite v1 through the table: fd 2 goes to stderr, a file fd goes to ctx.files", () => {
   const f = fakeContext(); // identity translation
   const text = FAKE_RAM_BASE + 0x800;
   f.mem.write(text, new TextEncoder().encode("v1 err\n"));
@@ -161,11 +192,30 @@ Deno.test("FileWrite v1 through the table: fd 2 goes to stderr, a file fd stops 
   assert.equal(entry(V1.FILE_WRITE).handle(f.ctx, PARAM), RESUME);
   assert.deepEqual(f.output(), { stdout: "", stderr: "v1 err\n" });
 
+  const written: string[] = [];
+  const errors: [number, number][] = [];
+  const files: GuestFiles = {
+    open: () => -ERRNO.ENOENT,
+    close: () => -ERRNO.EBADF,
+    read: () => -ERRNO.EBADF,
+    write: (fd, from) => {
+      written.push(`${fd}:${new TextDecoder().decode(from)}`);
+      return fd === 3 ? from.length : -ERRNO.EBADF;
+    },
+    lseek: () => -ERRNO.EBADF,
+    unlink: () => -ERRNO.ENOENT,
+  };
+  const ctx = { ...f.ctx, files, onWriteError: (fd: number, e: number) => errors.push([fd, e]) };
   f.mem.writeI32(PARAM + WRITE_V1.fd, 3);
-  const stop = assertProtocolStop(entry(V1.FILE_WRITE).handle(f.ctx, PARAM), {
-    call: "FileWrite",
-    port: V1.FILE_WRITE,
-    mentions: ["not supported"],
-  });
-  assert.equal(stop.code, EXIT_CODE.GUEST_PROTOCOL);
+  assert.equal(entry(V1.FILE_WRITE).handle(ctx, PARAM), RESUME);
+  f.mem.writeI32(PARAM + WRITE_V1.fd, 4);
+  assert.equal(entry(V1.FILE_WRITE).handle(ctx, PARAM), RESUME);
+  assert.deepEqual(written, ["3:v1 err\n", "4:v1 err\n"]);
+  assert.deepEqual(errors, [[4, -ERRNO.EBADF]]);
+
+  // Without files in the context the VM goes on too; the failure is only reported.
+  const bare = { ...f.ctx, onWriteError: (fd: number, e: number) => errors.push([fd, e]) };
+  assert.equal(entry(V1.FILE_WRITE).handle(bare, PARAM), RESUME);
+  assert.deepEqual(errors, [[4, -ERRNO.EBADF], [4, -ERRNO.EBADF]]);
+  assert.deepEqual(f.output(), { stdout: "", stderr: "v1 err\n" });
 });
