@@ -13,6 +13,7 @@ import { denoCommandLine, requiredPermissions } from "./src/permissions.ts";
 import { FileMap, FileMapError } from "./src/sandbox/file_map.ts";
 import { configureLogging } from "./src/log.ts";
 import {
+  parseDuration,
   parseEnvEntry,
   parseFileIsolation,
   parseIoMode,
@@ -42,6 +43,7 @@ Options:
                           or strict (refuses to run without it)
       --io-mode host=direct|sync
                           flags for files the guest creates (uhyve compatible)
+      --timeout DURATION  stop the guest after this long (e.g. 30s, 500ms, 2m)
       --print-permissions print the minimal deno command line for these options
       --no-aslr           load a relocatable kernel at the lowest address
       --thp               back guest RAM with transparent huge pages
@@ -113,6 +115,7 @@ export function parseCommandLine(
         "file-isolation": { type: "string" },
         "io-mode": { type: "string" },
         "print-permissions": { type: "boolean" },
+        timeout: { type: "string" },
         "no-aslr": { type: "boolean" },
         thp: { type: "boolean" },
         ksm: { type: "boolean" },
@@ -150,6 +153,7 @@ export function parseCommandLine(
   };
   if (values["file-mapping"] !== undefined) params.fileMappings = values["file-mapping"];
   if (values.tempdir !== undefined) params.tempDir = values.tempdir;
+  if (values.timeout !== undefined) params.timeoutMs = parseDuration(values.timeout);
   if (values["file-isolation"] !== undefined) {
     params.fileIsolation = parseFileIsolation(values["file-isolation"]);
   }

@@ -23,10 +23,10 @@ export type {
 } from "./src/loader/elf.ts";
 export {
   DEFAULT_MEMORY_SIZE,
+  type FileIsolation,
   parseEnvEntry,
   parseMemorySize,
   UsageError,
-  type FileIsolation,
   type VmParams,
 } from "./src/params.ts";
 export { CaptureSink, NullSink, type OutputSink } from "./src/io/guest_output.ts";

@@ -672,3 +672,19 @@ export function pinCurrentThread(core: number): number {
   mask[core >> 3] = 1 << (core & 7);
   return libc().sched_setaffinity(0, mask.length, mask) < 0 ? errno() : 0;
 }
+
+const ITIMER_REAL = 0;
+
+/**
+ * Arms (or with 0, disarms) the process's real-time interval timer: SIGALRM
+ * after `ms` milliseconds. A signal interrupts KVM_RUN on the main thread,
+ * which is how a single-vCPU run notices a timeout. Returns 0 or the errno.
+ */
+export function armAlarm(ms: number): number {
+  const buf = new Uint8Array(32); // struct itimerval { interval, value } of timevals
+  const view = new DataView(buf.buffer);
+  const sec = Math.floor(ms / 1000);
+  view.setBigInt64(16, BigInt(sec), true);
+  view.setBigInt64(24, BigInt(Math.round((ms - sec * 1000) * 1000)), true);
+  return libc().setitimer(ITIMER_REAL, buf, 0) < 0 ? errno() : 0;
+}

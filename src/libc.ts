@@ -45,6 +45,8 @@ const SYMBOLS = {
   },
   /** int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) */
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  /** int setitimer(int which, const struct itimerval *new, struct itimerval *old): old = NULL */
+  setitimer: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   /** int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *mask) */
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   /** int fstat(int fd, struct stat *st): st is a 144-byte buffer on x86_64 */
@@ -79,6 +81,8 @@ export interface Libc {
   madvise(addr: number, len: number, advice: number): number;
   /** write(2) from a host address. */
   write_addr(fd: number, addr: number, len: number): number | bigint;
+  /** setitimer(2) with no old value. */
+  setitimer(which: number, value: Uint8Array<ArrayBuffer>, old: number): number;
   /** sched_setaffinity(2) for the calling thread (pid 0). */
   sched_setaffinity(pid: number, size: number, mask: Uint8Array<ArrayBuffer>): number;
   /** The address of the calling thread's errno. */

@@ -61,6 +61,8 @@ export interface VmParams {
   maxOpenFiles?: number;
   /** Most bytes the guest may write into temp files (default: no limit). */
   maxTempBytes?: number;
+  /** Stop the guest after this many milliseconds (`--timeout`); default: no limit. */
+  timeoutMs?: number;
   /** Host core for each vCPU (`-a`); default: vCPUs float. */
   affinity?: readonly number[];
   /** Check up front that Deno's permissions cover every path (default true). */
@@ -175,4 +177,21 @@ export function validateCpuCount(count: number): number {
     throw new UsageError(`Invalid vCPU count ${count}: use a whole number from 1 to 256`);
   }
   return count;
+}
+
+/**
+ * Parses a duration for `--timeout`: a number of seconds, or a number with a
+ * unit `ms`, `s`, `m` or `h` (e.g. `500ms`, `10s`, `2m`). Returns milliseconds.
+ * @throws {UsageError} for anything else or a non-positive value.
+ */
+export function parseDuration(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m?.[2] ?? "s"] ?? 1000;
+  const ms = m === null ? NaN : Math.round(Number(m[1]) * unit);
+  if (!(ms > 0) || !Number.isSafeInteger(ms)) {
+    throw new UsageError(
+      `Invalid duration "${text}": use seconds or a unit, e.g. 30, 500ms, 10s, 2m`,
+    );
+  }
+  return ms;
 }

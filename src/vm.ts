@@ -23,6 +23,7 @@ import { type GuestCommandLine, type HypercallContext, VmStop } from "./hypercal
 import { buildHypercallTable } from "./hypercall/table.ts";
 import { GuestOutput } from "./io/guest_output.ts";
 import {
+  armAlarm,
   type HostMapping,
   Kvm,
   KvmError,
@@ -51,6 +52,7 @@ import {
 import { INTERRUPTED, type RunLoopOptions, runVcpu } from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
 import { runSmp } from "./vcpu/smp.ts";
+import { timeoutStop } from "./vcpu/timeout.ts";
 import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./landlock.ts";
 import { LIBC_PATH } from "./kvm.ts";
 import { checkGranted, requiredPermissions } from "./permissions.ts";
@@ -301,7 +303,10 @@ const STOP_SIGNALS = [
  * (EINTR); the event loop then gets a turn so that signal listeners run, and
  * SIGINT/SIGTERM end the run through the normal clean-up path.
  */
-async function runUntilStopped(options: RunLoopOptions): Promise<VmStop> {
+async function runUntilStopped(
+  options: RunLoopOptions,
+  timeoutMs: number | undefined,
+): Promise<VmStop> {
   let received: (typeof STOP_SIGNALS)[number] | null = null;
   const listeners = STOP_SIGNALS.map((s) => {
     const listener = (): void => {
@@ -310,6 +315,13 @@ async function runUntilStopped(options: RunLoopOptions): Promise<VmStop> {
     Deno.addSignalListener(s.signal, listener);
     return { signal: s.signal, listener };
   });
+  const deadline = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
+  const alarm = (): void => {};
+  if (timeoutMs !== undefined) {
+    // SIGALRM interrupts KVM_RUN on this thread; the loop then sees the deadline.
+    Deno.addSignalListener("SIGALRM", alarm);
+    armAlarm(Math.max(1, timeoutMs));
+  }
   try {
     for (;;) {
       const stop = runVcpu(options);
@@ -317,9 +329,15 @@ async function runUntilStopped(options: RunLoopOptions): Promise<VmStop> {
       await new Promise((resolve) => setTimeout(resolve, 0));
       const got = received as (typeof STOP_SIGNALS)[number] | null;
       if (got !== null) return new VmStop("error", got.code, `Stopped by ${got.signal}`);
+      if (performance.now() >= deadline) return timeoutStop(timeoutMs!);
+      if (timeoutMs !== undefined) armAlarm(Math.max(1, deadline - performance.now()));
     }
   } finally {
     for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
+    if (timeoutMs !== undefined) {
+      armAlarm(0);
+      Deno.removeSignalListener("SIGALRM", alarm);
+    }
   }
 }
 
@@ -484,7 +502,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         stats: one,
         control: new Int32Array(new SharedArrayBuffer(4)),
         xsaveLayout,
-      });
+      }, params.timeoutMs);
       stats = [one];
     } else {
       const result = await runSmp({
@@ -499,6 +517,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
           ? null
           : { stdout: params.stdout ?? Deno.stdout, stderr: params.stderr ?? Deno.stderr },
         affinity: params.affinity ?? null,
+        timeoutMs: params.timeoutMs ?? null,
         warn: (message) => log.warn(message),
       });
       stop = result.stop;

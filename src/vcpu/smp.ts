@@ -22,6 +22,7 @@ import type { GuestMemory } from "../memory/guest_memory.ts";
 import { createFileChannel, FileChannelServer } from "./file_channel.ts";
 import { CONTROL, controlWords, type WorkerInit, type WorkerMessage } from "./protocol.ts";
 import { VcpuStats } from "./stats.ts";
+import { timeoutStop } from "./timeout.ts";
 
 /** The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing). */
 const KICK_SIGNAL = 12; // SIGUSR2 (SIGUSR1 would start Deno's inspector)
@@ -48,6 +49,8 @@ export interface SmpOptions {
   sinks: { stdout: OutputSink; stderr: OutputSink } | null;
   /** Host core per vCPU, or null. */
   affinity: readonly number[] | null;
+  /** Stop the VM after this many milliseconds, or null. */
+  timeoutMs: number | null;
   /** Diagnostics from Workers. */
   warn: (message: string) => void;
 }
@@ -88,8 +91,12 @@ export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: Vcpu
 
   return new Promise((resolve) => {
     let drainTimer: ReturnType<typeof setTimeout> | undefined;
+    const limit = options.timeoutMs === null
+      ? undefined
+      : setTimeout(() => claim(timeoutStop(options.timeoutMs!)), options.timeoutMs);
     const finish = (): void => {
       if (drainTimer !== undefined) clearTimeout(drainTimer);
+      if (limit !== undefined) clearTimeout(limit);
       server.stop();
       Deno.removeSignalListener("SIGINT", onInt);
       Deno.removeSignalListener("SIGTERM", onTerm);
