@@ -144,6 +144,7 @@ export function parseCommandLine(
     ? hostEnvironment()
     : envEntries.map((e) => parseEnvEntry(e));
   const params: VmParams = {
+    fileIsolation: "normal",
     args,
     env,
     aslr: !values["no-aslr"],
@@ -167,13 +168,18 @@ export function parseCommandLine(
   }
   const verbosity = values.quiet ? -1 : (values.verbose?.length ?? 0);
   if (values["print-permissions"]) {
-    return { info: minimalCommandLine(kernel, params, argv) };
+    return { info: minimalCommandLine(kernel, params, argv, envEntries.includes("host")) };
   }
   return { kernel, params, verbosity };
 }
 
 /** The minimal `deno run` line for these options (`--print-permissions`). */
-function minimalCommandLine(kernel: string, params: VmParams, argv: readonly string[]): string {
+function minimalCommandLine(
+  kernel: string,
+  params: VmParams,
+  argv: readonly string[],
+  envHost: boolean,
+): string {
   let map: FileMap;
   try {
     map = FileMap.fromSpecs(params.fileMappings ?? [], Deno.cwd());

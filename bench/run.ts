@@ -6,6 +6,7 @@
  */
 
 import { bootBenchmarks } from "./boot.ts";
+import { fileReadBenchmarks } from "./file_read.ts";
 import { machineDescription, printTable } from "./_util.ts";
 
 const enc = new TextEncoder();
@@ -17,4 +18,16 @@ const boot = await bootBenchmarks();
 printTable([
   ["start-up (whole process, median of 10)", "ms", "command"],
   ...boot.map((r) => [r.name, r.medianMs.toFixed(1), r.command]),
+]);
+
+Deno.stdout.writeSync(enc.encode("\n"));
+const reads = await fileReadBenchmarks();
+printTable([
+  ["guest file reads (whole process, median of 5)", "ms", "MiB/s", "command"],
+  ...reads.map((r) => [
+    r.name,
+    r.medianMs.toFixed(1),
+    r.mibPerSecond === null ? "" : r.mibPerSecond.toFixed(0),
+    r.command,
+  ]),
 ]);

@@ -160,9 +160,7 @@ class ValueProblem extends Error {}
 function typeName(value: unknown): string {
   if (Array.isArray(value)) return "an array";
   if (value === null || value === undefined) return "nothing";
-  if (typeof value === "object") {
-    return value.constructor === Object ? "a table" : "a date or time";
-  }
+  if (typeof value === "object") return isTable(value) ? "a table" : "a date or time";
   if (typeof value === "number") return Number.isInteger(value) ? "an integer" : "a float";
   return `a ${typeof value}`;
 }
@@ -216,35 +214,35 @@ function readBoolean(field: "noAslr" | "thp" | "ksm" | "pit" | "cpuPm"): KeyRead
 /** The schema: section → key → reader. `null` marks keys uhyve knows but skips. */
 const SCHEMA: Readonly<Record<string, Readonly<Record<string, KeyReader | null>>>> = {
   uhyve: {
-    output(value, into, key) {
+    output(value, into, key): void {
       const text = asString(key, value);
       if (text === "") throw new ValueProblem(`${key} must name a file, or be "none"`);
       into.output = text;
     },
-    stats(value, into, key) {
+    stats(value, into, key): void {
       if (value === "json") into.stats = "json";
       else if (typeof value === "boolean") into.stats = value;
       else throw wrongType(key, 'true, false or "json"', value);
     },
-    tempdir(value, into, key) {
+    tempdir(value, into, key): void {
       const text = asString(key, value);
       if (text === "") throw new ValueProblem(`${key} must name a directory`);
       into.tempDir = text;
     },
-    file_isolation(value, into, key) {
+    file_isolation(value, into, key): void {
       into.fileIsolation = validated(key, () => parseFileIsolation(asString(key, value)));
     },
-    io_mode(value, into, key) {
+    io_mode(value, into, key): void {
       into.ioMode = validated(key, () => parseIoMode(asString(key, value)));
     },
-    gdb_port(value, into, key) {
+    gdb_port(value, into, key): void {
       const port = asInteger(key, value);
       if (port < 1 || port > 65535) {
         throw new ValueProblem(`${key} must be a TCP port from 1 to 65535, not ${port}`);
       }
       into.gdbPort = port;
     },
-    file_mapping(value, into, key) {
+    file_mapping(value, into, key): void {
       const specs = asStringArray(key, value);
       // Same syntax check as --file-mapping; the map itself is built later, from the cwd.
       for (const spec of specs) validated(key, () => parseMapping(spec, "/"));
@@ -255,7 +253,7 @@ const SCHEMA: Readonly<Record<string, Readonly<Record<string, KeyReader | null>>
     trace_dir: null,
   },
   memory: {
-    memory_size(value, into, key) {
+    memory_size(value, into, key): void {
       if (typeof value === "string") {
         into.memorySize = validated(key, () => validateMemorySize(parseMemorySize(value)));
       } else if (typeof value === "number" && Number.isSafeInteger(value)) {
@@ -269,12 +267,12 @@ const SCHEMA: Readonly<Record<string, Readonly<Record<string, KeyReader | null>>
     ksm: readBoolean("ksm"),
   },
   cpu: {
-    cpu_count(value, into, key) {
+    cpu_count(value, into, key): void {
       into.cpuCount = validated(key, () => validateCpuCount(asInteger(key, value)));
     },
     cpu_pm: readBoolean("cpuPm"),
     pit: readBoolean("pit"),
-    affinity(value, into, key) {
+    affinity(value, into, key): void {
       if (typeof value === "string") {
         into.affinity = validated(key, () => parseAffinity(value));
       } else if (Array.isArray(value)) {
@@ -291,7 +289,7 @@ const SCHEMA: Readonly<Record<string, Readonly<Record<string, KeyReader | null>>
     },
   },
   guest: {
-    env_vars(value, into, key) {
+    env_vars(value, into, key): void {
       const entries = asStringArray(key, value);
       const vars: string[] = [];
       for (const entry of entries) {
@@ -382,9 +380,11 @@ function findLine(text: string, section: string | undefined, key?: string): numb
   return 1;
 }
 
+/** A TOML table: smol-toml makes them with a null prototype (dates are Date objects). */
 function isTable(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value) &&
-    value.constructor === Object;
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === null || proto === Object.prototype;
 }
 
 /**

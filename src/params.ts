@@ -53,7 +53,11 @@ export interface VmParams {
   fileMappings?: readonly string[];
   /** Parent directory of the per-VM temp directory (`--tempdir`; default: the OS temp dir). */
   tempDir?: string;
-  /** Landlock: "none", "normal" (default; warn where unsupported) or "strict" (refuse). */
+  /**
+   * Landlock: "none", "normal" (warn where unsupported) or "strict" (refuse).
+   * The library default is "none", because Landlock restricts the whole
+   * calling process for good; the CLI defaults to "normal".
+   */
   fileIsolation?: FileIsolation;
   /** `--io-mode` flags for files the guest creates in the temp dir. */
   ioMode?: { direct?: boolean; sync?: boolean };

@@ -8,10 +8,10 @@
  *
  * What Deno checks, measured on Deno 2.9.6:
  *
- * - `--allow-ffi=<libc path>` (the exact absolute path) is enough for
- *   `Deno.dlopen` of that path; the path is compared as written, so
- *   `/usr/lib/x86_64-linux-gnu/libc.so.6` does not match
- *   `/lib/x86_64-linux-gnu/libc.so.6` even though one is a symlink of the other;
+ * - `--allow-ffi=<libc path>` is enough for `Deno.dlopen` of that path, but
+ *   not for `Deno.UnsafePointer`/`UnsafePointerView`, which dhyve needs to view
+ *   guest RAM and `kvm_run`: those require the unscoped `--allow-ffi`. So the
+ *   minimal command line asks for `--allow-ffi` without a path;
  * - `/dev/kvm` is opened through libc, which Deno does not check: no read or
  *   write permission is needed for it;
  * - read or write permission on a directory covers everything beneath it, and
@@ -171,7 +171,10 @@ function missingPermissions(req: RequiredPermissions): RequiredPermissions {
   return {
     read: missing("read", req.read),
     write: missing("write", req.write),
-    ffi: missing("ffi", req.ffi),
+    // Pointer views need the unscoped grant; a path-scoped one is not enough.
+    ffi: req.ffi.length > 0 && Deno.permissions.querySync({ name: "ffi" }).state !== "granted"
+      ? req.ffi
+      : [],
     env,
     reasons: req.reasons,
   };
@@ -212,7 +215,7 @@ function permissionFlags(req: RequiredPermissions): string[] {
     if (paths.length === 0) return;
     flags.push(shellQuote(`--allow-${flag}=${cover(paths.map(nameable)).join(",")}`));
   }
-  scoped("ffi", req.ffi);
+  if (req.ffi.length > 0) flags.push("--allow-ffi");
   scoped("read", req.read);
   scoped("write", req.write);
   if (req.env === true) flags.push("--allow-env");

@@ -467,7 +467,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     });
     buildIdentityMap(mem, { guestAddress, kernelEnd, legacy: image.legacyMapping });
 
-    applyFileIsolation(params.fileIsolation ?? "normal", kernelPath, map, sandbox);
+    applyFileIsolation(params.fileIsolation ?? "none", kernelPath, map, sandbox);
 
     const syncRegs = kvm.checkExtension(CAP.SYNC_REGS) !== 0;
     const xsaveLayout = xsaveLayoutFromCpuid(cpuid);

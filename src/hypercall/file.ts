@@ -158,11 +158,17 @@ function writeVirtualFile(
   if (len > ctx.mem.size) return -ERRNO.EFAULT;
   let total = 0;
   let error = 0;
+  let done = false;
   const ok = ctx.translateRange(vaddr, len, (gpa, n) => {
-    if (error < 0) return;
+    if (done) return; // after a short write, later pieces would land after a gap
     const r = fs.write(fd, ctx.mem.bytes(gpa, n));
-    if (r < 0) error = r;
-    else total += r;
+    if (r < 0) {
+      error = r;
+      done = true;
+    } else {
+      total += r;
+      if (r < n) done = true;
+    }
   });
   if (!ok) return -ERRNO.EFAULT;
   return total === 0 && error < 0 ? error : total;

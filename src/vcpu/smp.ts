@@ -26,6 +26,19 @@ import { timeoutStop } from "./timeout.ts";
 
 /** The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing). */
 const KICK_SIGNAL = 12; // SIGUSR2 (SIGUSR1 would start Deno's inspector)
+let kickHandlerInstalled = false;
+
+/**
+ * Installs a do-nothing SIGUSR2 handler once per process and keeps it: when
+ * Deno's last listener goes, the default action (terminate) comes back, and
+ * a late kick would kill the process.
+ */
+function installKickHandler(): void {
+  if (kickHandlerInstalled) return;
+  kickHandlerInstalled = true;
+  Deno.addSignalListener("SIGUSR2", () => {});
+}
+
 /** How long stopped vCPUs get to report before their Workers are terminated. */
 const DRAIN_MS = 5000;
 
@@ -80,8 +93,7 @@ export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: Vcpu
     kickAll();
   };
 
-  const noop = (): void => {};
-  Deno.addSignalListener("SIGUSR2", noop);
+  installKickHandler();
   const onSignal = (name: "SIGINT" | "SIGTERM", code: number) => (): void =>
     claim(new VmStop("error", code, `Stopped by ${name}`));
   const onInt = onSignal("SIGINT", EXIT_CODE.SIGINT);
@@ -100,7 +112,6 @@ export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: Vcpu
       server.stop();
       Deno.removeSignalListener("SIGINT", onInt);
       Deno.removeSignalListener("SIGTERM", onTerm);
-      Deno.removeSignalListener("SIGUSR2", noop);
       for (const w of workers) w.terminate();
       resolve({
         stop: stop ?? new VmStop("error", EXIT_CODE.INTERNAL, "Every vCPU ended without a result"),

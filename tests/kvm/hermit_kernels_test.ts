@@ -66,6 +66,7 @@ async function boot(
   const out = new CaptureSink();
   const err = new CaptureSink();
   const result = await runVm(kernel, {
+    fileIsolation: "none", // no Landlock in this process: it cannot be undone
     ...params,
     random: () => 0.5, // a fixed ASLR pick for the PIE kernels
     stdout: out,

@@ -51,9 +51,17 @@ cliTest("parseCommandLine() takes the first positional as the kernel and the res
   assert.equal(verbosity, 0);
 });
 
-cliTest("parseCommandLine() leaves unset options to the library defaults", () => {
+cliTest("parseCommandLine() leaves unset options to the library defaults, Landlock on", () => {
   const { params } = run(["k"]);
-  assert.deepEqual(params, { args: [], env: [], aslr: true, thp: false, ksm: false, pit: false });
+  assert.deepEqual(params, {
+    fileIsolation: "normal",
+    args: [],
+    env: [],
+    aslr: true,
+    thp: false,
+    ksm: false,
+    pit: false,
+  });
 });
 
 cliTest("parseCommandLine() passes everything after the first -- through, as uhyve", () => {

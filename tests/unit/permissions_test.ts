@@ -130,7 +130,7 @@ Deno.test("denoCommandLine() gives the minimal deno run line", () => {
   }));
   assert.equal(
     denoCommandLine(req, "main.ts", ["--file-mapping", "/data:/root/data", "/home/u/app/hello"]),
-    `deno run --allow-ffi=${LIBC} --allow-read=/home/u/app/hello,/data,/home/u/out ` +
+    `deno run --allow-ffi --allow-read=/home/u/app/hello,/data,/home/u/out ` +
       "--allow-write=/home/u/out main.ts --file-mapping /data:/root/data /home/u/app/hello",
   );
 });
@@ -138,12 +138,12 @@ Deno.test("denoCommandLine() gives the minimal deno run line", () => {
 Deno.test("denoCommandLine() leaves out empty scopes and adds --allow-env for -e host", () => {
   assert.equal(
     denoCommandLine(requiredPermissions(input()), "/opt/dhyve/main.ts", ["/home/u/app/hello"]),
-    `deno run --allow-ffi=${LIBC} --allow-read=/home/u/app/hello /opt/dhyve/main.ts ` +
+    `deno run --allow-ffi --allow-read=/home/u/app/hello /opt/dhyve/main.ts ` +
       "/home/u/app/hello",
   );
   assert.equal(
     denoCommandLine(requiredPermissions(input({ envHost: true })), "main.ts", ["-e", "host", "k"]),
-    `deno run --allow-ffi=${LIBC} --allow-read=/home/u/app/hello --allow-env main.ts -e host k`,
+    `deno run --allow-ffi --allow-read=/home/u/app/hello --allow-env main.ts -e host k`,
   );
 });
 
@@ -154,7 +154,7 @@ Deno.test("denoCommandLine() shell-quotes paths and arguments that need it", () 
   }));
   assert.equal(
     denoCommandLine(req, "main.ts", ["/home/u/my app/hello", "--", "a b", "$HOME", ""]),
-    `deno run --allow-ffi=${LIBC} '--allow-read=/home/u/my app/hello,/home/u/it'\\''s' ` +
+    `deno run --allow-ffi '--allow-read=/home/u/my app/hello,/home/u/it'\\''s' ` +
       `'--allow-write=/home/u/it'\\''s' main.ts '/home/u/my app/hello' -- 'a b' '$HOME' ''`,
   );
 });
@@ -166,7 +166,7 @@ Deno.test("denoCommandLine() names the nearest comma-free parent of a path with 
   }));
   assert.equal(
     denoCommandLine(req, "main.ts", ["/opt/kernels/hello"]),
-    `deno run --allow-ffi=${LIBC} --allow-read=/opt/kernels/hello,/home/u ` +
+    `deno run --allow-ffi --allow-read=/opt/kernels/hello,/home/u ` +
       "--allow-write=/home/u main.ts /opt/kernels/hello",
   );
   // The covering parent also swallows what lies beneath it.
@@ -180,7 +180,7 @@ Deno.test("denoCommandLine() names the nearest comma-free parent of a path with 
 Deno.test("denoCommandLine() for a compiled binary rebuilds it with the flags, then runs it", () => {
   assert.equal(
     denoCommandLine(requiredPermissions(input()), "dhyve", ["/home/u/app/hello"]),
-    `deno compile --allow-ffi=${LIBC} --allow-read=/home/u/app/hello --output dhyve main.ts ` +
+    `deno compile --allow-ffi --allow-read=/home/u/app/hello --output dhyve main.ts ` +
       "&& ./dhyve /home/u/app/hello",
   );
 });

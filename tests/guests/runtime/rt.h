@@ -112,7 +112,7 @@ int rt_close(int fd);
 int64_t rt_read(int fd, void *buf, size_t len);
 /* v2: the host's ret; v1 has no result field, so this returns len. */
 int64_t rt_write_fd(int fd, const void *buf, size_t len);
-int64_t rt_lseek(int fd, int64_t offset, int whence); /* v1: any error reads as -1 */
+int64_t rt_lseek(int fd, int64_t offset, int whence); /* -errno (uhyve 0.8: -1 on v1) */
 int rt_unlink(const char *path);
 
 /* ---- arguments and environment (loaded on first use; boot CPU only) ----

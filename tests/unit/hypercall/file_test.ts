@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { ERRNO } from "../../../src/errno.ts";
 import {
   CLOSE,
@@ -874,19 +875,68 @@ Deno.test("fileLseekV1/V2() without files in the context give −EBADF in offset
 
 // ---- parameter blocks outside guest memory ---------------------------------------------
 
-const ALL_HANDLERS: readonly { name: string; port: number; size: number; handle: Handler }[] = [
-  { name: "FileOpen", port: V1.FILE_OPEN, size: OPEN.size, handle: fileOpenV1 },
-  { name: "FileOpen", port: V2.FILE_OPEN, size: OPEN.size, handle: fileOpenV2 },
-  { name: "FileClose", port: V1.FILE_CLOSE, size: CLOSE.size, handle: fileCloseV1 },
-  { name: "FileClose", port: V2.FILE_CLOSE, size: CLOSE.size, handle: fileCloseV2 },
-  { name: "FileUnlink", port: V1.FILE_UNLINK, size: UNLINK.size, handle: fileUnlinkV1 },
-  { name: "FileUnlink", port: V2.FILE_UNLINK, size: UNLINK.size, handle: fileUnlinkV2 },
-  { name: "FileRead", port: V1.FILE_READ, size: READ_V1.size, handle: fileReadV1 },
-  { name: "FileRead", port: V2.FILE_READ, size: READ_WRITE_V2.size, handle: fileReadV2 },
-  { name: "FileWrite", port: V1.FILE_WRITE, size: WRITE_V1.size, handle: fileWriteV1 },
-  { name: "FileWrite", port: V2.FILE_WRITE, size: READ_WRITE_V2.size, handle: fileWriteV2 },
-  { name: "FileLseek", port: V1.FILE_LSEEK, size: LSEEK_V1.size, handle: fileLseekV1 },
-  { name: "FileLseek", port: V2.FILE_LSEEK, size: LSEEK_V2.size, handle: fileLseekV2 },
+/** Every handler, with its block size and the one field it may write: [offset, bytes]. */
+const ALL_HANDLERS: readonly {
+  name: string;
+  port: number;
+  size: number;
+  handle: Handler;
+  result: readonly [number, number] | null;
+}[] = [
+  { name: "FileOpen", port: V1.FILE_OPEN, size: OPEN.size, handle: fileOpenV1, result: [16, 4] },
+  { name: "FileOpen", port: V2.FILE_OPEN, size: OPEN.size, handle: fileOpenV2, result: [16, 4] },
+  { name: "FileClose", port: V1.FILE_CLOSE, size: CLOSE.size, handle: fileCloseV1, result: [4, 4] },
+  { name: "FileClose", port: V2.FILE_CLOSE, size: CLOSE.size, handle: fileCloseV2, result: [4, 4] },
+  {
+    name: "FileUnlink",
+    port: V1.FILE_UNLINK,
+    size: UNLINK.size,
+    handle: fileUnlinkV1,
+    result: [8, 4],
+  },
+  {
+    name: "FileUnlink",
+    port: V2.FILE_UNLINK,
+    size: UNLINK.size,
+    handle: fileUnlinkV2,
+    result: [8, 4],
+  },
+  { name: "FileRead", port: V1.FILE_READ, size: READ_V1.size, handle: fileReadV1, result: [20, 8] },
+  {
+    name: "FileRead",
+    port: V2.FILE_READ,
+    size: READ_WRITE_V2.size,
+    handle: fileReadV2,
+    result: [8, 8],
+  },
+  {
+    name: "FileWrite",
+    port: V1.FILE_WRITE,
+    size: WRITE_V1.size,
+    handle: fileWriteV1,
+    result: null,
+  },
+  {
+    name: "FileWrite",
+    port: V2.FILE_WRITE,
+    size: READ_WRITE_V2.size,
+    handle: fileWriteV2,
+    result: [8, 8],
+  },
+  {
+    name: "FileLseek",
+    port: V1.FILE_LSEEK,
+    size: LSEEK_V1.size,
+    handle: fileLseekV1,
+    result: [4, 8],
+  },
+  {
+    name: "FileLseek",
+    port: V2.FILE_LSEEK,
+    size: LSEEK_V2.size,
+    handle: fileLseekV2,
+    result: [0, 8],
+  },
 ];
 
 Deno.test("file hypercalls stop the VM for a parameter block outside guest memory", () => {
@@ -911,4 +961,60 @@ Deno.test("file hypercalls accept a parameter block in the last bytes of guest m
     const arg = r.f.mem.end - size;
     assert.equal(handle(r.ctx, arg), RESUME, `${name} 0x${port.toString(16)}`);
   }
+});
+
+// ---- property: hostile parameter blocks ------------------------------------------------
+
+Deno.test("file hypercalls, given random parameter blocks, never throw and write only their result", () => {
+  const size = 0x4000;
+  const end = FAKE_RAM_BASE + size;
+  // Addresses worth trying: inside RAM (often), at its edges, and anywhere.
+  const address = fc.oneof(
+    fc.integer({ min: FAKE_RAM_BASE, max: end }),
+    fc.constantFrom(0, FAKE_RAM_BASE - 1, end - 1, end, 2 ** 32 - 1, 2 ** 53 - 1),
+    fc.maxSafeNat(),
+  );
+  const block = fc.record({
+    handler: fc.nat({ max: ALL_HANDLERS.length - 1 }),
+    at: fc.integer({ min: -40, max: size + 40 }),
+    bytes: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+    // 64-bit fields (name, buf, len, offset) overwritten with interesting values.
+    words: fc.array(fc.record({ at: fc.constantFrom(0, 4, 8, 12, 16), value: address }), {
+      maxLength: 3,
+    }),
+    // A NUL somewhere, so that some names are short strings.
+    nul: fc.option(fc.integer({ min: FAKE_RAM_BASE, max: end - 1 })),
+  });
+  fc.assert(
+    fc.property(block, ({ handler, at, bytes, words, nul }) => {
+      const h = ALL_HANDLERS[handler]!;
+      const f = fakeContext({ size });
+      const arg = FAKE_RAM_BASE + at;
+      bytes.forEach((b, i) => {
+        if (f.mem.contains(arg + i, 1)) f.mem.writeU8(arg + i, b);
+      });
+      for (const w of words) {
+        if (f.mem.contains(arg + w.at, 8)) f.mem.writeU64(arg + w.at, w.value);
+      }
+      if (nul !== null) f.mem.writeU8(nul, 0);
+      const before = f.mem.u8.slice();
+      const files = new FakeFiles(); // reads deliver nothing, so RAM changes only by the handler
+      const result = h.handle({ ...f.ctx, files, onWriteError: (): void => {} }, arg);
+      const inside = f.mem.contains(arg, h.size);
+      if (!inside) {
+        assertProtocolStop(result, { call: h.name, port: h.port });
+        assert.deepEqual(f.mem.u8, before);
+        assert.deepEqual(files.calls, []);
+        return;
+      }
+      assert.equal(result, RESUME);
+      const [from, len] = h.result === null ? [0, 0] : h.result;
+      const lo = arg - FAKE_RAM_BASE + from;
+      for (let i = 0; i < before.length; i++) {
+        if (i >= lo && i < lo + len) continue;
+        if (f.mem.u8[i] !== before[i]) assert.fail(`${h.name}: byte 0x${i.toString(16)} changed`);
+      }
+    }),
+    { numRuns: 500 },
+  );
 });
