@@ -5,6 +5,7 @@
  */
 
 import type { OutputSink } from "./io/guest_output.ts";
+import type { InputSource } from "./hypercall/serial_input.ts";
 
 /** A problem with what the user asked for; the message says what and how to fix it. */
 export class UsageError extends TypeError {
@@ -41,12 +42,21 @@ export interface VmParams {
   stdout?: OutputSink;
   /** Where guest fd 2 goes (default: the process's stderr). */
   stderr?: OutputSink;
+  /** Serial input for the guest (default: the process's stdin; one vCPU only). */
+  stdin?: InputSource;
   /** madvise(MADV_HUGEPAGE) on guest RAM. */
   thp?: boolean;
   /** madvise(MADV_MERGEABLE) on guest RAM. */
   ksm?: boolean;
   /** Create an in-kernel PIT. */
   pit?: boolean;
+  /** Let the guest halt/pause/mwait without exits (`--cpu-pm`), where KVM supports it. */
+  cpuPm?: boolean;
+  /**
+   * `env` came from `-e host`: a Hermit image's own environment is then
+   * ignored, as uhyve does.
+   */
+  envHost?: boolean;
   /** Source of randomness in [0, 1) for ASLR (tests pin it). */
   random?: () => number;
   /** `HOST:GUEST` file mappings (`--file-mapping`); relative host paths are from the cwd. */

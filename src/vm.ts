@@ -8,7 +8,8 @@
  */
 
 import { dirname } from "node:path";
-import { CAP, KVM_API_VERSION, SREGS, X2APIC_API } from "./abi/kvm.ts";
+import { CAP, DISABLE_EXITS, KVM_API_VERSION, SREGS, X2APIC_API } from "./abi/kvm.ts";
+import { applyImageConfig, isHermitImage, readHermitImage } from "./loader/hermit_image.ts";
 import { writeBootInfo } from "./boot/boot_info.ts";
 import { adjustCpuid } from "./boot/cpuid.ts";
 import { buildHermitFdt, FdtSizeError } from "./boot/fdt.ts";
@@ -55,7 +56,7 @@ import { runSmp } from "./vcpu/smp.ts";
 import { timeoutStop } from "./vcpu/timeout.ts";
 import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./landlock.ts";
 import { LIBC_PATH } from "./kvm.ts";
-import { checkGranted, requiredPermissions } from "./permissions.ts";
+import { checkGranted, dhyveSourceDir, requiredPermissions } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
 
@@ -137,10 +138,7 @@ function prepareKernel(
 ): { image: KernelImage; layout: Layout } {
   try {
     if (detectFormat(bytes) === "hermit-image") {
-      throw new VmError(
-        `"${path}" is a Hermit image (gzip'd tar); this version of dhyve runs ELF kernels only`,
-        EXIT_CODE.BAD_KERNEL,
-      );
+      throw new ImageFormatError("the image's kernel is itself a Hermit image");
     }
     const image = parseKernel(bytes);
     for (const w of image.warnings) log.warn(w);
@@ -267,6 +265,71 @@ function openKvm(): Kvm {
   return kvm;
 }
 
+/** `--cpu-pm`: lets the guest halt, pause and mwait without exits, where KVM allows. */
+function enableCpuPm(vm: VmFd): void {
+  const supported = vm.checkExtension(CAP.X86_DISABLE_EXITS);
+  const wanted = supported &
+    (DISABLE_EXITS.MWAIT | DISABLE_EXITS.HLT | DISABLE_EXITS.PAUSE | DISABLE_EXITS.CSTATE);
+  if (wanted === 0) {
+    log.warn("--cpu-pm: this host's KVM cannot pass power management to the guest; ignored");
+    return;
+  }
+  const err = vm.enableCap(CAP.X86_DISABLE_EXITS, [wanted]);
+  if (err !== 0) log.warn(`--cpu-pm: KVM refused it (errno ${err}); ignored`);
+}
+
+/** Unpacks a Hermit image: virtual files into the map, config into args/env. */
+async function unpackImage(
+  path: string,
+  bytes: Uint8Array,
+  map: FileMap,
+  run: {
+    args: readonly string[];
+    env: readonly (readonly [string, string])[];
+    memorySize: number;
+    cpuCount: number;
+    envHost: boolean;
+  },
+): Promise<{ kernel: Uint8Array; args: string[]; env: [string, string][] }> {
+  let image;
+  try {
+    image = await readHermitImage(bytes);
+  } catch (error) {
+    if (error instanceof ImageFormatError) {
+      throw new VmError(
+        `"${path}" is not a usable Hermit image: ${error.message}`,
+        EXIT_CODE.BAD_KERNEL,
+        {
+          cause: error,
+        },
+      );
+    }
+    throw error;
+  }
+  for (const [guestPath, content] of image.files) {
+    try {
+      map.addVirtual(guestPath, content);
+    } catch (error) {
+      if (error instanceof FileMapError) {
+        throw new UsageError(
+          `The image file ${guestPath} collides with a --file-mapping: ${error.message}`,
+        );
+      }
+      throw error;
+    }
+  }
+  const applied = applyImageConfig(image, {
+    args: [...run.args],
+    envVars: run.env,
+    envHost: run.envHost,
+    memorySize: run.memorySize,
+    cpuCount: run.cpuCount,
+  });
+  for (const note of applied.notes) log.info(note);
+  if (applied.errors.length > 0) throw new UsageError(applied.errors.join("; "));
+  return { kernel: image.kernel, args: applied.args, env: applied.env };
+}
+
 /**
  * Checks an affinity list: one host core per vCPU, each core present.
  * @throws {UsageError} naming the problem.
@@ -352,11 +415,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const memorySize = validateMemorySize(params.memorySize ?? DEFAULT_MEMORY_SIZE);
   const cpuCount = validateCpuCount(params.cpuCount ?? 1);
   if (params.affinity !== undefined) validateAffinity(params.affinity, cpuCount);
-  const args = params.args ?? [];
-  const env = params.env ?? [];
-  const cmdline = commandLine(kernelPath, args, env);
-  const tooLong = checkCommandLine(cmdline);
-  if (tooLong !== null) throw new UsageError(tooLong);
+  let args = params.args ?? [];
+  let env = params.env ?? [];
 
   let map: FileMap;
   try {
@@ -377,11 +437,29 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       output: null,
       envHost: false,
       libcPath: LIBC_PATH,
+      workerModules: cpuCount > 1 ? dhyveSourceDir() : null,
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
   }
 
-  const bytes = await readKernel(kernelPath);
+  let bytes = await readKernel(kernelPath);
+  if (bytes.length >= 4 && isHermitImage(bytes)) {
+    // A Hermit image: the kernel and its files come from the archive, its
+    // config supplies default arguments, environment and requirements.
+    const unpacked = await unpackImage(kernelPath, bytes, map, {
+      args,
+      env,
+      memorySize,
+      cpuCount,
+      envHost: params.envHost ?? false,
+    });
+    bytes = unpacked.kernel;
+    args = unpacked.args;
+    env = unpacked.env;
+  }
+  const cmdline = commandLine(kernelPath, args, env);
+  const tooLong = checkCommandLine(cmdline);
+  if (tooLong !== null) throw new UsageError(tooLong);
   const { image, layout } = prepareKernel(kernelPath, bytes, {
     memorySize,
     aslr: params.aslr ?? true,
@@ -422,6 +500,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     });
     vm.createIrqchip();
     if (params.pit) vm.createPit2();
+    if (params.cpuPm) enableCpuPm(vm);
     const x2apic = vm.enableCap(CAP.X2APIC_API, [
       X2APIC_API.USE_32BIT_IDS | X2APIC_API.DISABLE_BROADCAST_QUIRK,
     ]);
@@ -484,6 +563,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         stderr,
         cmdline,
         files: sandbox,
+        stdin: params.stdin ?? Deno.stdin,
         onWriteError(fd, errno): void {
           log.warn(`A guest write to fd ${fd} failed (errno ${-errno}); v1 guests cannot be told`);
         },

@@ -8,6 +8,7 @@
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { GuestOutput } from "../io/guest_output.ts";
 import type { GuestFiles } from "./file.ts";
+import type { InputSource } from "./serial_input.ts";
 
 /** Returned by a handler when the guest should simply go on. */
 export const RESUME = 0;
@@ -68,6 +69,8 @@ export interface HypercallContext {
     len: number,
     visit: (gpa: number, len: number) => void,
   ): boolean;
+  /** Serial input (the host's stdin); absent means end of input. */
+  readonly stdin?: InputSource;
   /** The guest's files (the sandbox); absent when the guest has no file access at all. */
   readonly files?: GuestFiles;
   /** Told when a v1 FileWrite (which has no result field) failed or was cut short. */

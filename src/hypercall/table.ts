@@ -26,6 +26,7 @@ import {
   fileWriteV2,
 } from "./file.ts";
 import { hex } from "./protocol.ts";
+import { serialReadBuffer, serialReadByteOut } from "./serial_input.ts";
 import { serialWriteBufferV1, serialWriteBufferV2, serialWriteByte } from "./serial.ts";
 
 /** One entry of the table. */
@@ -85,6 +86,8 @@ export function buildHypercallTable(): HypercallTable {
   add(V2.SERIAL_WRITE_BYTE, 2, "SerialWriteByte", serialWriteByte);
   add(V2.SERIAL_WRITE_BUFFER, 2, "SerialWriteBuffer", serialWriteBufferV2);
   add(V2.FILE_WRITE, 2, "FileWrite", fileWriteV2);
+  add(V2.SERIAL_READ_BYTE, 2, "SerialReadByte", serialReadByteOut);
+  add(V2.SERIAL_READ_BUFFER, 2, "SerialReadBuffer", serialReadBuffer);
   add(V2.FILE_OPEN, 2, "FileOpen", fileOpenV2);
   add(V2.FILE_CLOSE, 2, "FileClose", fileCloseV2);
   add(V2.FILE_READ, 2, "FileRead", fileReadV2);
@@ -92,8 +95,6 @@ export function buildHypercallTable(): HypercallTable {
   add(V2.FILE_UNLINK, 2, "FileUnlink", fileUnlinkV2);
   for (
     const [name, port] of [
-      ["SerialReadByte", V2.SERIAL_READ_BYTE],
-      ["SerialReadBuffer", V2.SERIAL_READ_BUFFER],
       ["SharedMemOpen", V2.SHARED_MEM_OPEN],
       ["SharedMemClose", V2.SHARED_MEM_CLOSE],
     ] as const

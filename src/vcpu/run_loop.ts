@@ -18,6 +18,8 @@ import { ERRNO } from "../errno.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { type HypercallContext, RESUME, VmStop } from "../hypercall/context.ts";
 import { hex } from "../hypercall/protocol.ts";
+import { V2 } from "../hypercall/abi.ts";
+import { readSerialByte } from "../hypercall/serial_input.ts";
 import { type HypercallTable, MAX_HYPERCALL_PORT } from "../hypercall/table.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translate } from "../memory/paging.ts";
@@ -144,6 +146,11 @@ export function runVcpu(options: RunLoopOptions): VmStop {
           const n = size * run.getUint32(RUN.ioCount, true);
           if (port === PCI_CONFIG_ADDRESS && size === 4) {
             run.setUint32(dataOffset, pciAddress, true);
+          } else if (port === V2.SERIAL_READ_BYTE) {
+            hypercalls[port]!++;
+            const byte = readSerialByte(ctx);
+            for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, byte < 0 ? 0xff : 0);
+            if (byte >= 0) run.setUint8(dataOffset, byte);
           } else {
             // No device answers (PCI data port included): all ones, as on real hardware.
             for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, 0xff);

@@ -68,6 +68,7 @@ function start(init: WorkerInit): void {
     stderr,
     cmdline: init.cmdline,
     files: new ChannelFiles(init.files, init.cpu, mem),
+    stdin: Deno.stdin,
     onWriteError(fd, errno): void {
       post({ type: "warning", message: `A guest write to fd ${fd} failed (errno ${-errno})` });
     },

@@ -6,11 +6,29 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../../main.ts";
+import { parseCommandLine as parseWith } from "../../main.ts";
+import type { CliEnvironment, CliRequest } from "../../src/cli.ts";
 import { UsageError, type VmParams } from "../../src/params.ts";
 import { VERSION } from "../../src/version.ts";
 
 const MIB = 1024 * 1024;
+
+/** An environment with no variables, no files and no config file. */
+const EMPTY: CliEnvironment = {
+  env: () => undefined,
+  envAll: () => {
+    throw new UsageError('"-e host" needs access to the environment: add --allow-env');
+  },
+  readTextFile: () => {
+    throw new Error("no files here");
+  },
+  exists: () => false,
+  cwd: () => "/work",
+};
+
+function parseCommandLine(argv: string[]): CliRequest {
+  return parseWith(argv, EMPTY);
+}
 
 /**
  * Registers a test without environment access, so HERMIT_MEMORY_SIZE,
@@ -23,7 +41,7 @@ function cliTest(name: string, fn: () => void): void {
 /** Parses `argv`, expecting a run request. */
 function run(argv: string[]): { kernel: string; params: VmParams; verbosity: number } {
   const request = parseCommandLine(argv);
-  assert.ok(!("info" in request), `expected a run request for ${argv.join(" ")}`);
+  assert.ok(request.kind === "run", `expected a run request for ${argv.join(" ")}`);
   return request;
 }
 
@@ -138,16 +156,16 @@ cliTest("parseCommandLine() without a kernel is a UsageError", () => {
 cliTest("parseCommandLine() answers --help / -h with the usage text", () => {
   for (const flag of ["--help", "-h"]) {
     const request = parseCommandLine([flag]);
-    assert.ok("info" in request);
-    assert.match(request.info, /^dhyve /);
-    assert.match(request.info, /Usage: /);
-    assert.match(request.info, /--memory-size/);
+    assert.ok(request.kind === "info");
+    assert.match(request.text, /^dhyve /);
+    assert.match(request.text, /Usage: /);
+    assert.match(request.text, /--memory-size/);
   }
-  assert.ok("info" in parseCommandLine(["k", "--help"]), "--help wins over a kernel");
+  assert.ok(parseCommandLine(["k", "--help"]).kind === "info", "--help wins over a kernel");
 });
 
 cliTest("parseCommandLine() answers --version / -V with the version", () => {
   for (const flag of ["--version", "-V"]) {
-    assert.deepEqual(parseCommandLine([flag]), { info: `dhyve ${VERSION}` });
+    assert.deepEqual(parseCommandLine([flag]), { kind: "info", text: `dhyve ${VERSION}` });
   }
 });

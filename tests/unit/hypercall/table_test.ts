@@ -46,15 +46,15 @@ const SUPPORTED: ReadonlyMap<number, string> = new Map<number, string>([
   [V2.FILE_READ, "FileRead"],
   [V2.FILE_LSEEK, "FileLseek"],
   [V2.FILE_UNLINK, "FileUnlink"],
+  [V2.SERIAL_READ_BYTE, "SerialReadByte"],
+  [V2.SERIAL_READ_BUFFER, "SerialReadBuffer"],
 ]);
 
-/** The ports that stop the VM: the legacy v1 net calls and the v2 calls uhyve 0.8 never serves. */
+/** The ports that stop the VM: the legacy v1 net calls and the v2 shared-memory calls. */
 const UNSUPPORTED: readonly number[] = [
   V1.NET_WRITE,
   V1.NET_READ,
   V1.NET_STAT,
-  V2.SERIAL_READ_BYTE,
-  V2.SERIAL_READ_BUFFER,
   V2.SHARED_MEM_OPEN,
   V2.SHARED_MEM_CLOSE,
 ];
