@@ -673,18 +673,53 @@ export function pinCurrentThread(core: number): number {
   return libc().sched_setaffinity(0, mask.length, mask) < 0 ? errno() : 0;
 }
 
-const ITIMER_REAL = 0;
+const CLOCK_MONOTONIC = 1;
+const SIGEV_THREAD_ID = 4;
 
 /**
- * Arms (or with 0, disarms) the process's real-time interval timer: SIGALRM
- * after `ms` milliseconds. A signal interrupts KVM_RUN on the main thread,
- * which is how a single-vCPU run notices a timeout. Returns 0 or the errno.
+ * A periodic signal aimed at one thread (`timer_create` with
+ * SIGEV_THREAD_ID). A vCPU running on the main thread uses it so that
+ * KVM_RUN returns EINTR regularly even while the guest sits halted: a
+ * process-directed signal (SIGINT from the terminal, say) may land on
+ * another of Deno's threads and never interrupt KVM_RUN by itself.
  */
-export function armAlarm(ms: number): number {
-  const buf = new Uint8Array(32); // struct itimerval { interval, value } of timevals
-  const view = new DataView(buf.buffer);
-  const sec = Math.floor(ms / 1000);
-  view.setBigInt64(16, BigInt(sec), true);
-  view.setBigInt64(24, BigInt(Math.round((ms - sec * 1000) * 1000)), true);
-  return libc().setitimer(ITIMER_REAL, buf, 0) < 0 ? errno() : 0;
+export class ThreadTicker {
+  readonly #id: bigint;
+  #live = true;
+
+  private constructor(id: bigint) {
+    this.#id = id;
+  }
+
+  /** Starts sending `signal` to thread `tid` every `intervalMs`; null if the kernel refuses. */
+  static start(tid: number, signal: number, intervalMs: number): ThreadTicker | null {
+    const sev = new Uint8Array(64); // struct sigevent
+    const view = new DataView(sev.buffer);
+    view.setInt32(8, signal, true); // sigev_signo
+    view.setInt32(12, SIGEV_THREAD_ID, true); // sigev_notify
+    view.setInt32(16, tid, true); // _sigev_un._tid
+    const id = new Uint8Array(8);
+    if (libc().timer_create(CLOCK_MONOTONIC, sev, id) < 0) return null;
+    const timerId = new DataView(id.buffer).getBigUint64(0, true);
+    const spec = new Uint8Array(32); // struct itimerspec { interval, value }
+    const s = new DataView(spec.buffer);
+    const sec = BigInt(Math.floor(intervalMs / 1000));
+    const nsec = BigInt(Math.round((intervalMs % 1000) * 1e6));
+    s.setBigInt64(0, sec, true);
+    s.setBigInt64(8, nsec, true);
+    s.setBigInt64(16, sec, true);
+    s.setBigInt64(24, nsec, true);
+    if (libc().timer_settime(timerId, 0, spec, 0) < 0) {
+      libc().timer_delete(timerId);
+      return null;
+    }
+    return new ThreadTicker(timerId);
+  }
+
+  /** Stops and deletes the timer. */
+  stop(): void {
+    if (!this.#live) return;
+    this.#live = false;
+    libc().timer_delete(this.#id);
+  }
 }

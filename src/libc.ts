@@ -45,8 +45,12 @@ const SYMBOLS = {
   },
   /** int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) */
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
-  /** int setitimer(int which, const struct itimerval *new, struct itimerval *old): old = NULL */
-  setitimer: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** int timer_create(clockid_t clock, struct sigevent *sev, timer_t *id) */
+  timer_create: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** int timer_settime(timer_t id, int flags, const struct itimerspec *new, struct itimerspec *old) */
+  timer_settime: { parameters: ["usize", "i32", "buffer", "usize"], result: "i32" },
+  /** int timer_delete(timer_t id) */
+  timer_delete: { parameters: ["usize"], result: "i32" },
   /** int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *mask) */
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   /** int fstat(int fd, struct stat *st): st is a 144-byte buffer on x86_64 */
@@ -81,8 +85,12 @@ export interface Libc {
   madvise(addr: number, len: number, advice: number): number;
   /** write(2) from a host address. */
   write_addr(fd: number, addr: number, len: number): number | bigint;
-  /** setitimer(2) with no old value. */
-  setitimer(which: number, value: Uint8Array<ArrayBuffer>, old: number): number;
+  /** timer_create(2). */
+  timer_create(clock: number, sev: Uint8Array<ArrayBuffer>, id: Uint8Array<ArrayBuffer>): number;
+  /** timer_settime(2) with no old value. */
+  timer_settime(id: bigint, flags: number, value: Uint8Array<ArrayBuffer>, old: number): number;
+  /** timer_delete(2). */
+  timer_delete(id: bigint): number;
   /** sched_setaffinity(2) for the calling thread (pid 0). */
   sched_setaffinity(pid: number, size: number, mask: Uint8Array<ArrayBuffer>): number;
   /** The address of the calling thread's errno. */

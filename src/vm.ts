@@ -24,7 +24,7 @@ import { type GuestCommandLine, type HypercallContext, VmStop } from "./hypercal
 import { buildHypercallTable } from "./hypercall/table.ts";
 import { GuestOutput } from "./io/guest_output.ts";
 import {
-  armAlarm,
+  currentThreadId,
   type HostMapping,
   Kvm,
   KvmError,
@@ -33,6 +33,7 @@ import {
   Regs,
   REQUIRED_CAPS,
   Sregs,
+  ThreadTicker,
   type VcpuFd,
   type VmFd,
 } from "./kvm.ts";
@@ -50,7 +51,7 @@ import {
   validateMemorySize,
   type VmParams,
 } from "./params.ts";
-import { INTERRUPTED, type RunLoopOptions, runVcpu } from "./vcpu/run_loop.ts";
+import { INTERRUPTED, type RunLoopOptions, runVcpu, YIELDED } from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
 import { runSmp } from "./vcpu/smp.ts";
 import { timeoutStop } from "./vcpu/timeout.ts";
@@ -371,38 +372,65 @@ async function runUntilStopped(
   timeoutMs: number | undefined,
 ): Promise<VmStop> {
   let received: (typeof STOP_SIGNALS)[number] | null = null;
+  // Resolved by any of our listeners: after EINTR we wait (briefly) for it,
+  // since the listener runs only once the event loop has read the signal.
+  let wake: () => void = () => {};
+  let signalled = new Promise<void>((resolve) => (wake = resolve));
   const listeners = STOP_SIGNALS.map((s) => {
     const listener = (): void => {
       received ??= s;
+      wake();
     };
     Deno.addSignalListener(s.signal, listener);
     return { signal: s.signal, listener };
   });
   const deadline = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
-  const alarm = (): void => {};
-  if (timeoutMs !== undefined) {
-    // SIGALRM interrupts KVM_RUN on this thread; the loop then sees the deadline.
-    Deno.addSignalListener("SIGALRM", alarm);
-    armAlarm(Math.max(1, timeoutMs));
-  }
+  // A tick aimed at this thread interrupts KVM_RUN even when the guest is
+  // halted, so signal listeners and the deadline are seen within a tick.
+  const tick = (): void => wake();
+  Deno.addSignalListener("SIGALRM", tick);
+  const ticker = ThreadTicker.start(
+    currentThreadId(),
+    SIGALRM,
+    Math.min(TICK_MS, timeoutMs ?? TICK_MS),
+  );
+  if (ticker === null) log.debug("No thread timer: signals may wait for the next guest exit");
+  const loop = { ...options, yieldEveryMs: YIELD_EVERY_MS };
   try {
     for (;;) {
-      const stop = runVcpu(options);
-      if (stop !== INTERRUPTED) return stop;
-      await new Promise((resolve) => setTimeout(resolve, 0));
+      const stop = runVcpu(loop);
+      if (stop === INTERRUPTED) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          signalled,
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, SIGNAL_GRACE_MS))),
+        ]);
+        clearTimeout(timer);
+        signalled = new Promise<void>((resolve) => (wake = resolve));
+      } else if (stop === YIELDED) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      } else {
+        return stop;
+      }
       const got = received as (typeof STOP_SIGNALS)[number] | null;
       if (got !== null) return new VmStop("error", got.code, `Stopped by ${got.signal}`);
       if (performance.now() >= deadline) return timeoutStop(timeoutMs!);
-      if (timeoutMs !== undefined) armAlarm(Math.max(1, deadline - performance.now()));
     }
   } finally {
+    ticker?.stop();
     for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
-    if (timeoutMs !== undefined) {
-      armAlarm(0);
-      Deno.removeSignalListener("SIGALRM", alarm);
-    }
+    Deno.removeSignalListener("SIGALRM", tick);
   }
 }
+
+/** Period of the tick that interrupts a halted single-vCPU guest. */
+const TICK_MS = 100;
+/** SIGALRM's number, for the tick. */
+const SIGALRM = 14;
+/** How often a busy single-vCPU run lets the event loop see signals and the clock. */
+const YIELD_EVERY_MS = 50;
+/** How long to wait for a signal's listener after KVM_RUN was interrupted. */
+const SIGNAL_GRACE_MS = 50;
 
 /**
  * Boots `kernelPath` and runs it to the end.

@@ -59,6 +59,12 @@ export interface RunLoopOptions {
   readonly control: Int32Array;
   /** Where XSAVE components live (CPUID leaf 0xD), for FPU-state emulation. */
   readonly xsaveLayout: XsaveLayout;
+  /**
+   * Return {@linkcode YIELDED} after about this long of busy exits, so a
+   * main-thread caller can run signal listeners and check its deadline even
+   * while the guest exits constantly. Undefined: never (vCPU Workers).
+   */
+  readonly yieldEveryMs?: number;
 }
 
 /** The result of a vCPU that was asked to stop by another (no code of its own). */
@@ -69,6 +75,15 @@ export const KICKED = new VmStop("error", 0, "kicked");
  * its event loop run (signal listeners, timers), then calls again.
  */
 export const INTERRUPTED = new VmStop("error", 0, "interrupted");
+
+/**
+ * The loop paused on its own (see `RunLoopOptions.yieldEveryMs`) so that a
+ * caller on the main thread can let its event loop run; call again.
+ */
+export const YIELDED = new VmStop("error", 0, "yielded");
+
+/** Exits between looks at the clock for `yieldEveryMs`. */
+const EXITS_PER_CLOCK_CHECK = 1024;
 
 /**
  * Runs the vCPU until it stops the VM, `control[0]` asks it to stop
@@ -101,9 +116,20 @@ export function runVcpu(options: RunLoopOptions): VmStop {
     new VmStop("error", code, message, registerDump(vcpu, mem));
 
   if (stats.startedAt === 0) stats.startedAt = performance.now();
+  const yieldEveryMs = options.yieldEveryMs;
+  let untilClockCheck = EXITS_PER_CLOCK_CHECK;
+  let lastYield = performance.now();
   try {
     for (;;) {
       if (Atomics.load(control, 0) !== 0) return KICKED;
+      if (yieldEveryMs !== undefined && --untilClockCheck === 0) {
+        untilClockCheck = EXITS_PER_CLOCK_CHECK;
+        const now = performance.now();
+        if (now - lastYield >= yieldEveryMs) {
+          lastYield = now;
+          return YIELDED;
+        }
+      }
       const err = vcpu.run();
       if (err !== 0) {
         if (err === ERRNO.EINTR) return Atomics.load(control, 0) !== 0 ? KICKED : INTERRUPTED;
