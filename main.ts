@@ -30,16 +30,34 @@ function printError(message: string): void {
 function print(text: string): void {
   const bytes = encoder.encode(`${text}\n`);
   let at = 0;
-  while (at < bytes.length) at += Deno.stdout.writeSync(bytes.subarray(at));
+  try {
+    while (at < bytes.length) at += Deno.stdout.writeSync(bytes.subarray(at));
+  } catch {
+    // stdout is closed (`dhyve … | head`): there is no one left to read it
+  }
 }
 
 /** `-o`: a new file (created exclusively, as uhyve), or "none". */
-function openOutput(path: string | undefined): { sink: OutputSink; close(): void } | null {
+function openOutput(
+  path: string | undefined,
+): { sink: OutputSink; close(): void; discard(): void } | null {
   if (path === undefined) return null;
-  if (path.toLowerCase() === "none") return { sink: new NullSink(), close(): void {} };
+  if (path.toLowerCase() === "none") {
+    return { sink: new NullSink(), close(): void {}, discard(): void {} };
+  }
   try {
     const file = Deno.openSync(path, { write: true, createNew: true });
-    return { sink: file, close: () => file.close() };
+    return {
+      sink: file,
+      close: () => file.close(),
+      discard(): void {
+        try {
+          Deno.removeSync(path);
+        } catch {
+          // Landlock or a permission may forbid it now: the empty file stays
+        }
+      },
+    };
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) {
       throw new VmError(
@@ -126,7 +144,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
     }
     if (request.stats === "table") {
-      print(formatStats(result.stats, { bootMs: result.bootMs, runMs: result.runMs }));
+      print(formatStats(result.stats, { bootMs: result.bootMs, runMs: result.runMs }).trimEnd());
     } else if (request.stats === "json") {
       print(
         JSON.stringify(statsJson(result.stats, { bootMs: result.bootMs, runMs: result.runMs })),
@@ -134,6 +152,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     return result.exitCode;
   } catch (error) {
+    // The guest never ran: remove the (empty) -o file, or a corrected retry hits "already exists".
+    output?.close();
+    output?.discard();
+    output = null;
     return report(error);
   } finally {
     output?.close();

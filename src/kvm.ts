@@ -723,3 +723,20 @@ export class ThreadTicker {
     libc().timer_delete(this.#id);
   }
 }
+
+const SYS_POLL = 7;
+const POLLIN = 1;
+const pollBuffer = new Uint8Array(8); // struct pollfd { int fd; short events; short revents; }
+
+/**
+ * True when a read of `fd` would not block: data, end of input, or an error
+ * condition is waiting (poll with a zero timeout).
+ */
+export function fdReadable(fd: number): boolean {
+  const view = new DataView(pollBuffer.buffer);
+  view.setInt32(0, fd, true);
+  view.setInt16(4, POLLIN, true);
+  view.setInt16(6, 0, true);
+  const n = Number(libc().syscall_buf(SYS_POLL, pollBuffer, 1, 0));
+  return n !== 0; // 1: ready (or POLLHUP/POLLERR); -1: let the read report it
+}

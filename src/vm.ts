@@ -10,6 +10,7 @@
 import { dirname } from "node:path";
 import { CAP, DISABLE_EXITS, KVM_API_VERSION, SREGS, X2APIC_API } from "./abi/kvm.ts";
 import { applyImageConfig, isHermitImage, readHermitImage } from "./loader/hermit_image.ts";
+import type { InputSource } from "./hypercall/serial_input.ts";
 import { writeBootInfo } from "./boot/boot_info.ts";
 import { adjustCpuid } from "./boot/cpuid.ts";
 import { buildHermitFdt, FdtSizeError } from "./boot/fdt.ts";
@@ -25,9 +26,11 @@ import { buildHypercallTable } from "./hypercall/table.ts";
 import { GuestOutput } from "./io/guest_output.ts";
 import {
   currentThreadId,
+  fdReadable,
   type HostMapping,
   Kvm,
   KvmError,
+  KvmUnavailableError,
   mapGuestMemory,
   pinCurrentThread,
   Regs,
@@ -51,7 +54,7 @@ import {
   validateMemorySize,
   type VmParams,
 } from "./params.ts";
-import { INTERRUPTED, type RunLoopOptions, runVcpu, YIELDED } from "./vcpu/run_loop.ts";
+import { INTERRUPTED, type RunLoopOptions, runVcpu, WAITING, YIELDED } from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
 import { runSmp } from "./vcpu/smp.ts";
 import { timeoutStop } from "./vcpu/timeout.ts";
@@ -60,6 +63,7 @@ import { LIBC_PATH } from "./kvm.ts";
 import { checkGranted, dhyveSourceDir, requiredPermissions } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
+import { denoHostFs } from "./sandbox/host_fs.ts";
 
 const log = logger("vm");
 
@@ -246,7 +250,19 @@ function setUpVcpu(
 
 function openKvm(): Kvm {
   const kvm = Kvm.open();
-  const version = kvm.apiVersion();
+  let version: number;
+  try {
+    version = kvm.apiVersion();
+  } catch (error) {
+    kvm.close();
+    if (!(error instanceof KvmError)) throw error;
+    throw new VmError(
+      `/dev/kvm is not a KVM device (${error.message}): load the KVM module ` +
+        "(modprobe kvm_intel or modprobe kvm_amd) and check what /dev/kvm is",
+      EXIT_CODE.KVM_UNAVAILABLE,
+      { cause: error },
+    );
+  }
   if (version !== KVM_API_VERSION) {
     kvm.close();
     throw new VmError(
@@ -395,7 +411,7 @@ async function runUntilStopped(
     Math.min(TICK_MS, timeoutMs ?? TICK_MS),
   );
   if (ticker === null) log.debug("No thread timer: signals may wait for the next guest exit");
-  const loop = { ...options, yieldEveryMs: YIELD_EVERY_MS };
+  const loop = { ...options, yieldEveryMs: YIELD_EVERY_MS, pending: { entry: null, arg: 0 } };
   try {
     for (;;) {
       const stop = runVcpu(loop);
@@ -409,6 +425,8 @@ async function runUntilStopped(
         signalled = new Promise<void>((resolve) => (wake = resolve));
       } else if (stop === YIELDED) {
         await new Promise((resolve) => setTimeout(resolve, 0));
+      } else if (stop === WAITING) {
+        await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
       } else {
         return stop;
       }
@@ -423,6 +441,16 @@ async function runUntilStopped(
   }
 }
 
+/** The process's stdin as serial input, with a non-blocking readiness check. */
+function hostStdin(): InputSource {
+  return {
+    readSync: (p: Uint8Array): number | null => Deno.stdin.readSync(p),
+    ready: (): boolean => fdReadable(0),
+  };
+}
+
+/** How often a guest waiting for stdin checks again. */
+const INPUT_POLL_MS = 10;
 /** Period of the tick that interrupts a halted single-vCPU guest. */
 const TICK_MS = 100;
 /** SIGALRM's number, for the tick. */
@@ -500,8 +528,12 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     }, kernel at 0x${kernelAddress.toString(16)}..0x${kernelEnd.toString(16)}`,
   );
 
+  const stdinSource = params.stdin;
   const sandbox = new Sandbox({
     map,
+    ...(stdinSource !== undefined
+      ? { hostFs: { ...denoHostFs, readStdin: (into: Uint8Array) => stdinSource.readSync(into) } }
+      : {}),
     ...(params.tempDir !== undefined ? { tempDir: params.tempDir } : {}),
     ...(params.ioMode !== undefined ? { ioMode: params.ioMode } : {}),
     ...(params.maxOpenFiles !== undefined ? { maxOpenFiles: params.maxOpenFiles } : {}),
@@ -591,7 +623,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         stderr,
         cmdline,
         files: sandbox,
-        stdin: params.stdin ?? Deno.stdin,
+        stdin: params.stdin ?? hostStdin(),
         onWriteError(fd, errno): void {
           log.warn(`A guest write to fd ${fd} failed (errno ${-errno}); v1 guests cannot be told`);
         },
@@ -647,6 +679,9 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   } catch (error) {
     if (error instanceof KvmError) {
       throw new VmError(error.message, EXIT_CODE.HOST_ERROR, { cause: error });
+    }
+    if (error instanceof KvmUnavailableError) {
+      throw new VmError(error.message, EXIT_CODE.KVM_UNAVAILABLE, { cause: error });
     }
     if (error instanceof ImageFormatError) {
       throw new VmError(

@@ -38,8 +38,14 @@ export class VmStop {
   }
 }
 
-/** A handler's result: {@linkcode RESUME} or a {@linkcode VmStop}. */
-export type HandlerResult = typeof RESUME | VmStop;
+/**
+ * Returned by a handler that must wait (for stdin): nothing was changed, and
+ * the run loop calls it again later, before the guest runs on.
+ */
+export const WOULD_BLOCK = 1;
+
+/** A handler's result: {@linkcode RESUME}, {@linkcode WOULD_BLOCK} or a {@linkcode VmStop}. */
+export type HandlerResult = typeof RESUME | typeof WOULD_BLOCK | VmStop;
 
 /** The guest's command line as the Cmdsize/Cmdval hypercalls hand it out. */
 export interface GuestCommandLine {

@@ -21,7 +21,8 @@ import {
   V2,
   WRITE_V1,
 } from "./abi.ts";
-import { type HandlerResult, type HypercallContext, RESUME } from "./context.ts";
+import { type HandlerResult, type HypercallContext, RESUME, WOULD_BLOCK } from "./context.ts";
+import { stdinReady } from "./serial_input.ts";
 import { stdioOutput, writeVirtual } from "./file_write_stdio.ts";
 import { badParameterBlock } from "./protocol.ts";
 
@@ -174,6 +175,14 @@ function writeVirtualFile(
   return total === 0 && error < 0 ? error : total;
 }
 
+const STDIN_FD = 0;
+
+/** Shows what the guest wrote (a prompt) before a read of stdin may block. */
+function flushOutput(ctx: HypercallContext): void {
+  ctx.stdout.flush();
+  ctx.stderr.flush();
+}
+
 /** v1 FileRead (0x500): {fd, buf (virtual), len, ret}. */
 export function fileReadV1(ctx: HypercallContext, arg: number): HandlerResult {
   const p = READ_V1;
@@ -184,6 +193,10 @@ export function fileReadV1(ctx: HypercallContext, arg: number): HandlerResult {
   const buf = ctx.mem.readU64(arg + p.buf);
   const len = ctx.mem.readU64(arg + p.len);
   const fs = files(ctx);
+  if (fd === STDIN_FD) {
+    flushOutput(ctx);
+    if (len > 0 && !stdinReady(ctx)) return WOULD_BLOCK;
+  }
   const ret = fs === null ? -ERRNO.EBADF : readVirtual(ctx, fs, fd, buf, len);
   ctx.mem.writeU64(arg + p.ret, ret);
   return RESUME;
@@ -199,6 +212,10 @@ export function fileReadV2(ctx: HypercallContext, arg: number): HandlerResult {
   const buf = ctx.mem.readU64(arg + p.buf);
   const fd = ctx.mem.readI32(arg + p.fd);
   const fs = files(ctx);
+  if (fd === STDIN_FD) {
+    flushOutput(ctx);
+    if (len > 0 && !stdinReady(ctx)) return WOULD_BLOCK;
+  }
   let ret: number;
   if (!ctx.mem.contains(buf, len)) ret = -ERRNO.EFAULT;
   else if (fs === null) ret = -ERRNO.EBADF;

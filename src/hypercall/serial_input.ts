@@ -10,13 +10,24 @@
  */
 
 import { SERIAL_READ_BUFFER_V2, V2 } from "./abi.ts";
-import { type HandlerResult, type HypercallContext, RESUME } from "./context.ts";
+import { type HandlerResult, type HypercallContext, RESUME, WOULD_BLOCK } from "./context.ts";
 import { badParameterBlock, hex, protocolError } from "./protocol.ts";
 
 /** Where serial input comes from: `Deno.stdin`, or a fake. */
 export interface InputSource {
   /** Reads into `p`: the byte count, or null at end of input. */
   readSync(p: Uint8Array): number | null;
+  /**
+   * Whether a read would return at once (data or end of input). Without it,
+   * reads are assumed ready. With it, a guest waiting for input does not
+   * block the thread: signals and --timeout still stop it.
+   */
+  ready?(): boolean;
+}
+
+/** True when reading the guest's stdin now would not block. */
+export function stdinReady(ctx: HypercallContext): boolean {
+  return ctx.stdin?.ready?.() ?? true;
 }
 
 const oneByte = new Uint8Array(1);
@@ -58,6 +69,7 @@ export function serialReadBuffer(ctx: HypercallContext, arg: number): HandlerRes
     );
   }
   ctx.stdout.flush();
+  if (maxlen > 0 && !stdinReady(ctx)) return WOULD_BLOCK;
   let n = 0;
   if (ctx.stdin !== undefined && maxlen > 0) {
     try {

@@ -16,11 +16,15 @@ import {
 } from "../abi/kvm.ts";
 import { ERRNO } from "../errno.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
-import { type HypercallContext, RESUME, VmStop } from "../hypercall/context.ts";
+import { type HypercallContext, RESUME, VmStop, WOULD_BLOCK } from "../hypercall/context.ts";
 import { hex } from "../hypercall/protocol.ts";
 import { V2 } from "../hypercall/abi.ts";
 import { readSerialByte } from "../hypercall/serial_input.ts";
-import { type HypercallTable, MAX_HYPERCALL_PORT } from "../hypercall/table.ts";
+import {
+  type HypercallEntry,
+  type HypercallTable,
+  MAX_HYPERCALL_PORT,
+} from "../hypercall/table.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translate } from "../memory/paging.ts";
 import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
@@ -65,6 +69,8 @@ export interface RunLoopOptions {
    * while the guest exits constantly. Undefined: never (vCPU Workers).
    */
   readonly yieldEveryMs?: number;
+  /** Carries a WOULD_BLOCK hypercall across calls of runVcpu; keep one per vCPU. */
+  readonly pending?: PendingHypercall;
 }
 
 /** The result of a vCPU that was asked to stop by another (no code of its own). */
@@ -81,6 +87,21 @@ export const INTERRUPTED = new VmStop("error", 0, "interrupted");
  * caller on the main thread can let its event loop run; call again.
  */
 export const YIELDED = new VmStop("error", 0, "yielded");
+
+/**
+ * A hypercall is waiting for input: call again after a pause (the caller's
+ * event loop or a short sleep); the hypercall is retried before the guest
+ * runs on.
+ */
+export const WAITING = new VmStop("error", 0, "waiting");
+
+/** A hypercall to retry before the next KVM_RUN (it returned WOULD_BLOCK). */
+export interface PendingHypercall {
+  /** The handler, or null when nothing is pending. */
+  entry: HypercallEntry | null;
+  /** Its argument. */
+  arg: number;
+}
 
 /** Exits between looks at the clock for `yieldEveryMs`. */
 const EXITS_PER_CLOCK_CHECK = 1024;
@@ -116,6 +137,14 @@ export function runVcpu(options: RunLoopOptions): VmStop {
     new VmStop("error", code, message, registerDump(vcpu, mem));
 
   if (stats.startedAt === 0) stats.startedAt = performance.now();
+  const pending = options.pending ?? { entry: null, arg: 0 };
+  if (pending.entry !== null) {
+    // KVM completes the OUT only at the next entry, so the retry is invisible to the guest.
+    const result = pending.entry.handle(ctx, pending.arg);
+    if (result === WOULD_BLOCK) return WAITING;
+    pending.entry = null;
+    if (result !== RESUME) return result;
+  }
   const yieldEveryMs = options.yieldEveryMs;
   let untilClockCheck = EXITS_PER_CLOCK_CHECK;
   let lastYield = performance.now();
@@ -155,7 +184,12 @@ export function runVcpu(options: RunLoopOptions): VmStop {
               ? run.getUint16(dataOffset, true)
               : run.getUint8(dataOffset);
             const result = entry.handle(ctx, arg);
-            if (result !== RESUME) return result;
+            if (result !== RESUME) {
+              if (result !== WOULD_BLOCK) return result;
+              pending.entry = entry;
+              pending.arg = arg;
+              return WAITING;
+            }
           } else if (port === PCI_CONFIG_ADDRESS && size === 4) {
             stats.portWrites++;
             pciAddress = run.getUint32(dataOffset, true);

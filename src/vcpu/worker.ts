@@ -14,13 +14,13 @@ import type { XsaveComponent } from "../emulate/xsave.ts";
 import type { HypercallContext } from "../hypercall/context.ts";
 import { buildHypercallTable } from "../hypercall/table.ts";
 import { GuestOutput, type OutputSink } from "../io/guest_output.ts";
-import { currentThreadId, pinCurrentThread, Sregs, VcpuFd } from "../kvm.ts";
+import { currentThreadId, fdReadable, pinCurrentThread, Sregs, VcpuFd } from "../kvm.ts";
 import { SREGS } from "../abi/kvm.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { translateRange } from "../memory/paging.ts";
 import { ChannelFiles } from "./file_channel.ts";
 import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
-import { INTERRUPTED, KICKED, runVcpu } from "./run_loop.ts";
+import { INTERRUPTED, KICKED, runVcpu, WAITING } from "./run_loop.ts";
 import { VcpuStats } from "./stats.ts";
 
 function post(message: WorkerMessage, transfer: Transferable[] = []): void {
@@ -68,7 +68,10 @@ function start(init: WorkerInit): void {
     stderr,
     cmdline: init.cmdline,
     files: new ChannelFiles(init.files, init.cpu, mem),
-    stdin: Deno.stdin,
+    stdin: {
+      readSync: (p: Uint8Array): number | null => Deno.stdin.readSync(p),
+      ready: (): boolean => fdReadable(0),
+    },
     onWriteError(fd, errno): void {
       post({ type: "warning", message: `A guest write to fd ${fd} failed (errno ${-errno})` });
     },
@@ -86,9 +89,14 @@ function start(init: WorkerInit): void {
     stats,
     control,
     xsaveLayout: new Map<number, XsaveComponent>(init.xsaveLayout),
+    pending: { entry: null, arg: 0 },
   };
   let stop = runVcpu(options);
-  while (stop === INTERRUPTED) stop = runVcpu(options);
+  while (stop === INTERRUPTED || stop === WAITING) {
+    // Waiting for stdin: sleep a little, but wake at once when the VM stops.
+    if (stop === WAITING) Atomics.wait(control, CONTROL.STOP, 0, 10);
+    stop = runVcpu(options);
+  }
   if (stop !== KICKED && Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0) {
     post({
       type: "stop",
