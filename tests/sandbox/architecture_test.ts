@@ -1,0 +1,81 @@
+/**
+ * The import rules of the design, checked by reading every source file's
+ * imports: FFI stays in `libc.ts` (used by `kvm.ts` and `landlock.ts` only),
+ * KVM stays in `vcpu/` and the VM assembly, and the pure layers (sandbox,
+ * loader, boot, memory, abi, hypercall, emulate) import neither; the sandbox
+ * never imports the hypercall layer. Needs read access to `src/`.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { dirname, join, relative } from "node:path";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) out.push(...sourceFiles(path));
+    else if (entry.name.endsWith(".ts")) out.push(path);
+  }
+  return out;
+}
+
+/** Repo-relative paths that `file` imports (local imports only). */
+function importsOf(file: string): string[] {
+  const text = Deno.readTextFileSync(file);
+  const specs = [...text.matchAll(/^\s*(?:import|export)[^"';]*?from\s+"(\.[^"]+)"/gm)]
+    .map((m) => m[1]!);
+  return specs.map((s) => relative(root, join(dirname(file), s)));
+}
+
+const files = [...sourceFiles(join(root, "src")), join(root, "main.ts"), join(root, "mod.ts")];
+const graph = new Map(files.map((f) => [relative(root, f), importsOf(f)]));
+
+function importers(target: string): string[] {
+  return [...graph].filter(([, deps]) => deps.includes(target)).map(([f]) => f).sort();
+}
+
+Deno.test("only src/kvm.ts and src/landlock.ts import src/libc.ts (the only FFI)", () => {
+  assert.deepEqual(importers("src/libc.ts"), ["src/kvm.ts", "src/landlock.ts"]);
+});
+
+Deno.test("only Deno.dlopen call is in src/libc.ts", () => {
+  const callers = files.filter((f) => Deno.readTextFileSync(f).includes("Deno.dlopen("))
+    .map((f) => relative(root, f));
+  assert.deepEqual(callers, ["src/libc.ts"]);
+});
+
+Deno.test("src/kvm.ts is imported only by vcpu/, the VM assembly and the entry points", () => {
+  const allowed = /^(src\/vcpu\/|src\/vm\.ts$|src\/cli\.ts$|main\.ts$|mod\.ts$)/;
+  for (const f of importers("src/kvm.ts")) assert.match(f, allowed, `${f} imports kvm.ts`);
+});
+
+Deno.test("pure layers import neither kvm.ts nor libc.ts", () => {
+  const pure = /^src\/(sandbox|loader|boot|memory|abi|hypercall|emulate|io)\//;
+  for (const [file, deps] of graph) {
+    if (!pure.test(file)) continue;
+    for (const dep of deps) {
+      assert.ok(dep !== "src/kvm.ts" && dep !== "src/libc.ts", `${file} imports ${dep}`);
+    }
+  }
+});
+
+Deno.test("src/sandbox/ never imports src/hypercall/", () => {
+  for (const [file, deps] of graph) {
+    if (!file.startsWith("src/sandbox/")) continue;
+    for (const dep of deps) assert.ok(!dep.startsWith("src/hypercall/"), `${file} imports ${dep}`);
+  }
+});
+
+Deno.test("guest file I/O: only src/sandbox/host_fs.ts opens or removes files for the guest", () => {
+  const io = /Deno\.(openSync|removeSync|open|remove)\(/;
+  for (const f of files) {
+    const rel = relative(root, f);
+    if (!rel.startsWith("src/sandbox/") && !rel.startsWith("src/hypercall/")) continue;
+    if (rel === "src/sandbox/host_fs.ts") continue;
+    assert.ok(!io.test(Deno.readTextFileSync(f)), `${rel} does file I/O itself`);
+  }
+});
