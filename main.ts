@@ -12,7 +12,6 @@ import { NullSink, type OutputSink } from "./src/io/guest_output.ts";
 import { KvmUnavailableError } from "./src/kvm.ts";
 import { configureLogging, logger } from "./src/log.ts";
 import { UsageError } from "./src/params.ts";
-import { formatStats, statsJson } from "./src/stats_report.ts";
 import { runVm, VmError } from "./src/vm.ts";
 
 export { parseCommandLine } from "./src/cli.ts";
@@ -143,9 +142,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         Deno.stderr.writeSync(encoder.encode(`${result.errorDetail}\n`));
       }
     }
-    if (request.stats === "table") {
+    const { formatStats, statsJson } = request.stats === false
+      ? { formatStats: null, statsJson: null }
+      : await import("./src/stats_report.ts");
+    if (request.stats === "table" && formatStats !== null) {
       print(formatStats(result.stats, { bootMs: result.bootMs, runMs: result.runMs }).trimEnd());
-    } else if (request.stats === "json") {
+    } else if (request.stats === "json" && statsJson !== null) {
       print(
         JSON.stringify(statsJson(result.stats, { bootMs: result.bootMs, runMs: result.runMs })),
       );

@@ -9,7 +9,6 @@
 
 import { dirname } from "node:path";
 import { CAP, DISABLE_EXITS, KVM_API_VERSION, SREGS, X2APIC_API } from "./abi/kvm.ts";
-import { applyImageConfig, isHermitImage, readHermitImage } from "./loader/hermit_image.ts";
 import type { InputSource } from "./hypercall/serial_input.ts";
 import { writeBootInfo } from "./boot/boot_info.ts";
 import { adjustCpuid } from "./boot/cpuid.ts";
@@ -295,6 +294,14 @@ function enableCpuPm(vm: VmFd): void {
   if (err !== 0) log.warn(`--cpu-pm: KVM refused it (errno ${err}); ignored`);
 }
 
+/**
+ * The Hermit image reader, loaded only for images: it pulls in node:zlib,
+ * which costs a plain ELF run some 30 ms of start-up.
+ */
+function hermitImageModule(): Promise<typeof import("./loader/hermit_image.ts")> {
+  return import("./loader/hermit_image.ts");
+}
+
 /** Unpacks a Hermit image: virtual files into the map, config into args/env. */
 async function unpackImage(
   path: string,
@@ -310,7 +317,7 @@ async function unpackImage(
 ): Promise<{ kernel: Uint8Array; args: string[]; env: [string, string][] }> {
   let image;
   try {
-    image = await readHermitImage(bytes);
+    image = await (await hermitImageModule()).readHermitImage(bytes);
   } catch (error) {
     if (error instanceof ImageFormatError) {
       throw new VmError(
@@ -335,7 +342,7 @@ async function unpackImage(
       throw error;
     }
   }
-  const applied = applyImageConfig(image, {
+  const applied = (await hermitImageModule()).applyImageConfig(image, {
     args: [...run.args],
     envVars: run.env,
     envHost: run.envHost,
@@ -449,6 +456,19 @@ function hostStdin(): InputSource {
   };
 }
 
+/**
+ * The wall clock in nanoseconds (as precise as the platform gives), like
+ * uhyve's `SystemTime::now()`. The precision matters beyond taste: Hermit
+ * 0.6.9 formats this time into its boot log, and a millisecond-rounded value
+ * changes its heap layout enough to make hello_c's unterminated environment
+ * walk fault (see the README's known issues).
+ */
+function wallClockNs(): bigint {
+  const ms = performance.timeOrigin + performance.now();
+  const whole = Math.floor(ms);
+  return BigInt(whole) * 1_000_000n + BigInt(Math.floor((ms - whole) * 1e6));
+}
+
 /** How often a guest waiting for stdin checks again. */
 const INPUT_POLL_MS = 10;
 /** Period of the tick that interrupts a halted single-vCPU guest. */
@@ -499,7 +519,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   }
 
   let bytes = await readKernel(kernelPath);
-  if (bytes.length >= 4 && isHermitImage(bytes)) {
+  if (bytes.length >= 4 && detectFormat(bytes) === "hermit-image") {
     // A Hermit image: the kernel and its files come from the archive, its
     // config supplies default arguments, environment and requirements.
     const unpacked = await unpackImage(kernelPath, bytes, map, {
@@ -602,7 +622,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       tls: loaded.tls,
       numCpus: cpuCount,
       cpuFreqKhz: tscKhz ?? 0,
-      bootTimeNs: BigInt(Date.now()) * 1_000_000n,
+      bootTimeNs: wallClockNs(),
     });
     buildIdentityMap(mem, { guestAddress, kernelEnd, legacy: image.legacyMapping });
 
