@@ -54,6 +54,8 @@ Files:
                           let the guest see host file or directory HOST at GUEST
                           (repeatable; :ro makes it read-only)
       --tempdir DIR       where the guest's own new files go (default: $TMPDIR)
+      --max-temp-size SIZE
+                          most bytes the guest may write there (default 1GiB)
       --file-isolation MODE
                           Landlock: none, normal (default; warns if unsupported)
                           or strict (refuses to run without it)
@@ -83,6 +85,9 @@ Examples:
 
 Exit status: the guest's exit code, or one of dhyve's own codes (64-85,
 see the README); 130/143 after SIGINT/SIGTERM.`;
+
+/** The CLI's default cap on the bytes a guest may write into its temp files. */
+export const DEFAULT_MAX_TEMP_BYTES = 1024 * 1024 * 1024;
 
 /** What the command line asks for. */
 export type CliRequest =
@@ -158,6 +163,7 @@ const OPTIONS = {
   "env-vars": { type: "string", short: "e", multiple: true },
   "file-mapping": { type: "string", multiple: true },
   tempdir: { type: "string" },
+  "max-temp-size": { type: "string" },
   "file-isolation": { type: "string" },
   "io-mode": { type: "string" },
   output: { type: "string", short: "o" },
@@ -296,6 +302,9 @@ export function parseCommandLine(
   if (merged.cpuPm) params.cpuPm = true;
   if (merged.envHost) params.envHost = true;
   if (values.timeout !== undefined) params.timeoutMs = parseDuration(values.timeout);
+  params.maxTempBytes = values["max-temp-size"] === undefined
+    ? DEFAULT_MAX_TEMP_BYTES
+    : parseMemorySize(values["max-temp-size"]);
 
   if (values["print-permissions"]) {
     return {

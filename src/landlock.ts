@@ -453,6 +453,8 @@ export function denoRuntimeRules(options: DenoRuntimeOptions = {}): LandlockRule
     { path: "/proc/stat", access: "read", optional: true },
     { path: "/sys/devices/system/cpu", access: "dir-read", optional: true },
     { path: "/sys/fs/cgroup", access: "dir-read", optional: true },
+    // Deno reads the CA bundle at exit (update check); public data.
+    { path: "/etc/ssl/certs", access: "dir-read", optional: true },
   );
   for (const name of ["NODE_EXTRA_CA_CERTS", "DENO_CERT"]) {
     const file = envVar(name);

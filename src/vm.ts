@@ -411,6 +411,7 @@ async function runUntilStopped(
   // A tick aimed at this thread interrupts KVM_RUN even when the guest is
   // halted, so signal listeners and the deadline are seen within a tick.
   const tick = (): void => wake();
+  keepAlarmHandler();
   Deno.addSignalListener("SIGALRM", tick);
   const ticker = ThreadTicker.start(
     currentThreadId(),
@@ -469,8 +470,33 @@ function wallClockNs(): bigint {
   return BigInt(whole) * 1_000_000n + BigInt(Math.floor((ms - whole) * 1e6));
 }
 
+/** Wraps a write-error report so that each errno is reported once (no stderr flood). */
+function warnOncePerErrno(
+  report: (fd: number, errno: number) => void,
+): (fd: number, errno: number) => void {
+  const seen = new Set<number>();
+  return (fd, errno) => {
+    if (seen.has(errno)) return;
+    seen.add(errno);
+    report(fd, errno);
+  };
+}
+
 /** How often a guest waiting for stdin checks again. */
 const INPUT_POLL_MS = 10;
+let alarmHandlerKept = false;
+
+/**
+ * Keeps a no-op SIGALRM listener for the life of the process. Deno restores
+ * SIGALRM's default action (terminate) when its last listener is removed, and
+ * a tick still queued when the ticker stops would then kill the process.
+ */
+function keepAlarmHandler(): void {
+  if (alarmHandlerKept) return;
+  alarmHandlerKept = true;
+  Deno.addSignalListener("SIGALRM", () => {});
+}
+
 /** Period of the tick that interrupts a halted single-vCPU guest. */
 const TICK_MS = 100;
 /** SIGALRM's number, for the tick. */
@@ -644,9 +670,9 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         cmdline,
         files: sandbox,
         stdin: params.stdin ?? hostStdin(),
-        onWriteError(fd, errno): void {
-          log.warn(`A guest write to fd ${fd} failed (errno ${-errno}); v1 guests cannot be told`);
-        },
+        onWriteError: warnOncePerErrno((fd, errno) =>
+          log.warn(`A guest write to fd ${fd} failed (errno ${-errno}); v1 guests cannot be told`)
+        ),
         translateRange(vaddr, len, visit): boolean {
           boot.getSregs(sregs);
           return translateRange(mem, sregs.getU64(SREGS.cr3), vaddr, len, visit);

@@ -56,7 +56,7 @@ function copyStrings(
     return protocolError(
       "Cmdval",
       V1.CMDVAL,
-      `passed a ${what} array at ${hex(array)} (${n} pointers) outside guest memory`,
+      `passed an ${what} array at ${hex(array)} (${n} pointers) outside guest memory`,
     );
   }
   for (let i = 0; i < n; i++) {

@@ -84,6 +84,11 @@ type OpenFile =
 const { O_CREAT, O_EXCL, SEEK_SET, SEEK_CUR, SEEK_END } = OPEN_FLAGS;
 const STDIN = 0;
 const FIRST_FD = 3;
+/**
+ * Most temp files one guest may have at once (beyond → ENOSPC). Each costs an
+ * inode and a map entry even when empty, which `maxTempBytes` does not see.
+ */
+export const MAX_TEMP_FILES = 1024;
 
 /**
  * The guest's view of the host file system. Create one per VM; call
@@ -126,6 +131,8 @@ export class Sandbox {
   readonly #warned = new Set<string>();
   /** Temp file host path → its size as far as the guest's writes went. */
   readonly #tempSizes = new Map<string, number>();
+  /** Temp files the guest unlinked while an fd still held them (their blocks stay used). */
+  readonly #unlinkedTemp = new Set<string>();
   #tempBytes = 0;
   #tempDir: string | undefined;
   #disposed = false;
@@ -218,6 +225,8 @@ export class Sandbox {
       return 0;
     } catch (error) {
       return this.#fail(error, entry.hostPath);
+    } finally {
+      this.#releaseUnlinked(entry.hostPath);
     }
   }
 
@@ -365,7 +374,11 @@ export class Sandbox {
     } catch (error) {
       return this.#fail(error, hostPath);
     }
-    if (found.temp) this.#setTempSize(hostPath, undefined);
+    if (found.temp) {
+      // An open fd keeps the file's blocks on disk: count them until its last close.
+      if (this.#isOpen(hostPath)) this.#unlinkedTemp.add(hostPath);
+      else this.#setTempSize(hostPath, undefined);
+    }
     return 0;
   }
 
@@ -429,6 +442,7 @@ export class Sandbox {
   }
 
   #createTemp(path: string, plan: OpenPlan, mode: number): number {
+    if (this.#tempSizes.size >= MAX_TEMP_FILES) return -ERRNO.ENOSPC;
     const dir = this.#ensureTempDir();
     if (typeof dir === "number") return dir;
     const hostPath = posix.join(dir, crypto.randomUUID());
@@ -533,6 +547,19 @@ export class Sandbox {
   #escape(path: string): number {
     log.debug`Refused ${path}: a symlink leads outside its mapped directory`;
     return -ERRNO.EACCES;
+  }
+
+  /** Whether a guest fd still refers to `hostPath`. */
+  #isOpen(hostPath: string): boolean {
+    return this.#fds.entries().some(([, e]) => e.kind === "host" && e.hostPath === hostPath);
+  }
+
+  /** Stops counting an unlinked temp file once no fd holds it any more. */
+  #releaseUnlinked(hostPath: string): void {
+    if (this.#unlinkedTemp.has(hostPath) && !this.#isOpen(hostPath)) {
+      this.#unlinkedTemp.delete(hostPath);
+      this.#setTempSize(hostPath, undefined);
+    }
   }
 
   #setTempSize(hostPath: string, size: number | undefined): void {

@@ -104,7 +104,7 @@ export interface PendingHypercall {
 }
 
 /** Exits between looks at the clock for `yieldEveryMs`. */
-const EXITS_PER_CLOCK_CHECK = 1024;
+const EXITS_PER_CLOCK_CHECK = 16;
 
 /**
  * Runs the vCPU until it stops the VM, `control[0]` asks it to stop
@@ -313,7 +313,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
     vcpu.getRegs(regs);
     vcpu.getSregs(sregs);
     const gpa = translate(mem, sregs.getU64(SREGS.cr3), regs.get("rip"));
-    if (gpa < 0) return null;
+    if (gpa < mem.base) return null; // unmapped (-1), or below RAM (a v2 guest's low 4 GiB)
     const n = Math.min(15, mem.end - gpa);
     return n > 0 ? mem.bytes(gpa, n).slice() : null;
   }

@@ -62,6 +62,7 @@ function start(init: WorkerInit): void {
   const stdout = new GuestOutput(init.output === "stdio" ? Deno.stdout : new PostSink(1));
   const stderr = new GuestOutput(init.output === "stdio" ? Deno.stderr : new PostSink(2));
   const sregs = new Sregs();
+  const reportedErrnos = new Set<number>();
   const ctx: HypercallContext = {
     mem,
     stdout,
@@ -73,6 +74,8 @@ function start(init: WorkerInit): void {
       ready: (): boolean => fdReadable(0),
     },
     onWriteError(fd, errno): void {
+      if (reportedErrnos.has(errno)) return; // once per errno: no stderr flood
+      reportedErrnos.add(errno);
       post({ type: "warning", message: `A guest write to fd ${fd} failed (errno ${-errno})` });
     },
     translateRange(vaddr, len, visit): boolean {

@@ -408,8 +408,10 @@ Deno.test("Sandbox limits temp files to maxTempBytes with ENOSPC", () => {
   // Overwriting inside a file needs no new space.
   assert.equal(sandbox.lseek(a, 0, SEEK_SET), 0);
   assert.equal(sandbox.write(a, encoder.encode("XYZ")), 3);
-  // Unlinking a temp file frees its space.
+  // Unlinking a temp file frees its space once no fd holds it.
   assert.equal(sandbox.unlink("/a"), 0);
+  assert.equal(sandbox.write(b, encoder.encode("g")), -ERRNO.ENOSPC, "fd a still holds it");
+  assert.equal(sandbox.close(a), 0);
   assert.equal(sandbox.write(b, encoder.encode("ghijkl")), 6);
   // Mapped (non-temp) files are not limited.
   const m = sandbox.open("/data/big.txt", O_CREAT | O_WRONLY, 0o644);

@@ -79,6 +79,7 @@ cliTest("parseCommandLine() leaves unset options to the library defaults, Landlo
     thp: false,
     ksm: false,
     pit: false,
+    maxTempBytes: 1024 * MIB,
   });
 });
 
