@@ -407,14 +407,11 @@ kvmTest(
   },
 );
 
-// Known bug (docs/security.md, "Open findings"): a v2 guest that jumps to a
-// guest-physical address below its RAM (RAM starts at 4 GiB) makes the
-// run loop read the instruction bytes with an unchecked GuestMemory.bytes():
-// exit 70 and a JS stack trace. Ignored until run_loop.ts checks gpa >= mem.base.
+// Finding F2 of docs/security.md, fixed: a v2 guest that jumps to a
+// guest-physical address below its RAM (RAM starts at 4 GiB) once made the
+// run loop read the instruction bytes out of range (exit 70, a stack trace).
 Deno.test({
-  name: "faults v2: code below RAM stops the VM with exit 81 or 83 and one line " +
-    "[known bug: ignored until instructionBytes() checks the address]",
-  ignore: true,
+  name: "faults v2: code below RAM stops the VM with exit 81 or 83 and one line ",
   async fn(): Promise<void> {
     const kernel = await buildGuest("hostile", BUILDS[1]!);
     const dirs = makeDirs();
@@ -432,14 +429,11 @@ Deno.test({
   },
 });
 
-// Known bug (docs/security.md, "Open findings"): the single-vCPU loop looks at
-// the clock only every 1024 exits, so a guest whose hypercalls are slow (4 MiB
-// serial writes) delays --timeout and signals by 1024 × the handler's time
-// (about 25 s here). Ignored until EXITS_PER_CLOCK_CHECK is lowered.
+// Finding F6 of docs/security.md, fixed: the single-vCPU loop looked at the
+// clock only every 1024 exits, so slow hypercalls (4 MiB serial writes)
+// delayed --timeout and signals by about 25 s here.
 Deno.test({
-  name: "faults: --timeout 1s stops a guest whose every hypercall is slow " +
-    "[known bug: ignored until the run loop checks the clock more often]",
-  ignore: true,
+  name: "faults: --timeout 1s stops a guest whose every hypercall is slow ",
   async fn(): Promise<void> {
     const kernel = await buildGuest("hostile", BUILDS[0]!);
     const dirs = makeDirs();

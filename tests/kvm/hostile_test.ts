@@ -378,13 +378,10 @@ kvmTest("hostile guest with 2 vCPUs through main.ts: the same errnos and stops",
   }
 });
 
-// Known bugs (docs/security.md, "Open findings"): these assert the bound the
-// issue asks for and are ignored until the fixes land.
+// Findings F3 and F4 of docs/security.md, fixed: these assert the bounds.
 
 Deno.test({
-  name: "hostile guest: unlinking open temp files does not lift the temp-space limit " +
-    "[known bug: ignored until the sandbox keeps counting unlinked open files]",
-  ignore: true,
+  name: "hostile guest: unlinking open temp files does not lift the temp-space limit ",
   async fn(): Promise<void> {
     const kernel = await buildGuest("hostile", BUILDS[2]);
     const fx = makeFixture();
@@ -401,9 +398,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "hostile guest: the number of temp files is bounded " +
-    "[known bug: ignored until the sandbox limits temp files]",
-  ignore: true,
+  name: "hostile guest: the number of temp files is bounded ",
   async fn(): Promise<void> {
     const kernel = await buildGuest("hostile", BUILDS[2]);
     const fx = makeFixture();
