@@ -459,10 +459,7 @@ function hostStdin(): InputSource {
 
 /**
  * The wall clock in nanoseconds (as precise as the platform gives), like
- * uhyve's `SystemTime::now()`. The precision matters beyond taste: Hermit
- * 0.6.9 formats this time into its boot log, and a millisecond-rounded value
- * changes its heap layout enough to make hello_c's unterminated environment
- * walk fault (see the README's known issues).
+ * uhyve's `SystemTime::now()`, for the boot info.
  */
 function wallClockNs(): bigint {
   const ms = performance.timeOrigin + performance.now();
