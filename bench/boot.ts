@@ -62,6 +62,8 @@ export async function bootBenchmarks(): Promise<BootResult[]> {
       "-e",
       "A=b",
       hello,
+      "a1",
+      "bb",
     ];
     const times: number[] = [];
     let faulted = 0;
@@ -71,9 +73,9 @@ export async function bootBenchmarks(): Promise<BootResult[]> {
       else faulted++;
     }
     results.push({
-      name: `dhyve uhyve hello_c (-e A=b; ${faulted} faulted run(s) left out)`,
+      name: `dhyve uhyve hello_c -e A=b a1 bb (${faulted} faulted run(s) left out)`,
       medianMs: times.length > 0 ? median(times) : NaN,
-      command: "deno run --allow-ffi --allow-read main.ts -e A=b hello_c",
+      command: "deno run --allow-ffi --allow-read main.ts --timeout 15s -e A=b hello_c a1 bb",
     });
   }
   return results;
