@@ -673,6 +673,17 @@ export function pinCurrentThread(core: number): number {
   return libc().sched_setaffinity(0, mask.length, mask) < 0 ? errno() : 0;
 }
 
+/** The calling thread's CPU mask (to restore after pinning), or null. */
+export function currentAffinity(): Uint8Array<ArrayBuffer> | null {
+  const mask = new Uint8Array(128);
+  return libc().sched_getaffinity(0, mask.length, mask) < 0 ? null : mask;
+}
+
+/** Restores a mask from {@linkcode currentAffinity}; returns 0 or the errno. */
+export function restoreAffinity(mask: Uint8Array<ArrayBuffer>): number {
+  return libc().sched_setaffinity(0, mask.length, mask) < 0 ? errno() : 0;
+}
+
 const CLOCK_MONOTONIC = 1;
 const SIGEV_THREAD_ID = 4;
 

@@ -51,6 +51,8 @@ const SYMBOLS = {
   timer_settime: { parameters: ["usize", "i32", "buffer", "usize"], result: "i32" },
   /** int timer_delete(timer_t id) */
   timer_delete: { parameters: ["usize"], result: "i32" },
+  /** int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *mask) */
+  sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   /** int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *mask) */
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   /** int fstat(int fd, struct stat *st): st is a 144-byte buffer on x86_64 */
@@ -91,6 +93,8 @@ export interface Libc {
   timer_settime(id: bigint, flags: number, value: Uint8Array<ArrayBuffer>, old: number): number;
   /** timer_delete(2). */
   timer_delete(id: bigint): number;
+  /** sched_getaffinity(2) for the calling thread (pid 0). */
+  sched_getaffinity(pid: number, size: number, mask: Uint8Array<ArrayBuffer>): number;
   /** sched_setaffinity(2) for the calling thread (pid 0). */
   sched_setaffinity(pid: number, size: number, mask: Uint8Array<ArrayBuffer>): number;
   /** The address of the calling thread's errno. */

@@ -24,6 +24,7 @@ import { type GuestCommandLine, type HypercallContext, VmStop } from "./hypercal
 import { buildHypercallTable } from "./hypercall/table.ts";
 import { GuestOutput } from "./io/guest_output.ts";
 import {
+  currentAffinity,
   currentThreadId,
   fdReadable,
   type HostMapping,
@@ -34,6 +35,7 @@ import {
   pinCurrentThread,
   Regs,
   REQUIRED_CAPS,
+  restoreAffinity,
   Sregs,
   ThreadTicker,
   type VcpuFd,
@@ -675,6 +677,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
           return translateRange(mem, sregs.getU64(SREGS.cr3), vaddr, len, visit);
         },
       };
+      // Pin this (the caller's) thread for the run only, then give it back its mask.
+      const savedMask = params.affinity ? currentAffinity() : null;
       if (params.affinity) pinOrWarn(params.affinity[0]!);
       const one = new VcpuStats(0);
       stop = await runUntilStopped({
@@ -685,7 +689,9 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         stats: one,
         control: new Int32Array(new SharedArrayBuffer(4)),
         xsaveLayout,
-      }, params.timeoutMs);
+      }, params.timeoutMs).finally(() => {
+        if (savedMask !== null) restoreAffinity(savedMask);
+      });
       stats = [one];
     } else {
       const result = await runSmp({
