@@ -366,6 +366,9 @@ export function validateAffinity(cores: readonly number[], cpuCount: number): vo
       `The affinity list names ${cores.length} core(s) for ${cpuCount} vCPU(s): give exactly one core per vCPU`,
     );
   }
+  if (new Set(cores).size !== cores.length) {
+    throw new UsageError("The affinity list names a core twice: give each vCPU its own core");
+  }
   const available = navigator.hardwareConcurrency;
   for (const core of cores) {
     if (!Number.isInteger(core) || core < 0 || core >= available) {
