@@ -7,6 +7,19 @@
 
 import { bootBenchmarks } from "./boot.ts";
 import { fileReadBenchmarks } from "./file_read.ts";
+import { smpBenchmarks } from "./smp.ts";
+import {
+  allocationTable,
+  buildFloor,
+  exitCostTable,
+  helloC,
+  helloTable,
+  hotPathAllocation,
+  memoryTable,
+  perExitCost,
+  startup,
+  startupTable,
+} from "./kvm_floor.ts";
 import { machineDescription, printTable } from "./_util.ts";
 
 const enc = new TextEncoder();
@@ -31,3 +44,55 @@ printTable([
     r.command,
   ]),
 ]);
+
+Deno.stdout.writeSync(enc.encode("\n"));
+const smp = await smpBenchmarks();
+printTable([
+  [
+    `multi-core: CPU-bound guest (median of 5; load ${smp.load})`,
+    "ms",
+    "baseline",
+    "work ms",
+    "speed-up",
+    "command",
+  ],
+  ...smp.speedup.map((r) => [
+    r.name,
+    r.medianMs.toFixed(0),
+    r.baselineMs.toFixed(0),
+    r.workMs.toFixed(0),
+    `${r.speedup.toFixed(2)}x`,
+    r.command,
+  ]),
+]);
+Deno.stdout.writeSync(enc.encode("\n"));
+printTable([
+  ["multi-core: exits (median of 5)", "ms", "baseline", "µs/exit/vCPU", "exits/s", "command"],
+  ...smp.exits.map((r) => [
+    r.name,
+    r.medianMs.toFixed(0),
+    r.baselineMs.toFixed(0),
+    r.perExitUs.toFixed(1),
+    r.exitsPerSecond.toFixed(0),
+    r.command,
+  ]),
+]);
+
+// dhyve against the C floor (bench/kvm_floor.ts, bench/c_floor/floor.c): ratios dhyve / C.
+const cFloor = await buildFloor();
+const exitCosts = await perExitCost(cFloor);
+const starts = await startup(cFloor);
+const allocations = await hotPathAllocation();
+const hello = await helloC(cFloor);
+for (
+  const table of [
+    exitCostTable(exitCosts),
+    startupTable(starts),
+    memoryTable(starts, exitCosts),
+    allocationTable(allocations),
+    ...(hello === null ? [] : [helloTable(hello)]),
+  ]
+) {
+  Deno.stdout.writeSync(enc.encode("\n"));
+  printTable(table);
+}

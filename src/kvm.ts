@@ -52,6 +52,9 @@ import {
   PROT_WRITE,
 } from "./libc.ts";
 
+/** KVM_RUN as a bigint, made once: see `ioctl_big` in libc.ts (no deopts on the hot path). */
+const KVM_RUN_REQUEST = BigInt(KVM_IOCTL.RUN);
+
 /** A failed KVM or memory call: which operation, and the errno it returned. */
 export class KvmError extends Error {
   /** The operation that failed, e.g. "create VM". */
@@ -454,7 +457,7 @@ export class VcpuFd {
   readonly runBytes: Uint8Array;
   #syncRegs = false;
   readonly #runMapping: { address: number; size: number };
-  readonly #ioctl: (fd: number, request: number, arg: number) => number;
+  readonly #ioctl: (fd: number, request: bigint, arg: bigint) => number;
   readonly #xcrs = new Uint8Array(KVM_XCRS_SIZE);
 
   readonly #ownsMapping: boolean;
@@ -476,7 +479,7 @@ export class VcpuFd {
     const buffer = viewOf(address, runSize);
     this.runView = new DataView(buffer);
     this.runBytes = new Uint8Array(buffer);
-    this.#ioctl = libc().ioctl_val;
+    this.#ioctl = libc().ioctl_big;
   }
 
   /**
@@ -497,7 +500,7 @@ export class VcpuFd {
 
   /** KVM_RUN once. Returns 0, or the errno (EINTR when kicked). No allocation. */
   run(): number {
-    return this.#ioctl(this.fd, KVM_IOCTL.RUN, 0) < 0 ? errno() : 0;
+    return this.#ioctl(this.fd, KVM_RUN_REQUEST, 0n) < 0 ? errno() : 0;
   }
 
   /** KVM_GET_REGS into `regs`. */

@@ -23,6 +23,8 @@ const SYMBOLS = {
   ioctl_val: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   /** int ioctl(int fd, unsigned long request, void *arg): buffer argument */
   ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  /** int ioctl(int fd, unsigned long request, unsigned long arg): bigint arguments (hot path) */
+  ioctl_big: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   /** void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) */
   mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "usize" },
   /** int munmap(void *addr, size_t len) */
@@ -72,6 +74,12 @@ export interface Libc {
   ioctl_val(fd: number, request: number, arg: number): number;
   /** ioctl(2) with a buffer argument. */
   ioctl_buf(fd: number, request: number, arg: Uint8Array<ArrayBuffer>): number;
+  /**
+   * ioctl(2) with bigint request and argument, for the hot path: a number
+   * passed for a u64 parameter makes V8's optimised fast call deoptimise
+   * ("not a BigInt") again and again, so callers pass bigints made once.
+   */
+  ioctl_big(fd: number, request: bigint, arg: bigint): number;
   /** mmap(2); the address arrives as a bigint. */
   mmap(
     addr: number,
