@@ -547,7 +547,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   }
 
   let bytes = await readKernel(kernelPath);
-  if (bytes.length >= 4 && detectFormat(bytes) === "hermit-image") {
+  if (bytes.length >= 3 && bytes[0] === 0x1f && bytes[1] === 0x8b && bytes[2] === 0x08) {
     // A Hermit image: the kernel and its files come from the archive, its
     // config supplies default arguments, environment and requirements.
     const unpacked = await unpackImage(kernelPath, bytes, map, {
