@@ -2,12 +2,25 @@
  * Instructions the host's KVM could not run, handled in userspace. On
  * kvm_pvm (nested KVM) the instruction emulator fails on `xgetbv`, which
  * every Hermit kernel runs at boot: dhyve executes it (and `xsetbv`) against
- * the vCPU's XCR0 and resumes. Anything else is described in one line.
+ * the vCPU's XCR0 and resumes; likewise the FXSAVE/XSAVE family of Hermit's
+ * lazy FPU switch, and every SSE instruction but the plain moves
+ * ({@linkcode emulateSseInstruction}, over src/emulate/sse.ts). Anything else
+ * is described in one line, naming the mnemonic when it is known.
  * @module
  */
 
-import { KVM_XSAVE_SIZE, SREGS } from "../abi/kvm.ts";
-import { DecodeError, decodeModrm, type GprName } from "../emulate/decode.ts";
+import {
+  KVM_XSAVE_SIZE,
+  REGS,
+  RUN,
+  RUN_SYNC_SREGS,
+  SEGMENT,
+  SREGS,
+  SYNC_REGS,
+} from "../abi/kvm.ts";
+import { DecodeError, decodeModrm, GPR_ORDER, type GprName } from "../emulate/decode.ts";
+import { runAhead } from "../emulate/run_ahead.ts";
+import { decodeSse, executeSse, SSE_CHANGED, sseMnemonic, type SseState } from "../emulate/sse.ts";
 import {
   fxrstor,
   fxsave,
@@ -19,6 +32,7 @@ import {
 import { hex } from "../hypercall/protocol.ts";
 import type { Regs, Sregs, VcpuFd } from "../kvm.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
+import { GuestVirtualMemory } from "../memory/guest_virtual.ts";
 import { translateRange } from "../memory/paging.ts";
 
 const XGETBV = [0x0f, 0x01, 0xd0] as const;
@@ -66,16 +80,34 @@ export function looksLikeSse(bytes: Uint8Array): boolean {
     op === 0xae; // fxsave/fxrstor/xsave family
 }
 
-/** One line for an instruction the host could not run. */
-export function describeInstruction(rip: number, bytes: Uint8Array | null): string {
+/**
+ * One line for an instruction the host could not run and dhyve did not
+ * emulate, naming its mnemonic when known; `reason` says why dhyve's own
+ * SSE emulation declined it.
+ */
+export function describeInstruction(
+  rip: number,
+  bytes: Uint8Array | null,
+  reason?: string,
+): string {
   const shown = bytes === null
     ? "(instruction bytes unreadable)"
     : `(bytes ${
       Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join(" ")
     })`;
-  const what = bytes !== null && looksLikeSse(bytes) ? "an SSE instruction" : "an instruction";
+  const mnemonic = bytes === null ? null : sseMnemonic(bytes);
+  const what = mnemonic !== null
+    ? `the SSE instruction ${mnemonic}`
+    : bytes !== null && looksLikeSse(bytes)
+    ? "an SSE instruction"
+    : "an instruction";
+  const why = reason !== undefined
+    ? `dhyve's SSE emulation could not run it either: ${reason}`
+    : mnemonic !== null || (bytes !== null && looksLikeSse(bytes))
+    ? "dhyve's SSE emulation does not support it"
+    : "nested KVM such as kvm_pvm cannot emulate every instruction";
   return `The guest ran ${what} at RIP ${hex(rip)} ${shown} that this host's KVM cannot ` +
-    "execute: its instruction emulator failed (nested KVM such as kvm_pvm cannot emulate SSE); " +
+    `execute: its instruction emulator failed, and ${why}; ` +
     "on a host with hardware KVM the guest would run on";
 }
 
@@ -182,4 +214,243 @@ export function emulateFpuStateAccess(
   regs.set("rip", regs.get("rip") + insn.length);
   vcpu.setRegs(regs);
   return "done";
+}
+
+const CR0_EM = 4;
+const CR0_WP = 0x1_0000;
+const CR4_OSFXSR = 0x200;
+const VECTOR_UD = 6;
+const VECTOR_PF = 14;
+const XMM_OFFSET = 160;
+const XMM_AREA_SIZE = 256;
+const MXCSR_IMAGE_OFFSET = 24;
+const XSTATE_BV_OFFSET = 512;
+const XSTATE_SSE = 2;
+/** Default for {@linkcode SseScratch.runAhead}. */
+const DEFAULT_RUN_AHEAD = 1024;
+/** Integer instructions run ahead after the last SSE instruction before giving up. */
+const MAX_INTEGER_GAP = 24;
+
+/** Scratch state and counters for SSE emulation, made once per vCPU. */
+export class SseScratch {
+  /** The vCPU's XSAVE image (XMM registers at 160, MXCSR at 24). */
+  readonly image: Uint8Array<ArrayBuffer> = new Uint8Array(KVM_XSAVE_SIZE);
+  readonly #imageView = new DataView(this.image.buffer);
+  /** The register file handed to the executor (XMM is a view into `image`). */
+  readonly state: SseState = {
+    xmm: this.image.subarray(XMM_OFFSET, XMM_OFFSET + XMM_AREA_SIZE),
+    mxcsr: 0,
+    gpr: new BigUint64Array(16),
+    rflags: 0,
+    rip: 0n,
+    fsBase: 0n,
+    gsBase: 0n,
+  };
+  /** Guest-virtual memory through the guest's page tables. */
+  readonly memory: GuestVirtualMemory;
+  /**
+   * After the instruction KVM failed on, how many more instructions to run in
+   * userspace while they are supported SSE instructions or register-only
+   * integer instructions between them (each saves a KVM_RUN round trip, and
+   * a loop can run whole); 0 emulates exactly the failed one.
+   */
+  runAhead: number = DEFAULT_RUN_AHEAD;
+  /** Instructions emulated (completed, or turned into a guest exception). */
+  count = 0;
+  /** Of those, integer instructions run ahead between SSE instructions. */
+  integerCount = 0;
+  /** Emulation failures served (KVM exits). */
+  exits = 0;
+  /** Instructions the last served exit emulated. */
+  lastCount = 0;
+  /** Total wall time spent in {@linkcode emulateSseInstruction}, in milliseconds. */
+  timeMs = 0;
+  /** Emulated instructions by mnemonic, when {@linkcode SseScratch.trackMnemonics} is set. */
+  readonly byMnemonic: Map<string, number> = new Map();
+  /** Count instructions by mnemonic (diagnostics; costs a little per instruction). */
+  trackMnemonics = false;
+  /** Why the last "not-handled" SSE instruction was declined, if dhyve knows. */
+  reason: string | undefined;
+  /** KVM copies the special registers into `kvm_run` on every exit (we asked for it). */
+  sregsSynced = false;
+
+  /** Scratch for a vCPU over `mem`. */
+  constructor(mem: GuestMemory) {
+    this.memory = new GuestVirtualMemory(mem);
+  }
+
+  /** MXCSR in the image. */
+  get mxcsr(): number {
+    return this.#imageView.getUint32(MXCSR_IMAGE_OFFSET, true);
+  }
+  set mxcsr(value: number) {
+    this.#imageView.setUint32(MXCSR_IMAGE_OFFSET, value, true);
+  }
+
+  /** Marks the SSE component in use in XSTATE_BV, so that KVM loads it. */
+  markSseInUse(): void {
+    const v = this.#imageView;
+    v.setUint8(XSTATE_BV_OFFSET, v.getUint8(XSTATE_BV_OFFSET) | XSTATE_SSE);
+  }
+}
+
+/** What {@linkcode emulateSseInstruction} did. */
+export type SseEmulation = "done" | "injected" | "not-handled";
+
+/**
+ * Runs the SSE instruction in `bytes` (the instruction at RIP that KVM
+ * failed to emulate) against the vCPU, as the CPU would: #UD when CR0.EM is
+ * set or CR4.OSFXSR is clear, #NM when CR0.TS is set (lazy FPU switching),
+ * #GP for a misaligned 16-byte operand or a non-canonical address, #PF (with
+ * CR2) when the operand is not mapped or not writable. Then, up to
+ * `scratch.runAhead` times, the next instruction is fetched through the
+ * guest's page tables and run too while it is a supported SSE instruction
+ * that completes (a fault leaves it to KVM) or one of the register-only
+ * integer instructions of src/emulate/int.ts, at most 24 of them in a row. XMM/MXCSR go through
+ * KVM_GET/SET_XSAVE (written back only when changed); general registers,
+ * RFLAGS and RIP through `kvm_run`'s sync-regs area when the vCPU has it
+ * (else KVM_GET/SET_REGS). Returns "not-handled" for bytes that are not a
+ * supported SSE instruction (then `scratch.reason` may say why).
+ */
+export function emulateSseInstruction(
+  env: { vcpu: VcpuFd; regs: Regs; sregs: Sregs; scratch: SseScratch },
+  bytes: Uint8Array,
+): SseEmulation {
+  const { vcpu, regs, sregs, scratch } = env;
+  scratch.reason = undefined;
+  scratch.lastCount = 0;
+  if (sseMnemonic(bytes) === null) return "not-handled";
+  const started = performance.now();
+  try {
+    return run();
+  } finally {
+    scratch.timeMs += performance.now() - started;
+  }
+
+  function run(): SseEmulation {
+    const run = vcpu.runView;
+    const synced = vcpu.syncRegs;
+    const sregsFromRun = synced && scratch.sregsSynced;
+    // Special registers: CR0 (EM, TS, WP), CR3, CR4, FS/GS base, SS.DPL.
+    let sview: DataView;
+    let sbase: number;
+    if (sregsFromRun) {
+      sview = run;
+      sbase = RUN_SYNC_SREGS;
+    } else {
+      vcpu.getSregs(sregs);
+      sview = new DataView(sregs.bytes.buffer);
+      sbase = 0;
+      if (synced) {
+        // From the next exit on, KVM stores the special registers in kvm_run too.
+        const valid = run.getUint32(RUN.validRegs, true);
+        run.setUint32(RUN.validRegs, valid | SYNC_REGS.SREGS, true);
+        scratch.sregsSynced = true;
+      }
+    }
+    const cr0 = sview.getUint32(sbase + SREGS.cr0, true);
+    const cr4 = sview.getUint32(sbase + SREGS.cr4, true);
+    if ((cr0 & CR0_EM) !== 0 || (cr4 & CR4_OSFXSR) === 0) return inject(VECTOR_UD);
+    if ((cr0 & CR0_TS) !== 0) return inject(VECTOR_NM);
+
+    const state = scratch.state;
+    if (synced) {
+      for (let i = 0; i < 16; i++) {
+        state.gpr[i] = run.getBigUint64(RUN.syncRegs + REGS[GPR_ORDER[i]!], true);
+      }
+      state.rip = run.getBigUint64(RUN.syncRegs + REGS.rip, true);
+      state.rflags = run.getUint32(RUN.syncRegs + REGS.rflags, true);
+    } else {
+      vcpu.getRegs(regs);
+      for (let i = 0; i < 16; i++) state.gpr[i] = regs.getBig(GPR_ORDER[i]!);
+      state.rip = regs.getBig("rip");
+      state.rflags = regs.get("rflags");
+    }
+    state.fsBase = sview.getBigUint64(sbase + FS_BASE_OFFSET, true);
+    state.gsBase = sview.getBigUint64(sbase + GS_BASE_OFFSET, true);
+    const insn = decodeSse(bytes, state);
+    if (insn === null) return "not-handled";
+    vcpu.getXsave(scratch.image);
+    state.mxcsr = scratch.mxcsr;
+    const memory = scratch.memory;
+    memory.flush(); // the guest ran since the last exit: its page tables may have changed
+    memory.cr3 = Number(sview.getBigUint64(sbase + SREGS.cr3, true));
+    memory.wp = (cr0 & CR0_WP) !== 0;
+    memory.user = (sview.getUint8(sbase + SREGS.ss + SEGMENT.dpl) & 3) === 3;
+    const result = executeSse(insn, state, memory);
+    if (result.kind === "unsupported") {
+      scratch.reason = result.reason;
+      return "not-handled";
+    }
+    scratch.exits++;
+    count(insn.mnemonic);
+    if (result.kind === "exception") {
+      if (result.vector === VECTOR_PF && result.address !== undefined) {
+        // CR2 must hold the faulting address when the #PF is delivered.
+        vcpu.getSregs(sregs);
+        sregs.bytes.set(bigU64(result.address), SREGS.cr2);
+        vcpu.setSregs(sregs);
+      }
+      return inject(result.vector, result.errorCode);
+    }
+    let changed = result.changed;
+    // Run ahead: the following SSE instructions, and the register-only integer
+    // instructions between them, without a KVM round trip each.
+    const ahead = runAhead(state, memory, {
+      limit: scratch.runAhead,
+      maxIntegerGap: MAX_INTEGER_GAP,
+      ...(scratch.trackMnemonics ? { byMnemonic: scratch.byMnemonic } : {}),
+    });
+    changed |= ahead.changed;
+    scratch.count += ahead.count;
+    scratch.lastCount += ahead.count;
+    scratch.integerCount += ahead.integer;
+    if ((changed & (SSE_CHANGED.XMM | SSE_CHANGED.MXCSR)) !== 0) {
+      scratch.mxcsr = state.mxcsr;
+      scratch.markSseInUse();
+      const err = vcpu.setXsave(scratch.image);
+      if (err !== 0) {
+        scratch.reason = `KVM_SET_XSAVE failed (errno ${err})`;
+        return "not-handled";
+      }
+    }
+    if (synced) {
+      // KVM loads these from kvm_run at the next KVM_RUN (kvm_dirty_regs).
+      if ((changed & SSE_CHANGED.GPR) !== 0) {
+        for (let i = 0; i < 16; i++) {
+          run.setBigUint64(RUN.syncRegs + REGS[GPR_ORDER[i]!], state.gpr[i]!, true);
+        }
+      }
+      run.setBigUint64(RUN.syncRegs + REGS.rflags, BigInt(state.rflags), true);
+      run.setBigUint64(RUN.syncRegs + REGS.rip, state.rip, true);
+      const dirty = run.getUint32(RUN.dirtyRegs, true);
+      run.setUint32(RUN.dirtyRegs, dirty | SYNC_REGS.REGS, true);
+    } else {
+      if ((changed & SSE_CHANGED.GPR) !== 0) {
+        for (let i = 0; i < 16; i++) regs.setBig(GPR_ORDER[i]!, state.gpr[i]!);
+      }
+      regs.set("rflags", state.rflags);
+      regs.setBig("rip", state.rip);
+      vcpu.setRegs(regs);
+    }
+    return "done";
+  }
+
+  function count(mnemonic: string): void {
+    scratch.count++;
+    scratch.lastCount++;
+    if (scratch.trackMnemonics) {
+      scratch.byMnemonic.set(mnemonic, (scratch.byMnemonic.get(mnemonic) ?? 0) + 1);
+    }
+  }
+
+  function inject(vector: number, errorCode?: number): SseEmulation {
+    return vcpu.injectException(vector, errorCode) === 0 ? "injected" : "not-handled";
+  }
+}
+
+function bigU64(v: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+  return b;
 }

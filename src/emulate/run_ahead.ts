@@ -1,0 +1,138 @@
+/**
+ * Run-ahead: after dhyve has emulated an SSE instruction KVM failed on, keep
+ * going in userspace with the instructions that follow while they are
+ * supported SSE instructions (src/emulate/sse.ts) or the register-only
+ * integer instructions between them (src/emulate/int.ts), so that a guest
+ * loop costs one KVM round trip per batch instead of one per SSE
+ * instruction. It stops before anything else (a fault, a memory-touching
+ * integer instruction, an unknown opcode, unmapped code), which KVM then runs
+ * or reports. Pure: no KVM imports.
+ * @module
+ */
+
+import { runInteger } from "./int.ts";
+import {
+  decodeSse,
+  executeSse,
+  SSE_CHANGED,
+  type SseMemory,
+  sseMnemonic,
+  type SseState,
+} from "./sse.ts";
+
+const MAX_INSTRUCTION = 15;
+const RFLAGS_TF = 0x100;
+
+/** Options and counters of {@linkcode runAhead}. */
+export interface RunAheadOptions {
+  /** At most this many instructions. */
+  limit: number;
+  /** Stop after this many integer instructions in a row (past the SSE code KVM is as fast). */
+  maxIntegerGap: number;
+  /** Counts per mnemonic, when given. */
+  byMnemonic?: Map<string, number>;
+}
+
+/** What {@linkcode runAhead} did. */
+export interface RunAheadResult {
+  /** Instructions run. */
+  count: number;
+  /** Of those, integer instructions. */
+  integer: number;
+  /** SSE_CHANGED bits of everything written. */
+  changed: number;
+}
+
+/**
+ * Second opcode bytes (after 0F) of the SSE opcode space: a cheap first test
+ * before the full decoder.
+ */
+const SSE_SECOND = new Uint8Array(256);
+for (
+  const [lo, hi] of [
+    [0x10, 0x17],
+    [0x28, 0x2f],
+    [0x38, 0x38],
+    [0x3a, 0x3a],
+    [0x50, 0x7f],
+    [
+      0xae,
+      0xae,
+    ],
+    [0xc2, 0xc6],
+    [0xd0, 0xff],
+  ] as const
+) {
+  for (let b = lo; b <= hi; b++) SSE_SECOND[b] = 1;
+}
+
+/** True when `bytes` may be an SSE instruction (0F xx after prefixes/REX). */
+function maybeSse(bytes: Uint8Array): boolean {
+  let i = 0;
+  while (i < 6) {
+    const b = bytes[i];
+    if (
+      b === 0x66 || b === 0xf2 || b === 0xf3 || b === 0x2e || b === 0x3e || b === 0x26 ||
+      b === 0x36 || b === 0x64 || b === 0x65 || b === 0x67
+    ) {
+      i++;
+    } else break;
+  }
+  if (((bytes[i] ?? 0) & 0xf0) === 0x40) i++;
+  return bytes[i] === 0x0f && SSE_SECOND[bytes[i + 1] ?? 0] === 1;
+}
+
+const fetched = new Uint8Array(MAX_INSTRUCTION);
+const heads = Array.from({ length: MAX_INSTRUCTION }, (_, n) => fetched.subarray(0, n));
+
+/** The (up to 15) bytes at `rip`, or null when not even one is mapped. */
+function fetch(memory: SseMemory, rip: bigint): Uint8Array | null {
+  if (memory.read(rip, fetched) === null) return fetched;
+  const inPage = 0x1000 - Number(rip & 0xfffn); // the instruction may end before the next page
+  if (inPage >= MAX_INSTRUCTION) return null;
+  const head = heads[inPage]!;
+  return memory.read(rip, head) === null ? head : null;
+}
+
+function tally(map: Map<string, number> | undefined, mnemonic: string): void {
+  if (map !== undefined) map.set(mnemonic, (map.get(mnemonic) ?? 0) + 1);
+}
+
+/**
+ * Runs the instructions at `state.rip` against `state` and `memory` until
+ * one is not supported or would fault, or `options.limit` is reached. Never
+ * runs ahead while RFLAGS.TF (single-step) is set. `state` and memory hold
+ * the effects of exactly the instructions counted.
+ */
+export function runAhead(
+  state: SseState,
+  memory: SseMemory,
+  options: RunAheadOptions,
+): RunAheadResult {
+  const result: RunAheadResult = { count: 0, integer: 0, changed: 0 };
+  if ((state.rflags & RFLAGS_TF) !== 0) return result;
+  let sinceSse = 0;
+  while (result.count < options.limit) {
+    const bytes = fetch(memory, state.rip);
+    if (bytes === null) break;
+    if (maybeSse(bytes) && sseMnemonic(bytes) !== null) {
+      const insn = decodeSse(bytes, state);
+      if (insn === null) break;
+      const r = executeSse(insn, state, memory);
+      if (r.kind !== "done") break; // faults and the unsupported are left to KVM
+      result.changed |= r.changed;
+      result.count++;
+      tally(options.byMnemonic, insn.mnemonic);
+      sinceSse = 0;
+      continue;
+    }
+    if (++sinceSse > options.maxIntegerGap) break;
+    const step = runInteger(bytes, state);
+    if (step === null) break;
+    result.changed |= SSE_CHANGED.GPR | SSE_CHANGED.RFLAGS;
+    result.count++;
+    result.integer++;
+    tally(options.byMnemonic, step.mnemonic);
+  }
+  return result;
+}
