@@ -32,8 +32,10 @@ import type { XsaveLayout } from "../emulate/xsave.ts";
 import {
   describeInstruction,
   emulateFpuStateAccess,
+  emulateSseInstruction,
   emulateXcrAccess,
   FpuScratch,
+  SseScratch,
 } from "./emulate.ts";
 import { registerDump } from "./dump.ts";
 import type { VcpuStats } from "./stats.ts";
@@ -121,6 +123,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   const syncRegs = vcpu.syncRegs;
   let pciAddress = 0;
   let fpu: Parameters<typeof emulateFpuStateAccess>[0] | undefined;
+  let sse: Parameters<typeof emulateSseInstruction>[0] | undefined;
 
   // RDI as a signed number: addresses (< 2^53) read as themselves, and a
   // sign-extended negative exit code (e.g. -1) stays negative.
@@ -260,6 +263,13 @@ export function runVcpu(options: RunLoopOptions): VmStop {
           const suberror = run.getUint32(RUN.internalSuberror, true);
           if (suberror === INTERNAL_ERROR.EMULATION) {
             const bytes = instructionBytes();
+            if (bytes !== null) {
+              sse ??= { vcpu, regs, sregs, scratch: new SseScratch(mem) };
+              if (emulateSseInstruction(sse, bytes) !== "not-handled") {
+                stats.emulated += Math.max(1, sse.scratch.lastCount);
+                continue;
+              }
+            }
             if (bytes !== null && emulateXcrAccess(vcpu, regs, bytes)) {
               stats.emulated++;
               continue;
@@ -281,7 +291,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
             vcpu.getRegs(regs);
             return fail(
               EXIT_CODE.GUEST_UNSUPPORTED_INSTRUCTION,
-              describeInstruction(regs.get("rip"), bytes),
+              describeInstruction(regs.get("rip"), bytes, sse?.scratch.reason),
             );
           }
           vcpu.getRegs(regs);

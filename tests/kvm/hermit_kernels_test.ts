@@ -117,19 +117,4 @@ hermitTest(
   },
 );
 
-for (const name of ["hello_world", "rusty_demo"]) {
-  hermitTest(
-    name,
-    `runVm() boots Hermit's ${name} into its log and stops at the first SSE instruction`,
-    async (kernel) => {
-      // On the development machines' kvm_pvm, user-space SSE cannot run (hermit-abi.md §9).
-      // When dhyve's SSE fallback lands, this becomes a run to exit 0.
-      const run = await boot(kernel);
-      const context = `error: ${run.result.error}\nstdout:\n${run.stdout}`;
-      assert.ok(run.stdout.includes("Hermit is running on uhyve!"), context);
-      assert.equal(run.result.exitCode, EXIT_CODE.GUEST_UNSUPPORTED_INSTRUCTION, context);
-      assert.equal(run.result.guestExitCode, null);
-      assert.match(run.result.error ?? "", /SSE/);
-    },
-  );
-}
+// hello_world and rusty_demo run under the SSE fallback: tests/kvm/hermit_sse_test.ts.
