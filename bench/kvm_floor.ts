@@ -675,22 +675,25 @@ if (import.meta.main) {
     enc.encode(`dhyve vs C floor: ${new Date().toISOString()}\n${machineDescription()}\n`),
   );
   const loadBefore = load();
+  for (const table of await floorTables()) {
+    Deno.stdout.writeSync(enc.encode("\n"));
+    printTable(table);
+  }
+  Deno.stdout.writeSync(enc.encode(`\nload average (1 min): ${loadBefore} -> ${load()}\n`));
+}
+
+/** Runs every comparison with the C floor and returns its tables (header row first). */
+export async function floorTables(): Promise<ReturnType<typeof exitCostTable>[]> {
   const cFloor = await buildFloor();
   const exitCosts = await perExitCost(cFloor);
   const starts = await startup(cFloor);
   const allocations = await hotPathAllocation();
   const hello = await helloC(cFloor);
-  for (
-    const table of [
-      exitCostTable(exitCosts),
-      startupTable(starts),
-      memoryTable(starts, exitCosts),
-      allocationTable(allocations),
-      ...(hello === null ? [] : [helloTable(hello)]),
-    ]
-  ) {
-    Deno.stdout.writeSync(enc.encode("\n"));
-    printTable(table);
-  }
-  Deno.stdout.writeSync(enc.encode(`\nload average (1 min): ${loadBefore} -> ${load()}\n`));
+  return [
+    exitCostTable(exitCosts),
+    startupTable(starts),
+    memoryTable(starts, exitCosts),
+    allocationTable(allocations),
+    ...(hello === null ? [] : [helloTable(hello)]),
+  ];
 }

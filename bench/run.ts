@@ -8,18 +8,7 @@
 import { bootBenchmarks } from "./boot.ts";
 import { fileReadBenchmarks } from "./file_read.ts";
 import { smpBenchmarks } from "./smp.ts";
-import {
-  allocationTable,
-  buildFloor,
-  exitCostTable,
-  helloC,
-  helloTable,
-  hotPathAllocation,
-  memoryTable,
-  perExitCost,
-  startup,
-  startupTable,
-} from "./kvm_floor.ts";
+import { floorTables } from "./kvm_floor.ts";
 import { machineDescription, printTable } from "./_util.ts";
 
 const enc = new TextEncoder();
@@ -79,20 +68,7 @@ printTable([
 ]);
 
 // dhyve against the C floor (bench/kvm_floor.ts, bench/c_floor/floor.c): ratios dhyve / C.
-const cFloor = await buildFloor();
-const exitCosts = await perExitCost(cFloor);
-const starts = await startup(cFloor);
-const allocations = await hotPathAllocation();
-const hello = await helloC(cFloor);
-for (
-  const table of [
-    exitCostTable(exitCosts),
-    startupTable(starts),
-    memoryTable(starts, exitCosts),
-    allocationTable(allocations),
-    ...(hello === null ? [] : [helloTable(hello)]),
-  ]
-) {
+for (const table of await floorTables()) {
   Deno.stdout.writeSync(enc.encode("\n"));
   printTable(table);
 }
