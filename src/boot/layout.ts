@@ -59,8 +59,3 @@ export const KVM_32BIT_GAP_END = 0x1_0000_0000;
 
 /** Alignment of `guest_address` and granule of the identity map (2 MiB). */
 export const GUEST_PAGE_SIZE = 0x20_0000;
-
-/** Default guest RAM size (64 MiB). */
-export const DEFAULT_MEMORY_SIZE = 64 * 1024 * 1024;
-/** Smallest accepted guest RAM size (16 MiB). */
-export const MIN_MEMORY_SIZE = 16 * 1024 * 1024;

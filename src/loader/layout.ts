@@ -6,13 +6,14 @@
  * @module
  */
 
+import { KERNEL_OFFSET } from "../boot/layout.ts";
 import { LayoutError } from "./errors.ts";
 import type { KernelImage } from "./elf.ts";
 
 const MIB = 0x10_0000;
 
-/** Offset of a PIE kernel from the start of guest RAM. */
-export const PIE_KERNEL_OFFSET = 0x40000;
+/** Offset of a PIE kernel from the start of guest RAM (the boot layout's one value). */
+export const PIE_KERNEL_OFFSET = KERNEL_OFFSET;
 /** Lowest offset from the start of RAM an EXEC kernel may be linked at: its
  * boot stack (`kernel − 0x8000`) must not reach the page tables below 0x30000. */
 export const MIN_KERNEL_OFFSET = 0x38000;
