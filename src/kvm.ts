@@ -740,17 +740,31 @@ export class ThreadTicker {
 
 const SYS_POLL = 7;
 const POLLIN = 1;
+const POLLOUT = 4;
 const pollBuffer = new Uint8Array(8); // struct pollfd { int fd; short events; short revents; }
+const pollView = new DataView(pollBuffer.buffer);
+
+/** poll() of one fd with a zero timeout: 1 ready (or error/hang-up), 0 not, -1 failed. */
+function pollNow(fd: number, events: number): number {
+  pollView.setInt32(0, fd, true);
+  pollView.setInt16(4, events, true);
+  pollView.setInt16(6, 0, true);
+  return Number(libc().syscall_buf(SYS_POLL, pollBuffer, 1, 0));
+}
 
 /**
  * True when a read of `fd` would not block: data, end of input, or an error
  * condition is waiting (poll with a zero timeout).
  */
 export function fdReadable(fd: number): boolean {
-  const view = new DataView(pollBuffer.buffer);
-  view.setInt32(0, fd, true);
-  view.setInt16(4, POLLIN, true);
-  view.setInt16(6, 0, true);
-  const n = Number(libc().syscall_buf(SYS_POLL, pollBuffer, 1, 0));
-  return n !== 0; // 1: ready (or POLLHUP/POLLERR); -1: let the read report it
+  return pollNow(fd, POLLIN) !== 0; // 1: ready (or POLLHUP/POLLERR); -1: let the read report it
+}
+
+/**
+ * True when a write of up to PIPE_BUF (4 KiB) bytes to `fd` would not block
+ * (poll with a zero timeout). An error condition counts as writable: the
+ * write then reports it.
+ */
+export function fdWritable(fd: number): boolean {
+  return pollNow(fd, POLLOUT) !== 0;
 }

@@ -22,11 +22,12 @@ import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
 import { type GuestCommandLine, type HypercallContext, VmStop } from "./hypercall/context.ts";
 import { buildHypercallTable } from "./hypercall/table.ts";
-import { GuestOutput } from "./io/guest_output.ts";
+import { GuestOutput, type OutputSink } from "./io/guest_output.ts";
 import {
   currentAffinity,
   currentThreadId,
   fdReadable,
+  fdWritable,
   type HostMapping,
   Kvm,
   KvmError,
@@ -393,7 +394,9 @@ const STOP_SIGNALS = [
 /**
  * Runs a vCPU on this thread until the VM stops. A signal interrupts KVM_RUN
  * (EINTR); the event loop then gets a turn so that signal listeners run, and
- * SIGINT/SIGTERM end the run through the normal clean-up path.
+ * SIGINT/SIGTERM end the run through the normal clean-up path. Hypercalls
+ * waiting for stdin, or for a reader of stdout/stderr that stopped reading,
+ * return WAITING and are retried after a pause, so nothing here blocks.
  */
 async function runUntilStopped(
   options: RunLoopOptions,
@@ -425,9 +428,10 @@ async function runUntilStopped(
   );
   if (ticker === null) log.debug("No thread timer: signals may wait for the next guest exit");
   const loop = { ...options, yieldEveryMs: YIELD_EVERY_MS, pending: { entry: null, arg: 0 } };
+  let final: VmStop | null = null; // the guest has stopped; its last output waits for a reader
   try {
     for (;;) {
-      const stop = runVcpu(loop);
+      const stop: VmStop = final ?? runVcpu(loop);
       if (stop === INTERRUPTED) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
@@ -441,7 +445,9 @@ async function runUntilStopped(
       } else if (stop === WAITING) {
         await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
       } else {
-        return stop;
+        if (outputDrained(options.ctx)) return stop;
+        final = stop;
+        await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
       }
       const got = received as (typeof STOP_SIGNALS)[number] | null;
       if (got !== null) return new VmStop("error", got.code, `Stopped by ${got.signal}`);
@@ -454,11 +460,30 @@ async function runUntilStopped(
   }
 }
 
+/** Writes out buffered guest output as far as the readers take it: true when all is out. */
+function outputDrained(ctx: HypercallContext): boolean {
+  const out = ctx.stdout.flush();
+  const err = ctx.stderr.flush();
+  return out && err;
+}
+
 /** The process's stdin as serial input, with a non-blocking readiness check. */
 function hostStdin(): InputSource {
   return {
     readSync: (p: Uint8Array): number | null => Deno.stdin.readSync(p),
     ready: (): boolean => fdReadable(0),
+  };
+}
+
+/**
+ * The process's stdout or stderr as a guest output sink that says when a
+ * write would block, so that a reader that stops reading stalls the guest
+ * instead of the main thread (signals and --timeout keep working).
+ */
+function hostOutput(stream: { writeSync(p: Uint8Array): number }, fd: 1 | 2): OutputSink {
+  return {
+    writeSync: (p: Uint8Array): number => stream.writeSync(p),
+    readyToWrite: (): boolean => fdWritable(fd),
   };
 }
 
@@ -589,8 +614,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     warn: (message) => log.warn(message),
   });
   const res = new VmResources();
-  const stdout = new GuestOutput(params.stdout ?? Deno.stdout);
-  const stderr = new GuestOutput(params.stderr ?? Deno.stderr);
+  const stdout = new GuestOutput(params.stdout ?? hostOutput(Deno.stdout, 1));
+  const stderr = new GuestOutput(params.stderr ?? hostOutput(Deno.stderr, 2));
   try {
     res.kvm = openKvm();
     const kvm = res.kvm;

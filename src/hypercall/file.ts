@@ -238,7 +238,9 @@ export function fileWriteV1(ctx: HypercallContext, arg: number): HandlerResult {
   const len = ctx.mem.readU64(arg + p.len);
   const out = stdioOutput(ctx, fd);
   if (out !== null) {
-    if (!writeVirtual(ctx, out, buf, len)) ctx.onWriteError?.(fd, -ERRNO.EFAULT);
+    const result = writeVirtual(ctx, out, buf, len);
+    if (result === "stalled") return WOULD_BLOCK; // retried later from where it stopped
+    if (result === "unmapped") ctx.onWriteError?.(fd, -ERRNO.EFAULT);
     return RESUME;
   }
   const fs = files(ctx);
@@ -262,7 +264,7 @@ export function fileWriteV2(ctx: HypercallContext, arg: number): HandlerResult {
   } else {
     const out = stdioOutput(ctx, fd);
     if (out !== null) {
-      out.write(ctx.mem.u8, buf - ctx.mem.base, len);
+      if (!out.writeResumable(ctx.mem.u8, buf - ctx.mem.base, len)) return WOULD_BLOCK;
       ret = len;
     } else {
       const fs = files(ctx);

@@ -13,18 +13,40 @@ export function stdioOutput(ctx: HypercallContext, fd: number): GuestOutput | nu
   return fd === 1 ? ctx.stdout : fd === 2 ? ctx.stderr : null;
 }
 
+/** How a write to guest stdout/stderr ended. */
+export type StdioWriteResult = "done" | "unmapped" | "stalled";
+
 /**
- * Writes a guest-virtual range to `out`. Returns false when part of the range
- * is unmapped (nothing is written then).
+ * Writes a guest-virtual range to `out`, going on after the output's
+ * `progress` when an earlier try stalled. "unmapped": part of the range is
+ * unmapped (nothing is written then); "stalled": the reader is not reading,
+ * retry the call later.
  */
 export function writeVirtual(
   ctx: HypercallContext,
   out: GuestOutput,
   vaddr: number,
   len: number,
-): boolean {
-  if (len > ctx.mem.size) return false;
+): StdioWriteResult {
+  if (len > ctx.mem.size) return "unmapped";
   const u8 = ctx.mem.u8;
   const base = ctx.mem.base;
-  return ctx.translateRange(vaddr, len, (gpa, n) => out.write(u8, gpa - base, n));
+  const from = out.progress < len ? out.progress : 0;
+  let at = 0; // offset in the range of the current piece
+  let stalledAt = -1;
+  const mapped = ctx.translateRange(vaddr, len, (gpa, n) => {
+    const start = at;
+    at += n;
+    if (stalledAt >= 0 || at <= from) return; // stalled, or written by an earlier try
+    const skip = from > start ? from - start : 0;
+    const taken = out.write(u8, gpa - base + skip, n - skip);
+    if (taken < n - skip) stalledAt = start + skip + taken;
+  });
+  if (!mapped) return "unmapped";
+  if (stalledAt >= 0) {
+    out.progress = stalledAt;
+    return "stalled";
+  }
+  out.progress = 0;
+  return "done";
 }

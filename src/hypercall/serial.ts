@@ -6,13 +6,15 @@
  */
 
 import { SERIAL_BUFFER_V1, SERIAL_BUFFER_V2, V1, V2 } from "./abi.ts";
-import { type HandlerResult, type HypercallContext, RESUME } from "./context.ts";
+import { type HandlerResult, type HypercallContext, RESUME, WOULD_BLOCK } from "./context.ts";
 import { badParameterBlock, hex, protocolError } from "./protocol.ts";
 
-/** Uart / SerialWriteByte: the low byte of `arg` is the character. */
+/**
+ * Uart / SerialWriteByte: the low byte of `arg` is the character. Waits
+ * (WOULD_BLOCK) while the output is full and its reader does not read.
+ */
 export function serialWriteByte(ctx: HypercallContext, arg: number): HandlerResult {
-  ctx.stdout.putByte(arg & 0xff);
-  return RESUME;
+  return ctx.stdout.putByte(arg & 0xff) ? RESUME : WOULD_BLOCK;
 }
 
 function writeBuffer(
@@ -28,8 +30,8 @@ function writeBuffer(
       `passed a buffer at ${hex(buf)} (${len} bytes) outside guest memory`,
     );
   }
-  ctx.stdout.write(ctx.mem.u8, buf - ctx.mem.base, len);
-  return RESUME;
+  // A stalled write is retried with the same parameters and goes on where it stopped.
+  return ctx.stdout.writeResumable(ctx.mem.u8, buf - ctx.mem.base, len) ? RESUME : WOULD_BLOCK;
 }
 
 /** v1 SerialBufferWrite: `arg` points to {u64 buf, u64 len}. */

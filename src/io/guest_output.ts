@@ -4,7 +4,14 @@
  * Bytes are gathered in one buffer made once and written to the sink when a
  * line ends, the buffer fills, or the VM stops. Writes use views of the buffer
  * cached by length, so steady-state output creates no objects per exit.
- * Pure: the sink is anything with a synchronous `writeSync`.
+ *
+ * A sink may say whether a write would block (`readyToWrite`). Then output never
+ * blocks the thread: when the reader stops reading and the buffer is full,
+ * {@linkcode GuestOutput.write} takes fewer bytes than offered, and the
+ * hypercall stalls (returns WOULD_BLOCK) and is retried later from where it
+ * stopped ({@linkcode GuestOutput.writeResumable}). Meanwhile signals and
+ * `--timeout` get their turn. Pure: the sink is anything with a synchronous
+ * `writeSync`.
  * @module
  */
 
@@ -12,6 +19,11 @@
 export interface OutputSink {
   /** Writes some of `p`, returning how many bytes were written. */
   writeSync(p: Uint8Array): number;
+  /**
+   * Whether a write of up to 4 KiB now would not block. Absent: always
+   * (files, captures; and on a vCPU Worker, where blocking is harmless).
+   */
+  readyToWrite?(): boolean;
 }
 
 /** A sink that keeps everything written to it, for the library and tests. */
@@ -56,6 +68,7 @@ export class GuestOutput {
   readonly #views: (Uint8Array | undefined)[];
   #len = 0;
   #failed = false;
+  #progress = 0;
 
   /** Creates a writer with a buffer of `capacity` bytes (one line fits). */
   constructor(sink: OutputSink, capacity = 4096) {
@@ -69,37 +82,86 @@ export class GuestOutput {
     return this.#failed;
   }
 
-  /** Appends one byte; flushes at a newline or when the buffer is full. */
-  putByte(byte: number): void {
-    this.#buf[this.#len++] = byte;
-    if (byte === NEWLINE || this.#len === this.#buf.length) this.flush();
+  /** Bytes buffered and not yet written to the sink. */
+  get pending(): number {
+    return this.#len;
   }
 
   /**
-   * Appends `len` bytes of `src` from `offset` (the caller has checked the
-   * range). Flushes whole buffers as they fill and once more if a newline
-   * was among the bytes.
+   * How many bytes of a stalled hypercall were already taken; the retry
+   * goes on from there. Zero when no call is stalled on this output.
    */
-  write(src: Uint8Array, offset: number, len: number): void {
-    const buf = this.#buf;
-    let newline = false;
-    for (let i = 0; i < len; i++) {
-      const b = src[offset + i]!;
-      buf[this.#len++] = b;
-      if (b === NEWLINE) newline = true;
-      if (this.#len === buf.length) this.flush();
-    }
-    if (newline) this.flush();
+  get progress(): number {
+    return this.#progress;
+  }
+  set progress(taken: number) {
+    this.#progress = taken;
   }
 
-  /** Writes out everything buffered, finishing partial writes. */
-  flush(): void {
-    let at = 0;
+  /**
+   * Appends one byte; flushes at a newline or when the buffer is full.
+   * Returns false (and takes nothing) when the buffer is full and the sink
+   * cannot take more now.
+   */
+  putByte(byte: number): boolean {
+    if (!this.#hasRoom()) return false;
+    this.#buf[this.#len++] = byte;
+    if (byte === NEWLINE || this.#len === this.#buf.length) this.flush();
+    return true;
+  }
+
+  /**
+   * Appends up to `len` bytes of `src` from `offset` (the caller has checked
+   * the range) and returns how many it took: all of them unless the sink
+   * cannot take more now. Flushes whole buffers as they fill and once more
+   * if a newline was among the bytes.
+   */
+  write(src: Uint8Array, offset: number, len: number): number {
+    const buf = this.#buf;
+    let newline = false;
+    let taken = 0;
+    while (taken < len) {
+      if (!this.#hasRoom()) break;
+      const b = src[offset + taken]!;
+      buf[this.#len++] = b;
+      taken++;
+      if (b === NEWLINE) newline = true;
+    }
+    if (newline || this.#len === buf.length) this.flush();
+    return taken;
+  }
+
+  /**
+   * Writes `len` bytes of `src` from `offset` for a hypercall that may stall:
+   * starts after the {@linkcode progress} of an earlier try. True when all
+   * bytes are taken (progress back to 0); false when the call must wait.
+   */
+  writeResumable(src: Uint8Array, offset: number, len: number): boolean {
+    const from = this.#progress < len ? this.#progress : 0;
+    const taken = this.write(src, offset + from, len - from);
+    if (from + taken < len) {
+      this.#progress = from + taken;
+      return false;
+    }
+    this.#progress = 0;
+    return true;
+  }
+
+  /**
+   * Writes out what the sink takes without blocking (all of it for sinks
+   * without `readyToWrite`), finishing partial writes. True when nothing is
+   * left buffered.
+   */
+  flush(): boolean {
     const len = this.#len;
-    this.#len = 0;
-    if (this.#failed) return;
+    if (this.#failed || len === 0) {
+      this.#len = 0;
+      return true;
+    }
+    let at = 0;
     try {
       while (at < len) {
+        if (this.#sink.readyToWrite !== undefined && !this.#sink.readyToWrite()) break;
         const n = this.#sink.writeSync(this.#view(at, len - at));
         if (!(n > 0)) throw new Error("The output sink wrote nothing");
         at += n;
@@ -107,7 +169,19 @@ export class GuestOutput {
     } catch {
       // A broken pipe or full disk must not crash the VM; the guest goes on.
       this.#failed = true;
+      this.#len = 0;
+      return true;
     }
+    if (at > 0 && at < len) this.#buf.copyWithin(0, at, len); // rare: a partial write
+    this.#len = len - at;
+    return this.#len === 0;
+  }
+
+  /** True when the buffer has room for a byte, flushing a full buffer first. */
+  #hasRoom(): boolean {
+    if (this.#len < this.#buf.length) return true;
+    this.flush();
+    return this.#len < this.#buf.length;
   }
 
   #view(at: number, n: number): Uint8Array {

@@ -47,6 +47,8 @@ export interface FakeContextOptions {
    * Without it, `translateRange` is the identity on guest RAM.
    */
   pages?: ReadonlyMap<number, number>;
+  /** The guest's stdout, for tests with a sink of their own (then `output()` omits it). */
+  stdout?: GuestOutput;
 }
 
 /** A fake context plus what the tests inspect. */
@@ -96,7 +98,7 @@ export function fakeContext(options: FakeContextOptions = {}): FakeContext {
   );
   const stdoutSink = new CaptureSink();
   const stderrSink = new CaptureSink();
-  const stdout = new GuestOutput(stdoutSink);
+  const stdout = options.stdout ?? new GuestOutput(stdoutSink);
   const stderr = new GuestOutput(stderrSink);
   const cmdline: GuestCommandLine = {
     argv: (options.argv ?? ["/kernel"]).map(utf8),

@@ -152,6 +152,47 @@ async function runAndSignal(
   };
 }
 
+/**
+ * Starts the guest, reads its stdout until `marker`, then stops reading (the
+ * pipe fills and stays full) and, after `waitMs`, sends `signal` if given.
+ * Fails if the process does not end within `limitMs` of the start.
+ */
+async function runWithStalledReader(
+  cmd: Deno.Command,
+  marker: string,
+  options: { signal?: Deno.Signal; waitMs: number; limitMs: number },
+): Promise<Run & { killed: boolean }> {
+  const t0 = performance.now();
+  const child = cmd.spawn();
+  const stderrText = new Response(child.stderr).text();
+  const reader = child.stdout.getReader();
+  let stdout = "";
+  while (!stdout.includes(marker)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += decoder.decode(value, { stream: true });
+  }
+  assert.ok(stdout.includes(marker), `the guest never printed "${marker}":\n${stdout}`);
+  let killed = false;
+  const killer = setTimeout(() => {
+    killed = true;
+    child.kill("SIGKILL");
+  }, options.limitMs);
+  await new Promise((resolve) => setTimeout(resolve, options.waitMs));
+  if (options.signal !== undefined) child.kill(options.signal);
+  const status = await child.status;
+  clearTimeout(killer);
+  await reader.cancel();
+  return {
+    code: status.code,
+    signal: status.signal,
+    stdout: stdout.slice(-4096),
+    stderr: await stderrText,
+    ms: performance.now() - t0,
+    killed,
+  };
+}
+
 /** Exit `code`, one `dhyve: error:` line matching `pattern`, no stack trace. */
 function assertOneLine(r: Run, code: number, pattern: RegExp): void {
   const context = `exit ${r.code} (signal ${r.signal})\nstderr:\n${r.stderr}\nstdout (tail):\n${
@@ -387,6 +428,93 @@ for (const build of BUILDS) {
     },
   );
 }
+
+// Finding F7 of docs/security.md, fixed: with one vCPU, a reader of stdout
+// that stopped reading blocked the main thread in writeSync for good.
+for (const build of BUILDS) {
+  const v = `v${build.iface}`;
+  kvmTest(
+    `faults ${v}: SIGTERM ends a run whose stdout reader stopped reading (exit 143)`,
+    async () => {
+      const kernel = await buildGuest("hostile", build);
+      const dirs = makeDirs();
+      try {
+        const r = await runWithStalledReader(command(kernel, dirs, "serial-flood"), "flooding", {
+          signal: "SIGTERM",
+          waitMs: 1500,
+          limitMs: 20_000,
+        });
+        assert.equal(r.killed, false, `still running after 20 s: ${r.stderr}`);
+        assertOneLine(r, EXIT_CODE.SIGTERM, /Stopped by SIGTERM/);
+        assertTempDirGone(dirs, `${v} stalled reader`);
+      } finally {
+        dirs.cleanup();
+      }
+    },
+  );
+
+  kvmTest(
+    `faults ${v}: --timeout ends a run whose stdout reader stopped reading (exit 85)`,
+    async () => {
+      const kernel = await buildGuest("hostile", build);
+      const dirs = makeDirs();
+      try {
+        const cmd = command(kernel, dirs, "serial-flood", ["--timeout", "2s"]);
+        const r = await runWithStalledReader(cmd, "flooding", { waitMs: 0, limitMs: 20_000 });
+        assert.equal(r.killed, false, `still running after 20 s: ${r.stderr}`);
+        assertOneLine(r, EXIT_CODE.TIMEOUT, /time limit of 2 s/);
+        assertTempDirGone(dirs, `${v} stalled reader, timeout`);
+      } finally {
+        dirs.cleanup();
+      }
+    },
+  );
+}
+
+kvmTest(
+  "faults: SIGTERM ends a 2-vCPU run whose stdout reader stopped reading (exit 143)",
+  async () => {
+    const kernel = await buildGuest("hostile", BUILDS[0]!);
+    const dirs = makeDirs();
+    try {
+      const cmd = command(kernel, dirs, "serial-flood", ["-c", "2"]);
+      const r = await runWithStalledReader(cmd, "flooding", {
+        signal: "SIGTERM",
+        waitMs: 1500,
+        limitMs: 20_000,
+      });
+      assert.equal(r.killed, false, `still running after 20 s: ${r.stderr}`);
+      assert.equal(r.code, EXIT_CODE.SIGTERM, r.stderr);
+      assert.match(r.stderr, /(^|\n)dhyve: error: Stopped by SIGTERM\n/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+      assertTempDirGone(dirs, "-c 2 stalled reader");
+    } finally {
+      dirs.cleanup();
+    }
+  },
+);
+
+kvmTest(
+  "faults: a slow stdout reader still gets every byte of a 4 MiB write (exit 0)",
+  async () => {
+    const kernel = await buildGuest("hostile", BUILDS[1]!);
+    const dirs = makeDirs();
+    try {
+      const child = command(kernel, dirs, "serial-huge").spawn();
+      const stderrText = new Response(child.stderr).text();
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // the pipe fills; the guest waits
+      const bytes = new Uint8Array(await new Response(child.stdout).arrayBuffer());
+      const status = await child.status;
+      const stderr = await stderrText;
+      const tail = "\ncase serial-huge: ret=0 after=ok\n";
+      assert.equal(status.code, 0, stderr);
+      assert.equal(bytes.length, (4 << 20) + tail.length, stderr);
+      assert.equal(decoder.decode(bytes.subarray(4 << 20)), tail);
+    } finally {
+      dirs.cleanup();
+    }
+  },
+);
 
 kvmTest(
   "faults: SIGTERM with 2 vCPUs keeps the data and removes the temp dir (exit 143)",
