@@ -119,50 +119,24 @@ function fileUnlink(port: number): (ctx: HypercallContext, arg: number) => Handl
 }
 
 /**
- * Reads from `fd` into the guest-virtual range `[vaddr, vaddr + len)`, piece
- * by piece: bytes read (stopping at a short read), or −errno.
+ * Moves bytes between a file and the guest-virtual range `[vaddr, vaddr +
+ * len)` piece by piece with `transfer` (a read or a write of one physically
+ * contiguous piece). Stops at the first short transfer, since a later piece
+ * would leave a gap. Returns the bytes moved, or −errno when nothing moved.
  */
-function readVirtual(
+function transferVirtual(
   ctx: HypercallContext,
-  fs: GuestFiles,
-  fd: number,
   vaddr: number,
   len: number,
+  transfer: (piece: Uint8Array) => number,
 ): number {
   if (len > ctx.mem.size) return -ERRNO.EFAULT;
   let total = 0;
-  let done = false;
   let error = 0;
+  let done = false;
   const ok = ctx.translateRange(vaddr, len, (gpa, n) => {
     if (done) return;
-    const r = fs.read(fd, ctx.mem.bytes(gpa, n));
-    if (r < 0) {
-      error = r;
-      done = true;
-    } else {
-      total += r;
-      if (r < n) done = true;
-    }
-  });
-  if (!ok) return -ERRNO.EFAULT;
-  return total === 0 && error < 0 ? error : total;
-}
-
-/** Writes the guest-virtual range to `fd`: bytes written, or −errno. */
-function writeVirtualFile(
-  ctx: HypercallContext,
-  fs: GuestFiles,
-  fd: number,
-  vaddr: number,
-  len: number,
-): number {
-  if (len > ctx.mem.size) return -ERRNO.EFAULT;
-  let total = 0;
-  let error = 0;
-  let done = false;
-  const ok = ctx.translateRange(vaddr, len, (gpa, n) => {
-    if (done) return; // after a short write, later pieces would land after a gap
-    const r = fs.write(fd, ctx.mem.bytes(gpa, n));
+    const r = transfer(ctx.mem.bytes(gpa, n));
     if (r < 0) {
       error = r;
       done = true;
@@ -177,10 +151,15 @@ function writeVirtualFile(
 
 const STDIN_FD = 0;
 
-/** Shows what the guest wrote (a prompt) before a read of stdin may block. */
-function flushOutput(ctx: HypercallContext): void {
+/**
+ * For a read of stdin: shows what the guest wrote (a prompt) first, then
+ * says whether the read must wait for input (the call is then retried).
+ */
+function stdinMustWait(ctx: HypercallContext, fd: number, len: number): boolean {
+  if (fd !== STDIN_FD) return false;
   ctx.stdout.flush();
   ctx.stderr.flush();
+  return len > 0 && !stdinReady(ctx);
 }
 
 /** v1 FileRead (0x500): {fd, buf (virtual), len, ret}. */
@@ -192,12 +171,9 @@ export function fileReadV1(ctx: HypercallContext, arg: number): HandlerResult {
   const fd = ctx.mem.readI32(arg + p.fd);
   const buf = ctx.mem.readU64(arg + p.buf);
   const len = ctx.mem.readU64(arg + p.len);
+  if (stdinMustWait(ctx, fd, len)) return WOULD_BLOCK;
   const fs = files(ctx);
-  if (fd === STDIN_FD) {
-    flushOutput(ctx);
-    if (len > 0 && !stdinReady(ctx)) return WOULD_BLOCK;
-  }
-  const ret = fs === null ? -ERRNO.EBADF : readVirtual(ctx, fs, fd, buf, len);
+  const ret = fs === null ? -ERRNO.EBADF : transferVirtual(ctx, buf, len, (b) => fs.read(fd, b));
   ctx.mem.writeU64(arg + p.ret, ret);
   return RESUME;
 }
@@ -211,11 +187,8 @@ export function fileReadV2(ctx: HypercallContext, arg: number): HandlerResult {
   const len = ctx.mem.readU64(arg + p.len);
   const buf = ctx.mem.readU64(arg + p.buf);
   const fd = ctx.mem.readI32(arg + p.fd);
+  if (stdinMustWait(ctx, fd, len)) return WOULD_BLOCK;
   const fs = files(ctx);
-  if (fd === STDIN_FD) {
-    flushOutput(ctx);
-    if (len > 0 && !stdinReady(ctx)) return WOULD_BLOCK;
-  }
   let ret: number;
   if (!ctx.mem.contains(buf, len)) ret = -ERRNO.EFAULT;
   else if (fs === null) ret = -ERRNO.EBADF;
@@ -244,7 +217,7 @@ export function fileWriteV1(ctx: HypercallContext, arg: number): HandlerResult {
     return RESUME;
   }
   const fs = files(ctx);
-  const ret = fs === null ? -ERRNO.EBADF : writeVirtualFile(ctx, fs, fd, buf, len);
+  const ret = fs === null ? -ERRNO.EBADF : transferVirtual(ctx, buf, len, (b) => fs.write(fd, b));
   if (ret < 0 || ret < len) ctx.onWriteError?.(fd, ret < 0 ? ret : -ERRNO.EIO);
   return RESUME;
 }
