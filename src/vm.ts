@@ -17,6 +17,7 @@ import { writeGdt } from "./boot/gdt.ts";
 import { BOOT_INFO_OFFSET, BOOT_STACK_SIZE, FDT_OFFSET } from "./boot/layout.ts";
 import { BOOT_MSRS, initialRegisters, initialSpecialRegisters } from "./boot/registers.ts";
 import { xsaveLayoutFromCpuid } from "./emulate/xsave.ts";
+import { GdbListenError, runUnderDebugger } from "./gdb/run.ts";
 import { EXIT_CODE } from "./exit_codes.ts";
 import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
@@ -484,6 +485,11 @@ function warnOncePerErrno(
   };
 }
 
+/** A host-side notice for the user (the GDB stub's port and load address), on stderr. */
+function notify(message: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${message}\n`));
+}
+
 /** How often a guest waiting for stdin checks again. */
 const INPUT_POLL_MS = 10;
 let alarmHandlerKept = false;
@@ -661,11 +667,10 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     const bootMs = performance.now() - t0;
     let stop: VmStop;
     let stats: VcpuStats[];
-    if (cpuCount === 1) {
-      // One vCPU runs on this thread: no Worker to start, the fastest start-up.
-      boot.enableSyncRegs(syncRegs);
+    /** Hypercall context for a vCPU run on this thread. */
+    const contextFor = (vcpu: VcpuFd): HypercallContext => {
       const sregs = new Sregs();
-      const ctx: HypercallContext = {
+      return {
         mem,
         stdout,
         stderr,
@@ -676,10 +681,43 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
           log.warn(`A guest write to fd ${fd} failed (errno ${-errno}); v1 guests cannot be told`)
         ),
         translateRange(vaddr, len, visit): boolean {
-          boot.getSregs(sregs);
+          vcpu.getSregs(sregs);
           return translateRange(mem, sregs.getU64(SREGS.cr3), vaddr, len, visit);
         },
       };
+    };
+    if (params.gdbPort !== undefined) {
+      // Under the debugger every vCPU runs on this thread, in turns (see gdb/run.ts).
+      const control = new Int32Array(new SharedArrayBuffer(4));
+      const loops = res.vcpus.map((vcpu) => {
+        vcpu.enableSyncRegs(syncRegs);
+        return {
+          vcpu,
+          mem,
+          table: buildHypercallTable(),
+          ctx: contextFor(vcpu),
+          stats: new VcpuStats(vcpu.id),
+          control,
+          xsaveLayout,
+        };
+      });
+      notify(
+        `Kernel loaded at 0x${kernelAddress.toString(16)}: symbol offset 0x${
+          (kernelAddress - image.firstVaddr).toString(16)
+        } (gdb: add-symbol-file KERNEL -o 0x${(kernelAddress - image.firstVaddr).toString(16)})`,
+      );
+      stop = await runUnderDebugger({
+        port: params.gdbPort,
+        loops,
+        mem,
+        timeoutMs: params.timeoutMs,
+        notify,
+      });
+      stats = loops.map((l) => l.stats);
+    } else if (cpuCount === 1) {
+      // One vCPU runs on this thread: no Worker to start, the fastest start-up.
+      boot.enableSyncRegs(syncRegs);
+      const ctx = contextFor(boot);
       // Pin this (the caller's) thread for the run only, then give it back its mask.
       const savedMask = params.affinity ? currentAffinity() : null;
       if (params.affinity) pinOrWarn(params.affinity[0]!);
@@ -731,6 +769,10 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   } catch (error) {
     if (error instanceof KvmError) {
       throw new VmError(error.message, EXIT_CODE.HOST_ERROR, { cause: error });
+    }
+    if (error instanceof GdbListenError) {
+      const code = error.permission ? EXIT_CODE.PERMISSION : EXIT_CODE.HOST_ERROR;
+      throw new VmError(error.message, code, { cause: error });
     }
     if (error instanceof KvmUnavailableError) {
       throw new VmError(error.message, EXIT_CODE.KVM_UNAVAILABLE, { cause: error });

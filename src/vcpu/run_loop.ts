@@ -73,6 +73,14 @@ export interface RunLoopOptions {
   readonly yieldEveryMs?: number;
   /** Carries a WOULD_BLOCK hypercall across calls of runVcpu; keep one per vCPU. */
   readonly pending?: PendingHypercall;
+  /** Present only while a debugger is attached (`--gdb-port`). */
+  readonly debug?: DebugControl;
+}
+
+/** What the run loop must know while a debugger is attached. */
+export interface DebugControl {
+  /** KVM_GUESTDBG_SINGLESTEP is on: an instruction emulated here counts as one step. */
+  stepping: boolean;
 }
 
 /** The result of a vCPU that was asked to stop by another (no code of its own). */
@@ -97,6 +105,26 @@ export const YIELDED = new VmStop("error", 0, "yielded");
  */
 export const WAITING = new VmStop("error", 0, "waiting");
 
+/**
+ * KVM_EXIT_DEBUG: a breakpoint, watchpoint or single step (only while a
+ * debugger has set KVM_SET_GUEST_DEBUG). The details stay in `kvm_run`
+ * (`RUN.debug*`) for the caller to read; call again to resume.
+ */
+export const DEBUG_STOP = new VmStop("error", 0, "debug");
+
+/**
+ * While a debugger is attached: the guest reached an `int3` that KVM could
+ * not run itself (kvm_pvm's instruction emulator fails on it instead of
+ * reporting #BP). RIP still points at the `int3`.
+ */
+export const INT3_STOP = new VmStop("error", 0, "int3");
+
+/**
+ * While single-stepping: an instruction was emulated in userspace (the SSE
+ * fallback), which counts as one step; KVM itself reported nothing.
+ */
+export const EMULATED_STEP = new VmStop("error", 0, "emulated step");
+
 /** A hypercall to retry before the next KVM_RUN (it returned WOULD_BLOCK). */
 export interface PendingHypercall {
   /** The handler, or null when nothing is pending. */
@@ -104,6 +132,9 @@ export interface PendingHypercall {
   /** Its argument. */
   arg: number;
 }
+
+/** The `int3` opcode (a software breakpoint). */
+const INT3 = 0xcc;
 
 /** Exits between looks at the clock for `yieldEveryMs`. */
 const EXITS_PER_CLOCK_CHECK = 16;
@@ -242,6 +273,8 @@ export function runVcpu(options: RunLoopOptions): VmStop {
               "which is neither RAM nor a device",
           );
         }
+        case EXIT.DEBUG:
+          return DEBUG_STOP;
         case EXIT.HLT:
           continue; // with the in-kernel LAPIC this is rare; the guest waits for an interrupt
         case EXIT.SHUTDOWN: {
@@ -267,11 +300,13 @@ export function runVcpu(options: RunLoopOptions): VmStop {
               sse ??= { vcpu, regs, sregs, scratch: new SseScratch(mem) };
               if (emulateSseInstruction(sse, bytes) !== "not-handled") {
                 stats.emulated += Math.max(1, sse.scratch.lastCount);
+                if (options.debug?.stepping) return EMULATED_STEP;
                 continue;
               }
             }
             if (bytes !== null && emulateXcrAccess(vcpu, regs, bytes)) {
               stats.emulated++;
+              if (options.debug?.stepping) return EMULATED_STEP;
               continue;
             }
             if (bytes !== null) {
@@ -285,8 +320,12 @@ export function runVcpu(options: RunLoopOptions): VmStop {
               };
               if (emulateFpuStateAccess(fpu, bytes) !== "not-handled") {
                 stats.emulated++;
+                if (options.debug?.stepping) return EMULATED_STEP;
                 continue;
               }
+            }
+            if (options.debug !== undefined && bytes !== null && bytes[0] === INT3) {
+              return INT3_STOP;
             }
             vcpu.getRegs(regs);
             return fail(
