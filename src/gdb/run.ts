@@ -114,15 +114,17 @@ class Connection {
     return true;
   }
 
-  /** Waits for input; null when the connection closed. `abort` resolves it early. */
+  /** Waits for input; null when the connection closed or `abort` resolved first. */
   async next(abort: Promise<void>): Promise<GdbInput | null> {
     for (;;) {
       const input = this.#inbox.shift();
       if (input !== undefined) return input;
       if (this.#closed) return null;
-      await Promise.race([new Promise<void>((resolve) => (this.#wake = resolve)), abort]);
+      const woken = new Promise<boolean>((resolve) => (this.#wake = () => resolve(false)));
+      const aborted = await Promise.race([woken, abort.then(() => true)]);
       this.#wake = null;
-      if (this.#inbox.length === 0 && !this.#closed) return null; // aborted
+      if (aborted) return null;
+      // Woken by a read that completed nothing (part of a packet): wait again.
     }
   }
 
