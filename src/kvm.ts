@@ -648,6 +648,21 @@ export class VcpuFd {
     return libc().ioctl_buf(this.fd, KVM_IOCTL.SET_GUEST_DEBUG, buf) < 0 ? errno() : 0;
   }
 
+  /**
+   * Applies general registers that wait in `kvm_run`'s sync-regs area for
+   * the next KVM_RUN (`kvm_dirty_regs`, as the SSE fallback leaves them)
+   * with KVM_SET_REGS now, so that KVM_GET_REGS and KVM_SET_REGS see and
+   * keep the current values (a debugger reads them between runs).
+   */
+  flushDirtyRegs(): void {
+    const dirty = this.runView.getUint32(RUN.dirtyRegs, true);
+    if ((dirty & SYNC_REGS.REGS) === 0) return;
+    const regs = new Regs();
+    regs.bytes.set(this.runBytes.subarray(RUN.syncRegs, RUN.syncRegs + KVM_REGS_SIZE));
+    this.setRegs(regs);
+    this.runView.setUint32(RUN.dirtyRegs, dirty & ~SYNC_REGS.REGS, true);
+  }
+
   /** Requests that the next (or current) KVM_RUN return at once with EINTR. */
   setImmediateExit(on: boolean): void {
     this.runView.setUint8(RUN.immediateExit, on ? 1 : 0);

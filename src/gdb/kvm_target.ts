@@ -64,6 +64,7 @@ class VcpuRegisters {
 
   /** Fills `into` from KVM. */
   read(vcpu: VcpuFd, into: Uint8Array): void {
+    vcpu.flushDirtyRegs();
     vcpu.getRegs(this.#regs);
     vcpu.getSregs(this.#sregs);
     vcpu.getXsave(this.#xsave);
@@ -102,6 +103,7 @@ class VcpuRegisters {
    */
   write(vcpu: VcpuFd, from: Uint8Array): boolean {
     if (from.length !== REGISTER_FILE_SIZE) return false;
+    vcpu.flushDirtyRegs();
     vcpu.getRegs(this.#regs);
     vcpu.getXsave(this.#xsave);
     const src = new DataView(from.buffer, from.byteOffset, from.byteLength);
@@ -243,7 +245,9 @@ export class KvmGdbTarget implements GdbTarget {
   /** RIP of a thread. */
   pc(thread: number): number {
     const regs = new Regs();
-    this.#vcpu(thread).getRegs(regs);
+    const vcpu = this.#vcpu(thread);
+    vcpu.flushDirtyRegs();
+    vcpu.getRegs(regs);
     return regs.get("rip");
   }
 

@@ -155,6 +155,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   let pciAddress = 0;
   let fpu: Parameters<typeof emulateFpuStateAccess>[0] | undefined;
   let sse: Parameters<typeof emulateSseInstruction>[0] | undefined;
+  let sseRunAhead: number | undefined;
 
   // RDI as a signed number: addresses (< 2^53) read as themselves, and a
   // sign-extended negative exit code (e.g. -1) stays negative.
@@ -298,9 +299,16 @@ export function runVcpu(options: RunLoopOptions): VmStop {
             const bytes = instructionBytes();
             if (bytes !== null) {
               sse ??= { vcpu, regs, sregs, scratch: new SseScratch(mem) };
-              if (emulateSseInstruction(sse, bytes) !== "not-handled") {
+              if (options.debug !== undefined) {
+                // A single step must be one instruction: no running ahead in userspace.
+                sseRunAhead ??= sse.scratch.runAhead;
+                sse.scratch.runAhead = options.debug.stepping ? 0 : sseRunAhead;
+              }
+              const done = emulateSseInstruction(sse, bytes);
+              if (done !== "not-handled") {
                 stats.emulated += Math.max(1, sse.scratch.lastCount);
-                if (options.debug?.stepping) return EMULATED_STEP;
+                // An injected exception is not a step: KVM delivers it on the next entry.
+                if (done === "done" && options.debug?.stepping) return EMULATED_STEP;
                 continue;
               }
             }
@@ -318,9 +326,10 @@ export function runVcpu(options: RunLoopOptions): VmStop {
                 layout: options.xsaveLayout,
                 scratch: new FpuScratch(),
               };
-              if (emulateFpuStateAccess(fpu, bytes) !== "not-handled") {
+              const done = emulateFpuStateAccess(fpu, bytes);
+              if (done !== "not-handled") {
                 stats.emulated++;
-                if (options.debug?.stepping) return EMULATED_STEP;
+                if (done === "done" && options.debug?.stepping) return EMULATED_STEP;
                 continue;
               }
             }
