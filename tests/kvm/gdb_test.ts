@@ -489,6 +489,23 @@ kvmTest("gdb stub: two vCPUs are two threads; registers differ per thread", asyn
       assert.equal(await gdb.ask("qC"), "QC2");
       assert.equal(await gdb.register("rip"), BigInt(sym.ap_main!));
       assert.equal(await gdb.ask(`z0,${sym.ap_main!.toString(16)},1`), "OK");
+      // A write watchpoint while the boot CPU spins waiting: the vCPUs must still take turns
+      // (single-stepped on kvm_pvm) for the other one to reach the write.
+      const online = sym.online!.toString(16);
+      assert.equal(await gdb.ask(`Z2,${online},8`), "OK");
+      // The boot CPU may or may not have counted itself before the AP stopped: one or two hits.
+      const readOnline = async (): Promise<bigint> =>
+        new DataView((await gdb.read(sym.online!, 8))!.buffer).getBigUint64(0, true);
+      let count = await readOnline();
+      assert.ok(count < 2n, "the AP has not counted itself yet");
+      for (let hits = 1; count < 2n; hits++) {
+        assert.ok(hits <= 2, "at most two writes");
+        assert.match(await gdb.ask("c"), new RegExp(`^T05watch:${online};thread:[12];$`));
+        const now = await readOnline();
+        assert.equal(now, count + 1n, "each stop follows exactly one write");
+        count = now;
+      }
+      assert.equal(await gdb.ask(`z2,${online},8`), "OK");
       assert.equal(await gdb.ask("c"), "W00");
     } finally {
       gdb.close();
