@@ -624,3 +624,57 @@ kvmTest(
     });
   },
 );
+
+/** uhyve's hello_world from `HERMIT_IMAGES`, or why the test below is skipped. */
+function helloWorld(): { path: string } | { skip: string } {
+  if (Deno.permissions.querySync({ name: "env", variable: "HERMIT_IMAGES" }).state !== "granted") {
+    return { skip: "no --allow-env for HERMIT_IMAGES" };
+  }
+  const dir = Deno.env.get("HERMIT_IMAGES");
+  if (dir === undefined || dir === "") return { skip: "HERMIT_IMAGES is not set" };
+  try {
+    if (Deno.statSync(`${dir}/hello_world`).isFile) return { path: `${dir}/hello_world` };
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return { skip: `no hello_world in ${dir}` };
+}
+
+const hello = helloWorld();
+const HELLO_TITLE =
+  "gdb with uhyve's hello_world (a real Hermit kernel, PIE + ASLR, SSE emulated): break in main, stepi, run to exit";
+if ("skip" in hello) {
+  // deno-lint-ignore no-console
+  console.error(`SKIP: ${hello.skip}: the real-kernel GDB test skipped`);
+  Deno.test({ name: HELLO_TITLE, ignore: true, fn(): void {} });
+} else {
+  kvmTest(HELLO_TITLE, async () => {
+    const main = Object.keys(await symbols(hello.path)).find((n) =>
+      n.startsWith("_ZN11hello_world4main")
+    );
+    assert.ok(main !== undefined, "hello_world's main symbol");
+    // Hermit 0.6.9's hello_world needs 4 or more environment variables (README, known issues).
+    const env = ["-e", "A=1", "-e", "B=2", "-e", "C=3", "-e", "D=4"];
+    await withDhyve(hello.path, env, async (dhyve) => {
+      const offset = (await dhyve.waitForStderr(/symbol offset (0x[0-9a-f]+)/))[1]!;
+      const port = await dhyve.port();
+      const out = await gdbBatch(null, [
+        `add-symbol-file ${hello.path} -o ${offset}`,
+        `target remote 127.0.0.1:${port}`,
+        `break ${main}`,
+        "continue",
+        "stepi",
+        "print $pc > " + main,
+        "delete",
+        "continue",
+      ]);
+      const end = await dhyve.finish();
+      const context = `gdb:\n${out}\ndhyve stderr:\n${end.stderr}`;
+      assert.match(out, /Breakpoint 1, 0x[0-9a-f]+ in hello_world::main/, context);
+      assert.match(out, /\$1 = 1\n/, context);
+      assert.match(out, /exited normally/, context);
+      assert.equal(end.code, 0, context);
+      assert.match(end.stdout, /Hello, world!/);
+    });
+  });
+}
