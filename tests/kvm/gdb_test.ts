@@ -468,6 +468,25 @@ kvmTest("gdb stub: a port that is taken is a host error (exit 71), not a hang", 
   }
 });
 
+kvmTest(
+  "gdb stub: without --allow-net, -s stops before the guest with exit 77 and the flag",
+  async () => {
+    const elf = await buildGuest("gdb_target", FIXED);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-ffi", "--allow-read", MAIN, "-s", "0", elf],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(WAIT_MS),
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, EXIT_CODE.PERMISSION, stderr);
+    assert.match(stderr, /^dhyve: error: .*--allow-net=127\.0\.0\.1/m);
+    assert.doesNotMatch(stderr, /Waiting for a GDB connection/);
+    assert.equal(new TextDecoder().decode(out.stdout), "", "the guest never ran");
+  },
+);
+
 kvmTest("gdb stub: two vCPUs are two threads; registers differ per thread", async () => {
   const elf = await buildGuest("smp_count", FIXED);
   await withDhyve(elf, ["-c", "2"], async (dhyve) => {
