@@ -58,7 +58,7 @@ export interface GdbOutcome {
 }
 
 /** Signal numbers GDB uses in stop replies. */
-export const SIGNAL = { SIGINT: 2, SIGTRAP: 5, SIGKILL: 9 } as const;
+export const SIGNAL = { SIGINT: 2, SIGILL: 4, SIGTRAP: 5, SIGKILL: 9, SIGSEGV: 11 } as const;
 
 /** Largest `m` read served in one reply (hex doubles it; room is kept for framing). */
 export const MAX_MEMORY_READ = (MAX_PACKET_SIZE - 16) / 2;

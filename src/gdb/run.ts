@@ -75,13 +75,33 @@ function sleep(ms: number): Promise<void> {
 /** What running the guest ended with. */
 type RunResult =
   | { readonly type: "debug"; readonly event: StopEvent }
-  | { readonly type: "vm"; readonly stop: VmStop }
+  /** The VM stopped; `thread` is the vCPU that stopped it, when one did. */
+  | { readonly type: "vm"; readonly stop: VmStop; readonly thread?: number }
   | { readonly type: "disconnected" };
 
 /** True for a stop that is just a completed single step (no breakpoint, no signal). */
 function isPlainStep(result: RunResult): boolean {
   return result.type === "debug" && result.event.type === "signal" &&
     result.event.signal === SIGNAL.SIGTRAP && result.event.reason === undefined;
+}
+
+/**
+ * The signal GDB is told for a guest fault (SIGILL for an instruction KVM
+ * cannot run, SIGSEGV for the others), or null for a stop that is not a
+ * fault (an exit, a signal to dhyve, --timeout).
+ */
+function faultSignal(stop: VmStop): number | null {
+  switch (stop.code) {
+    case EXIT_CODE.GUEST_UNSUPPORTED_INSTRUCTION:
+      return stop.kind === "error" ? SIGNAL.SIGILL : null;
+    case EXIT_CODE.GUEST_TRIPLE_FAULT:
+    case EXIT_CODE.GUEST_PROTOCOL:
+    case EXIT_CODE.GUEST_BAD_MEMORY_ACCESS:
+    case EXIT_CODE.GUEST_VCPU_ERROR:
+      return stop.kind === "error" ? SIGNAL.SIGSEGV : null;
+    default:
+      return null;
+  }
 }
 
 /**
@@ -148,6 +168,8 @@ class DebugRun {
   /** ...and after it left (no debug state). */
   readonly #plainLoops: RunLoopOptions[];
   #lastReply: Uint8Array | null = null;
+  /** A guest fault the debugger is looking at; the guest cannot run on after it. */
+  #fault: VmStop | null = null;
   /** Milliseconds the guest ran (for --timeout; time stopped does not count). */
   #ranMs = 0;
   /** The vCPU whose turn comes next when the guest continues. */
@@ -180,7 +202,7 @@ class DebugRun {
         await this.#reply(session.stopReply({ type: "terminated", signal: SIGNAL.SIGKILL }));
         return this.#end(this.#signals.stop);
       }
-      if (input === null) return await this.#runOnWithout("disconnected");
+      if (input === null) return await this.#leave("disconnected");
       if (input.type === "nack") {
         if (!session.noAck && this.#lastReply !== null) await conn.send(this.#lastReply);
         continue;
@@ -194,19 +216,32 @@ class DebugRun {
       const outcome = session.handle(input.payload);
       if (outcome.reply !== null) await this.#reply(outcome.reply);
       const action = outcome.action;
-      if (action.type === "detach") return await this.#runOnWithout("detached");
+      if (action.type === "detach") return await this.#leave("detached");
       if (action.type === "kill") {
         return this.#end(new VmStop("error", EXIT_CODE.DEBUGGER_KILL, "Killed by the debugger"));
       }
       if (action.type !== "resume") continue;
+      if (this.#fault !== null) {
+        // Nothing can run on after a fault: resuming ends the run, as it would have without GDB.
+        await this.#reply(session.stopReply({ type: "exited", code: this.#fault.code }));
+        return this.#end(this.#fault);
+      }
 
       const result = await this.#resume(action.step);
-      if (result.type === "disconnected") return await this.#runOnWithout("disconnected");
+      if (result.type === "disconnected") return await this.#leave("disconnected");
       if (result.type === "debug") {
         await this.#reply(session.stopReply(result.event));
         continue;
       }
       const stop = result.stop;
+      const signal = faultSignal(stop);
+      if (signal !== null && result.thread !== undefined) {
+        // Let the debugger look at the vCPU that faulted, as at a native program's crash.
+        this.#fault = stop;
+        this.#options.notify(`${stop.message}; stopped in the debugger (continue ends the run)`);
+        await this.#reply(session.stopReply({ type: "signal", thread: result.thread, signal }));
+        continue;
+      }
       await this.#reply(session.stopReply(
         stop === this.#signals.stop
           ? { type: "terminated", signal: SIGNAL.SIGKILL }
@@ -238,6 +273,11 @@ class DebugRun {
       // A failed ioctl while the VM goes away: nothing more to restore.
     }
     for (const c of this.#controls) c.stepping = false;
+  }
+
+  /** The debugger left: the guest runs on to its end, unless it already faulted. */
+  async #leave(why: "detached" | "disconnected"): Promise<VmStop> {
+    return this.#fault !== null ? this.#end(this.#fault) : await this.#runOnWithout(why);
   }
 
   /** The debugger left: remove every breakpoint and run the guest to its end. */
@@ -339,7 +379,7 @@ class DebugRun {
       } else if (stop === INTERRUPTED || stop === YIELDED || stop === KICKED) {
         await sleep(0); // the event loop's turn: socket input, signals
       } else {
-        return { type: "vm", stop };
+        return { type: "vm", stop, thread: t };
       }
       const pending = this.#checkBetweenSlices(t, how.plain);
       if (pending !== null) return pending;

@@ -487,6 +487,46 @@ kvmTest(
   },
 );
 
+kvmTest(
+  "gdb stub: a guest fault stops in the debugger (SIGSEGV) for inspection; continue ends the run",
+  async (t) => {
+    await t.step("triple fault: T0b, registers readable, then exit 80", async () => {
+      const elf = await buildGuest("triple", FIXED);
+      await withDhyve(elf, [], async (dhyve) => {
+        const gdb = await Client.connect(await dhyve.port());
+        try {
+          assert.equal(await gdb.ask("c"), "T0bthread:1;");
+          assert.equal(await gdb.ask("?"), "T0bthread:1;");
+          const rip = await gdb.register("rip");
+          assert.ok(rip >= 0x1_0080_0000n, `rip 0x${rip.toString(16)} is in the guest image`);
+          assert.equal((await gdb.ask("g")).length, REGISTER_FILE_SIZE * 2);
+          await dhyve.waitForStderr(/triple-faulted.*stopped in the debugger/);
+          assert.equal(await gdb.ask("c"), `W${EXIT_CODE.GUEST_TRIPLE_FAULT.toString(16)}`);
+        } finally {
+          gdb.close();
+        }
+        const end = await dhyve.finish();
+        assert.equal(end.code, EXIT_CODE.GUEST_TRIPLE_FAULT, end.stderr);
+      });
+    });
+    await t.step(
+      "an unknown hypercall port: T0b; detaching ends the run (it cannot go on)",
+      async () => {
+        const elf = await buildGuest("bad_port", FIXED);
+        await withDhyve(elf, [], async (dhyve) => {
+          const gdb = await Client.connect(await dhyve.port());
+          assert.equal(await gdb.ask("c"), "T0bthread:1;");
+          assert.equal(await gdb.ask("D"), "OK");
+          gdb.close();
+          const end = await dhyve.finish();
+          assert.equal(end.code, EXIT_CODE.GUEST_PROTOCOL, end.stderr);
+          assert.doesNotMatch(end.stdout, /continued/);
+        });
+      },
+    );
+  },
+);
+
 kvmTest("gdb stub: two vCPUs are two threads; registers differ per thread", async () => {
   const elf = await buildGuest("smp_count", FIXED);
   await withDhyve(elf, ["-c", "2"], async (dhyve) => {
