@@ -283,7 +283,8 @@ class DebugRun {
   /** The debugger left: remove every breakpoint and run the guest to its end. */
   async #runOnWithout(why: "detached" | "disconnected"): Promise<VmStop> {
     this.#options.notify(`The debugger ${why}; the guest runs on without it`);
-    this.#end(KICKED); // the stop is not used: the guest goes on
+    this.#restoreGuest();
+    this.#conn.close();
     const ticker = ThreadTicker.start(currentThreadId(), SIGALRM, SLICE_MS);
     try {
       for (let thread = this.#nextThread;; thread = (thread % this.#vcpus.length) + 1) {
