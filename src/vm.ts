@@ -487,7 +487,11 @@ function warnOncePerErrno(
 
 /** A host-side notice for the user (the GDB stub's port and load address), on stderr. */
 function notify(message: string): void {
-  Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${message}\n`));
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${message}\n`));
+  } catch {
+    // stderr is closed: the notice has nowhere to go, and the run goes on.
+  }
 }
 
 /** How often a guest waiting for stdin checks again. */
