@@ -6,8 +6,15 @@
  */
 
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import type { VirtualMemory } from "../../../src/gdb/breakpoints.ts";
-import { fromHex, toHex } from "../../../src/gdb/packet.ts";
+import {
+  encodePacket,
+  fromHex,
+  PacketDecoder,
+  toHex,
+  unescapeBinary,
+} from "../../../src/gdb/packet.ts";
 import {
   type GdbOutcome,
   GdbSession,
@@ -334,4 +341,72 @@ Deno.test("a target that throws gets an error reply, not an exception", () => {
 Deno.test("fromHex of a g reply gives back the register file", () => {
   const { target, send } = setup();
   assert.deepEqual(fromHex(text(send("g"))!), target.files[0]);
+});
+
+Deno.test("property: any packet, valid-looking or garbage, gets a reply or an action, never a throw", () => {
+  // Packets built from the real commands' first letters plus random tails, and raw bytes.
+  const heads = [
+    "g",
+    "G",
+    "p",
+    "P",
+    "m",
+    "M",
+    "X",
+    "Z0,",
+    "z1,",
+    "Z2,",
+    "H",
+    "T",
+    "c",
+    "s",
+    "vCont;",
+    "q",
+    "Q",
+    "D",
+    "?",
+  ];
+  const packet = fc.oneof(
+    fc.tuple(fc.constantFrom(...heads), fc.string({ maxLength: 40 })).map(([h, t]) =>
+      enc.encode(h + t)
+    ),
+    fc.uint8Array({ maxLength: 64 }),
+  );
+  fc.assert(
+    fc.property(fc.array(packet, { maxLength: 20 }), (packets) => {
+      const { session, target } = setup();
+      for (const p of packets) {
+        const out = session.handle(p);
+        assert.ok(out.reply !== null || out.action.type !== "none", "something is said or done");
+        // Nothing ever writes outside the fake memory (FakeMemory checks every access).
+        assert.equal(target.mem.bytes.length, 4 * PAGE);
+      }
+    }),
+    { numRuns: 2000, seed: 10 },
+  );
+});
+
+Deno.test("property: the decoder splits any byte stream without throwing, and framing round-trips", () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 300 }),
+      fc.integer({ min: 1, max: 50 }),
+      (payload, cut) => {
+        const framed = encodePacket(payload);
+        const d = new PacketDecoder();
+        const got = [...d.push(framed.subarray(0, cut)), ...d.push(framed.subarray(cut))];
+        assert.equal(got.length, 1);
+        const first = got[0]!;
+        assert.ok(first.type === "packet");
+        assert.deepEqual(unescapeBinary(first.payload), payload);
+      },
+    ),
+    { numRuns: 1000, seed: 11 },
+  );
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 500 }), (noise) => {
+      new PacketDecoder().push(noise);
+    }),
+    { numRuns: 1000, seed: 12 },
+  );
 });
