@@ -94,12 +94,14 @@ class VcpuRegisters {
     out.setUint32(at("fop"), fx.getUint16(FX.fop, true), true);
     into.set(this.#xsave.subarray(FX.xmm0, FX.xmm0 + 256), at("xmm0"));
     out.setUint32(at("mxcsr"), fx.getUint32(FX.mxcsr, true), true);
+    out.setBigUint64(at("fs_base"), sregs.getBigUint64(SREGS.fs + SEGMENT.base, true), true);
+    out.setBigUint64(at("gs_base"), sregs.getBigUint64(SREGS.gs + SEGMENT.base, true), true);
   }
 
   /**
-   * Writes general registers, RIP, RFLAGS and the FP/SSE state. Segment
-   * selectors are left alone: a selector without its descriptor would break
-   * the guest.
+   * Writes general registers, RIP, RFLAGS, the FP/SSE state and the FS/GS
+   * bases. Segment selectors are left alone: a selector without its
+   * descriptor would break the guest.
    */
   write(vcpu: VcpuFd, from: Uint8Array): boolean {
     if (from.length !== REGISTER_FILE_SIZE) return false;
@@ -124,6 +126,18 @@ class VcpuRegisters {
     fx.setUint16(FX.fop, src.getUint32(at("fop"), true), true);
     this.#xsave.set(from.subarray(at("xmm0"), at("xmm0") + 256), FX.xmm0);
     fx.setUint32(FX.mxcsr, src.getUint32(at("mxcsr"), true), true);
+    vcpu.getSregs(this.#sregs);
+    const sregs = new DataView(this.#sregs.bytes.buffer);
+    const fsBase = src.getBigUint64(at("fs_base"), true);
+    const gsBase = src.getBigUint64(at("gs_base"), true);
+    if (
+      fsBase !== sregs.getBigUint64(SREGS.fs + SEGMENT.base, true) ||
+      gsBase !== sregs.getBigUint64(SREGS.gs + SEGMENT.base, true)
+    ) {
+      sregs.setBigUint64(SREGS.fs + SEGMENT.base, fsBase, true);
+      sregs.setBigUint64(SREGS.gs + SEGMENT.base, gsBase, true);
+      vcpu.setSregs(this.#sregs);
+    }
     return vcpu.setXsave(this.#xsave) === 0;
   }
 }

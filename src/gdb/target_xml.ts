@@ -1,6 +1,7 @@
 /**
- * The x86-64 register set the stub offers GDB: the `org.gnu.gdb.i386.core`
- * and `org.gnu.gdb.i386.sse` features, in GDB's standard order. One table
+ * The x86-64 register set the stub offers GDB: the `org.gnu.gdb.i386.core`,
+ * `org.gnu.gdb.i386.sse` and `org.gnu.gdb.i386.segments` (fs_base, gs_base)
+ * features, in GDB's standard order. One table
  * gives both the target description XML and the `g` packet layout, so the two
  * cannot disagree. Pure data.
  * @module
@@ -17,7 +18,7 @@ export interface GdbRegister {
   /** Register group, where GDB wants one. */
   readonly group?: "float" | "vector";
   /** Feature it belongs to. */
-  readonly feature: "core" | "sse";
+  readonly feature: "core" | "sse" | "segments";
 }
 
 function reg(
@@ -61,6 +62,9 @@ export const GDB_REGISTERS: readonly GdbRegister[] = [
   ),
   ...Array.from({ length: 16 }, (_, i) => reg(`xmm${i}`, 128, "vec128", "sse", "vector")),
   reg("mxcsr", 32, "i386_mxcsr", "sse", "vector"),
+  // FS/GS bases last: Hermit keeps thread-local storage at FS.
+  reg("fs_base", 64, "int", "segments"),
+  reg("gs_base", 64, "int", "segments"),
 ];
 
 /** Register numbers by name. */
@@ -167,6 +171,9 @@ ${registerLines("core")}
   </union>
 ${flags("i386_mxcsr", 4, MXCSR_FIELDS)}
 ${registerLines("sse")}
+</feature>
+<feature name="org.gnu.gdb.i386.segments">
+${registerLines("segments")}
 </feature>
 </target>
 `;

@@ -304,6 +304,12 @@ kvmTest(
         assert.equal(await gdb.register("rip"), BigInt(sym._start!));
         assert.equal(await gdb.register("cs"), 8n, "the boot GDT's code selector");
         assert.equal(await gdb.register("mxcsr"), 0x1f80n, "the reset MXCSR, via XSAVE");
+        assert.equal(await gdb.register("fs_base"), 0n, "no TLS set up yet");
+        // fs_base is writable (Hermit keeps TLS there); put it back afterwards.
+        const fsBase = REGISTER_NUMBER.fs_base!.toString(16);
+        assert.equal(await gdb.ask(`P${fsBase}=0010000000000000`), "OK");
+        assert.equal(await gdb.register("fs_base"), 0x1000n);
+        assert.equal(await gdb.ask(`P${fsBase}=0000000000000000`), "OK");
         assert.equal(await gdb.ask("Gzz"), "E01");
         assert.equal(await gdb.ask("p999"), "E00");
 
@@ -599,6 +605,7 @@ kvmTest(
       const out = await gdbBatch(elf, [
         `target remote 127.0.0.1:${port}`,
         "info threads",
+        "print $fs_base",
         "break gdb_bump",
         "continue",
         "print $rdi",
@@ -615,10 +622,11 @@ kvmTest(
       const end = await dhyve.finish();
       const context = `gdb:\n${out}\ndhyve stderr:\n${end.stderr}`;
       assert.match(out, /Thread 1 \(vCPU 0\)/, context);
+      assert.match(out, /\$1 = 0\n/, context); // $fs_base
       assert.match(out, /Breakpoint 1, 0x0*100802130 in gdb_bump/, context);
-      assert.match(out, /\$1 = 1\n/, context);
-      assert.match(out, /\$2 = 0\n/, context);
-      assert.match(out, /\$3 = 0\n/, context); // after stepi, no longer at the function's start
+      assert.match(out, /\$2 = 1\n/, context);
+      assert.match(out, /\$3 = 0\n/, context);
+      assert.match(out, /\$4 = 0\n/, context); // after stepi, no longer at the function's start
       // The watchpoint catches the first write (0 → 1); then 40 + 2 + 3 + 1 = 46 = 056 octal.
       assert.match(out, /Old value = 0\nNew value = 1/, context);
       assert.match(out, /exited with code 056/, context);

@@ -25,6 +25,7 @@ Deno.test("TARGET_XML is x86-64 with the core and SSE features", () => {
   assert.match(TARGET_XML, /<architecture>i386:x86-64<\/architecture>/);
   assert.match(TARGET_XML, /<feature name="org.gnu.gdb.i386.core">/);
   assert.match(TARGET_XML, /<feature name="org.gnu.gdb.i386.sse">/);
+  assert.match(TARGET_XML, /<feature name="org.gnu.gdb.i386.segments">/);
   // Every type a register names is built in or defined in the document.
   const builtIn = new Set(["int64", "int32", "int", "data_ptr", "code_ptr", "i387_ext"]);
   for (const [, type] of TARGET_XML.matchAll(/<reg [^>]*type="([^"]+)"/g)) {
@@ -63,14 +64,16 @@ Deno.test("TARGET_XML lists the registers in GDB's order, numbered 0..n-1", () =
     "fop",
     ...Array.from({ length: 16 }, (_, i) => `xmm${i}`),
     "mxcsr",
+    "fs_base",
+    "gs_base",
   ]);
   assert.deepEqual(xmlRegisters().map((r) => r.regnum), names.map((_, i) => i));
 });
 
-Deno.test("the g packet size is the sum of the XML's register sizes (536 bytes)", () => {
+Deno.test("the g packet size is the sum of the XML's register sizes (552 bytes)", () => {
   const xmlBytes = xmlRegisters().reduce((n, r) => n + r.bits / 8, 0);
   assert.equal(REGISTER_FILE_SIZE, xmlBytes);
-  assert.equal(REGISTER_FILE_SIZE, 536);
+  assert.equal(REGISTER_FILE_SIZE, 536 + 16, "core + SSE, then fs_base and gs_base");
   // Offsets are the running sum of the widths, register by register.
   xmlRegisters().forEach((r, i) => {
     assert.equal(GDB_REGISTERS[i]!.bits, r.bits, r.name);
