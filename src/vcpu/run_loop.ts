@@ -49,8 +49,16 @@ function isMpTableScan(addr: number): boolean {
   return (addr >= 0x9f000 && addr < 0xa0000) || (addr >= 0xf0000 && addr < 0x100000);
 }
 
+/** What the run loop must know while a debugger is attached. */
+export interface DebugControl {
+  /** KVM_GUESTDBG_SINGLESTEP is on: an instruction emulated here counts as one step. */
+  stepping: boolean;
+}
+
 /** What the run loop needs; built once per vCPU. */
 export interface RunLoopOptions {
+  /** Present only while a debugger is attached (`--gdb-port`). */
+  readonly debug?: DebugControl;
   /** The vCPU to run. */
   readonly vcpu: VcpuFd;
   /** Guest RAM. */
@@ -73,14 +81,6 @@ export interface RunLoopOptions {
   readonly yieldEveryMs?: number;
   /** Carries a WOULD_BLOCK hypercall across calls of runVcpu; keep one per vCPU. */
   readonly pending?: PendingHypercall;
-  /** Present only while a debugger is attached (`--gdb-port`). */
-  readonly debug?: DebugControl;
-}
-
-/** What the run loop must know while a debugger is attached. */
-export interface DebugControl {
-  /** KVM_GUESTDBG_SINGLESTEP is on: an instruction emulated here counts as one step. */
-  stepping: boolean;
 }
 
 /** The result of a vCPU that was asked to stop by another (no code of its own). */
