@@ -701,6 +701,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     };
     if (params.gdbPort !== undefined) {
       // Under the debugger every vCPU runs on this thread, in turns (see gdb/run.ts).
+      if (params.affinity) log.warn("--affinity has no effect under --gdb-port");
       const control = new Int32Array(new SharedArrayBuffer(4));
       const loops = res.vcpus.map((vcpu) => {
         vcpu.enableSyncRegs(syncRegs);

@@ -7,6 +7,9 @@
 
 import { type GdbInput, PacketDecoder } from "./packet.ts";
 
+/** Most inputs queued from the debugger (packets are at most 16 KiB each). */
+const MAX_QUEUED = 256;
+
 /** The debugger's connection: decoded input queued, writes that never throw. */
 export class Connection {
   readonly #conn: Deno.Conn;
@@ -32,7 +35,13 @@ export class Connection {
       for (;;) {
         const n = await this.#conn.read(buf);
         if (n === null) break;
-        this.#inbox.push(...this.#decoder.push(buf.subarray(0, n)));
+        for (const input of this.#decoder.push(buf.subarray(0, n))) {
+          // A client that floods the stub while the guest runs cannot grow the queue without
+          // bound: past the limit only Ctrl-C is kept (GDB sends nothing else while it waits).
+          if (this.#inbox.length < MAX_QUEUED || input.type === "interrupt") {
+            this.#inbox.push(input);
+          }
+        }
         this.#wake?.();
       }
     } catch {

@@ -384,8 +384,11 @@ kvmTest("gdb stub: Ctrl-C stops a spinning guest with T02, k kills it (exit 137)
       await new Promise((resolve) => setTimeout(resolve, 300));
       await gdb.raw(Uint8Array.of(0x03));
       assert.equal(await gdb.reply(), "T02thread:1;");
-      // Stopped in the spin loop; continue and interrupt once more.
+      // Stopped in the spin loop; continue and interrupt once more, after a flood of acks and
+      // packets GDB would never send while the guest runs (queued up to a bound, answered later).
       await gdb.send("c");
+      await gdb.raw("+".repeat(200_000));
+      for (let i = 0; i < 300; i++) await gdb.raw(encodePacket("qC"));
       await gdb.raw(Uint8Array.of(0x03));
       assert.equal(await gdb.reply(), "T02thread:1;");
       await gdb.raw(encodePacket("k"));
