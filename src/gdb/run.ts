@@ -128,6 +128,7 @@ class StopSignals {
   readonly received: Promise<void>;
   readonly #listeners: { signal: Deno.Signal; listener: () => void }[] = [];
 
+  /** Listens for SIGINT and SIGTERM until {@linkcode StopSignals.remove}. */
   constructor() {
     let wake: () => void = () => {};
     this.received = new Promise<void>((resolve) => (wake = resolve));
@@ -146,6 +147,13 @@ class StopSignals {
     }
   }
 
+  /** The stop reply for the signal that came: X02 (SIGINT) or X0f (SIGTERM). */
+  terminated(): StopEvent {
+    const code = this.stop?.code ?? EXIT_CODE.SIGINT;
+    return { type: "terminated", signal: code - 128 };
+  }
+
+  /** Removes the listeners. */
   remove(): void {
     for (const { signal, listener } of this.#listeners) {
       Deno.removeSignalListener(signal, listener);
@@ -199,7 +207,7 @@ class DebugRun {
     for (;;) {
       const input = await conn.next(this.#signals.received);
       if (this.#signals.stop !== null) {
-        await this.#reply(session.stopReply({ type: "terminated", signal: SIGNAL.SIGKILL }));
+        await this.#reply(session.stopReply(this.#signals.terminated()));
         return this.#end(this.#signals.stop);
       }
       if (input === null) return await this.#leave("disconnected");
@@ -244,7 +252,7 @@ class DebugRun {
       }
       await this.#reply(session.stopReply(
         stop === this.#signals.stop
-          ? { type: "terminated", signal: SIGNAL.SIGKILL }
+          ? this.#signals.terminated()
           : { type: "exited", code: stop.code },
       ));
       return this.#end(stop);

@@ -122,6 +122,11 @@ class DhyveUnderGdb {
     return { code: status.code, stdout: await this.#stdout, stderr: this.#stderr };
   }
 
+  /** Sends `signal` to the process. */
+  signal(signal: Deno.Signal): void {
+    this.#child.kill(signal);
+  }
+
   /** Kills the process if it still runs (every test calls this in `finally`). */
   async kill(): Promise<void> {
     try {
@@ -443,6 +448,33 @@ kvmTest(
         assert.match(end.stderr, /debugger detached/);
       });
     });
+  },
+);
+
+kvmTest(
+  "gdb stub: SIGTERM to dhyve ends a debug session with X0f and exit 143, running or stopped",
+  async (t) => {
+    const elf = await buildGuest("spin", FIXED);
+    for (const running of [false, true]) {
+      await t.step(running ? "while the guest runs" : "while it is stopped", async () => {
+        await withDhyve(elf, [], async (dhyve) => {
+          const gdb = await Client.connect(await dhyve.port());
+          try {
+            assert.equal(await gdb.ask("qC"), "QC1");
+            if (running) {
+              await gdb.send("c");
+              await new Promise((resolve) => setTimeout(resolve, 200));
+            }
+            dhyve.signal("SIGTERM");
+            assert.equal(await gdb.reply(), "X0f");
+          } finally {
+            gdb.close();
+          }
+          const end = await dhyve.finish();
+          assert.equal(end.code, EXIT_CODE.SIGTERM, end.stderr);
+        });
+      });
+    }
   },
 );
 
