@@ -780,3 +780,36 @@ if ("skip" in hello) {
     });
   });
 }
+
+kvmTest(
+  "gdb with two vCPUs: info threads, thread N, per-thread registers, a breakpoint on the AP",
+  async () => {
+    const elf = await buildGuest("smp_count", FIXED);
+    await withDhyve(elf, ["-c", "2"], async (dhyve) => {
+      const port = await dhyve.port();
+      const out = await gdbBatch(elf, [
+        `target remote 127.0.0.1:${port}`,
+        "info threads",
+        "thread 2",
+        "print $rsi",
+        "thread 1",
+        "print $rsi",
+        "break ap_main",
+        "continue",
+        "thread",
+        "delete",
+        "continue",
+      ]);
+      const end = await dhyve.finish();
+      const context = `gdb:\n${out}\ndhyve stderr:\n${end.stderr}`;
+      assert.match(out, /1 +Thread 1 \(vCPU 0\)/, context);
+      assert.match(out, /2 +Thread 2 \(vCPU 1\)/, context);
+      assert.match(out, /\$1 = 1\n/, context); // vCPU 1 enters with its id in RSI
+      assert.match(out, /\$2 = 0\n/, context);
+      assert.match(out, /Thread 2 hit Breakpoint 1, 0x[0-9a-f]+ in ap_main/, context);
+      assert.match(out, /Current thread is 2/, context);
+      assert.match(out, /exited normally/, context);
+      assert.equal(end.code, 0, context);
+    });
+  },
+);
