@@ -715,15 +715,17 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
           xsaveLayout,
         };
       });
+      const loadOffset = kernelAddress - image.firstVaddr;
       notify(
         `Kernel loaded at 0x${kernelAddress.toString(16)}: symbol offset 0x${
-          (kernelAddress - image.firstVaddr).toString(16)
-        } (gdb: add-symbol-file KERNEL -o 0x${(kernelAddress - image.firstVaddr).toString(16)})`,
+          loadOffset.toString(16)
+        } (gdb: add-symbol-file KERNEL -o 0x${loadOffset.toString(16)})`,
       );
       stop = await runUnderDebugger({
         port: params.gdbPort,
         loops,
         mem,
+        loadOffset,
         timeoutMs: params.timeoutMs,
         notify,
       });

@@ -204,10 +204,13 @@ export class KvmGdbTarget implements GdbTarget {
   readonly #vcpus: readonly VcpuFd[];
   readonly #registers = new VcpuRegisters();
   readonly #memories: VcpuMemory[];
+  /** See {@linkcode GdbTarget.loadOffset}. */
+  readonly loadOffset: number;
 
-  /** Wraps the vCPUs and guest RAM. */
-  constructor(vcpus: readonly VcpuFd[], mem: GuestMemory) {
+  /** Wraps the vCPUs and guest RAM; `loadOffset` is how far the kernel was moved. */
+  constructor(vcpus: readonly VcpuFd[], mem: GuestMemory, loadOffset: number) {
     this.#vcpus = vcpus;
+    this.loadOffset = loadOffset;
     this.#memories = vcpus.map((v) => new VcpuMemory(v, mem));
   }
 

@@ -15,6 +15,8 @@ import { GDB_REGISTERS, REGISTER_FILE_SIZE, REGISTER_OFFSETS, TARGET_XML } from 
 export interface GdbTarget {
   /** How many threads (vCPUs) there are. */
   readonly threadCount: number;
+  /** How far the kernel was moved from its link address (ASLR; 0 for a fixed-address kernel). */
+  readonly loadOffset: number;
   /** Fills `into` (REGISTER_FILE_SIZE bytes, `g` packet order) with a thread's registers. */
   readRegisters(thread: number, into: Uint8Array): void;
   /** Sets a thread's registers from `g` packet order bytes; false if the target refused. */
@@ -222,6 +224,11 @@ export class GdbSession {
     if (text === "qsThreadInfo") return reply("l");
     if (text === "qC") return reply(`QC${this.#generalThread.toString(16)}`);
     if (text.startsWith("qAttached")) return reply("1");
+    if (text === "qOffsets") {
+      // GDB relocates the kernel's symbols by this (as uhyve reports its load address).
+      const offset = this.#target.loadOffset.toString(16);
+      return reply(`Text=${offset};Data=${offset};Bss=${offset}`);
+    }
     if (text.startsWith("qSymbol")) return reply("OK");
     if (text.startsWith("qThreadExtraInfo,")) {
       const t = this.#parseThread(text.slice(17));

@@ -46,6 +46,8 @@ export interface DebugRunOptions {
   readonly loops: readonly RunLoopOptions[];
   /** Guest RAM. */
   readonly mem: GuestMemory;
+  /** How far the kernel was moved from its link address (reported by `qOffsets`). */
+  readonly loadOffset: number;
   /** Stop the VM after the guest ran this long (time stopped in the debugger not counted). */
   readonly timeoutMs?: number | undefined;
   /** Host-side notices for the user (listening port, load address). */
@@ -188,7 +190,7 @@ class DebugRun {
     this.#conn = conn;
     this.#signals = signals;
     this.#vcpus = options.loops.map((l) => l.vcpu);
-    this.#target = new KvmGdbTarget(this.#vcpus, options.mem);
+    this.#target = new KvmGdbTarget(this.#vcpus, options.mem, options.loadOffset);
     this.#session = new GdbSession(this.#target);
     this.#controls = options.loops.map(() => ({ stepping: false }));
     this.#debugLoops = options.loops.map((l, i) => ({

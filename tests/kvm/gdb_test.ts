@@ -675,28 +675,42 @@ kvmTest(
 );
 
 kvmTest(
-  "gdb with a PIE guest: add-symbol-file with the printed offset finds the symbols",
-  async () => {
+  "gdb with a PIE guest at a random address: the symbols follow (qOffsets, or add-symbol-file)",
+  async (t) => {
     const elf = await buildGuest("gdb_target", PIE);
-    await withDhyve(elf, [], async (dhyve) => {
-      const offset = (await dhyve.waitForStderr(/symbol offset (0x[0-9a-f]+)/))[1]!;
-      const port = await dhyve.port();
-      const out = await gdbBatch(null, [
-        `add-symbol-file ${elf} -o ${offset}`,
-        `target remote 127.0.0.1:${port}`,
-        "break gdb_bump",
-        "continue",
-        "print $rdi",
-        "delete",
-        "continue",
-      ]);
-      const end = await dhyve.finish();
-      const context = `gdb:\n${out}\ndhyve stderr:\n${end.stderr}`;
-      assert.match(out, /Breakpoint 1, 0x[0-9a-f]+ in gdb_bump/, context);
-      assert.match(out, /\$1 = 1\n/, context);
-      assert.match(out, /exited with code 07/, context);
-      assert.equal(end.code, 7, context);
-    });
+    for (const how of ["qOffsets", "add-symbol-file"] as const) {
+      await t.step(how, async () => {
+        await withDhyve(elf, [], async (dhyve) => {
+          const offset = (await dhyve.waitForStderr(/symbol offset (0x[0-9a-f]+)/))[1]!;
+          assert.notEqual(offset, "0x0", "ASLR moved the kernel");
+          const port = await dhyve.port();
+          // qOffsets: GDB relocates the main file itself. add-symbol-file: by the printed offset.
+          const commands = [
+            ...(how === "add-symbol-file" ? [`add-symbol-file ${elf} -o ${offset}`] : []),
+            `target remote 127.0.0.1:${port}`,
+            "break gdb_bump",
+            "continue",
+            "print $rdi",
+            `print $pc - ${offset}`,
+            "delete",
+            "continue",
+          ];
+          const out = await gdbBatch(how === "qOffsets" ? elf : null, commands);
+          const end = await dhyve.finish();
+          const context = `gdb:\n${out}\ndhyve stderr:\n${end.stderr}`;
+          const linked = (await symbols(elf)).gdb_bump!;
+          assert.match(out, /Breakpoint 1, 0x[0-9a-f]+ in gdb_bump/, context);
+          assert.match(out, /\$1 = 1\n/, context);
+          assert.match(
+            out,
+            new RegExp(`\\$2 = \\(void \\(\\*\\)\\(\\)\\) 0x${linked.toString(16)}\\b`),
+            context,
+          );
+          assert.match(out, /exited with code 07/, context);
+          assert.equal(end.code, 7, context);
+        });
+      });
+    }
   },
 );
 
@@ -748,7 +762,7 @@ function helloWorld(): { path: string } | { skip: string } {
 
 const hello = helloWorld();
 const HELLO_TITLE =
-  "gdb with uhyve's hello_world (a real Hermit kernel, PIE + ASLR, SSE emulated): break in main, stepi, run to exit";
+  "gdb with uhyve's hello_world (a real Hermit kernel, PIE + ASLR, SSE emulated): break in main, fs_base, stepi, run to exit";
 if ("skip" in hello) {
   // deno-lint-ignore no-console
   console.error(`SKIP: ${hello.skip}: the real-kernel GDB test skipped`);
@@ -762,13 +776,13 @@ if ("skip" in hello) {
     // Hermit 0.6.9's hello_world needs 4 or more environment variables (README, known issues).
     const env = ["-e", "A=1", "-e", "B=2", "-e", "C=3", "-e", "D=4"];
     await withDhyve(hello.path, env, async (dhyve) => {
-      const offset = (await dhyve.waitForStderr(/symbol offset (0x[0-9a-f]+)/))[1]!;
       const port = await dhyve.port();
-      const out = await gdbBatch(null, [
-        `add-symbol-file ${hello.path} -o ${offset}`,
+      // The ELF as GDB's main file: qOffsets tells GDB where ASLR put it.
+      const out = await gdbBatch(hello.path, [
         `target remote 127.0.0.1:${port}`,
         `break ${main}`,
         "continue",
+        "print $fs_base != 0",
         "stepi",
         "print $pc > " + main,
         "delete",
@@ -777,7 +791,8 @@ if ("skip" in hello) {
       const end = await dhyve.finish();
       const context = `gdb:\n${out}\ndhyve stderr:\n${end.stderr}`;
       assert.match(out, /Breakpoint 1, 0x[0-9a-f]+ in hello_world::main/, context);
-      assert.match(out, /\$1 = 1\n/, context);
+      assert.match(out, /\$1 = 1\n/, context); // Hermit's TLS is set up by main
+      assert.match(out, /\$2 = 1\n/, context);
       assert.match(out, /exited normally/, context);
       assert.equal(end.code, 0, context);
       assert.match(end.stdout, /Hello, world!/);

@@ -55,6 +55,7 @@ class FakeMemory implements VirtualMemory {
 
 class FakeTarget implements GdbTarget {
   readonly threadCount = 2;
+  readonly loadOffset = 0x20_0000;
   readonly files = [new Uint8Array(REGISTER_FILE_SIZE), new Uint8Array(REGISTER_FILE_SIZE)];
   readonly mem = new FakeMemory();
   reads: number[] = [];
@@ -300,6 +301,7 @@ Deno.test("D detaches, k kills, unknown packets get the empty reply", () => {
     assert.deepEqual(send(p), { reply: "", action: { type: "none" } }, JSON.stringify(p));
   }
   assert.equal(text(send("qAttached")), "1");
+  assert.equal(text(send("qOffsets")), "Text=200000;Data=200000;Bss=200000");
   assert.equal(text(send("qSymbol::")), "OK");
 });
 
