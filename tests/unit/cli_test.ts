@@ -206,3 +206,12 @@ cliTest("gdb_port in uhyve.toml enables the stub; -s on the command line wins", 
   const fromCli = parseWith(["-s", "6000", "k"], withFile);
   assert.ok(fromCli.kind === "run" && fromCli.params.gdbPort === 6000);
 });
+
+cliTest("--print-permissions with -s adds loopback network access, and only then", () => {
+  const withGdb = parseCommandLine(["--print-permissions", "-s", "0", "/k"]);
+  assert.ok(withGdb.kind === "info");
+  assert.match(withGdb.text, /^deno run --allow-net=127\.0\.0\.1,\[::1\] /);
+  const without = parseCommandLine(["--print-permissions", "/k"]);
+  assert.ok(without.kind === "info");
+  assert.doesNotMatch(without.text, /--allow-net/);
+});
