@@ -9,7 +9,13 @@
 
 import { Breakpoints, type HardwareKind, type VirtualMemory } from "./breakpoints.ts";
 import { fromHex, MAX_PACKET_SIZE, parseHexNumber, toHex, unescapeBinary } from "./packet.ts";
-import { GDB_REGISTERS, REGISTER_FILE_SIZE, REGISTER_OFFSETS, TARGET_XML } from "./target_xml.ts";
+import {
+  GDB_REGISTERS,
+  REGISTER_FILE_SIZE,
+  REGISTER_NUMBER,
+  REGISTER_OFFSETS,
+  TARGET_XML,
+} from "./target_xml.ts";
 
 /** What the protocol needs from the machine being debugged. Threads are numbered 1..threadCount. */
 export interface GdbTarget {
@@ -294,7 +300,8 @@ export class GdbSession {
       if (addr === null) return reply(ERROR_BAD_REQUEST);
       // Resume at a new address: set RIP first.
       this.#target.readRegisters(thread, this.#registers);
-      new DataView(this.#registers.buffer).setBigUint64(REGISTER_OFFSETS[16]!, BigInt(addr), true);
+      const rip = REGISTER_OFFSETS[REGISTER_NUMBER.rip!]!;
+      new DataView(this.#registers.buffer).setBigUint64(rip, BigInt(addr), true);
       if (!this.#target.writeRegisters(thread, this.#registers)) return reply(ERROR_BAD_REQUEST);
     }
     return reply(null, { type: "resume", step: step ? thread : null });
