@@ -13,7 +13,12 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { encodePacket, fromHex, PacketDecoder, toHex } from "../../src/gdb/packet.ts";
 import { REGISTER_FILE_SIZE, REGISTER_NUMBER, REGISTER_OFFSETS } from "../../src/gdb/target_xml.ts";
-import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
+import {
+  buildGuest,
+  type GuestBuild,
+  guestVariantName,
+  guestVariants,
+} from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
 
 const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
@@ -830,5 +835,35 @@ kvmTest(
       assert.match(out, /exited normally/, context);
       assert.equal(end.code, 0, context);
     });
+  },
+);
+
+kvmTest(
+  "gdb on every guest variant (v1/v2 × PIE/fixed): break, a register, a watchpoint, exit",
+  async (t) => {
+    for (const variant of guestVariants()) {
+      await t.step(guestVariantName(variant), async () => {
+        const elf = await buildGuest("gdb_target", variant);
+        await withDhyve(elf, [], async (dhyve) => {
+          const out = await gdbBatch(elf, [
+            `target remote 127.0.0.1:${await dhyve.port()}`,
+            "break gdb_bump",
+            "continue",
+            "print $rdi",
+            "watch *(long *)&gdb_counter",
+            "continue",
+            "delete",
+            "continue",
+          ]);
+          const end = await dhyve.finish();
+          const context = `gdb:\n${out}\ndhyve stderr:\n${end.stderr}`;
+          assert.match(out, /Breakpoint 1, 0x[0-9a-f]+ in gdb_bump/, context);
+          assert.match(out, /\$1 = 1\n/, context);
+          assert.match(out, /Old value = 0\nNew value = 1/, context);
+          assert.match(out, /exited with code 07/, context);
+          assert.equal(end.code, 7, context);
+        });
+      });
+    }
   },
 );
