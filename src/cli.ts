@@ -17,6 +17,7 @@ import {
 } from "./config.ts";
 import { LIBC_PATH } from "./kvm.ts";
 import {
+  DEFAULT_GDB_PORT,
   parseDuration,
   parseEnvEntry,
   parseFileIsolation,
@@ -48,6 +49,9 @@ Guest:
       --cpu-pm            let the guest use power management (HLT/MWAIT/PAUSE
                           without exits), where KVM supports it
       --timeout DURATION  stop the guest after this long (e.g. 30s, 500ms, 2m)
+  -s, --gdb-port [PORT]   wait for GDB on 127.0.0.1/[::1]:PORT before the guest
+                          runs (default 6677; 0: any free port; env
+                          HERMIT_GDB_PORT; needs --allow-net=127.0.0.1,[::1])
 
 Files:
       --file-mapping HOST:GUEST[:ro]
@@ -192,6 +196,31 @@ function parseCpuCount(text: string): number {
 }
 
 /**
+ * Gives a bare `-s`/`--gdb-port` (last, or followed by something that is not
+ * a port number) uhyve's default port, so that `-s KERNEL` works.
+ */
+function withGdbPortDefault(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    out.push(a);
+    if ((a === "-s" || a === "--gdb-port") && !/^\d+$/.test(args[i + 1] ?? "")) {
+      out.push(String(DEFAULT_GDB_PORT));
+    }
+  }
+  return out;
+}
+
+/** A GDB port: 0 (any free port) to 65535. */
+function parseGdbPort(text: string): number {
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(port >= 0 && port <= 65535)) {
+    throw new UsageError(`Invalid GDB port "${text}": give a TCP port from 0 to 65535`);
+  }
+  return port;
+}
+
+/**
  * Parses the command line (plus `HERMIT_*` variables and the config file).
  * @throws {UsageError} for bad flags or values.
  * @throws {ConfigError} for a bad config file.
@@ -200,9 +229,9 @@ export function parseCommandLine(
   argv: readonly string[],
   sys: CliEnvironment = denoEnvironment,
 ): CliRequest {
-  // `--stats=json` is the one optional-value flag; node's parseArgs has none.
+  // `--stats=json` and `-s [PORT]` take optional values; node's parseArgs has none.
   const dashDash = argv.indexOf("--");
-  const head = dashDash < 0 ? [...argv] : argv.slice(0, dashDash);
+  const head = withGdbPortDefault(dashDash < 0 ? [...argv] : argv.slice(0, dashDash));
   const statsJson = head.includes("--stats=json");
   const args = [
     ...head.filter((a) => a !== "--stats=json"),
@@ -218,9 +247,6 @@ export function parseCommandLine(
   const { values, positionals } = parsed;
   if (values.help) return { kind: "info", text: HELP };
   if (values.version) return { kind: "info", text: `dhyve ${VERSION}` };
-  if (values["gdb-port"] !== undefined) {
-    throw new UsageError("-s/--gdb-port is not supported by this version of dhyve yet");
-  }
   if (values.net !== undefined) {
     throw new UsageError("-n/--net is not supported by this version of dhyve yet");
   }
@@ -230,6 +256,7 @@ export function parseCommandLine(
   }
 
   const memoryText = values["memory-size"] ?? sys.env("HERMIT_MEMORY_SIZE");
+  const gdbPortText = values["gdb-port"] ?? sys.env("HERMIT_GDB_PORT");
   const cpuText = values["cpu-count"] ?? sys.env("HERMIT_CPU_COUNT");
   const envEntries = values["env-vars"] ?? [];
   const cli: CliOptions = {
@@ -251,6 +278,7 @@ export function parseCommandLine(
     ksm: values.ksm ? true : undefined,
     pit: values.pit ? true : undefined,
     cpuPm: values["cpu-pm"] ? true : undefined,
+    gdbPort: gdbPortText === undefined ? undefined : parseGdbPort(gdbPortText),
   };
 
   const configPath = findConfigFile({
@@ -277,11 +305,6 @@ export function parseCommandLine(
     warnings = file.warnings;
     merged = mergeConfig(cli, file);
   }
-  if (merged.gdbPort !== undefined) {
-    throw new UsageError(
-      "gdb_port in the config file is not supported by this version of dhyve yet",
-    );
-  }
 
   const env = merged.envHost ? sys.envAll() : merged.envVars.map((e) => parseEnvEntry(e));
   const params: VmParams = {
@@ -301,6 +324,7 @@ export function parseCommandLine(
   if (merged.ioMode !== undefined) params.ioMode = merged.ioMode;
   if (merged.cpuPm) params.cpuPm = true;
   if (merged.envHost) params.envHost = true;
+  if (merged.gdbPort !== undefined) params.gdbPort = merged.gdbPort;
   if (values.timeout !== undefined) params.timeoutMs = parseDuration(values.timeout);
   params.maxTempBytes = values["max-temp-size"] === undefined
     ? DEFAULT_MAX_TEMP_BYTES
@@ -369,7 +393,11 @@ function minimalCommandLine(
   const entry = new URL(import.meta.url).protocol === "file:"
     ? fileURLToPath(new URL("../main.ts", import.meta.url))
     : "main.ts";
-  return denoCommandLine(req, entry, extra.argv);
+  const line = denoCommandLine(req, entry, extra.argv);
+  // The GDB stub listens on loopback only.
+  return params.gdbPort === undefined
+    ? line
+    : line.replace(/^deno run /, "deno run --allow-net=127.0.0.1,[::1] ");
 }
 
 function dhyveRoot(): string | null {

@@ -40,6 +40,8 @@ export const EXIT_CODE = {
   TIMEOUT: 85,
   /** Interrupted by SIGINT (128 + 2). */
   SIGINT: 130,
+  /** The debugger killed the guest (`k` packet); 128 + SIGKILL, as a shell would show it. */
+  DEBUGGER_KILL: 137,
   /** Terminated by SIGTERM (128 + 15). */
   SIGTERM: 143,
 } as const;

@@ -4,7 +4,8 @@
  * guest RAM. It returns numbers and views, never raw pointers, and turns a
  * failed call into a {@linkcode KvmError} naming the operation and the errno.
  *
- * Only `src/vcpu/` and `src/vm.ts` import this module; it is the only
+ * Only `src/vcpu/`, `src/vm.ts` and the GDB stub's KVM side
+ * (`src/gdb/kvm_target.ts`, `src/gdb/run.ts`) import this module; it is the only
  * importer of `src/libc.ts`.
  * @module
  */
@@ -14,6 +15,7 @@ import {
   KVM_CPUID2_HEADER_SIZE,
   KVM_CPUID_ENTRY2_SIZE,
   KVM_ENABLE_CAP_SIZE,
+  KVM_GUEST_DEBUG_SIZE,
   KVM_MSR_ENTRY_SIZE,
   KVM_MSR_LIST_HEADER_SIZE,
   KVM_MSRS_HEADER_SIZE,
@@ -459,6 +461,7 @@ export class VcpuFd {
   readonly #runMapping: { address: number; size: number };
   readonly #ioctl: (fd: number, request: bigint, arg: bigint) => number;
   readonly #xcrs = new Uint8Array(KVM_XCRS_SIZE);
+  readonly #guestDebug = new Uint8Array(KVM_GUEST_DEBUG_SIZE);
 
   readonly #ownsMapping: boolean;
 
@@ -625,6 +628,39 @@ export class VcpuFd {
     view.setUint32(8, 0, true);
     view.setBigUint64(16, value, true);
     return libc().ioctl_buf(this.fd, KVM_IOCTL.SET_XCRS, buf) < 0 ? errno() : 0;
+  }
+
+  /**
+   * KVM_SET_GUEST_DEBUG: `control` is a set of `GUESTDBG` flags (0 turns
+   * debugging off), `debugRegs` holds DR0-DR3 then DR6 and DR7 (missing
+   * entries are 0). Returns 0 or the errno.
+   */
+  setGuestDebug(control: number, debugRegs: readonly bigint[] = []): number {
+    const buf = this.#guestDebug;
+    buf.fill(0);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, control >>> 0, true);
+    // debugreg[8] starts at offset 8: DR0-DR3 in slots 0-3, DR6 in 6, DR7 in 7.
+    const slots = [0, 1, 2, 3, 6, 7];
+    for (let i = 0; i < debugRegs.length && i < slots.length; i++) {
+      view.setBigUint64(8 + 8 * slots[i]!, BigInt.asUintN(64, debugRegs[i]!), true);
+    }
+    return libc().ioctl_buf(this.fd, KVM_IOCTL.SET_GUEST_DEBUG, buf) < 0 ? errno() : 0;
+  }
+
+  /**
+   * Applies general registers that wait in `kvm_run`'s sync-regs area for
+   * the next KVM_RUN (`kvm_dirty_regs`, as the SSE fallback leaves them)
+   * with KVM_SET_REGS now, so that KVM_GET_REGS and KVM_SET_REGS see and
+   * keep the current values (a debugger reads them between runs).
+   */
+  flushDirtyRegs(): void {
+    const dirty = this.runView.getUint32(RUN.dirtyRegs, true);
+    if ((dirty & SYNC_REGS.REGS) === 0) return;
+    const regs = new Regs();
+    regs.bytes.set(this.runBytes.subarray(RUN.syncRegs, RUN.syncRegs + KVM_REGS_SIZE));
+    this.setRegs(regs);
+    this.runView.setUint32(RUN.dirtyRegs, dirty & ~SYNC_REGS.REGS, true);
   }
 
   /** Requests that the next (or current) KVM_RUN return at once with EINTR. */

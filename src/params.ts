@@ -26,6 +26,9 @@ export const MEMORY_ALIGN = 2 * MIB;
 /** Largest guest RAM dhyve maps (a v2 kernel's range tops out at 64 GiB). */
 export const MAX_MEMORY_SIZE = 60 * GIB;
 
+/** The port `-s` uses when given without one (uhyve's default). */
+export const DEFAULT_GDB_PORT = 6677;
+
 /** Everything that shapes one run. All fields but the kernel have defaults. */
 export interface VmParams {
   /** Guest RAM in bytes (default 64 MiB; ≥ 16 MiB, a multiple of 2 MiB). */
@@ -77,6 +80,11 @@ export interface VmParams {
   maxTempBytes?: number;
   /** Stop the guest after this many milliseconds (`--timeout`); default: no limit. */
   timeoutMs?: number;
+  /**
+   * Run under a GDB remote stub on this loopback TCP port (0: any free port),
+   * waiting for the debugger before the guest runs. Absent: no stub.
+   */
+  gdbPort?: number;
   /** Host core for each vCPU (`-a`); default: vCPUs float. */
   affinity?: readonly number[];
   /** Check up front that Deno's permissions cover every path (default true). */

@@ -17,6 +17,7 @@ import { writeGdt } from "./boot/gdt.ts";
 import { BOOT_INFO_OFFSET, BOOT_STACK_SIZE, FDT_OFFSET } from "./boot/layout.ts";
 import { BOOT_MSRS, initialRegisters, initialSpecialRegisters } from "./boot/registers.ts";
 import { xsaveLayoutFromCpuid } from "./emulate/xsave.ts";
+import { GdbListenError, runUnderDebugger } from "./gdb/run.ts";
 import { EXIT_CODE } from "./exit_codes.ts";
 import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
@@ -509,6 +510,15 @@ function warnOncePerErrno(
   };
 }
 
+/** A host-side notice for the user (the GDB stub's port and load address), on stderr. */
+function notify(message: string): void {
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${message}\n`));
+  } catch {
+    // stderr is closed: the notice has nowhere to go, and the run goes on.
+  }
+}
+
 /** How often a guest waiting for stdin checks again. */
 const INPUT_POLL_MS = 10;
 let alarmHandlerKept = false;
@@ -569,6 +579,15 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       workerModules: cpuCount > 1 ? dhyveSourceDir() : null,
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
+    if (
+      params.gdbPort !== undefined &&
+      Deno.permissions.querySync({ name: "net", host: "127.0.0.1" }).state !== "granted"
+    ) {
+      throw new VmError(
+        "Deno may not listen for GDB on 127.0.0.1: add --allow-net=127.0.0.1,[::1] to the deno command",
+        EXIT_CODE.PERMISSION,
+      );
+    }
   }
 
   let bytes = await readKernel(kernelPath);
@@ -686,11 +705,10 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     const bootMs = performance.now() - t0;
     let stop: VmStop;
     let stats: VcpuStats[];
-    if (cpuCount === 1) {
-      // One vCPU runs on this thread: no Worker to start, the fastest start-up.
-      boot.enableSyncRegs(syncRegs);
+    /** Hypercall context for a vCPU run on this thread. */
+    const contextFor = (vcpu: VcpuFd): HypercallContext => {
       const sregs = new Sregs();
-      const ctx: HypercallContext = {
+      return {
         mem,
         stdout,
         stderr,
@@ -701,10 +719,46 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
           log.warn(`A guest write to fd ${fd} failed (errno ${-errno}); v1 guests cannot be told`)
         ),
         translateRange(vaddr, len, visit): boolean {
-          boot.getSregs(sregs);
+          vcpu.getSregs(sregs);
           return translateRange(mem, sregs.getU64(SREGS.cr3), vaddr, len, visit);
         },
       };
+    };
+    if (params.gdbPort !== undefined) {
+      // Under the debugger every vCPU runs on this thread, in turns (see gdb/run.ts).
+      if (params.affinity) log.warn("--affinity has no effect under --gdb-port");
+      const control = new Int32Array(new SharedArrayBuffer(4));
+      const loops = res.vcpus.map((vcpu) => {
+        vcpu.enableSyncRegs(syncRegs);
+        return {
+          vcpu,
+          mem,
+          table: buildHypercallTable(),
+          ctx: contextFor(vcpu),
+          stats: new VcpuStats(vcpu.id),
+          control,
+          xsaveLayout,
+        };
+      });
+      const loadOffset = kernelAddress - image.firstVaddr;
+      notify(
+        `Kernel loaded at 0x${kernelAddress.toString(16)}: symbol offset 0x${
+          loadOffset.toString(16)
+        } (gdb: add-symbol-file KERNEL -o 0x${loadOffset.toString(16)})`,
+      );
+      stop = await runUnderDebugger({
+        port: params.gdbPort,
+        loops,
+        mem,
+        loadOffset,
+        timeoutMs: params.timeoutMs,
+        notify,
+      });
+      stats = loops.map((l) => l.stats);
+    } else if (cpuCount === 1) {
+      // One vCPU runs on this thread: no Worker to start, the fastest start-up.
+      boot.enableSyncRegs(syncRegs);
+      const ctx = contextFor(boot);
       // Pin this (the caller's) thread for the run only, then give it back its mask.
       const savedMask = params.affinity ? currentAffinity() : null;
       if (params.affinity) pinOrWarn(params.affinity[0]!);
@@ -756,6 +810,10 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   } catch (error) {
     if (error instanceof KvmError) {
       throw new VmError(error.message, EXIT_CODE.HOST_ERROR, { cause: error });
+    }
+    if (error instanceof GdbListenError) {
+      const code = error.permission ? EXIT_CODE.PERMISSION : EXIT_CODE.HOST_ERROR;
+      throw new VmError(error.message, code, { cause: error });
     }
     if (error instanceof KvmUnavailableError) {
       throw new VmError(error.message, EXIT_CODE.KVM_UNAVAILABLE, { cause: error });

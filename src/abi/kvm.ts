@@ -26,6 +26,8 @@ export const KVM_VCPU_EVENTS_SIZE = 64;
 export const KVM_XCRS_SIZE = 392;
 /** `sizeof(struct kvm_xsave)`: a 4 KiB XSAVE image in standard format. */
 export const KVM_XSAVE_SIZE = 4096;
+/** `sizeof(struct kvm_guest_debug)`: control, pad, then `debugreg[8]` (u64 each). */
+export const KVM_GUEST_DEBUG_SIZE = 72;
 /** Header of `struct kvm_cpuid2` (nent, padding). */
 export const KVM_CPUID2_HEADER_SIZE = 8;
 /** `sizeof(struct kvm_cpuid_entry2)`. */
@@ -124,6 +126,11 @@ export const RUN = {
   emulationInsnSize: 48,
   emulationInsnBytes: 49,
   systemEventType: 32,
+  /** `kvm_debug_exit_arch` (KVM_EXIT_DEBUG): u32 exception, u32 pad, u64 pc, dr6, dr7. */
+  debugException: 32,
+  debugPc: 40,
+  debugDr6: 48,
+  debugDr7: 56,
   validRegs: 288,
   dirtyRegs: 296,
   syncRegs: 304,
@@ -176,6 +183,17 @@ export const EMULATION_FLAG_INSTRUCTION_BYTES = 1;
 /** `kvm_valid_regs` / `kvm_dirty_regs` bits. */
 export const SYNC_REGS = { REGS: 1, SREGS: 2, EVENTS: 4 } as const;
 
+/** `kvm_guest_debug.control` flags (linux/kvm.h and asm/kvm.h, x86). */
+export const GUESTDBG = {
+  ENABLE: 0x1,
+  SINGLESTEP: 0x2,
+  USE_SW_BP: 0x10000,
+  USE_HW_BP: 0x20000,
+} as const;
+
+/** Exception vectors a KVM_EXIT_DEBUG reports: #DB (debug registers, single step), #BP (int3). */
+export const DEBUG_VECTOR = { DB: 1, BP: 3 } as const;
+
 /** KVM capabilities dhyve checks or enables. */
 export const CAP = {
   IRQCHIP: 0,
@@ -186,6 +204,7 @@ export const CAP = {
   MP_STATE: 14,
   PIT2: 33,
   SYNC_REGS: 74,
+  SET_GUEST_DEBUG: 23,
   TSC_DEADLINE_TIMER: 72,
   IRQFD: 32,
   X2APIC_API: 129,

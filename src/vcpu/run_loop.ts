@@ -49,8 +49,16 @@ function isMpTableScan(addr: number): boolean {
   return (addr >= 0x9f000 && addr < 0xa0000) || (addr >= 0xf0000 && addr < 0x100000);
 }
 
+/** What the run loop must know while a debugger is attached. */
+export interface DebugControl {
+  /** KVM_GUESTDBG_SINGLESTEP is on: an instruction emulated here counts as one step. */
+  stepping: boolean;
+}
+
 /** What the run loop needs; built once per vCPU. */
 export interface RunLoopOptions {
+  /** Present only while a debugger is attached (`--gdb-port`). */
+  readonly debug?: DebugControl;
   /** The vCPU to run. */
   readonly vcpu: VcpuFd;
   /** Guest RAM. */
@@ -97,6 +105,26 @@ export const YIELDED = new VmStop("error", 0, "yielded");
  */
 export const WAITING = new VmStop("error", 0, "waiting");
 
+/**
+ * KVM_EXIT_DEBUG: a breakpoint, watchpoint or single step (only while a
+ * debugger has set KVM_SET_GUEST_DEBUG). The details stay in `kvm_run`
+ * (`RUN.debug*`) for the caller to read; call again to resume.
+ */
+export const DEBUG_STOP = new VmStop("error", 0, "debug");
+
+/**
+ * While a debugger is attached: the guest reached an `int3` that KVM could
+ * not run itself (kvm_pvm's instruction emulator fails on it instead of
+ * reporting #BP). RIP still points at the `int3`.
+ */
+export const INT3_STOP = new VmStop("error", 0, "int3");
+
+/**
+ * While single-stepping: an instruction was emulated in userspace (the SSE
+ * fallback), which counts as one step; KVM itself reported nothing.
+ */
+export const EMULATED_STEP = new VmStop("error", 0, "emulated step");
+
 /** A hypercall to retry before the next KVM_RUN (it returned WOULD_BLOCK). */
 export interface PendingHypercall {
   /** The handler, or null when nothing is pending. */
@@ -104,6 +132,9 @@ export interface PendingHypercall {
   /** Its argument. */
   arg: number;
 }
+
+/** The `int3` opcode (a software breakpoint). */
+const INT3 = 0xcc;
 
 /** Exits between looks at the clock for `yieldEveryMs`. */
 const EXITS_PER_CLOCK_CHECK = 16;
@@ -124,6 +155,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   let pciAddress = 0;
   let fpu: Parameters<typeof emulateFpuStateAccess>[0] | undefined;
   let sse: Parameters<typeof emulateSseInstruction>[0] | undefined;
+  let sseRunAhead: number | undefined;
 
   // RDI as a signed number: addresses (< 2^53) read as themselves, and a
   // sign-extended negative exit code (e.g. -1) stays negative.
@@ -242,6 +274,8 @@ export function runVcpu(options: RunLoopOptions): VmStop {
               "which is neither RAM nor a device",
           );
         }
+        case EXIT.DEBUG:
+          return DEBUG_STOP;
         case EXIT.HLT:
           continue; // with the in-kernel LAPIC this is rare; the guest waits for an interrupt
         case EXIT.SHUTDOWN: {
@@ -265,13 +299,22 @@ export function runVcpu(options: RunLoopOptions): VmStop {
             const bytes = instructionBytes();
             if (bytes !== null) {
               sse ??= { vcpu, regs, sregs, scratch: new SseScratch(mem) };
-              if (emulateSseInstruction(sse, bytes) !== "not-handled") {
+              if (options.debug !== undefined) {
+                // A single step must be one instruction: no running ahead in userspace.
+                sseRunAhead ??= sse.scratch.runAhead;
+                sse.scratch.runAhead = options.debug.stepping ? 0 : sseRunAhead;
+              }
+              const done = emulateSseInstruction(sse, bytes);
+              if (done !== "not-handled") {
                 stats.emulated += Math.max(1, sse.scratch.lastCount);
+                // An injected exception is not a step: KVM delivers it on the next entry.
+                if (done === "done" && options.debug?.stepping) return EMULATED_STEP;
                 continue;
               }
             }
             if (bytes !== null && emulateXcrAccess(vcpu, regs, bytes)) {
               stats.emulated++;
+              if (options.debug?.stepping) return EMULATED_STEP;
               continue;
             }
             if (bytes !== null) {
@@ -283,10 +326,15 @@ export function runVcpu(options: RunLoopOptions): VmStop {
                 layout: options.xsaveLayout,
                 scratch: new FpuScratch(),
               };
-              if (emulateFpuStateAccess(fpu, bytes) !== "not-handled") {
+              const done = emulateFpuStateAccess(fpu, bytes);
+              if (done !== "not-handled") {
                 stats.emulated++;
+                if (done === "done" && options.debug?.stepping) return EMULATED_STEP;
                 continue;
               }
+            }
+            if (options.debug !== undefined && bytes !== null && bytes[0] === INT3) {
+              return INT3_STOP;
             }
             vcpu.getRegs(regs);
             return fail(

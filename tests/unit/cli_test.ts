@@ -170,3 +170,48 @@ cliTest("parseCommandLine() answers --version / -V with the version", () => {
     assert.deepEqual(parseCommandLine([flag]), { kind: "info", text: `dhyve ${VERSION}` });
   }
 });
+
+cliTest(
+  "-s/--gdb-port: a port, uhyve's default 6677 without one, HERMIT_GDB_PORT, bad ports",
+  () => {
+    assert.equal(run(["-s", "1234", "k"]).params.gdbPort, 1234);
+    assert.equal(run(["--gdb-port", "0", "k"]).params.gdbPort, 0);
+    assert.equal(run(["--gdb-port=7000", "k"]).params.gdbPort, 7000);
+    // Without a number after it, -s takes the default and the next word stays the kernel.
+    const bare = run(["-s", "kernel", "--", "1"]);
+    assert.equal(bare.params.gdbPort, 6677);
+    assert.equal(bare.kernel, "kernel");
+    assert.equal(run(["k", "-s"]).params.gdbPort, 6677);
+    assert.equal(run(["k"]).params.gdbPort, undefined);
+    // An argument after "--" that looks like -s belongs to the guest.
+    assert.equal(run(["k", "--", "-s"]).params.gdbPort, undefined);
+    const withEnv = parseWith(["k"], {
+      ...EMPTY,
+      env: (n) => n === "HERMIT_GDB_PORT" ? "4321" : undefined,
+    });
+    assert.ok(withEnv.kind === "run" && withEnv.params.gdbPort === 4321);
+    usageError(["-s", "65536", "k"], "GDB port", "65536");
+    usageError(["--gdb-port=abc", "k"], "GDB port");
+  },
+);
+
+cliTest("gdb_port in uhyve.toml enables the stub; -s on the command line wins", () => {
+  const withFile: CliEnvironment = {
+    ...EMPTY,
+    exists: (path) => path === "/work/uhyve.toml",
+    readTextFile: () => "[uhyve]\ngdb_port = 5555\n",
+  };
+  const fromFile = parseWith(["k"], withFile);
+  assert.ok(fromFile.kind === "run" && fromFile.params.gdbPort === 5555);
+  const fromCli = parseWith(["-s", "6000", "k"], withFile);
+  assert.ok(fromCli.kind === "run" && fromCli.params.gdbPort === 6000);
+});
+
+cliTest("--print-permissions with -s adds loopback network access, and only then", () => {
+  const withGdb = parseCommandLine(["--print-permissions", "-s", "0", "/k"]);
+  assert.ok(withGdb.kind === "info");
+  assert.match(withGdb.text, /^deno run --allow-net=127\.0\.0\.1,\[::1\] /);
+  const without = parseCommandLine(["--print-permissions", "/k"]);
+  assert.ok(without.kind === "info");
+  assert.doesNotMatch(without.text, /--allow-net/);
+});

@@ -100,6 +100,7 @@ Deno.test("KVM_IOCTL pins every request number to linux/kvm.h (hermit-abi.md App
     SET_MSRS: 0x4008ae89,
     SET_CPUID2: 0x4008ae90,
     SET_MP_STATE: 0x4004ae99,
+    SET_GUEST_DEBUG: 0x4048ae9b,
     GET_VCPU_EVENTS: 0x8040ae9f,
     SET_VCPU_EVENTS: 0x4040aea0,
     ENABLE_CAP: 0x4068aea3,
