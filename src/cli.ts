@@ -5,6 +5,7 @@
  * @module
  */
 
+import { parseNetOption, TUN_DEVICE } from "./net/net_option.ts";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import {
@@ -221,9 +222,8 @@ export function parseCommandLine(
   if (values["gdb-port"] !== undefined) {
     throw new UsageError("-s/--gdb-port is not supported by this version of dhyve yet");
   }
-  if (values.net !== undefined) {
-    throw new UsageError("-n/--net is not supported by this version of dhyve yet");
-  }
+  const net = values.net === undefined ? undefined : parseNetOption(values.net);
+  if (net !== undefined && "error" in net) throw new UsageError(net.error);
   const [kernel, ...kernelArgs] = positionals;
   if (kernel === undefined) {
     throw new UsageError("No kernel given: dhyve [OPTIONS] KERNEL [-- ARGS...] (see --help)");
@@ -301,6 +301,7 @@ export function parseCommandLine(
   if (merged.ioMode !== undefined) params.ioMode = merged.ioMode;
   if (merged.cpuPm) params.cpuPm = true;
   if (merged.envHost) params.envHost = true;
+  if (net !== undefined) params.net = net;
   if (values.timeout !== undefined) params.timeoutMs = parseDuration(values.timeout);
   params.maxTempBytes = values["max-temp-size"] === undefined
     ? DEFAULT_MAX_TEMP_BYTES
@@ -363,7 +364,8 @@ function minimalCommandLine(
       : extra.output,
     envHost: extra.envHost,
     libcPath: LIBC_PATH,
-    workerModules: (params.cpuCount ?? 1) > 1 ? dhyveRoot() : null,
+    workerModules: (params.cpuCount ?? 1) > 1 || params.net !== undefined ? dhyveRoot() : null,
+    tunDevice: params.net !== undefined ? TUN_DEVICE : null,
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);
   const entry = new URL(import.meta.url).protocol === "file:"

@@ -6,8 +6,9 @@
  * KVM layer needs (open/close of `/dev/kvm` and its fds, ioctl, mmap/munmap,
  * madvise, errno, raw writes to an already-open fd) and what `src/landlock.ts`
  * needs to fence the process (the `landlock_*` syscalls, prctl, and fstat of
- * an `O_PATH` fd). Only `src/kvm.ts` and `src/landlock.ts` import it. Guest
- * file I/O never goes through here.
+ * an `O_PATH` fd); `src/net/host_io.ts` uses open/ioctl/syscall for the TAP
+ * device (`/dev/net/tun`), eventfds, poll and readv/writev. Only those three
+ * modules import it. Guest file I/O never goes through here.
  * @module
  */
 

@@ -63,6 +63,9 @@ import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./
 import { LIBC_PATH } from "./kvm.ts";
 import { checkGranted, dhyveSourceDir, requiredPermissions } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
+import { type NetCounters, NetDevice, netRegisters, NetSetupError } from "./net/net_device.ts";
+import { TUN_DEVICE } from "./net/net_option.ts";
+import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
 import { denoHostFs } from "./sandbox/host_fs.ts";
 
@@ -104,6 +107,8 @@ export interface VmResult {
   bootMs: number;
   /** Milliseconds the guest ran. */
   runMs: number;
+  /** The network device's counters (`--net`), or null without one. */
+  net: NetCounters | null;
 }
 
 /** Reads the kernel file, with clear errors for the usual problems. */
@@ -193,6 +198,7 @@ class VmResources {
   vm: VmFd | null = null;
   memory: HostMapping | null = null;
   vcpus: VcpuFd[] = [];
+  net: NetDevice | null = null;
 
   release(): void {
     for (const v of this.vcpus) v.close();
@@ -541,7 +547,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       output: null,
       envHost: false,
       libcPath: LIBC_PATH,
-      workerModules: cpuCount > 1 ? dhyveSourceDir() : null,
+      workerModules: cpuCount > 1 || params.net !== undefined ? dhyveSourceDir() : null,
+      tunDevice: params.net !== undefined ? TUN_DEVICE : null,
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
   }
@@ -570,6 +577,15 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     ...(params.random ? { random: params.random } : {}),
   });
   const { guestAddress, kernelAddress, kernelEnd } = layout;
+  const hv = image.hermitVersion;
+  if (
+    params.net !== undefined && hv !== null && hv.major === 0 &&
+    (hv.minor < 13 || (hv.minor === 13 && hv.patch < 2))
+  ) {
+    throw new UsageError(
+      `--net needs a kernel built with Hermit 0.13.2 or newer; this one is ${hv.major}.${hv.minor}.${hv.patch}`,
+    );
+  }
   log.debug(
     `Kernel: ${image.kind}, interface v${image.interfaceVersion}, guest RAM at 0x${
       guestAddress.toString(16)
@@ -592,6 +608,10 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const stdout = new GuestOutput(params.stdout ?? Deno.stdout);
   const stderr = new GuestOutput(params.stderr ?? Deno.stderr);
   try {
+    if (params.net !== undefined) {
+      // Before KVM and the guest: a TAP problem is one line and an exit code.
+      res.net = NetDevice.open(params.net.name);
+    }
     res.kvm = openKvm();
     const kvm = res.kvm;
     res.vm = kvm.createVm();
@@ -613,6 +633,23 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       X2APIC_API.USE_32BIT_IDS | X2APIC_API.DISABLE_BROADCAST_QUIRK,
     ]);
     if (x2apic !== 0) log.warn(`KVM_CAP_X2APIC_API could not be enabled (errno ${x2apic})`);
+    const net = res.net;
+    if (net !== null) {
+      vm.setIoapicOnlyRouting([NET_IRQ_LINE]);
+      vm.irqfd(net.shared.irqFd, NET_IRQ_LINE);
+      const notifyFds = [net.shared.rxNotifyFd, net.shared.txNotifyFd];
+      notifyFds.forEach((fd, q) => {
+        const err = vm.ioeventfd(NET_MMIO_BASE + REGION.NOTIFY + NOTIFY_OFF_MULTIPLIER * q, fd);
+        // Without ioeventfd the notify write exits, and the run loop signals the same eventfd.
+        if (err !== 0) log.debug(`KVM_IOEVENTFD refused (errno ${err}); notifications will exit`);
+      });
+      await net.start({ address: res.memory.address, size: memorySize, guestAddress });
+      log.debug(
+        `--net: TAP ${net.tapName}, guest MAC ${
+          [...net.mac].map((b) => b.toString(16).padStart(2, "0")).join(":")
+        }`,
+      );
+    }
 
     const mem = new GuestMemory(res.memory.buffer, guestAddress);
     const loaded = loadKernel(mem, bytes, image, kernelAddress);
@@ -692,6 +729,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         stats: one,
         control: new Int32Array(new SharedArrayBuffer(4)),
         xsaveLayout,
+        net: net === null ? null : netRegisters(net.shared, mem),
       }, params.timeoutMs).finally(() => {
         if (savedMask !== null) restoreAffinity(savedMask);
       });
@@ -711,6 +749,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         affinity: params.affinity ?? null,
         timeoutMs: params.timeoutMs ?? null,
         warn: (message) => log.warn(message),
+        net: net?.shared ?? null,
       });
       stop = result.stop;
       stats = result.stats;
@@ -727,6 +766,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       kernel: image,
       bootMs,
       runMs,
+      net: net?.counters() ?? null,
     };
   } catch (error) {
     if (error instanceof KvmError) {
@@ -747,11 +787,16 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     if (error instanceof LayoutError) {
       throw new VmError(error.message, EXIT_CODE.USAGE, { cause: error });
     }
+    if (error instanceof NetSetupError) {
+      throw new VmError(error.message, error.exitCode, { cause: error });
+    }
     throw error;
   } finally {
     stdout.flush();
     stderr.flush();
     sandbox.dispose();
+    await res.net?.close(); // the net Worker reads guest RAM: stop it before unmapping
+    res.net = null;
     res.release();
   }
 }

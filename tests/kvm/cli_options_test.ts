@@ -303,15 +303,13 @@ kvmTest("bad input: an unknown flag and a missing kernel exit 64 pointing at --h
   assertOneErrorLine(await dhyve([]), EXIT_CODE.USAGE, /No kernel/);
 });
 
-kvmTest("bad input: -s/--gdb-port and -n/--net are refused with exit 64", async () => {
+kvmTest("bad input: -s/--gdb-port is refused with exit 64", async () => {
   const kernel = await noop();
   for (
     const [args, flag] of [
       [["-s", "1234"], /--gdb-port/],
       [["--gdb-port", "1234"], /--gdb-port/],
       [["--gdb-port=6677"], /--gdb-port/],
-      [["-n", "tap"], /--net/],
-      [["--net", "tap:tap10"], /--net/],
     ] as const
   ) {
     assertOneErrorLine(await dhyve([...args, kernel]), EXIT_CODE.USAGE, flag, /not supported/);
