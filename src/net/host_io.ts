@@ -112,20 +112,30 @@ function addressOf(buffer: Uint8Array<ArrayBuffer>): number {
   return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
 }
 
-const one = pinnedBuffer(8);
-one[0] = 1;
-const oneAddress = addressOf(one);
-const sink = pinnedBuffer(8);
-const sinkAddress = addressOf(sink);
+/** An 8-byte 1 to write to an eventfd, and a sink to read one into; made on first use. */
+let counters: { one: Uint8Array<ArrayBuffer>; oneAddress: number; sinkAddress: number } | null =
+  null;
+
+function eventFdBuffers(): { oneAddress: number; sinkAddress: number } {
+  if (counters === null) {
+    const one = pinnedBuffer(8);
+    one[0] = 1;
+    const sink = pinnedBuffer(8);
+    counters = { one, oneAddress: addressOf(one), sinkAddress: addressOf(sink) };
+    keepAlive.push(sink);
+  }
+  return counters;
+}
+const keepAlive: Uint8Array[] = [];
 
 /** Adds 1 to an eventfd's counter (wakes its poller, or raises an irqfd). */
 export function signalEventFd(fd: number): void {
-  libc().syscall_val(SYS_WRITE, fd, oneAddress, 8);
+  libc().syscall_val(SYS_WRITE, fd, eventFdBuffers().oneAddress, 8);
 }
 
 /** Clears a (non-blocking) eventfd's counter; returns whether it was set. */
 export function drainEventFd(fd: number): boolean {
-  return Number(libc().syscall_val(SYS_READ, fd, sinkAddress, 8)) === 8;
+  return Number(libc().syscall_val(SYS_READ, fd, eventFdBuffers().sinkAddress, 8)) === 8;
 }
 
 /**
