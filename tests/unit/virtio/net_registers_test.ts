@@ -34,7 +34,7 @@ function device(): {
   return {
     regs,
     events,
-    read(off, size) {
+    read(off: number, size: number): number {
       buf.fill(0xaa);
       regs.read(off, size, buf, 0);
       return size === 8
@@ -45,7 +45,7 @@ function device(): {
         ? view.getUint16(0, true)
         : buf[0]!;
     },
-    write(off, size, value) {
+    write(off: number, size: number, value: number): void {
       view.setUint32(0, value % 2 ** 32, true);
       view.setUint32(4, Math.floor(value / 2 ** 32), true);
       regs.write(off, size, buf, 0);
