@@ -755,6 +755,16 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       stats = result.stats;
     }
     const runMs = Math.max(...stats.map((s) => s.stoppedAt - s.startedAt));
+    if (net !== null) {
+      const c = net.counters();
+      const frames = c.rxPackets + c.txPackets;
+      log.info(
+        `--net: ${c.rxPackets} frames to the guest, ${c.txPackets} from it, ${c.dropped} dropped, ` +
+          `${c.interrupts} interrupts; data path busy ${
+            frames === 0 ? 0 : (c.serviceUs / frames).toFixed(1)
+          } µs per frame`,
+      );
+    }
     const exited = stop.kind === "exit";
     return {
       exitCode: exited ? stop.code & 0xff : stop.code,

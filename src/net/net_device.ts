@@ -147,6 +147,8 @@ export interface NetCounters {
   dropped: number;
   /** Interrupts raised. */
   interrupts: number;
+  /** Microseconds the data path was busy (moving frames, not waiting). */
+  serviceUs: number;
   /** Device status byte at the end. */
   status: number;
   /** DEVICE_ERROR code if the device entered NEEDS_RESET, else 0. */
@@ -264,6 +266,7 @@ export class NetDevice {
       txBytes: Atomics.load(s, WORD.TX_BYTES) >>> 0,
       dropped: Atomics.load(s, WORD.DROPPED) >>> 0,
       interrupts: Atomics.load(s, WORD.INTERRUPTS) >>> 0,
+      serviceUs: Atomics.load(s, WORD.SERVICE_US) >>> 0,
       status: Atomics.load(s, WORD.STATUS),
       error: Atomics.load(s, WORD.ERROR),
     };

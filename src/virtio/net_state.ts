@@ -45,8 +45,10 @@ export const WORD = {
   DROPPED: 22,
   /** Interrupts raised through the irqfd. */
   INTERRUPTS: 23,
+  /** Microseconds the net Worker spent serving the device (its busy time, not its waits). */
+  SERVICE_US: 24,
   /** First queue's words; each queue has QUEUE_WORDS. */
-  QUEUES: 24,
+  QUEUES: 26,
 } as const;
 
 /** Word offsets inside one queue's block. */
