@@ -643,7 +643,10 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         // Without ioeventfd the notify write exits, and the run loop signals the same eventfd.
         if (err !== 0) log.debug(`KVM_IOEVENTFD refused (errno ${err}); notifications will exit`);
       });
-      await net.start({ address: res.memory.address, size: memorySize, guestAddress });
+      await net.start(
+        { address: res.memory.address, size: memorySize, guestAddress },
+        (message) => log.warn(message),
+      );
       log.debug(
         `--net: TAP ${net.tapName}, guest MAC ${
           [...net.mac].map((b) => b.toString(16).padStart(2, "0")).join(":")

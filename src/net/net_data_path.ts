@@ -10,13 +10,22 @@
  */
 
 import type { GuestMemory } from "../memory/guest_memory.ts";
-import { ISR, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE, QUEUE_SIZE, STATUS } from "../virtio/layout.ts";
+import {
+  ISR,
+  NET_HDR_NUM_BUFFERS,
+  NET_HDR_SIZE,
+  QUEUE,
+  QUEUE_SIZE,
+  STATUS,
+} from "../virtio/layout.ts";
 import {
   DEVICE_ERROR,
   deviceLive,
   failDevice,
   lock,
   type QueueConfig,
+  queueWord,
+  QWORD,
   readQueueConfig,
   unlock,
   WORD,
@@ -54,6 +63,11 @@ export type NetWorkerMessage =
 
 const EAGAIN = 11;
 const EINTR = 4;
+
+/** Whether the driver enabled queue `q`. */
+function queueEnabled(state: Int32Array, q: number): boolean {
+  return Atomics.load(state, queueWord(q, QWORD.ENABLE)) !== 0;
+}
 
 /** One device's data path. */
 export class NetDataPath {
@@ -126,9 +140,12 @@ export class NetDataPath {
       if (!deviceLive(s)) {
         const status = Atomics.load(s, WORD.STATUS);
         const broken = (status & (STATUS.NEEDS_RESET | STATUS.FAILED)) !== 0;
-        // A notification while the driver is still setting up is a driver bug (§3.1.1); after a
-        // reset (status 0) a late notification is harmless.
-        if ((rxKick || txKick) && status !== 0 && !broken) {
+        // Notifying a queue that was never enabled is a driver bug. An enabled queue notified
+        // before DRIVER_OK is tolerated (Hermit fills its receive queue that way) and served
+        // once DRIVER_OK comes; after a reset (status 0) a late notification is harmless.
+        const stray = (rxKick && !queueEnabled(s, QUEUE.RX)) ||
+          (txKick && !queueEnabled(s, QUEUE.TX));
+        if (stray && status !== 0 && !broken) {
           interrupt = failDevice(s, DEVICE_ERROR.NOTIFY_NOT_READY);
         }
       } else if ((rxKick && !this.#rx.attached) || (txKick && !this.#tx.attached)) {

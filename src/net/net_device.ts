@@ -213,8 +213,15 @@ export class NetDevice {
     return new NetDevice(tapName, tap, shared, mac);
   }
 
-  /** Starts the data path over guest RAM; resolves once the Worker runs. */
-  start(mem: { address: number; size: number; guestAddress: number }): Promise<void> {
+  /**
+   * Starts the data path over guest RAM; resolves once the Worker runs. A
+   * Worker that fails later is reported through `warn` (the guest's network
+   * is then down, the VM runs on).
+   */
+  start(
+    mem: { address: number; size: number; guestAddress: number },
+    warn: (message: string) => void,
+  ): Promise<void> {
     const worker = new Worker(new URL("./net_worker.ts", import.meta.url), { type: "module" });
     this.#worker = worker;
     const init: NetWorkerInit = {
@@ -228,6 +235,7 @@ export class NetDevice {
       wakeFd: this.shared.wakeFd,
       irqFd: this.shared.irqFd,
     };
+    let running = false;
     let ready: () => void = () => {};
     let failed: (e: Error) => void = () => {};
     const started = new Promise<void>((resolve, reject) => {
@@ -237,10 +245,14 @@ export class NetDevice {
     this.#done = new Promise<void>((resolve) => {
       worker.onmessage = (event: MessageEvent<NetWorkerMessage>): void => {
         const m = event.data;
-        if (m.type === "ready") ready();
-        else if (m.type === "done") resolve();
+        if (m.type === "ready") {
+          running = true;
+          ready();
+        } else if (m.type === "done") resolve();
         else {
-          failed(new NetSetupError(`The network Worker failed: ${m.message}`, EXIT_CODE.INTERNAL));
+          const message = `The network Worker failed: ${m.message}`;
+          if (running) warn(`${message}; the guest's network is down`);
+          failed(new NetSetupError(message, EXIT_CODE.INTERNAL));
           resolve();
         }
       };

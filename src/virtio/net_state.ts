@@ -78,7 +78,7 @@ export const DEVICE_ERROR = {
   QUEUE_CONFIG_LATE: 3,
   /** Queue size not a power of two in 1..256. */
   BAD_QUEUE_SIZE: 4,
-  /** A notification for a queue that is not enabled, or before DRIVER_OK. */
+  /** A notification for a queue that was never enabled (or does not exist). */
   NOTIFY_NOT_READY: 5,
   /** The driver's avail index ran more than a queue's size ahead. */
   AVAIL_INDEX: 6,

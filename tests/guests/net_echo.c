@@ -413,12 +413,12 @@ int main(void) {
     rxq.desc[i].flags = 2; /* device writes */
     give_rx(i);
   }
+  kick(&rxq, 0); /* before DRIVER_OK, as Hermit does: an enabled queue may be notified early */
   C8(STATUS) = ACK | DRV | FEAT_OK | DRV_OK;
   if (C8(STATUS) != (ACK | DRV | FEAT_OK | DRV_OK)) {
     rt_printf("net: device refused DRIVER_OK (status 0x%x)\n", C8(STATUS));
     return 1;
   }
-  kick(&rxq, 0);
   rt_printf("net: up mac=%x:%x:%x:%x:%x:%x irq=%u link=%u\n", mac[0], mac[1], mac[2], mac[3],
             mac[4], mac[5], line, *(vu16 *)(devcfg + 6));
   serve();
