@@ -12,12 +12,6 @@
 import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../libc.ts";
 import { TUN_DEVICE } from "./net_option.ts";
 
-const SYS_READ = 0;
-const SYS_WRITE = 1;
-const SYS_POLL = 7;
-const SYS_READV = 19;
-const SYS_WRITEV = 20;
-const SYS_EVENTFD2 = 290;
 const O_NONBLOCK = 0o4000;
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
@@ -87,7 +81,7 @@ export function openTap(name: string): Tap {
 
 /** A non-blocking eventfd; throws a plain Error with the errno if the kernel refuses. */
 export function createEventFd(): number {
-  const fd = Number(libc().syscall_val(SYS_EVENTFD2, 0, EFD_NONBLOCK | EFD_CLOEXEC, 0));
+  const fd = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) throw new Error(`Cannot create an eventfd (errno ${errno()})`);
   return fd;
 }
@@ -97,45 +91,22 @@ export function closeFd(fd: number): void {
   if (fd >= 0) libc().close(fd);
 }
 
-/**
- * A buffer whose address may be handed to the kernel and used later. V8
- * keeps small typed arrays made with `new Uint8Array(n)` inside its heap,
- * where the garbage collector moves them; a separate ArrayBuffer of a few
- * hundred bytes always gets a fixed backing store outside the heap.
- */
-function pinnedBuffer(size: number): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(new ArrayBuffer(Math.max(size, 256)), 0, size);
-}
-
-/** The host address of a {@linkcode pinnedBuffer} (keep the buffer referenced while it is used). */
-function addressOf(buffer: Uint8Array<ArrayBuffer>): number {
-  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
-}
-
-/** An 8-byte 1 to write to an eventfd, and a sink to read one into; made on first use. */
-let counters: { one: Uint8Array<ArrayBuffer>; oneAddress: number; sinkAddress: number } | null =
-  null;
-
-function eventFdBuffers(): { oneAddress: number; sinkAddress: number } {
-  if (counters === null) {
-    const one = pinnedBuffer(8);
-    one[0] = 1;
-    const sink = pinnedBuffer(8);
-    counters = { one, oneAddress: addressOf(one), sinkAddress: addressOf(sink) };
-    keepAlive.push(sink);
-  }
-  return counters;
-}
-const keepAlive: Uint8Array[] = [];
+/** An eventfd counter is 8 bytes; a bigint made once keeps the FFI call monomorphic. */
+const EIGHT = 8n;
+/** The value 1, to add to an eventfd's counter. */
+const ONE = new Uint8Array(8);
+ONE[0] = 1;
+/** Where a drained counter goes. */
+const SINK = new Uint8Array(8);
 
 /** Adds 1 to an eventfd's counter (wakes its poller, or raises an irqfd). */
 export function signalEventFd(fd: number): void {
-  libc().syscall_val(SYS_WRITE, fd, eventFdBuffers().oneAddress, 8);
+  libc().write_buf(fd, ONE, EIGHT);
 }
 
 /** Clears a (non-blocking) eventfd's counter; returns whether it was set. */
 export function drainEventFd(fd: number): boolean {
-  return Number(libc().syscall_val(SYS_READ, fd, eventFdBuffers().sinkAddress, 8)) === 8;
+  return Number(libc().read_buf(fd, SINK, EIGHT)) === 8;
 }
 
 /**
@@ -145,20 +116,16 @@ export function drainEventFd(fd: number): boolean {
 export class FdIo {
   readonly #poll: Uint8Array<ArrayBuffer>;
   readonly #pollView: DataView;
-  readonly #pollAddress: number;
   readonly #iov: Uint8Array<ArrayBuffer>;
   readonly #iovView: DataView;
-  readonly #iovAddress: number;
   readonly #maxIov: number;
 
   /** Room for `pollFds` descriptors and `maxIov` segments. */
   constructor(pollFds: number, maxIov: number) {
-    this.#poll = pinnedBuffer(8 * pollFds);
+    this.#poll = new Uint8Array(8 * pollFds);
     this.#pollView = new DataView(this.#poll.buffer);
-    this.#pollAddress = addressOf(this.#poll);
-    this.#iov = pinnedBuffer(16 * maxIov);
+    this.#iov = new Uint8Array(16 * maxIov);
     this.#iovView = new DataView(this.#iov.buffer);
-    this.#iovAddress = addressOf(this.#iov);
     this.#maxIov = maxIov;
   }
 
@@ -176,7 +143,7 @@ export class FdIo {
 
   /** Blocks in poll(2) over the first `n` slots; returns its result (-errno on failure). */
   poll(n: number, timeoutMs: number): number {
-    const r = Number(libc().syscall_val(SYS_POLL, this.#pollAddress, n, timeoutMs));
+    const r = libc().poll(this.#poll, n, timeoutMs);
     return r < 0 ? -errno() : r;
   }
 
@@ -196,13 +163,13 @@ export class FdIo {
 
   /** readv(2) of the first `count` iovecs; bytes read, or -errno. */
   readv(fd: number, count: number): number {
-    const r = Number(libc().syscall_val(SYS_READV, fd, this.#iovAddress, count));
+    const r = Number(libc().readv(fd, this.#iov, count));
     return r < 0 ? -errno() : r;
   }
 
   /** writev(2) of the first `count` iovecs; bytes written, or -errno. */
   writev(fd: number, count: number): number {
-    const r = Number(libc().syscall_val(SYS_WRITEV, fd, this.#iovAddress, count));
+    const r = Number(libc().writev(fd, this.#iov, count));
     return r < 0 ? -errno() : r;
   }
 }
