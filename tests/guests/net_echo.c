@@ -4,7 +4,8 @@
  * It finds the device over PCI (ports 0xCF8/0xCFC), maps its BAR, walks the virtio capability
  * list, negotiates VERSION_1 + MAC, sets up RX (queue 0) and TX (queue 1) with QSIZE entries,
  * routes the device's interrupt line through the IOAPIC to an IDT handler that counts it, and
- * then serves, polling the used rings:
+ * then serves, halting between frames until the device's interrupt wakes it (so the echo only
+ * works if interrupts are delivered):
  *   - ARP requests for GUEST_IP, ICMP echo requests (ping) to GUEST_IP,
  *   - UDP datagrams to ECHO_PORT: echoed back byte for byte;
  *   - the UDP datagram "dhyve-net-exit": answered with "bye", then prints the counters and exits 0.
@@ -220,6 +221,19 @@ static uint16_t csum(const uint8_t *p, unsigned n) {
 
 static uint64_t rx_count, tx_count;
 
+/*
+ * Sleeps until the device moves the used index past `seen`: the interrupt wakes the CPU from hlt.
+ * "sti; hlt" takes no interrupt between the two instructions, so a wake-up is never missed.
+ */
+static void wait_used(struct queue *vq) {
+  for (;;) {
+    __asm__ volatile("cli" ::: "memory");
+    if (*(vu16 *)&vq->used.idx != vq->last_used) break;
+    __asm__ volatile("sti; hlt" ::: "memory");
+  }
+  __asm__ volatile("sti" ::: "memory");
+}
+
 /* Sends txbuf[HDR .. HDR+len) and waits until the device has taken it. */
 static void send(unsigned len) {
   uint16_t slot = txq.avail.idx % QSIZE;
@@ -230,7 +244,7 @@ static void send(unsigned len) {
   __asm__ volatile("" ::: "memory");
   txq.avail.idx++;
   kick(&txq, 1);
-  while (*(vu16 *)&txq.used.idx == txq.last_used) rt_pause();
+  wait_used(&txq);
   txq.last_used++;
   tx_count++;
 }
@@ -303,7 +317,7 @@ static void give_rx(uint16_t d) {
 
 static int serve(void) {
   for (;;) {
-    while (*(vu16 *)&rxq.used.idx == rxq.last_used) rt_pause();
+    wait_used(&rxq);
     struct used_elem e = rxq.used.ring[rxq.last_used % QSIZE];
     rxq.last_used++;
     rx_count++;
