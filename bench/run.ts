@@ -9,6 +9,7 @@ import { bootBenchmarks } from "./boot.ts";
 import { fileReadBenchmarks } from "./file_read.ts";
 import { smpBenchmarks } from "./smp.ts";
 import { netBenchmarks } from "./net.ts";
+import { netPathBenchmark } from "./net_path.ts";
 import { floorTables } from "./kvm_floor.ts";
 import { machineDescription, printTable } from "./_util.ts";
 
@@ -68,6 +69,14 @@ printTable([
   ]),
 ]);
 
+const path = netPathBenchmark();
+Deno.stdout.writeSync(
+  enc.encode(
+    `\nnetwork data path alone (bench/net_path.ts, eventfds for the TAP): ${
+      path.usPerRound.toFixed(2)
+    } µs and ${path.bytesPerRound.toFixed(1)} B allocated per round (one frame each way)\n`,
+  ),
+);
 const net = await netBenchmarks();
 if (net !== null) {
   Deno.stdout.writeSync(enc.encode("\n"));

@@ -62,14 +62,17 @@ const SYMBOLS = {
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
   /** int eventfd(unsigned int initval, int flags) */
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // The next four return ssize_t, declared i32: their counts fit in 32 bits (and -1 stays -1),
+  // while an "isize" result allocates on every call (measured: ~60 bytes), which the per-frame
+  // data path must not do.
   /** ssize_t read(int fd, void *buf, size_t n) */
-  read_buf: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize" },
+  read_buf: { name: "read", parameters: ["i32", "buffer", "usize"], result: "i32" },
   /** ssize_t write(int fd, const void *buf, size_t n) */
-  write_buf: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write_buf: { name: "write", parameters: ["i32", "buffer", "usize"], result: "i32" },
   /** ssize_t readv(int fd, const struct iovec *iov, int iovcnt) */
-  readv: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  readv: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** ssize_t writev(int fd, const struct iovec *iov, int iovcnt) */
-  writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  writev: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): nfds as u32 (few fds) */
   poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -139,13 +142,13 @@ export interface Libc {
   /** eventfd(2). */
   eventfd(initval: number, flags: number): number;
   /** read(2) into a buffer; `n` as a bigint made once (hot path, see `ioctl_big`). */
-  read_buf(fd: number, buf: Uint8Array<ArrayBuffer>, n: bigint): number | bigint;
+  read_buf(fd: number, buf: Uint8Array<ArrayBuffer>, n: bigint): number;
   /** write(2) from a buffer; `n` as a bigint made once. */
-  write_buf(fd: number, buf: Uint8Array<ArrayBuffer>, n: bigint): number | bigint;
+  write_buf(fd: number, buf: Uint8Array<ArrayBuffer>, n: bigint): number;
   /** readv(2). */
-  readv(fd: number, iov: Uint8Array<ArrayBuffer>, count: number): number | bigint;
+  readv(fd: number, iov: Uint8Array<ArrayBuffer>, count: number): number;
   /** writev(2). */
-  writev(fd: number, iov: Uint8Array<ArrayBuffer>, count: number): number | bigint;
+  writev(fd: number, iov: Uint8Array<ArrayBuffer>, count: number): number;
   /** poll(2). */
   poll(fds: Uint8Array<ArrayBuffer>, n: number, timeoutMs: number): number;
 }

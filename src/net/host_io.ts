@@ -106,7 +106,7 @@ export function signalEventFd(fd: number): void {
 
 /** Clears a (non-blocking) eventfd's counter; returns whether it was set. */
 export function drainEventFd(fd: number): boolean {
-  return Number(libc().read_buf(fd, SINK, EIGHT)) === 8;
+  return libc().read_buf(fd, SINK, EIGHT) === 8;
 }
 
 /**
@@ -163,13 +163,13 @@ export class FdIo {
 
   /** readv(2) of the first `count` iovecs; bytes read, or -errno. */
   readv(fd: number, count: number): number {
-    const r = Number(libc().readv(fd, this.#iov, count));
+    const r = libc().readv(fd, this.#iov, count);
     return r < 0 ? -errno() : r;
   }
 
   /** writev(2) of the first `count` iovecs; bytes written, or -errno. */
   writev(fd: number, count: number): number {
-    const r = Number(libc().writev(fd, this.#iov, count));
+    const r = libc().writev(fd, this.#iov, count);
     return r < 0 ? -errno() : r;
   }
 }

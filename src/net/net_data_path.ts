@@ -83,8 +83,8 @@ export class NetDataPath {
   #epoch = -1;
   /** No receive buffers were left: stop watching the TAP fd until the driver adds some. */
   #rxStarved = false;
-  /** Busy time not yet added to WORD.SERVICE_US (below one microsecond). */
-  #serviceUs = 0;
+  /** Busy time not yet added to WORD.SERVICE_US (below one microsecond); a typed array, so no boxing. */
+  readonly #busyUs = new Float64Array(1);
 
   /** A data path over guest RAM `mem`, whose first byte is at host address `memAddress`. */
   constructor(init: NetWorkerInit, mem: GuestMemory, memAddress: number) {
@@ -98,32 +98,41 @@ export class NetDataPath {
 
   /** Serves the device until the main thread sets STOP. */
   run(): void {
+    while (this.#waitOnce());
+  }
+
+  /**
+   * Blocks in poll(2) once and serves what woke it; false once STOP is set.
+   * (A small function called from the loop, so V8 optimises it as a whole
+   * rather than through on-stack replacement of a loop that never returns.)
+   */
+  #waitOnce(): boolean {
     const { tapFd, rxNotifyFd, txNotifyFd, wakeFd } = this.#init;
     const io = this.#io;
     const s = this.#state;
-    for (;;) {
-      if (Atomics.load(s, WORD.STOP) !== 0) return;
-      const watchTap = deviceLive(s) && !this.#rxStarved;
-      io.setPoll(0, watchTap ? tapFd : -1);
-      io.setPoll(1, rxNotifyFd);
-      io.setPoll(2, txNotifyFd);
-      io.setPoll(3, wakeFd);
-      const r = io.poll(4, -1);
-      if (r < 0 && r !== -EINTR) throw new Error(`poll failed (errno ${-r})`);
-      if (r <= 0) continue;
-      const rxKick = io.ready(1) && drainEventFd(rxNotifyFd);
-      const txKick = io.ready(2) && drainEventFd(txNotifyFd);
-      if (io.ready(3)) drainEventFd(wakeFd);
-      if (rxKick) this.#rxStarved = false;
-      const t0 = performance.now();
-      this.service(rxKick, txKick, io.ready(0));
-      this.#serviceUs += (performance.now() - t0) * 1000;
-      const whole = Math.floor(this.#serviceUs);
-      if (whole > 0) {
-        Atomics.add(s, WORD.SERVICE_US, whole);
-        this.#serviceUs -= whole;
-      }
+    if (Atomics.load(s, WORD.STOP) !== 0) return false;
+    const watchTap = deviceLive(s) && !this.#rxStarved;
+    io.setPoll(0, watchTap ? tapFd : -1);
+    io.setPoll(1, rxNotifyFd);
+    io.setPoll(2, txNotifyFd);
+    io.setPoll(3, wakeFd);
+    const r = io.poll(4, -1);
+    if (r < 0 && r !== -EINTR) throw new Error(`poll failed (errno ${-r})`);
+    if (r <= 0) return true;
+    const rxKick = io.ready(1) && drainEventFd(rxNotifyFd);
+    const txKick = io.ready(2) && drainEventFd(txNotifyFd);
+    if (io.ready(3)) drainEventFd(wakeFd);
+    if (rxKick) this.#rxStarved = false;
+    const t0 = performance.now();
+    this.service(rxKick, txKick, io.ready(0));
+    const busy = this.#busyUs;
+    busy[0] = busy[0]! + (performance.now() - t0) * 1000;
+    if (busy[0]! >= 1) {
+      const whole = Math.floor(busy[0]!);
+      Atomics.add(s, WORD.SERVICE_US, whole);
+      busy[0] = busy[0]! - whole;
     }
+    return true;
   }
 
   /**
