@@ -299,8 +299,7 @@ export class NetDevice {
       this.#worker.terminate();
       this.#worker = null;
     }
-    closeFd(this.#tap.fd);
-    for (const fd of [this.shared.wakeFd, this.shared.irqFd, this.shared.rxNotifyFd]) closeFd(fd);
-    closeFd(this.shared.txNotifyFd);
+    const { wakeFd, irqFd, rxNotifyFd, txNotifyFd } = this.shared;
+    for (const fd of [this.#tap.fd, wakeFd, irqFd, rxNotifyFd, txNotifyFd]) closeFd(fd);
   }
 }

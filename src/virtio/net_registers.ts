@@ -18,6 +18,7 @@ import {
   NET_CFG,
   NET_IRQ_LINE,
   NET_MMIO_BASE,
+  NET_MMIO_SIZE,
   NET_MTU,
   NO_VECTOR,
   NOTIFY_OFF_MULTIPLIER,
@@ -340,5 +341,5 @@ export function pciConfigOffset(address: number): number {
 
 /** Whether a guest-physical address falls in the device's MMIO window. */
 export function inNetWindow(addr: number): boolean {
-  return addr >= NET_MMIO_BASE && addr < NET_MMIO_BASE + 0x100_0000;
+  return addr >= NET_MMIO_BASE && addr < NET_MMIO_BASE + NET_MMIO_SIZE;
 }
