@@ -169,7 +169,7 @@ export async function netBenchmarks(): Promise<NetBenchResult | null> {
       udp,
       exitsPerPacket: stats.totalExits / packets,
       hostUsPerFrame: busy === null ? NaN : Number(busy[1]),
-      command: `ip netns exec NS deno run ${args.join(" ")}`.replace(root, "").replace(
+      command: `ip netns exec NS deno ${args.join(" ")}`.replace(root, "").replace(
         guest,
         "net_echo",
       ),
