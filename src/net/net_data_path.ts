@@ -85,6 +85,8 @@ export class NetDataPath {
   #rxStarved = false;
   /** Busy time not yet added to WORD.SERVICE_US (below one microsecond); a typed array, so no boxing. */
   readonly #busyUs = new Float64Array(1);
+  /** This round put the device into NEEDS_RESET (the driver must hear about it). */
+  #failed = false;
 
   /** A data path over guest RAM `mem`, whose first byte is at host address `memAddress`. */
   constructor(init: NetWorkerInit, mem: GuestMemory, memAddress: number) {
@@ -160,13 +162,14 @@ export class NetDataPath {
       } else if ((rxKick && !this.#rx.attached) || (txKick && !this.#tx.attached)) {
         interrupt = failDevice(s, DEVICE_ERROR.NOTIFY_NOT_READY);
       } else {
-        let used = false;
-        if (this.#tx.attached) used = this.#transmit() || used;
-        if (this.#rx.attached && (tapReadable || rxKick)) used = this.#receive() || used;
-        if (used) {
-          Atomics.or(s, WORD.ISR, ISR.QUEUE);
-          interrupt = true;
-        }
+        this.#failed = false;
+        const sent = this.#tx.attached && this.#transmit();
+        const received = this.#rx.attached && (tapReadable || rxKick) && this.#receive();
+        // Used buffers interrupt only where the driver has not suppressed it (VIRTQ_AVAIL_F_NO_INTERRUPT).
+        const wanted = (sent && this.#tx.wantsInterrupt()) ||
+          (received && this.#rx.wantsInterrupt());
+        if (wanted) Atomics.or(s, WORD.ISR, ISR.QUEUE);
+        interrupt = wanted || this.#failed;
       }
     } finally {
       unlock(s);
@@ -199,12 +202,15 @@ export class NetDataPath {
     }
   }
 
-  /** Fails the device for `reason`; the caller's round then raises the config interrupt. */
+  /**
+   * Fails the device for `reason` and stops serving the queues; the round then raises the
+   * configuration interrupt. Returns false (no buffers were returned), for `return this.#fail(…)`.
+   */
   #fail(reason: number): boolean {
-    failDevice(this.#state, reason);
+    if (failDevice(this.#state, reason)) this.#failed = true;
     this.#rx.detach();
     this.#tx.detach();
-    return true;
+    return false;
   }
 
   /** Sends every chain the driver queued; true if any went back to the used ring. */
