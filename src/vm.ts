@@ -611,6 +611,12 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     if (params.net !== undefined) {
       // Before KVM and the guest: a TAP problem is one line and an exit code.
       res.net = NetDevice.open(params.net.name);
+      if (!res.net.persistent) {
+        log.warn(
+          `TAP device "${params.net.name}" did not exist: dhyve made a temporary one, without an ` +
+            `address and gone when dhyve exits; create it with "ip tuntap add dev ${params.net.name} mode tap"`,
+        );
+      }
     }
     res.kvm = openKvm();
     const kvm = res.kvm;

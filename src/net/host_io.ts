@@ -17,6 +17,10 @@ const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 /** _IOW('T', 202, int). */
 const TUNSETIFF = 0x400454ca;
+/** _IOR('T', 210, unsigned int): the attached interface's name and flags. */
+const TUNGETIFF = 0x800454d2;
+/** The interface outlives its last fd (made by `ip tuntap add`). */
+const IFF_PERSIST = 0x0800;
 /** Read the interface's hardware address; tun handles it on the character device. */
 const SIOCGIFHWADDR = 0x8927;
 const IFF_TAP = 0x0002;
@@ -51,6 +55,11 @@ export interface Tap {
   fd: number;
   /** The interface's own MAC address (the host end). */
   mac: Uint8Array;
+  /**
+   * The interface existed before (it is persistent); false when attaching
+   * created a temporary one that disappears with the fd.
+   */
+  persistent: boolean;
 }
 
 /**
@@ -76,7 +85,10 @@ export function openTap(name: string): Tap {
   hw.set(new TextEncoder().encode(name).subarray(0, MAX_IFNAME));
   const mac = new Uint8Array(6);
   if (libc().ioctl_buf(fd, SIOCGIFHWADDR, hw) >= 0) mac.set(hw.subarray(18, 24));
-  return { fd, mac };
+  const got = new Uint8Array(IFREQ_SIZE);
+  const persistent = libc().ioctl_buf(fd, TUNGETIFF, got) < 0 ||
+    (new DataView(got.buffer).getUint16(16, true) & IFF_PERSIST) !== 0;
+  return { fd, mac, persistent };
 }
 
 /** A non-blocking eventfd; throws a plain Error with the errno if the kernel refuses. */

@@ -164,6 +164,8 @@ export class NetDevice {
   readonly tapName: string;
   /** The guest's MAC address. */
   readonly mac: Uint8Array;
+  /** False when the TAP did not exist and attaching made a temporary one. */
+  readonly persistent: boolean;
   /** Shared with every vCPU thread. */
   readonly shared: NetShared;
   readonly #tap: Tap;
@@ -175,6 +177,7 @@ export class NetDevice {
     this.#tap = tap;
     this.shared = shared;
     this.mac = mac;
+    this.persistent = tap.persistent;
   }
 
   /**

@@ -306,6 +306,34 @@ netTest("--net: a second dhyve on a TAP in use gets one line and exit 71 (busy)"
   });
 });
 
+netTest(
+  "--net: a TAP that does not exist is made for the run, with a warning naming the fix",
+  async () => {
+    const guest = await buildGuest("net_echo", V2_PIE);
+    await withNamespace(async (ns) => {
+      const dhyve = new DhyveProcess(
+        ns,
+        ["--timeout", "60s", "-n", "tap:madetap", guest, "--", "bad-status"],
+        70_000,
+      );
+      try {
+        const code = await dhyve.exit();
+        assert.equal(code, 0, `${dhyve.stdout}\n${dhyve.stderr}`);
+        assert.match(
+          dhyve.stderr,
+          /^dhyve: warning: TAP device "madetap" did not exist: .*ip tuntap add dev madetap mode tap.*\n$/,
+        );
+        assert.match(dhyve.stdout, /net: hostile bad-status/);
+      } finally {
+        dhyve.kill();
+        await dhyve.exit();
+      }
+      const gone = await run(["ip", "netns", "exec", ns, "ip", "link", "show", "madetap"]);
+      assert.notEqual(gone.code, 0, "the temporary TAP is gone after the run");
+    });
+  },
+);
+
 const HOSTILE_MODES = [
   "bad-status",
   "early-notify",
