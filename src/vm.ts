@@ -302,6 +302,58 @@ function enableCpuPm(vm: VmFd): void {
   if (err !== 0) log.warn(`--cpu-pm: KVM refused it (errno ${err}); ignored`);
 }
 
+/** `--net` needs Hermit ≥ 0.13.2, checked only when the kernel carries a version note (as uhyve). */
+function checkNetKernel(image: KernelImage): void {
+  const v = image.hermitVersion;
+  if (v !== null && v.major === 0 && (v.minor < 13 || (v.minor === 13 && v.patch < 2))) {
+    throw new UsageError(
+      `--net needs a kernel built with Hermit 0.13.2 or newer; this one is ${v.major}.${v.minor}.${v.patch}`,
+    );
+  }
+}
+
+/** Opens the TAP for `--net`; warns when attaching made a temporary interface. */
+function openNetDevice(name: string): NetDevice {
+  const net = NetDevice.open(name);
+  if (!net.persistent) {
+    log.warn(
+      `TAP device "${name}" did not exist: dhyve made a temporary one, without an address and ` +
+        `gone when dhyve exits; create it with "ip tuntap add dev ${name} mode tap"`,
+    );
+  }
+  return net;
+}
+
+/**
+ * Wires the network device into KVM and starts its data path: its interrupt
+ * line reaches the IOAPIC only, the irqfd raises it, and guest writes to the
+ * two notify registers signal eventfds inside the kernel (ioeventfd).
+ */
+async function connectNetDevice(
+  vm: VmFd,
+  net: NetDevice,
+  ram: { address: number; size: number; guestAddress: number },
+): Promise<void> {
+  vm.setIoapicOnlyRouting([NET_IRQ_LINE]);
+  vm.irqfd(net.shared.irqFd, NET_IRQ_LINE);
+  [net.shared.rxNotifyFd, net.shared.txNotifyFd].forEach((fd, q) => {
+    const err = vm.ioeventfd(NET_MMIO_BASE + REGION.NOTIFY + NOTIFY_OFF_MULTIPLIER * q, fd);
+    // Without ioeventfd the notify write exits, and the run loop signals the same eventfd.
+    if (err !== 0) log.debug(`KVM_IOEVENTFD refused (errno ${err}); notifications will exit`);
+  });
+  await net.start(ram, (message) => log.warn(message));
+  const mac = [...net.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
+  log.debug(`--net: TAP ${net.tapName}, guest MAC ${mac}`);
+}
+
+/** The `-v` line about the network at the end of a run. */
+function netSummary(c: NetCounters): string {
+  const frames = c.rxPackets + c.txPackets;
+  const perFrame = frames === 0 ? 0 : c.serviceUs / frames;
+  return `--net: ${c.rxPackets} frames to the guest, ${c.txPackets} from it, ${c.dropped} ` +
+    `dropped, ${c.interrupts} interrupts; data path busy ${perFrame.toFixed(1)} µs per frame`;
+}
+
 /**
  * The Hermit image reader, loaded only for images: it pulls in node:zlib,
  * which costs a plain ELF run some 30 ms of start-up.
@@ -577,15 +629,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     ...(params.random ? { random: params.random } : {}),
   });
   const { guestAddress, kernelAddress, kernelEnd } = layout;
-  const hv = image.hermitVersion;
-  if (
-    params.net !== undefined && hv !== null && hv.major === 0 &&
-    (hv.minor < 13 || (hv.minor === 13 && hv.patch < 2))
-  ) {
-    throw new UsageError(
-      `--net needs a kernel built with Hermit 0.13.2 or newer; this one is ${hv.major}.${hv.minor}.${hv.patch}`,
-    );
-  }
+  if (params.net !== undefined) checkNetKernel(image);
   log.debug(
     `Kernel: ${image.kind}, interface v${image.interfaceVersion}, guest RAM at 0x${
       guestAddress.toString(16)
@@ -608,16 +652,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const stdout = new GuestOutput(params.stdout ?? Deno.stdout);
   const stderr = new GuestOutput(params.stderr ?? Deno.stderr);
   try {
-    if (params.net !== undefined) {
-      // Before KVM and the guest: a TAP problem is one line and an exit code.
-      res.net = NetDevice.open(params.net.name);
-      if (!res.net.persistent) {
-        log.warn(
-          `TAP device "${params.net.name}" did not exist: dhyve made a temporary one, without an ` +
-            `address and gone when dhyve exits; create it with "ip tuntap add dev ${params.net.name} mode tap"`,
-        );
-      }
-    }
+    // Before KVM and the guest: a TAP problem is one line and an exit code.
+    if (params.net !== undefined) res.net = openNetDevice(params.net.name);
     res.kvm = openKvm();
     const kvm = res.kvm;
     res.vm = kvm.createVm();
@@ -641,23 +677,11 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     if (x2apic !== 0) log.warn(`KVM_CAP_X2APIC_API could not be enabled (errno ${x2apic})`);
     const net = res.net;
     if (net !== null) {
-      vm.setIoapicOnlyRouting([NET_IRQ_LINE]);
-      vm.irqfd(net.shared.irqFd, NET_IRQ_LINE);
-      const notifyFds = [net.shared.rxNotifyFd, net.shared.txNotifyFd];
-      notifyFds.forEach((fd, q) => {
-        const err = vm.ioeventfd(NET_MMIO_BASE + REGION.NOTIFY + NOTIFY_OFF_MULTIPLIER * q, fd);
-        // Without ioeventfd the notify write exits, and the run loop signals the same eventfd.
-        if (err !== 0) log.debug(`KVM_IOEVENTFD refused (errno ${err}); notifications will exit`);
+      await connectNetDevice(vm, net, {
+        address: res.memory.address,
+        size: memorySize,
+        guestAddress,
       });
-      await net.start(
-        { address: res.memory.address, size: memorySize, guestAddress },
-        (message) => log.warn(message),
-      );
-      log.debug(
-        `--net: TAP ${net.tapName}, guest MAC ${
-          [...net.mac].map((b) => b.toString(16).padStart(2, "0")).join(":")
-        }`,
-      );
     }
 
     const mem = new GuestMemory(res.memory.buffer, guestAddress);
@@ -764,16 +788,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       stats = result.stats;
     }
     const runMs = Math.max(...stats.map((s) => s.stoppedAt - s.startedAt));
-    if (net !== null) {
-      const c = net.counters();
-      const frames = c.rxPackets + c.txPackets;
-      log.info(
-        `--net: ${c.rxPackets} frames to the guest, ${c.txPackets} from it, ${c.dropped} dropped, ` +
-          `${c.interrupts} interrupts; data path busy ${
-            frames === 0 ? 0 : (c.serviceUs / frames).toFixed(1)
-          } µs per frame`,
-      );
-    }
+    if (net !== null) log.info(netSummary(net.counters()));
     const exited = stop.kind === "exit";
     return {
       exitCode: exited ? stop.code & 0xff : stop.code,
