@@ -169,8 +169,11 @@ export class NetDevice {
   /** Shared with every vCPU thread. */
   readonly shared: NetShared;
   readonly #tap: Tap;
-  #worker: Worker | null = null;
-  #done: Promise<void> | null = null;
+  #worker: Worker | null;
+  readonly #started: Promise<void>;
+  readonly #done: Promise<void>;
+  #posted = false;
+  #warn: (message: string) => void = () => {};
 
   private constructor(tapName: string, tap: Tap, shared: NetShared, mac: Uint8Array) {
     this.tapName = tapName;
@@ -178,10 +181,41 @@ export class NetDevice {
     this.shared = shared;
     this.mac = mac;
     this.persistent = tap.persistent;
+    // The Worker loads its modules while the VM is being built; start() hands it guest RAM.
+    const worker = new Worker(new URL("./net_worker.ts", import.meta.url), { type: "module" });
+    this.#worker = worker;
+    let running = false;
+    let ready: () => void = () => {};
+    let failed: (e: Error) => void = () => {};
+    this.#started = new Promise<void>((resolve, reject) => {
+      ready = resolve;
+      failed = reject;
+    });
+    this.#started.catch(() => {}); // reported by start(), or moot if the run ends before it
+    this.#done = new Promise<void>((resolve) => {
+      const fail = (message: string): void => {
+        if (running) this.#warn(`${message}; the guest's network is down`);
+        failed(new NetSetupError(message, EXIT_CODE.INTERNAL));
+        resolve();
+      };
+      worker.onmessage = (event: MessageEvent<NetWorkerMessage>): void => {
+        const m = event.data;
+        if (m.type === "ready") {
+          running = true;
+          ready();
+        } else if (m.type === "done") resolve();
+        else fail(`The network Worker failed: ${m.message}`);
+      };
+      worker.onerror = (event: ErrorEvent): void => {
+        event.preventDefault();
+        fail(`The network Worker failed: ${event.message}`);
+      };
+    });
   }
 
   /**
-   * Opens TAP interface `tapName` and the eventfds.
+   * Opens TAP interface `tapName` and the eventfds, and starts loading the
+   * net Worker.
    * @throws {NetSetupError} with a one-line message and exit code.
    */
   static open(tapName: string): NetDevice {
@@ -225,8 +259,7 @@ export class NetDevice {
     mem: { address: number; size: number; guestAddress: number },
     warn: (message: string) => void,
   ): Promise<void> {
-    const worker = new Worker(new URL("./net_worker.ts", import.meta.url), { type: "module" });
-    this.#worker = worker;
+    this.#warn = warn;
     const init: NetWorkerInit = {
       state: this.shared.state,
       memAddress: mem.address,
@@ -238,37 +271,9 @@ export class NetDevice {
       wakeFd: this.shared.wakeFd,
       irqFd: this.shared.irqFd,
     };
-    let running = false;
-    let ready: () => void = () => {};
-    let failed: (e: Error) => void = () => {};
-    const started = new Promise<void>((resolve, reject) => {
-      ready = resolve;
-      failed = reject;
-    });
-    this.#done = new Promise<void>((resolve) => {
-      worker.onmessage = (event: MessageEvent<NetWorkerMessage>): void => {
-        const m = event.data;
-        if (m.type === "ready") {
-          running = true;
-          ready();
-        } else if (m.type === "done") resolve();
-        else {
-          const message = `The network Worker failed: ${m.message}`;
-          if (running) warn(`${message}; the guest's network is down`);
-          failed(new NetSetupError(message, EXIT_CODE.INTERNAL));
-          resolve();
-        }
-      };
-      worker.onerror = (event: ErrorEvent): void => {
-        event.preventDefault();
-        failed(
-          new NetSetupError(`The network Worker failed: ${event.message}`, EXIT_CODE.INTERNAL),
-        );
-        resolve();
-      };
-    });
-    worker.postMessage(init);
-    return started;
+    this.#worker?.postMessage(init);
+    this.#posted = true;
+    return this.#started;
   }
 
   /** The data path's counters now. */
@@ -292,13 +297,15 @@ export class NetDevice {
     const s = new Int32Array(this.shared.state);
     Atomics.store(s, WORD.STOP, 1);
     signalEventFd(this.shared.wakeFd);
-    if (this.#worker !== null && this.#done !== null) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        this.#done,
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_MS))),
-      ]);
-      clearTimeout(timer);
+    if (this.#worker !== null) {
+      if (this.#posted) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          this.#done,
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_MS))),
+        ]);
+        clearTimeout(timer);
+      }
       this.#worker.terminate();
       this.#worker = null;
     }
