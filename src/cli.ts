@@ -5,6 +5,7 @@
  * @module
  */
 
+import { parseNetOption, TUN_DEVICE } from "./net/net_option.ts";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import {
@@ -247,9 +248,8 @@ export function parseCommandLine(
   const { values, positionals } = parsed;
   if (values.help) return { kind: "info", text: HELP };
   if (values.version) return { kind: "info", text: `dhyve ${VERSION}` };
-  if (values.net !== undefined) {
-    throw new UsageError("-n/--net is not supported by this version of dhyve yet");
-  }
+  const net = values.net === undefined ? undefined : parseNetOption(values.net);
+  if (net !== undefined && "error" in net) throw new UsageError(net.error);
   const [kernel, ...kernelArgs] = positionals;
   if (kernel === undefined) {
     throw new UsageError("No kernel given: dhyve [OPTIONS] KERNEL [-- ARGS...] (see --help)");
@@ -325,6 +325,7 @@ export function parseCommandLine(
   if (merged.cpuPm) params.cpuPm = true;
   if (merged.envHost) params.envHost = true;
   if (merged.gdbPort !== undefined) params.gdbPort = merged.gdbPort;
+  if (net !== undefined) params.net = net;
   if (values.timeout !== undefined) params.timeoutMs = parseDuration(values.timeout);
   params.maxTempBytes = values["max-temp-size"] === undefined
     ? DEFAULT_MAX_TEMP_BYTES
@@ -387,7 +388,8 @@ function minimalCommandLine(
       : extra.output,
     envHost: extra.envHost,
     libcPath: LIBC_PATH,
-    workerModules: (params.cpuCount ?? 1) > 1 ? dhyveRoot() : null,
+    workerModules: (params.cpuCount ?? 1) > 1 || params.net !== undefined ? dhyveRoot() : null,
+    tunDevice: params.net !== undefined ? TUN_DEVICE : null,
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);
   const entry = new URL(import.meta.url).protocol === "file:"

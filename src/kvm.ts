@@ -325,6 +325,60 @@ export class VmFd {
     );
   }
 
+  /**
+   * KVM_IOEVENTFD: a guest write of any width to `address` (MMIO) signals
+   * `eventfd` inside the kernel, without an exit to dhyve. Returns 0 or the
+   * errno (callers fall back to handling the write as an exit).
+   */
+  ioeventfd(address: number, eventfd: number): number {
+    const buf = new Uint8Array(64);
+    const view = new DataView(buf.buffer);
+    view.setBigUint64(8, BigInt(address), true); // addr; datamatch unused
+    view.setUint32(16, 0, true); // len 0: any width
+    view.setInt32(20, eventfd, true);
+    return libc().ioctl_buf(this.fd, KVM_IOCTL.IOEVENTFD, buf) < 0 ? errno() : 0;
+  }
+
+  /**
+   * KVM_SET_GSI_ROUTING with KVM's default x86 table (GSI n → IOAPIC pin n
+   * for 0–23, and the PIC for 0–15) except that GSIs in `ioapicOnly` reach the
+   * IOAPIC alone. A device interrupt then never reaches the guest's 8259 PIC,
+   * which a guest that only programs the IOAPIC leaves pointing at CPU
+   * exception vectors (uhyve routes its network interrupt the same way).
+   */
+  setIoapicOnlyRouting(ioapicOnly: readonly number[]): void {
+    const entries: [number, number, number][] = []; // [gsi, irqchip, pin]
+    for (let gsi = 0; gsi < 24; gsi++) {
+      entries.push([gsi, 2, gsi]); // KVM_IRQCHIP_IOAPIC
+      if (gsi < 16 && !ioapicOnly.includes(gsi)) {
+        entries.push([gsi, gsi < 8 ? 0 : 1, gsi % 8]); // PIC master / slave
+      }
+    }
+    const buf = new Uint8Array(8 + 48 * entries.length);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, entries.length, true);
+    entries.forEach(([gsi, chip, pin], i) => {
+      const e = 8 + 48 * i;
+      view.setUint32(e, gsi, true);
+      view.setUint32(e + 4, 1, true); // KVM_IRQ_ROUTING_IRQCHIP
+      view.setUint32(e + 16, chip, true);
+      view.setUint32(e + 20, pin, true);
+    });
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.SET_GSI_ROUTING, buf), "set the interrupt routing");
+  }
+
+  /**
+   * KVM_IRQFD: a write to `eventfd` raises GSI `gsi` (with the default
+   * routing, IOAPIC pin `gsi`) inside the kernel.
+   */
+  irqfd(eventfd: number, gsi: number): void {
+    const buf = new Uint8Array(32);
+    const view = new DataView(buf.buffer);
+    view.setUint32(0, eventfd, true);
+    view.setUint32(4, gsi, true);
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.IRQFD, buf), `route an eventfd to IRQ ${gsi}`);
+  }
+
   /** KVM_CREATE_PIT2 with a zeroed configuration. */
   createPit2(): void {
     const buf = new Uint8Array(KVM_PIT_CONFIG_SIZE);

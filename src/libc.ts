@@ -6,8 +6,9 @@
  * KVM layer needs (open/close of `/dev/kvm` and its fds, ioctl, mmap/munmap,
  * madvise, errno, raw writes to an already-open fd) and what `src/landlock.ts`
  * needs to fence the process (the `landlock_*` syscalls, prctl, and fstat of
- * an `O_PATH` fd). Only `src/kvm.ts` and `src/landlock.ts` import it. Guest
- * file I/O never goes through here.
+ * an `O_PATH` fd); `src/net/host_io.ts` uses open/ioctl/eventfd/read/write for the TAP
+ * device (`/dev/net/tun`), eventfds, poll and readv/writev. Only those three
+ * modules import it. Guest file I/O never goes through here.
  * @module
  */
 
@@ -59,6 +60,21 @@ const SYMBOLS = {
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   /** int fstat(int fd, struct stat *st): st is a 144-byte buffer on x86_64 */
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  /** int eventfd(unsigned int initval, int flags) */
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // The next four return ssize_t, declared i32: their counts fit in 32 bits (and -1 stays -1),
+  // while an "isize" result allocates on every call (measured: ~60 bytes), which the per-frame
+  // data path must not do.
+  /** ssize_t read(int fd, void *buf, size_t n) */
+  read_buf: { name: "read", parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** ssize_t write(int fd, const void *buf, size_t n) */
+  write_buf: { name: "write", parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** ssize_t readv(int fd, const struct iovec *iov, int iovcnt) */
+  readv: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** ssize_t writev(int fd, const struct iovec *iov, int iovcnt) */
+  writev: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): nfds as u32 (few fds) */
+  poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -123,6 +139,18 @@ export interface Libc {
   prctl(option: number, a2: number, a3: number, a4: number, a5: number): number;
   /** fstat(2) into a `struct stat` buffer (144 bytes on x86_64). */
   fstat(fd: number, st: Uint8Array<ArrayBuffer>): number;
+  /** eventfd(2). */
+  eventfd(initval: number, flags: number): number;
+  /** read(2) into a buffer; `n` as a bigint made once (hot path, see `ioctl_big`). */
+  read_buf(fd: number, buf: Uint8Array<ArrayBuffer>, n: bigint): number;
+  /** write(2) from a buffer; `n` as a bigint made once. */
+  write_buf(fd: number, buf: Uint8Array<ArrayBuffer>, n: bigint): number;
+  /** readv(2). */
+  readv(fd: number, iov: Uint8Array<ArrayBuffer>, count: number): number;
+  /** writev(2). */
+  writev(fd: number, iov: Uint8Array<ArrayBuffer>, count: number): number;
+  /** poll(2). */
+  poll(fds: Uint8Array<ArrayBuffer>, n: number, timeoutMs: number): number;
 }
 
 /** Raised when libc cannot be loaded (for example without `--allow-ffi`). */

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { NetOption } from "./net/net_option.ts";
 import type { OutputSink } from "./io/guest_output.ts";
 import type { InputSource } from "./hypercall/serial_input.ts";
 
@@ -89,6 +90,8 @@ export interface VmParams {
   affinity?: readonly number[];
   /** Check up front that Deno's permissions cover every path (default true). */
   checkPermissions?: boolean;
+  /** `-n/--net`: a virtio-net device backed by a host TAP interface (default: none). */
+  net?: NetOption;
 }
 
 /** Landlock modes of `--file-isolation`. */

@@ -57,6 +57,8 @@ export interface PermissionInput {
    * Deno checks `--allow-read` on a Worker's modules; see {@linkcode dhyveSourceDir}.
    */
   readonly workerModules?: string | null;
+  /** `/dev/net/tun` when the run has a network device (`--net`); dhyve opens it read/write. */
+  readonly tunDevice?: string | null;
 }
 
 /** Options of {@linkcode requiredPermissions}. */
@@ -133,6 +135,10 @@ export function requiredPermissions(
   if (input.output !== null) need(write, input.output, "the output file");
   if (input.workerModules !== undefined && input.workerModules !== null) {
     need(read, input.workerModules, "the vCPU Workers' modules");
+  }
+  if (input.tunDevice !== undefined && input.tunDevice !== null) {
+    need(read, input.tunDevice, "the TAP device (--net)");
+    need(write, input.tunDevice, "the TAP device (--net)");
   }
   reasons[input.libcPath] ??= "libc, for KVM";
   return {

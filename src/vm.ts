@@ -65,6 +65,9 @@ import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./
 import { LIBC_PATH } from "./kvm.ts";
 import { checkGranted, dhyveSourceDir, requiredPermissions } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
+import { type NetCounters, NetDevice, netRegisters, NetSetupError } from "./net/net_device.ts";
+import { TUN_DEVICE } from "./net/net_option.ts";
+import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
 import { denoHostFs } from "./sandbox/host_fs.ts";
 
@@ -106,6 +109,8 @@ export interface VmResult {
   bootMs: number;
   /** Milliseconds the guest ran. */
   runMs: number;
+  /** The network device's counters (`--net`), or null without one. */
+  net: NetCounters | null;
 }
 
 /** Reads the kernel file, with clear errors for the usual problems. */
@@ -195,6 +200,7 @@ class VmResources {
   vm: VmFd | null = null;
   memory: HostMapping | null = null;
   vcpus: VcpuFd[] = [];
+  net: NetDevice | null = null;
 
   release(): void {
     for (const v of this.vcpus) v.close();
@@ -296,6 +302,58 @@ function enableCpuPm(vm: VmFd): void {
   }
   const err = vm.enableCap(CAP.X86_DISABLE_EXITS, [wanted]);
   if (err !== 0) log.warn(`--cpu-pm: KVM refused it (errno ${err}); ignored`);
+}
+
+/** `--net` needs Hermit ≥ 0.13.2, checked only when the kernel carries a version note (as uhyve). */
+function checkNetKernel(image: KernelImage): void {
+  const v = image.hermitVersion;
+  if (v !== null && v.major === 0 && (v.minor < 13 || (v.minor === 13 && v.patch < 2))) {
+    throw new UsageError(
+      `--net needs a kernel built with Hermit 0.13.2 or newer; this one is ${v.major}.${v.minor}.${v.patch}`,
+    );
+  }
+}
+
+/** Opens the TAP for `--net`; warns when attaching made a temporary interface. */
+function openNetDevice(name: string): NetDevice {
+  const net = NetDevice.open(name);
+  if (!net.persistent) {
+    log.warn(
+      `TAP device "${name}" did not exist: dhyve made a temporary one, without an address and ` +
+        `gone when dhyve exits; create it with "ip tuntap add dev ${name} mode tap"`,
+    );
+  }
+  return net;
+}
+
+/**
+ * Wires the network device into KVM and starts its data path: its interrupt
+ * line reaches the IOAPIC only, the irqfd raises it, and guest writes to the
+ * two notify registers signal eventfds inside the kernel (ioeventfd).
+ */
+async function connectNetDevice(
+  vm: VmFd,
+  net: NetDevice,
+  ram: { address: number; size: number; guestAddress: number },
+): Promise<void> {
+  vm.setIoapicOnlyRouting([NET_IRQ_LINE]);
+  vm.irqfd(net.shared.irqFd, NET_IRQ_LINE);
+  [net.shared.rxNotifyFd, net.shared.txNotifyFd].forEach((fd, q) => {
+    const err = vm.ioeventfd(NET_MMIO_BASE + REGION.NOTIFY + NOTIFY_OFF_MULTIPLIER * q, fd);
+    // Without ioeventfd the notify write exits, and the run loop signals the same eventfd.
+    if (err !== 0) log.debug(`KVM_IOEVENTFD refused (errno ${err}); notifications will exit`);
+  });
+  await net.start(ram, (message) => log.warn(message));
+  const mac = [...net.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
+  log.debug(`--net: TAP ${net.tapName}, guest MAC ${mac}`);
+}
+
+/** The `-v` line about the network at the end of a run. */
+function netSummary(c: NetCounters): string {
+  const frames = c.rxPackets + c.txPackets;
+  const perFrame = frames === 0 ? 0 : c.serviceUs / frames;
+  return `--net: ${c.rxPackets} frames to the guest, ${c.txPackets} from it, ${c.dropped} ` +
+    `dropped, ${c.interrupts} interrupts; data path busy ${perFrame.toFixed(1)} µs per frame`;
 }
 
 /**
@@ -462,10 +520,17 @@ async function runUntilStopped(
 }
 
 /** Writes out buffered guest output as far as the readers take it: true when all is out. */
-function outputDrained(ctx: HypercallContext): boolean {
+function outputDrained(ctx: { stdout: GuestOutput; stderr: GuestOutput }): boolean {
   const out = ctx.stdout.flush();
   const err = ctx.stderr.flush();
   return out && err;
+}
+
+/** Waits until buffered guest output is written out, however slowly the readers read. */
+async function drainOutput(stdout: GuestOutput, stderr: GuestOutput): Promise<void> {
+  while (!outputDrained({ stdout, stderr })) {
+    await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
+  }
 }
 
 /** The process's stdin as serial input, with a non-blocking readiness check. */
@@ -576,7 +641,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       output: null,
       envHost: false,
       libcPath: LIBC_PATH,
-      workerModules: cpuCount > 1 ? dhyveSourceDir() : null,
+      workerModules: cpuCount > 1 || params.net !== undefined ? dhyveSourceDir() : null,
+      tunDevice: params.net !== undefined ? TUN_DEVICE : null,
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
     if (
@@ -614,6 +680,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     ...(params.random ? { random: params.random } : {}),
   });
   const { guestAddress, kernelAddress, kernelEnd } = layout;
+  if (params.net !== undefined) checkNetKernel(image);
   log.debug(
     `Kernel: ${image.kind}, interface v${image.interfaceVersion}, guest RAM at 0x${
       guestAddress.toString(16)
@@ -636,6 +703,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const stdout = new GuestOutput(params.stdout ?? hostOutput(Deno.stdout, 1));
   const stderr = new GuestOutput(params.stderr ?? hostOutput(Deno.stderr, 2));
   try {
+    // Before KVM and the guest: a TAP problem is one line and an exit code.
+    if (params.net !== undefined) res.net = openNetDevice(params.net.name);
     res.kvm = openKvm();
     const kvm = res.kvm;
     res.vm = kvm.createVm();
@@ -657,6 +726,14 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       X2APIC_API.USE_32BIT_IDS | X2APIC_API.DISABLE_BROADCAST_QUIRK,
     ]);
     if (x2apic !== 0) log.warn(`KVM_CAP_X2APIC_API could not be enabled (errno ${x2apic})`);
+    const net = res.net;
+    if (net !== null) {
+      await connectNetDevice(vm, net, {
+        address: res.memory.address,
+        size: memorySize,
+        guestAddress,
+      });
+    }
 
     const mem = new GuestMemory(res.memory.buffer, guestAddress);
     const loaded = loadKernel(mem, bytes, image, kernelAddress);
@@ -728,6 +805,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       // Under the debugger every vCPU runs on this thread, in turns (see gdb/run.ts).
       if (params.affinity) log.warn("--affinity has no effect under --gdb-port");
       const control = new Int32Array(new SharedArrayBuffer(4));
+      const netRegs = net === null ? null : netRegisters(net.shared, mem);
       const loops = res.vcpus.map((vcpu) => {
         vcpu.enableSyncRegs(syncRegs);
         return {
@@ -738,6 +816,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
           stats: new VcpuStats(vcpu.id),
           control,
           xsaveLayout,
+          net: netRegs,
         };
       });
       const loadOffset = kernelAddress - image.firstVaddr;
@@ -755,6 +834,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         notify,
       });
       stats = loops.map((l) => l.stats);
+      await drainOutput(stdout, stderr); // a slow reader of the last lines only delays the end
     } else if (cpuCount === 1) {
       // One vCPU runs on this thread: no Worker to start, the fastest start-up.
       boot.enableSyncRegs(syncRegs);
@@ -771,6 +851,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         stats: one,
         control: new Int32Array(new SharedArrayBuffer(4)),
         xsaveLayout,
+        net: net === null ? null : netRegisters(net.shared, mem),
       }, params.timeoutMs).finally(() => {
         if (savedMask !== null) restoreAffinity(savedMask);
       });
@@ -790,11 +871,13 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         affinity: params.affinity ?? null,
         timeoutMs: params.timeoutMs ?? null,
         warn: (message) => log.warn(message),
+        net: net?.shared ?? null,
       });
       stop = result.stop;
       stats = result.stats;
     }
     const runMs = Math.max(...stats.map((s) => s.stoppedAt - s.startedAt));
+    if (net !== null) log.info(netSummary(net.counters()));
     const exited = stop.kind === "exit";
     return {
       exitCode: exited ? stop.code & 0xff : stop.code,
@@ -806,6 +889,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       kernel: image,
       bootMs,
       runMs,
+      net: net?.counters() ?? null,
     };
   } catch (error) {
     if (error instanceof KvmError) {
@@ -830,11 +914,16 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     if (error instanceof LayoutError) {
       throw new VmError(error.message, EXIT_CODE.USAGE, { cause: error });
     }
+    if (error instanceof NetSetupError) {
+      throw new VmError(error.message, error.exitCode, { cause: error });
+    }
     throw error;
   } finally {
     stdout.flush();
     stderr.flush();
     sandbox.dispose();
+    await res.net?.close(); // the net Worker reads guest RAM: stop it before unmapping
+    res.net = null;
     res.release();
   }
 }

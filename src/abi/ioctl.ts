@@ -66,6 +66,12 @@ export const KVM_IOCTL = {
   SET_USER_MEMORY_REGION: iow(KVMIO, 0x46, KVM_USERSPACE_MEMORY_REGION_SIZE),
   CREATE_IRQCHIP: io(KVMIO, 0x60),
   CREATE_PIT2: iow(KVMIO, 0x77, KVM_PIT_CONFIG_SIZE),
+  /** struct kvm_irq_routing header is 8 bytes (entries follow). */
+  SET_GSI_ROUTING: iow(KVMIO, 0x6a, 8),
+  /** struct kvm_irqfd is 32 bytes. */
+  IRQFD: iow(KVMIO, 0x76, 32),
+  /** struct kvm_ioeventfd is 64 bytes. */
+  IOEVENTFD: iow(KVMIO, 0x79, 64),
   RUN: io(KVMIO, 0x80),
   GET_REGS: ior(KVMIO, 0x81, KVM_REGS_SIZE),
   SET_REGS: iow(KVMIO, 0x82, KVM_REGS_SIZE),

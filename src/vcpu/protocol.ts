@@ -6,6 +6,7 @@
 
 import type { XsaveComponent } from "../emulate/xsave.ts";
 import type { GuestCommandLine, StopKind } from "../hypercall/context.ts";
+import type { NetShared } from "../net/net_device.ts";
 
 /** Indices into the shared control Int32Array. */
 export const CONTROL = {
@@ -50,6 +51,8 @@ export interface WorkerInit {
   output: "stdio" | "post";
   /** Host core to pin to, or null to float. */
   affinity: number | null;
+  /** The virtio-net device (`--net`), or null. */
+  net: NetShared | null;
 }
 
 /** A stop, as a Worker reports it. */

@@ -38,9 +38,12 @@ import {
   SseScratch,
 } from "./emulate.ts";
 import { registerDump } from "./dump.ts";
+import { inNetWindow, type NetRegisters, pciConfigOffset } from "../virtio/net_registers.ts";
+import { NET_MMIO_BASE } from "../virtio/layout.ts";
 import type { VcpuStats } from "./stats.ts";
 
 const PCI_CONFIG_ADDRESS = 0xcf8;
+const PCI_CONFIG_DATA = 0xcfc;
 /** First port of the hypercall region; unknown ports in it are protocol errors. */
 const HYPERCALL_REGION_START = 0x400;
 
@@ -81,6 +84,8 @@ export interface RunLoopOptions {
   readonly yieldEveryMs?: number;
   /** Carries a WOULD_BLOCK hypercall across calls of runVcpu; keep one per vCPU. */
   readonly pending?: PendingHypercall;
+  /** The virtio-net registers (`--net`): PCI config cycles and its MMIO window go there. */
+  readonly net?: NetRegisters | null;
 }
 
 /** The result of a vCPU that was asked to stop by another (no code of its own). */
@@ -152,6 +157,8 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   const regs = new Regs();
   const sregs = new Sregs();
   const syncRegs = vcpu.syncRegs;
+  const net = options.net ?? null;
+  const runBytes = new Uint8Array(run.buffer, run.byteOffset, run.byteLength);
   let pciAddress = 0;
   let fpu: Parameters<typeof emulateFpuStateAccess>[0] | undefined;
   let sse: Parameters<typeof emulateSseInstruction>[0] | undefined;
@@ -228,6 +235,10 @@ export function runVcpu(options: RunLoopOptions): VmStop {
           } else if (port === PCI_CONFIG_ADDRESS && size === 4) {
             stats.portWrites++;
             pciAddress = run.getUint32(dataOffset, true);
+          } else if (net !== null && port >= PCI_CONFIG_DATA && port < PCI_CONFIG_DATA + 4) {
+            stats.portWrites++;
+            const offset = pciConfigOffset(pciAddress);
+            if (offset >= 0) net.write(offset + port - PCI_CONFIG_DATA, size, runBytes, dataOffset);
           } else if (port >= HYPERCALL_REGION_START && port < MAX_HYPERCALL_PORT) {
             return fail(
               EXIT_CODE.GUEST_PROTOCOL,
@@ -246,6 +257,11 @@ export function runVcpu(options: RunLoopOptions): VmStop {
             const byte = readSerialByte(ctx);
             for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, byte < 0 ? 0xff : 0);
             if (byte >= 0) run.setUint8(dataOffset, byte);
+          } else if (
+            net !== null && port >= PCI_CONFIG_DATA && port < PCI_CONFIG_DATA + 4 &&
+            pciConfigOffset(pciAddress) >= 0
+          ) {
+            net.read(pciConfigOffset(pciAddress) + port - PCI_CONFIG_DATA, n, runBytes, dataOffset);
           } else {
             // No device answers (PCI data port included): all ones, as on real hardware.
             for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, 0xff);
@@ -264,6 +280,11 @@ export function runVcpu(options: RunLoopOptions): VmStop {
           else stats.mmioReads++;
           if (isMpTableScan(addr)) {
             if (!isWrite) { for (let i = 0; i < 8; i++) run.setUint8(RUN.mmioData + i, 0); }
+            continue;
+          }
+          if (net !== null && inNetWindow(addr) && len <= 8) {
+            if (isWrite) net.write(addr - NET_MMIO_BASE, len, runBytes, RUN.mmioData);
+            else net.read(addr - NET_MMIO_BASE, len, runBytes, RUN.mmioData);
             continue;
           }
           return fail(

@@ -19,6 +19,7 @@ import type { XsaveLayout } from "../emulate/xsave.ts";
 import type { OutputSink } from "../io/guest_output.ts";
 import { signalThread, type VcpuFd } from "../kvm.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
+import type { NetShared } from "../net/net_device.ts";
 import { createFileChannel, FileChannelServer } from "./file_channel.ts";
 import { CONTROL, controlWords, type WorkerInit, type WorkerMessage } from "./protocol.ts";
 import { VcpuStats } from "./stats.ts";
@@ -66,6 +67,8 @@ export interface SmpOptions {
   timeoutMs: number | null;
   /** Diagnostics from Workers. */
   warn: (message: string) => void;
+  /** The virtio-net device (`--net`), or null. */
+  net?: NetShared | null;
 }
 
 /** Runs all vCPUs in Workers until the VM stops; returns the stop and every vCPU's counters. */
@@ -187,6 +190,7 @@ export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: Vcpu
         files: channel,
         output: options.sinks === null ? "stdio" : "post",
         affinity: options.affinity?.[cpu] ?? null,
+        net: options.net ?? null,
       };
       worker.postMessage(init);
     }

@@ -19,6 +19,7 @@ import { SREGS } from "../abi/kvm.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { translateRange } from "../memory/paging.ts";
 import { ChannelFiles } from "./file_channel.ts";
+import { netRegisters } from "../net/net_device.ts";
 import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
 import { INTERRUPTED, KICKED, runVcpu, WAITING } from "./run_loop.ts";
 import { VcpuStats } from "./stats.ts";
@@ -93,6 +94,7 @@ function start(init: WorkerInit): void {
     control,
     xsaveLayout: new Map<number, XsaveComponent>(init.xsaveLayout),
     pending: { entry: null, arg: 0 },
+    net: init.net === null ? null : netRegisters(init.net, mem),
   };
   let stop = runVcpu(options);
   while (stop === INTERRUPTED || stop === WAITING) {

@@ -303,11 +303,8 @@ kvmTest("bad input: an unknown flag and a missing kernel exit 64 pointing at --h
   assertOneErrorLine(await dhyve([]), EXIT_CODE.USAGE, /No kernel/);
 });
 
-kvmTest("bad input: -n/--net is refused and a bad -s/--gdb-port port exits 64", async () => {
+kvmTest("bad input: a bad -s/--gdb-port port exits 64", async () => {
   const kernel = await noop();
-  for (const args of [["-n", "tap"], ["--net", "tap:tap10"]]) {
-    assertOneErrorLine(await dhyve([...args, kernel]), EXIT_CODE.USAGE, /--net/, /not supported/);
-  }
   for (const args of [["-s", "70000"], ["--gdb-port=x"], ["--gdb-port=-1"]]) {
     assertOneErrorLine(await dhyve([...args, kernel]), EXIT_CODE.USAGE, /GDB port/);
   }

@@ -1,0 +1,315 @@
+/**
+ * The virtio-net device's host resources and lifetime: opens the TAP
+ * interface and the eventfds before the guest boots (so every failure is one
+ * clear line and an exit code), starts the net Worker (the data path), gives
+ * each vCPU thread its register file, and stops it all at the end. The KVM
+ * side (ioeventfd, irqfd) is registered by `vm.ts` with the fds from here.
+ * @module
+ */
+
+import { EXIT_CODE } from "../exit_codes.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import { NetRegisters } from "../virtio/net_registers.ts";
+import { createNetState, WORD } from "../virtio/net_state.ts";
+import {
+  closeFd,
+  createEventFd,
+  openTap,
+  signalEventFd,
+  type Tap,
+  TapError,
+  TUN_PATH,
+} from "./host_io.ts";
+import type { NetWorkerInit, NetWorkerMessage } from "./net_data_path.ts";
+
+/** What a vCPU thread needs to build its register file (structured-clone friendly). */
+export interface NetShared {
+  /** The shared device state. */
+  state: SharedArrayBuffer;
+  /** Wakes the net Worker. */
+  wakeFd: number;
+  /** Raises the device interrupt. */
+  irqFd: number;
+  /** Receive-queue notifications. */
+  rxNotifyFd: number;
+  /** Transmit-queue notifications. */
+  txNotifyFd: number;
+}
+
+/** Setting up networking failed before the guest ran. */
+export class NetSetupError extends Error {
+  /** Process exit code (exit_codes.ts). */
+  readonly exitCode: number;
+  /** Builds the error; the message is the one line shown to the user. */
+  constructor(message: string, exitCode: number, options?: ErrorOptions) {
+    super(message, options);
+    this.exitCode = exitCode;
+  }
+  /** Error name. */
+  override name = "NetSetupError";
+}
+
+const ERRNO = { EPERM: 1, ENOENT: 2, EACCES: 13, EBUSY: 16, ENODEV: 19, EINVAL: 22 } as const;
+
+/** One line, with the fix, for a TAP that cannot be opened. */
+export function describeTapError(name: string, error: TapError): NetSetupError {
+  const e = error.errno;
+  const create = `ip tuntap add dev ${name} mode tap`;
+  if (error.step === "open") {
+    if (e === ERRNO.ENOENT || e === ERRNO.ENODEV) {
+      return new NetSetupError(
+        `${TUN_PATH} does not exist: load the TUN/TAP driver (modprobe tun) to use --net`,
+        EXIT_CODE.HOST_ERROR,
+        { cause: error },
+      );
+    }
+    if (e === ERRNO.EACCES || e === ERRNO.EPERM) {
+      return new NetSetupError(
+        `Cannot open ${TUN_PATH}: permission denied; run dhyve as root, or give this user ` +
+          `read/write access to ${TUN_PATH}`,
+        EXIT_CODE.PERMISSION,
+        { cause: error },
+      );
+    }
+  } else {
+    if (e === ERRNO.EPERM || e === ERRNO.EACCES) {
+      return new NetSetupError(
+        `Not allowed to use TAP device "${name}" (it does not exist, or belongs to another ` +
+          `user, and creating it needs CAP_NET_ADMIN): create it for this user with ` +
+          `"${create} user $(id -un)" and bring it up`,
+        EXIT_CODE.PERMISSION,
+        { cause: error },
+      );
+    }
+    if (e === ERRNO.EBUSY) {
+      return new NetSetupError(
+        `TAP device "${name}" is busy: another process has it open, or it was not created ` +
+          `as a TAP without packet information; stop that process or use another device ` +
+          `("${create}")`,
+        EXIT_CODE.HOST_ERROR,
+        { cause: error },
+      );
+    }
+    if (e === ERRNO.EINVAL) {
+      return new NetSetupError(
+        `"${name}" is not a TAP device: pick another name, or create one with "${create}"`,
+        EXIT_CODE.HOST_ERROR,
+        { cause: error },
+      );
+    }
+  }
+  return new NetSetupError(
+    `Cannot use TAP device "${name}": ${error.message}; check it with "ip link show ${name}"`,
+    EXIT_CODE.HOST_ERROR,
+    { cause: error },
+  );
+}
+
+/**
+ * The guest's MAC: the TAP interface's own address with the "locally
+ * administered" bit set and the last bit flipped, so it is stable for a
+ * given TAP, unicast, and differs from the host end.
+ */
+export function guestMacFor(tapMac: Uint8Array): Uint8Array {
+  const mac = tapMac.slice(0, 6);
+  if (mac.every((b) => b === 0)) mac.set([0x02, 0, 0, 0, 0, 0]);
+  mac[0] = (mac[0]! | 0x02) & ~0x01;
+  mac[5] = mac[5]! ^ 0x01;
+  return mac;
+}
+
+/** Builds a register file for this thread over the shared device state. */
+export function netRegisters(shared: NetShared, mem: GuestMemory): NetRegisters {
+  return new NetRegisters(new Int32Array(shared.state), mem, {
+    wake: () => signalEventFd(shared.wakeFd),
+    interrupt: () => {
+      Atomics.add(new Int32Array(shared.state), WORD.INTERRUPTS, 1);
+      signalEventFd(shared.irqFd);
+    },
+    notify: (queue) => {
+      if (queue === 0) signalEventFd(shared.rxNotifyFd);
+      else if (queue === 1) signalEventFd(shared.txNotifyFd);
+    },
+  });
+}
+
+/** Counters of the data path, for diagnostics and benchmarks. */
+export interface NetCounters {
+  /** Frames delivered to the guest. */
+  rxPackets: number;
+  /** Frames the guest sent. */
+  txPackets: number;
+  /** Bytes delivered / sent (frames only, without the virtio header). */
+  rxBytes: number;
+  /** Bytes sent. */
+  txBytes: number;
+  /** Frames lost (TAP write failures, read errors). */
+  dropped: number;
+  /** Interrupts raised. */
+  interrupts: number;
+  /** Microseconds the data path was busy (moving frames, not waiting). */
+  serviceUs: number;
+  /** Device status byte at the end. */
+  status: number;
+  /** DEVICE_ERROR code if the device entered NEEDS_RESET, else 0. */
+  error: number;
+}
+
+/** How long the net Worker gets to report after being asked to stop. */
+const STOP_MS = 2000;
+
+/** The device: TAP, eventfds, shared state, and the Worker once started. */
+export class NetDevice {
+  /** The TAP interface name. */
+  readonly tapName: string;
+  /** The guest's MAC address. */
+  readonly mac: Uint8Array;
+  /** False when the TAP did not exist and attaching made a temporary one. */
+  readonly persistent: boolean;
+  /** Shared with every vCPU thread. */
+  readonly shared: NetShared;
+  readonly #tap: Tap;
+  #worker: Worker | null;
+  readonly #started: Promise<void>;
+  readonly #done: Promise<void>;
+  #posted = false;
+  #warn: (message: string) => void = () => {};
+
+  private constructor(tapName: string, tap: Tap, shared: NetShared, mac: Uint8Array) {
+    this.tapName = tapName;
+    this.#tap = tap;
+    this.shared = shared;
+    this.mac = mac;
+    this.persistent = tap.persistent;
+    // The Worker loads its modules while the VM is being built; start() hands it guest RAM.
+    const worker = new Worker(new URL("./net_worker.ts", import.meta.url), { type: "module" });
+    this.#worker = worker;
+    let running = false;
+    let ready: () => void = () => {};
+    let failed: (e: Error) => void = () => {};
+    this.#started = new Promise<void>((resolve, reject) => {
+      ready = resolve;
+      failed = reject;
+    });
+    this.#started.catch(() => {}); // reported by start(), or moot if the run ends before it
+    this.#done = new Promise<void>((resolve) => {
+      const fail = (message: string): void => {
+        if (running) this.#warn(`${message}; the guest's network is down`);
+        failed(new NetSetupError(message, EXIT_CODE.INTERNAL));
+        resolve();
+      };
+      worker.onmessage = (event: MessageEvent<NetWorkerMessage>): void => {
+        const m = event.data;
+        if (m.type === "ready") {
+          running = true;
+          ready();
+        } else if (m.type === "done") resolve();
+        else fail(`The network Worker failed: ${m.message}`);
+      };
+      worker.onerror = (event: ErrorEvent): void => {
+        event.preventDefault();
+        fail(`The network Worker failed: ${event.message}`);
+      };
+    });
+  }
+
+  /**
+   * Opens TAP interface `tapName` and the eventfds, and starts loading the
+   * net Worker.
+   * @throws {NetSetupError} with a one-line message and exit code.
+   */
+  static open(tapName: string): NetDevice {
+    let tap: Tap;
+    try {
+      tap = openTap(tapName);
+    } catch (error) {
+      if (error instanceof TapError) throw describeTapError(tapName, error);
+      throw error;
+    }
+    const fds: number[] = [];
+    try {
+      for (let i = 0; i < 4; i++) fds.push(createEventFd());
+    } catch (error) {
+      for (const fd of fds) closeFd(fd);
+      closeFd(tap.fd);
+      throw new NetSetupError(
+        error instanceof Error ? error.message : String(error),
+        EXIT_CODE.HOST_ERROR,
+      );
+    }
+    const mac = guestMacFor(tap.mac);
+    const state = createNetState(mac);
+    Atomics.store(state, WORD.LINK, 1); // the TAP is open: link up
+    const shared: NetShared = {
+      state: state.buffer as SharedArrayBuffer,
+      wakeFd: fds[0]!,
+      irqFd: fds[1]!,
+      rxNotifyFd: fds[2]!,
+      txNotifyFd: fds[3]!,
+    };
+    return new NetDevice(tapName, tap, shared, mac);
+  }
+
+  /**
+   * Starts the data path over guest RAM; resolves once the Worker runs. A
+   * Worker that fails later is reported through `warn` (the guest's network
+   * is then down, the VM runs on).
+   */
+  start(
+    mem: { address: number; size: number; guestAddress: number },
+    warn: (message: string) => void,
+  ): Promise<void> {
+    this.#warn = warn;
+    const init: NetWorkerInit = {
+      state: this.shared.state,
+      memAddress: mem.address,
+      memSize: mem.size,
+      guestAddress: mem.guestAddress,
+      tapFd: this.#tap.fd,
+      rxNotifyFd: this.shared.rxNotifyFd,
+      txNotifyFd: this.shared.txNotifyFd,
+      wakeFd: this.shared.wakeFd,
+      irqFd: this.shared.irqFd,
+    };
+    this.#worker?.postMessage(init);
+    this.#posted = true;
+    return this.#started;
+  }
+
+  /** The data path's counters now. */
+  counters(): NetCounters {
+    const s = new Int32Array(this.shared.state);
+    return {
+      rxPackets: Atomics.load(s, WORD.RX_PACKETS) >>> 0,
+      txPackets: Atomics.load(s, WORD.TX_PACKETS) >>> 0,
+      rxBytes: Atomics.load(s, WORD.RX_BYTES) >>> 0,
+      txBytes: Atomics.load(s, WORD.TX_BYTES) >>> 0,
+      dropped: Atomics.load(s, WORD.DROPPED) >>> 0,
+      interrupts: Atomics.load(s, WORD.INTERRUPTS) >>> 0,
+      serviceUs: Atomics.load(s, WORD.SERVICE_US) >>> 0,
+      status: Atomics.load(s, WORD.STATUS),
+      error: Atomics.load(s, WORD.ERROR),
+    };
+  }
+
+  /** Stops the Worker (waits briefly for it), then closes every fd. Guest RAM must still be mapped. */
+  async close(): Promise<void> {
+    const s = new Int32Array(this.shared.state);
+    Atomics.store(s, WORD.STOP, 1);
+    signalEventFd(this.shared.wakeFd);
+    if (this.#worker !== null) {
+      if (this.#posted) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          this.#done,
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_MS))),
+        ]);
+        clearTimeout(timer);
+      }
+      this.#worker.terminate();
+      this.#worker = null;
+    }
+    const { wakeFd, irqFd, rxNotifyFd, txNotifyFd } = this.shared;
+    for (const fd of [this.#tap.fd, wakeFd, irqFd, rxNotifyFd, txNotifyFd]) closeFd(fd);
+  }
+}
