@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parseNetOption, TUN_DEVICE } from "./net/net_option.ts";
+import { parseMacAddress, parseNetOption, TUN_DEVICE } from "./net/net_option.ts";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import {
@@ -50,6 +50,9 @@ Guest:
       --cpu-pm            let the guest use power management (HLT/MWAIT/PAUSE
                           without exits), where KVM supports it
       --timeout DURATION  stop the guest after this long (e.g. 30s, 500ms, 2m)
+  -n, --net tap[:DEV]     a virtio-net card on host TAP interface DEV (default
+                          tap10); needs a Hermit >= 0.13.2 kernel
+      --mac ADDR          the card's MAC address (default: derived from the TAP's)
   -s, --gdb-port [PORT]   wait for GDB on 127.0.0.1/[::1]:PORT before the guest
                           runs (default 6677; 0: any free port; env
                           HERMIT_GDB_PORT; needs --allow-net=127.0.0.1,[::1])
@@ -183,6 +186,7 @@ const OPTIONS = {
   "cpu-pm": { type: "boolean" },
   "gdb-port": { type: "string", short: "s" },
   net: { type: "string", short: "n" },
+  mac: { type: "string" },
   verbose: { type: "boolean", short: "v", multiple: true },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -248,8 +252,14 @@ export function parseCommandLine(
   const { values, positionals } = parsed;
   if (values.help) return { kind: "info", text: HELP };
   if (values.version) return { kind: "info", text: `dhyve ${VERSION}` };
-  const net = values.net === undefined ? undefined : parseNetOption(values.net);
+  let net = values.net === undefined ? undefined : parseNetOption(values.net);
   if (net !== undefined && "error" in net) throw new UsageError(net.error);
+  if (values.mac !== undefined) {
+    if (net === undefined) throw new UsageError("--mac needs -n/--net (it names the guest's card)");
+    const mac = parseMacAddress(values.mac);
+    if ("error" in mac) throw new UsageError(mac.error);
+    net = { ...net, mac };
+  }
   const [kernel, ...kernelArgs] = positionals;
   if (kernel === undefined) {
     throw new UsageError("No kernel given: dhyve [OPTIONS] KERNEL [-- ARGS...] (see --help)");

@@ -315,8 +315,8 @@ function checkNetKernel(image: KernelImage): void {
 }
 
 /** Opens the TAP for `--net`; warns when attaching made a temporary interface. */
-function openNetDevice(name: string): NetDevice {
-  const net = NetDevice.open(name);
+function openNetDevice(name: string, mac: Uint8Array | undefined): NetDevice {
+  const net = NetDevice.open(name, mac);
   if (!net.persistent) {
     log.warn(
       `TAP device "${name}" did not exist: dhyve made a temporary one, without an address and ` +
@@ -704,7 +704,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const stderr = new GuestOutput(params.stderr ?? hostOutput(Deno.stderr, 2));
   try {
     // Before KVM and the guest: a TAP problem is one line and an exit code.
-    if (params.net !== undefined) res.net = openNetDevice(params.net.name);
+    if (params.net !== undefined) res.net = openNetDevice(params.net.name, params.net.mac);
     res.kvm = openKvm();
     const kvm = res.kvm;
     res.vm = kvm.createVm();

@@ -218,7 +218,7 @@ export class NetDevice {
    * net Worker.
    * @throws {NetSetupError} with a one-line message and exit code.
    */
-  static open(tapName: string): NetDevice {
+  static open(tapName: string, guestMac?: Uint8Array): NetDevice {
     let tap: Tap;
     try {
       tap = openTap(tapName);
@@ -237,7 +237,7 @@ export class NetDevice {
         EXIT_CODE.HOST_ERROR,
       );
     }
-    const mac = guestMacFor(tap.mac);
+    const mac = guestMac?.slice(0, 6) ?? guestMacFor(tap.mac);
     const state = createNetState(mac);
     Atomics.store(state, WORD.LINK, 1); // the TAP is open: link up
     const shared: NetShared = {

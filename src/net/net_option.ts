@@ -10,6 +10,11 @@ export interface NetOption {
   readonly mode: "tap";
   /** Interface name, 1–15 bytes, no "/" or whitespace. */
   readonly name: string;
+  /**
+   * The guest's MAC address (6 bytes, unicast). Default: derived from the
+   * TAP's own address, so it is stable per interface.
+   */
+  readonly mac?: Uint8Array;
 }
 
 /** The TUN/TAP character device (opened read/write for `--net`). */
@@ -17,6 +22,24 @@ export const TUN_DEVICE = "/dev/net/tun";
 
 /** The interface `--net tap` means (uhyve's default). */
 export const DEFAULT_TAP = "tap10";
+
+/**
+ * Parses a MAC address for `--mac`: six hex pairs joined by ":" or "-". It
+ * must be unicast and not all zeroes. Returns an error line instead of
+ * throwing.
+ */
+export function parseMacAddress(text: string): Uint8Array | { error: string } {
+  const parts = text.split(/[:-]/);
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) {
+    return { error: `Invalid MAC address "${text}": use six hex pairs, e.g. 02:00:00:12:34:56` };
+  }
+  const mac = Uint8Array.from(parts, (p) => parseInt(p, 16));
+  if ((mac[0]! & 0x01) !== 0) {
+    return { error: `Invalid MAC address "${text}": a multicast address cannot name one card` };
+  }
+  if (mac.every((b) => b === 0)) return { error: `Invalid MAC address "${text}": all zeroes` };
+  return mac;
+}
 
 /**
  * Parses `--net`; returns an error line (for exit code 64) instead of

@@ -433,7 +433,7 @@ int main(void) {
     rt_printf("net: device refused DRIVER_OK (status 0x%x)\n", C8(STATUS));
     return 1;
   }
-  rt_printf("net: up mac=%x:%x:%x:%x:%x:%x irq=%u link=%u\n", mac[0], mac[1], mac[2], mac[3],
+  rt_printf("net: up mac=%02x:%02x:%02x:%02x:%02x:%02x irq=%u link=%u\n", mac[0], mac[1], mac[2], mac[3],
             mac[4], mac[5], line, *(vu16 *)(devcfg + 6));
   serve();
   uint8_t isr_bits = *(vu8 *)isr;

@@ -195,7 +195,12 @@ function payloads(): Uint8Array[] {
 }
 
 /** Boots net_echo in `ns`, pings it, checks UDP echo byte for byte, ends it; returns its stdout. */
-async function echoSession(ns: string, guest: string, extra: string[] = []): Promise<string> {
+async function echoSession(
+  ns: string,
+  guest: string,
+  extra: string[] = [],
+  afterPing?: () => Promise<void>,
+): Promise<string> {
   const dhyve = new DhyveProcess(
     ns,
     [...extra, "--timeout", "90s", "-n", `tap:${TAP}`, guest],
@@ -206,6 +211,7 @@ async function echoSession(ns: string, guest: string, extra: string[] = []): Pro
     const ping = await run(["ip", "netns", "exec", ns, "ping", "-c", "3", "-W", "5", GUEST_IP]);
     assert.equal(ping.code, 0, `ping failed:\n${ping.stdout}${ping.stderr}\n${dhyve.stdout}`);
     assert.match(ping.stdout, /3 packets transmitted, 3 received/);
+    await afterPing?.();
 
     const sent = payloads();
     const udp = await run([
@@ -268,13 +274,22 @@ netTest(
   },
 );
 
-netTest("--net: the same with 2 vCPUs (vCPU Workers, v1 fixed)", async () => {
-  const guest = await buildGuest("net_echo", V1_FIXED);
-  await withNamespace(async (ns) => {
-    const out = await echoSession(ns, guest, ["-c", "2"]);
-    assert.match(out, /net: done rx=\d+ tx=\d+ irqs=[1-9]/);
-  });
-});
+netTest(
+  "--net: the same with 2 vCPUs (vCPU Workers, v1 fixed) and a --mac of our own",
+  async () => {
+    const guest = await buildGuest("net_echo", V1_FIXED);
+    await withNamespace(async (ns) => {
+      const mac = ["-c", "2", "--mac", "02:d8:00:0a:0b:0c"];
+      const out = await echoSession(ns, guest, mac, async () => {
+        // The host learnt the guest's MAC from its ARP reply (while the link is up).
+        const neighbours = await run(["ip", "netns", "exec", ns, "ip", "neigh", "show", GUEST_IP]);
+        assert.match(neighbours.stdout, /lladdr 02:d8:00:0a:0b:0c/, `ARP: ${neighbours.stdout}`);
+      });
+      assert.match(out, /net: up mac=02:d8:00:0a:0b:0c /, "the guest reads the MAC it was given");
+      assert.match(out, /net: done rx=\d+ tx=\d+ irqs=[1-9]/);
+    });
+  },
+);
 
 netTest("--net: a second dhyve on a TAP in use gets one line and exit 71 (busy)", async () => {
   const guest = await buildGuest("net_echo", V2_PIE);

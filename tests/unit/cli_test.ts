@@ -128,6 +128,16 @@ cliTest("parseCommandLine() rejects a bad memory size or vCPU count", () => {
   usageError(["-m", "k"], "No kernel given"); // -m swallowed the kernel
 });
 
+cliTest("parseCommandLine() gives --mac to the --net card, and only with --net", () => {
+  const { params } = run(["-n", "tap:dtap0", "--mac", "02:AA:bb:cc:dd:0e", "k"]);
+  assert.equal(params.net?.name, "dtap0");
+  assert.deepEqual([...params.net!.mac!], [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e]);
+  assert.equal(run(["-n", "tap", "k"]).params.net?.mac, undefined, "default: from the TAP");
+  usageError(["--mac", "02:00:00:00:00:01", "k"], "--mac needs -n/--net");
+  usageError(["-n", "tap", "--mac", "01:00:5e:00:00:01", "k"], "multicast");
+  usageError(["-n", "tap", "--mac", "02:00:00:00:00", "k"], "six hex pairs");
+});
+
 cliTest("parseCommandLine() sets the boolean flags", () => {
   const { params } = run(["--no-aslr", "--thp", "--ksm", "--pit", "k"]);
   assert.equal(params.aslr, false);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../../src/exit_codes.ts";
 import { TapError } from "../../../src/net/host_io.ts";
 import { describeTapError, guestMacFor } from "../../../src/net/net_device.ts";
-import { parseNetOption } from "../../../src/net/net_option.ts";
+import { parseMacAddress, parseNetOption } from "../../../src/net/net_option.ts";
 
 Deno.test("parseNetOption() reads tap as tap10 and tap:NAME as NAME", () => {
   assert.deepEqual(parseNetOption("tap"), { mode: "tap", name: "tap10" });
@@ -61,5 +61,40 @@ Deno.test("describeTapError() gives the fix and a documented exit code for each 
     assert.equal(e.exitCode, code, e.message);
     assert.match(e.message, pattern);
     assert.ok(code < 128);
+  }
+});
+
+Deno.test("parseMacAddress() reads six hex pairs with : or - and refuses the rest", () => {
+  assert.deepEqual([...parseMacAddress("02:00:5E:10:20:ff") as Uint8Array], [
+    0x02,
+    0x00,
+    0x5e,
+    0x10,
+    0x20,
+    0xff,
+  ]);
+  assert.deepEqual([...parseMacAddress("52-54-00-12-34-56") as Uint8Array], [
+    0x52,
+    0x54,
+    0x00,
+    0x12,
+    0x34,
+    0x56,
+  ]);
+  for (
+    const [bad, why] of [
+      ["", "six hex pairs"],
+      ["02:00:00:00:00", "six hex pairs"],
+      ["02:00:00:00:00:00:00", "six hex pairs"],
+      ["02:00:00:00:00:0g", "six hex pairs"],
+      ["2:0:0:0:0:1", "six hex pairs"],
+      ["03:00:00:00:00:01", "multicast"],
+      ["ff:ff:ff:ff:ff:ff", "multicast"],
+      ["00:00:00:00:00:00", "all zeroes"],
+    ] as const
+  ) {
+    const r = parseMacAddress(bad);
+    assert.ok("error" in r, bad);
+    assert.match(r.error, new RegExp(why), bad);
   }
 });
