@@ -828,7 +828,6 @@ export class ThreadTicker {
   }
 }
 
-const SYS_POLL = 7;
 const POLLIN = 1;
 const POLLOUT = 4;
 const pollBuffer = new Uint8Array(8); // struct pollfd { int fd; short events; short revents; }
@@ -839,7 +838,7 @@ function pollNow(fd: number, events: number): number {
   pollView.setInt32(0, fd, true);
   pollView.setInt16(4, events, true);
   pollView.setInt16(6, 0, true);
-  return Number(libc().syscall_buf(SYS_POLL, pollBuffer, 1, 0));
+  return libc().poll(pollBuffer, 1, 0); // an i32 result: no BigInt per call (output flushes)
 }
 
 /**
