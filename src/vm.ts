@@ -57,7 +57,15 @@ import {
   validateMemorySize,
   type VmParams,
 } from "./params.ts";
-import { INTERRUPTED, type RunLoopOptions, runVcpu, WAITING, YIELDED } from "./vcpu/run_loop.ts";
+import {
+  INTERRUPTED,
+  loadEmulator,
+  NEEDS_EMULATOR,
+  type RunLoopOptions,
+  runVcpu,
+  WAITING,
+  YIELDED,
+} from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
 import { runSmp } from "./vcpu/smp.ts";
 import { timeoutStop } from "./vcpu/timeout.ts";
@@ -503,6 +511,8 @@ async function runUntilStopped(
         await new Promise((resolve) => setTimeout(resolve, 0));
       } else if (stop === WAITING) {
         await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
+      } else if (stop === NEEDS_EMULATOR) {
+        await loadEmulator();
       } else {
         if (outputDrained(options.ctx)) return stop;
         final = stop;

@@ -25,6 +25,7 @@ import {
   INT3_STOP,
   INTERRUPTED,
   KICKED,
+  loadEmulator,
   type RunLoopOptions,
   runVcpu,
   WAITING,
@@ -113,6 +114,7 @@ function faultSignal(stop: VmStop): number | null {
 export async function runUnderDebugger(options: DebugRunOptions): Promise<VmStop> {
   const signals = new StopSignals();
   keepAlarmHandler();
+  await loadEmulator(); // the stepping loop expects it ready
   try {
     const raw = await acceptDebugger(options.port, options.notify, signals.received);
     if (raw === null) return signals.stop ?? new VmStop("error", EXIT_CODE.SIGINT, "Stopped");

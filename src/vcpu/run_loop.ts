@@ -29,14 +29,7 @@ import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translate } from "../memory/paging.ts";
 import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
 import type { XsaveLayout } from "../emulate/xsave.ts";
-import {
-  describeInstruction,
-  emulateFpuStateAccess,
-  emulateSseInstruction,
-  emulateXcrAccess,
-  FpuScratch,
-  SseScratch,
-} from "./emulate.ts";
+import type * as Emulation from "./emulate.ts";
 import { registerDump } from "./dump.ts";
 import { inNetWindow, type NetRegisters, pciConfigOffset } from "../virtio/net_registers.ts";
 import { NET_MMIO_BASE } from "../virtio/layout.ts";
@@ -87,6 +80,24 @@ export interface RunLoopOptions {
   /** The virtio-net registers (`--net`): PCI config cycles and its MMIO window go there. */
   readonly net?: NetRegisters | null;
 }
+
+/**
+ * The userspace instruction emulator (SSE, XSAVE, xgetbv), loaded on first
+ * need: hosts with hardware KVM never use it, so start-up does not pay for it.
+ */
+let emulation: typeof Emulation | null = null;
+
+/** Loads the instruction emulator; call before runVcpu on a thread that cannot wait later. */
+export async function loadEmulator(): Promise<void> {
+  emulation ??= await import("./emulate.ts");
+}
+
+/**
+ * KVM could not emulate an instruction and the userspace emulator is not
+ * loaded yet: `await` {@linkcode loadEmulator}, then call runVcpu again (the
+ * guest has not moved; KVM fails on the same instruction and it is handled).
+ */
+export const NEEDS_EMULATOR = new VmStop("error", 0, "needs the emulator");
 
 /** The result of a vCPU that was asked to stop by another (no code of its own). */
 export const KICKED = new VmStop("error", 0, "kicked");
@@ -160,8 +171,8 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   const net = options.net ?? null;
   const runBytes = new Uint8Array(run.buffer, run.byteOffset, run.byteLength);
   let pciAddress = 0;
-  let fpu: Parameters<typeof emulateFpuStateAccess>[0] | undefined;
-  let sse: Parameters<typeof emulateSseInstruction>[0] | undefined;
+  let fpu: Parameters<typeof Emulation.emulateFpuStateAccess>[0] | undefined;
+  let sse: Parameters<typeof Emulation.emulateSseInstruction>[0] | undefined;
   let sseRunAhead: number | undefined;
 
   // RDI as a signed number: addresses (< 2^53) read as themselves, and a
@@ -317,15 +328,17 @@ export function runVcpu(options: RunLoopOptions): VmStop {
         case EXIT.INTERNAL_ERROR: {
           const suberror = run.getUint32(RUN.internalSuberror, true);
           if (suberror === INTERNAL_ERROR.EMULATION) {
+            const em = emulation;
+            if (em === null) return NEEDS_EMULATOR;
             const bytes = instructionBytes();
             if (bytes !== null) {
-              sse ??= { vcpu, regs, sregs, scratch: new SseScratch(mem) };
+              sse ??= { vcpu, regs, sregs, scratch: new em.SseScratch(mem) };
               if (options.debug !== undefined) {
                 // A single step must be one instruction: no running ahead in userspace.
                 sseRunAhead ??= sse.scratch.runAhead;
                 sse.scratch.runAhead = options.debug.stepping ? 0 : sseRunAhead;
               }
-              const done = emulateSseInstruction(sse, bytes);
+              const done = em.emulateSseInstruction(sse, bytes);
               if (done !== "not-handled") {
                 stats.emulated += Math.max(1, sse.scratch.lastCount);
                 // An injected exception is not a step: KVM delivers it on the next entry.
@@ -333,7 +346,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
                 continue;
               }
             }
-            if (bytes !== null && emulateXcrAccess(vcpu, regs, bytes)) {
+            if (bytes !== null && em.emulateXcrAccess(vcpu, regs, bytes)) {
               stats.emulated++;
               if (options.debug?.stepping) return EMULATED_STEP;
               continue;
@@ -345,9 +358,9 @@ export function runVcpu(options: RunLoopOptions): VmStop {
                 sregs,
                 mem,
                 layout: options.xsaveLayout,
-                scratch: new FpuScratch(),
+                scratch: new em.FpuScratch(),
               };
-              const done = emulateFpuStateAccess(fpu, bytes);
+              const done = em.emulateFpuStateAccess(fpu, bytes);
               if (done !== "not-handled") {
                 stats.emulated++;
                 if (done === "done" && options.debug?.stepping) return EMULATED_STEP;
@@ -360,7 +373,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
             vcpu.getRegs(regs);
             return fail(
               EXIT_CODE.GUEST_UNSUPPORTED_INSTRUCTION,
-              describeInstruction(regs.get("rip"), bytes, sse?.scratch.reason),
+              em.describeInstruction(regs.get("rip"), bytes, sse?.scratch.reason),
             );
           }
           vcpu.getRegs(regs);

@@ -21,7 +21,7 @@ import { translateRange } from "../memory/paging.ts";
 import { ChannelFiles } from "./file_channel.ts";
 import { netRegisters } from "../net/net_device.ts";
 import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
-import { INTERRUPTED, KICKED, runVcpu, WAITING } from "./run_loop.ts";
+import { INTERRUPTED, KICKED, loadEmulator, runVcpu, WAITING } from "./run_loop.ts";
 import { VcpuStats } from "./stats.ts";
 
 function post(message: WorkerMessage, transfer: Transferable[] = []): void {
@@ -126,8 +126,9 @@ function start(init: WorkerInit): void {
   });
 }
 
-self.onmessage = (event: MessageEvent<WorkerInit>): void => {
+self.onmessage = async (event: MessageEvent<WorkerInit>): Promise<void> => {
   try {
+    await loadEmulator(); // the run loop below is synchronous: it cannot load it later
     start(event.data);
   } catch (error) {
     post({
