@@ -19,7 +19,9 @@ mkdir -p dist
 # file map and Landlock remain the fences around what a guest can reach.
 "$deno" compile \
   --allow-ffi --allow-read --allow-write \
-  --allow-env=HERMIT_MEMORY_SIZE,HERMIT_CPU_COUNT,HERMIT_CONFIG,XDG_CONFIG_HOME,TMPDIR \
+  --allow-net=127.0.0.1,[::1] \
+  --allow-env=HERMIT_MEMORY_SIZE,HERMIT_CPU_COUNT,HERMIT_CONFIG,HERMIT_GDB_PORT,XDG_CONFIG_HOME,TMPDIR \
   --include src/vcpu/worker.ts \
+  --include src/net/net_worker.ts \
   --output dist/dhyve main.ts
 echo "dhyve: built dist/dhyve"

@@ -89,3 +89,17 @@ Deno.test("guest file I/O: only src/sandbox/host_fs.ts opens or removes files fo
     assert.ok(!io.test(Deno.readTextFileSync(f)), `${rel} does file I/O itself`);
   }
 });
+
+Deno.test("every Worker module is --include'd by scripts/compile.sh (the compiled binary needs it)", () => {
+  const workers: string[] = [];
+  for (const file of files) {
+    const text = Deno.readTextFileSync(file);
+    for (const m of text.matchAll(/new Worker\(new URL\("(\.[^"]+)", import\.meta\.url\)/g)) {
+      workers.push(relative(root, join(dirname(file), m[1]!)));
+    }
+  }
+  assert.ok(workers.length >= 2, `found only ${workers.join(", ")}`);
+  const script = Deno.readTextFileSync(join(root, "scripts/compile.sh"));
+  const included = [...script.matchAll(/--include (\S+)/g)].map((m) => m[1]!);
+  assert.deepEqual(included.sort(), workers.sort());
+});
