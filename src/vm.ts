@@ -23,12 +23,12 @@ import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
 import { type GuestCommandLine, type HypercallContext, VmStop } from "./hypercall/context.ts";
 import { buildHypercallTable } from "./hypercall/table.ts";
-import { GuestOutput, type OutputSink } from "./io/guest_output.ts";
+import { GuestOutput } from "./io/guest_output.ts";
+import { hostOutputSink } from "./vcpu/host_output.ts";
 import {
   currentAffinity,
   currentThreadId,
   fdReadable,
-  fdWritable,
   type HostMapping,
   Kvm,
   KvmError,
@@ -209,13 +209,15 @@ class VmResources {
   memory: HostMapping | null = null;
   vcpus: VcpuFd[] = [];
   net: NetDevice | null = null;
+  /** A vCPU Worker may still run: unmapping RAM under it would crash the process. */
+  keepMemoryMapped = false;
 
   release(): void {
     for (const v of this.vcpus) v.close();
     this.vcpus = [];
     this.vm?.close();
     this.vm = null;
-    this.memory?.unmap();
+    if (!this.keepMemoryMapped) this.memory?.unmap(); // else the process's exit frees it
     this.memory = null;
     this.kvm?.close();
     this.kvm = null;
@@ -552,18 +554,6 @@ function hostStdin(): InputSource {
 }
 
 /**
- * The process's stdout or stderr as a guest output sink that says when a
- * write would block, so that a reader that stops reading stalls the guest
- * instead of the main thread (signals and --timeout keep working).
- */
-function hostOutput(stream: { writeSync(p: Uint8Array): number }, fd: 1 | 2): OutputSink {
-  return {
-    writeSync: (p: Uint8Array): number => stream.writeSync(p),
-    readyToWrite: (): boolean => fdWritable(fd),
-  };
-}
-
-/**
  * The wall clock in nanoseconds (as precise as the platform gives), like
  * uhyve's `SystemTime::now()`, for the boot info.
  */
@@ -710,8 +700,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     warn: (message) => log.warn(message),
   });
   const res = new VmResources();
-  const stdout = new GuestOutput(params.stdout ?? hostOutput(Deno.stdout, 1));
-  const stderr = new GuestOutput(params.stderr ?? hostOutput(Deno.stderr, 2));
+  const stdout = new GuestOutput(params.stdout ?? hostOutputSink(1));
+  const stderr = new GuestOutput(params.stderr ?? hostOutputSink(2));
   try {
     // Before KVM and the guest: a TAP problem is one line and an exit code.
     if (params.net !== undefined) res.net = openNetDevice(params.net.name, params.net.mac);
@@ -885,6 +875,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       });
       stop = result.stop;
       stats = result.stats;
+      if (result.abandoned) res.keepMemoryMapped = true;
     }
     const runMs = Math.max(...stats.map((s) => s.stoppedAt - s.startedAt));
     if (net !== null) log.info(netSummary(net.counters()));

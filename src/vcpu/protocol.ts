@@ -12,6 +12,11 @@ import type { NetShared } from "../net/net_device.ts";
 export const CONTROL = {
   /** Becomes 1 when the VM must stop (claimed with compareExchange). */
   STOP: 0,
+  /**
+   * Becomes 1 when the run ends by a signal or the time limit: vCPU Workers
+   * then drop output that a stalled reader has not taken, instead of waiting.
+   */
+  DROP_OUTPUT: 1,
   /** First of one slot per vCPU: its kernel thread id, once running. */
   TIDS: 2,
 } as const;

@@ -192,6 +192,11 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   if (stats.startedAt === 0) stats.startedAt = performance.now();
   const pending = options.pending ?? { entry: null, arg: 0 };
   if (pending.entry !== null) {
+    if (Atomics.load(control, 0) !== 0) {
+      // A stopping VM does not retry a waiting hypercall: it might wait for good.
+      stats.stoppedAt = performance.now();
+      return KICKED;
+    }
     // KVM completes the OUT only at the next entry, so the retry is invisible to the guest.
     const result = pending.entry.handle(ctx, pending.arg);
     if (result === WOULD_BLOCK) return WAITING;

@@ -71,8 +71,21 @@ export interface SmpOptions {
   net?: NetShared | null;
 }
 
+/** How a multi-vCPU run ended. */
+export interface SmpResult {
+  /** Why the VM stopped. */
+  stop: VmStop;
+  /** Counters of every vCPU. */
+  stats: VcpuStats[];
+  /**
+   * Some Worker did not end in time and was terminated; it may still be
+   * inside a host call that touches guest RAM, so RAM must stay mapped.
+   */
+  abandoned: boolean;
+}
+
 /** Runs all vCPUs in Workers until the VM stops; returns the stop and every vCPU's counters. */
-export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: VcpuStats[] }> {
+export function runSmp(options: SmpOptions): Promise<SmpResult> {
   const { vcpus, mem } = options;
   const n = vcpus.length;
   const control = new Int32Array(new SharedArrayBuffer(4 * controlWords(n)));
@@ -90,6 +103,11 @@ export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: Vcpu
       if (tid !== 0) signalThread(tid, KICK_SIGNAL);
     }
   };
+  /** Tells the Workers not to wait for a stalled reader of their output. */
+  const dropOutput = (): void => {
+    Atomics.store(control, CONTROL.DROP_OUTPUT, 1);
+    Atomics.notify(control, CONTROL.DROP_OUTPUT);
+  };
   const claim = (s: VmStop): void => {
     if (Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0) stop = s;
     else stop ??= s;
@@ -97,8 +115,10 @@ export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: Vcpu
   };
 
   installKickHandler();
-  const onSignal = (name: "SIGINT" | "SIGTERM", code: number) => (): void =>
+  const onSignal = (name: "SIGINT" | "SIGTERM", code: number) => (): void => {
+    dropOutput();
     claim(new VmStop("error", code, `Stopped by ${name}`));
+  };
   const onInt = onSignal("SIGINT", EXIT_CODE.SIGINT);
   const onTerm = onSignal("SIGTERM", EXIT_CODE.SIGTERM);
   Deno.addSignalListener("SIGINT", onInt);
@@ -106,9 +126,10 @@ export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: Vcpu
 
   return new Promise((resolve) => {
     let drainTimer: ReturnType<typeof setTimeout> | undefined;
-    const limit = options.timeoutMs === null
-      ? undefined
-      : setTimeout(() => claim(timeoutStop(options.timeoutMs!)), options.timeoutMs);
+    const limit = options.timeoutMs === null ? undefined : setTimeout(() => {
+      dropOutput();
+      claim(timeoutStop(options.timeoutMs!));
+    }, options.timeoutMs);
     const finish = (): void => {
       if (drainTimer !== undefined) clearTimeout(drainTimer);
       if (limit !== undefined) clearTimeout(limit);
@@ -119,6 +140,7 @@ export function runSmp(options: SmpOptions): Promise<{ stop: VmStop; stats: Vcpu
       resolve({
         stop: stop ?? new VmStop("error", EXIT_CODE.INTERNAL, "Every vCPU ended without a result"),
         stats: stats.map((s, i) => s ?? new VcpuStats(i)),
+        abandoned: remaining > 0,
       });
     };
     const ended = (): void => {

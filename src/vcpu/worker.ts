@@ -22,7 +22,11 @@ import { ChannelFiles } from "./file_channel.ts";
 import { netRegisters } from "../net/net_device.ts";
 import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
 import { INTERRUPTED, KICKED, loadEmulator, runVcpu, WAITING } from "./run_loop.ts";
+import { hostOutputSink } from "./host_output.ts";
 import { VcpuStats } from "./stats.ts";
+
+/** How often a Worker looks again at output waiting for a slow reader. */
+const OUTPUT_POLL_MS = 10;
 
 function post(message: WorkerMessage, transfer: Transferable[] = []): void {
   self.postMessage(message, transfer);
@@ -60,8 +64,8 @@ function start(init: WorkerInit): void {
   const vcpu = new VcpuFd(init.vcpuFd, init.cpu, init.runSize, init.runAddress);
   vcpu.enableSyncRegs(init.syncRegs);
   const mem = new GuestMemory(viewOf(init.memAddress, init.memSize), init.guestAddress);
-  const stdout = new GuestOutput(init.output === "stdio" ? Deno.stdout : new PostSink(1));
-  const stderr = new GuestOutput(init.output === "stdio" ? Deno.stderr : new PostSink(2));
+  const stdout = new GuestOutput(init.output === "stdio" ? hostOutputSink(1) : new PostSink(1));
+  const stderr = new GuestOutput(init.output === "stdio" ? hostOutputSink(2) : new PostSink(2));
   const sregs = new Sregs();
   const reportedErrnos = new Set<number>();
   const ctx: HypercallContext = {
@@ -108,6 +112,11 @@ function start(init: WorkerInit): void {
       cpu: init.cpu,
       stop: { kind: stop.kind, code: stop.code, message: stop.message, detail: stop.detail },
     });
+  }
+  // Output a slow reader has not taken yet: wait for it, unless a signal or
+  // the time limit ended the run (then the main thread says to drop it).
+  while (!(stdout.flush() && stderr.flush())) {
+    if (Atomics.wait(control, CONTROL.DROP_OUTPUT, 0, OUTPUT_POLL_MS) === "not-equal") break;
   }
   post({
     type: "done",

@@ -303,19 +303,28 @@ for (const build of BUILDS) {
     }
   });
 
-  kvmTest(`faults ${v}: SIGTERM stops a guest blocked reading stdin (exit 143)`, async () => {
-    const kernel = await buildGuest("hostile", build);
-    const dirs = makeDirs();
-    try {
-      // stdin is a pipe nobody writes to: the guest's read of fd 0 blocks in the host.
-      const cmd = command(kernel, dirs, "read-stdin", [], "piped");
-      const r = await runAndSignal(cmd, "reading", "SIGTERM");
-      assertOneLine(r, EXIT_CODE.SIGTERM, /Stopped by SIGTERM/);
-      assert.ok(r.afterSignalMs < 5000, `ended ${Math.round(r.afterSignalMs)} ms after`);
-    } finally {
-      dirs.cleanup();
-    }
-  });
+  kvmTest(
+    `faults ${v}: SIGTERM stops a guest blocked reading stdin, 1 and 2 vCPUs (exit 143)`,
+    async () => {
+      const kernel = await buildGuest("hostile", build);
+      const dirs = makeDirs();
+      try {
+        // stdin is a pipe nobody writes to: the guest's read of fd 0 blocks in the host.
+        for (const extra of [[], ["-c", "2"]]) {
+          const cmd = command(kernel, dirs, "read-stdin", extra, "piped");
+          const r = await runAndSignal(cmd, "reading", "SIGTERM");
+          assertOneLine(r, EXIT_CODE.SIGTERM, /Stopped by SIGTERM/);
+          // With -c 2 this once took the 5 s drain: a Worker kept retrying the waiting read.
+          assert.ok(
+            r.afterSignalMs < 3000,
+            `${extra}: ended ${Math.round(r.afterSignalMs)} ms after`,
+          );
+        }
+      } finally {
+        dirs.cleanup();
+      }
+    },
+  );
 
   kvmTest(
     `faults ${v}: --timeout 1s stops a guest that floods its output (exit 85)`,
@@ -484,9 +493,9 @@ kvmTest(
         limitMs: 20_000,
       });
       assert.equal(r.killed, false, `still running after 20 s: ${r.stderr}`);
-      assert.equal(r.code, EXIT_CODE.SIGTERM, r.stderr);
-      assert.match(r.stderr, /(^|\n)dhyve: error: Stopped by SIGTERM\n/);
-      assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+      // The Workers drop what the stalled reader has not taken: no 5 s drain, no warning.
+      assertOneLine(r, EXIT_CODE.SIGTERM, /Stopped by SIGTERM/);
+      assert.ok(r.ms < 1500 + 4000, `took ${Math.round(r.ms)} ms`);
       assertTempDirGone(dirs, "-c 2 stalled reader");
     } finally {
       dirs.cleanup();
