@@ -82,6 +82,26 @@ if (unavailable !== null) {
   console.log(`SKIP tests/kvm/net_test.ts: ${unavailable} (the --net tests need root and KVM)`);
 }
 
+/**
+ * Runs `main.ts ARGS` in namespace `ns` to its end, with the test's permissions;
+ * `wrapper` (e.g. a setpriv command) goes in front of deno.
+ */
+function dhyveIn(ns: string, args: string[], wrapper: string[] = []): ReturnType<typeof run> {
+  return run([
+    "ip",
+    "netns",
+    "exec",
+    ns,
+    ...wrapper,
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    ...PERMS,
+    MAIN,
+    ...args,
+  ]);
+}
+
 let nsCounter = 0;
 
 /** A fresh namespace with a TAP that is up and has the host address; deleted afterwards. */
@@ -297,20 +317,7 @@ netTest("--net: a second dhyve on a TAP in use gets one line and exit 71 (busy)"
     const first = new DhyveProcess(ns, ["--timeout", "60s", "-n", `tap:${TAP}`, guest], 70_000);
     try {
       await first.waitFor(/net: up/, 60_000);
-      const second = await run([
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        Deno.execPath(),
-        "run",
-        "--quiet",
-        ...PERMS,
-        MAIN,
-        "-n",
-        `tap:${TAP}`,
-        guest,
-      ]);
+      const second = await dhyveIn(ns, ["-n", `tap:${TAP}`, guest]);
       assert.equal(second.code, EXIT_CODE.HOST_ERROR, second.stderr);
       assert.match(second.stderr, /^dhyve: error: TAP device "dtap0" is busy.*\n$/);
       assert.equal(second.stdout, "");
@@ -400,40 +407,15 @@ netTest(
   async () => {
     const guest = await buildGuest("net_echo", V2_PIE);
     await withNamespace(async (ns) => {
-      const asTun = await run([
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        Deno.execPath(),
-        "run",
-        "--quiet",
-        ...PERMS,
-        MAIN,
-        "-n",
-        `tap:${TAP}`,
-        guest,
-      ]);
+      const asTun = await dhyveIn(ns, ["-n", `tap:${TAP}`, guest]);
       assert.equal(asTun.code, EXIT_CODE.HOST_ERROR, asTun.stderr);
       assert.match(asTun.stderr, /^dhyve: error: .*dtap0.*\n$/);
 
-      const nobody = await run([
-        "ip",
-        "netns",
-        "exec",
-        ns,
+      const nobody = await dhyveIn(ns, ["-n", "tap:nosuchtap", guest], [
         "setpriv",
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
-        Deno.execPath(),
-        "run",
-        "--quiet",
-        ...PERMS,
-        MAIN,
-        "-n",
-        "tap:nosuchtap",
-        guest,
       ]);
       assert.equal(nobody.code, EXIT_CODE.PERMISSION, nobody.stderr);
       // Which step refuses depends on /dev/net/tun's mode here (0666 on most distributions).
@@ -446,22 +428,10 @@ netTest(
       );
 
       // Root without CAP_NET_ADMIN opens /dev/net/tun but may not create a TAP.
-      const noCap = await run([
-        "ip",
-        "netns",
-        "exec",
-        ns,
+      const noCap = await dhyveIn(ns, ["-n", "tap:nosuchtap", guest], [
         "setpriv",
         "--bounding-set=-net_admin",
         "--inh-caps=-net_admin",
-        Deno.execPath(),
-        "run",
-        "--quiet",
-        ...PERMS,
-        MAIN,
-        "-n",
-        "tap:nosuchtap",
-        guest,
       ]);
       assert.equal(noCap.code, EXIT_CODE.PERMISSION, noCap.stderr);
       assert.match(
