@@ -400,16 +400,13 @@ function minimalCommandLine(
     libcPath: LIBC_PATH,
     workerModules: (params.cpuCount ?? 1) > 1 || params.net !== undefined ? dhyveRoot() : null,
     tunDevice: params.net !== undefined ? TUN_DEVICE : null,
+    gdbStub: params.gdbPort !== undefined,
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);
   const entry = new URL(import.meta.url).protocol === "file:"
     ? fileURLToPath(new URL("../main.ts", import.meta.url))
     : "main.ts";
-  const line = denoCommandLine(req, entry, extra.argv);
-  // The GDB stub listens on loopback only.
-  return params.gdbPort === undefined
-    ? line
-    : line.replace(/^deno run /, "deno run --allow-net=127.0.0.1,[::1] ");
+  return denoCommandLine(req, entry, extra.argv);
 }
 
 function dhyveRoot(): string | null {

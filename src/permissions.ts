@@ -59,7 +59,15 @@ export interface PermissionInput {
   readonly workerModules?: string | null;
   /** `/dev/net/tun` when the run has a network device (`--net`); dhyve opens it read/write. */
   readonly tunDevice?: string | null;
+  /** The run starts the GDB stub (`--gdb-port`), which listens on loopback. */
+  readonly gdbStub?: boolean;
 }
+
+/**
+ * Where the GDB stub listens: 127.0.0.1 is required, [::1] is used when
+ * granted (and when the host has IPv6 loopback).
+ */
+export const GDB_HOSTS: readonly string[] = ["127.0.0.1", "[::1]"];
 
 /** Options of {@linkcode requiredPermissions}. */
 export interface RequiredPermissionsOptions {
@@ -75,6 +83,8 @@ export interface RequiredPermissions {
   write: string[];
   /** Libraries for `--allow-ffi`. */
   ffi: string[];
+  /** Hosts for `--allow-net` ({@linkcode GDB_HOSTS} or none); the first is required. */
+  net: string[];
   /** `true`: the whole environment; a list: just these variables; `false`: none. */
   env: boolean | string[];
   /** Why each path above is needed ("the kernel", "file mapping a:/b", …), by path. */
@@ -141,10 +151,13 @@ export function requiredPermissions(
     need(write, input.tunDevice, "the TAP device (--net)");
   }
   reasons[input.libcPath] ??= "libc, for KVM";
+  const net = input.gdbStub === true ? [...GDB_HOSTS] : [];
+  if (input.gdbStub === true) reasons[GDB_HOSTS[0]!] ??= "the GDB stub";
   return {
     read: cover(read),
     write: cover(write),
     ffi: [input.libcPath],
+    net,
     env: input.envHost,
     reasons,
   };
@@ -181,6 +194,10 @@ function missingPermissions(req: RequiredPermissions): RequiredPermissions {
     ffi: req.ffi.length > 0 && Deno.permissions.querySync({ name: "ffi" }).state !== "granted"
       ? req.ffi
       : [],
+    net: req.net.length > 0 &&
+        Deno.permissions.querySync({ name: "net", host: req.net[0]! }).state !== "granted"
+      ? req.net
+      : [],
     env,
     reasons: req.reasons,
   };
@@ -206,6 +223,7 @@ export function checkGranted(req: RequiredPermissions): string | null {
   describe("read", missing.read);
   describe("write", missing.write);
   describe("load through FFI", missing.ffi);
+  describe("listen on", missing.net.slice(0, 1));
   if (missing.env === true) clauses.push("read the environment (-e host)");
   else if (Array.isArray(missing.env) && missing.env.length > 0) {
     clauses.push(`read the environment variables ${missing.env.join(", ")}`);
@@ -221,6 +239,8 @@ function permissionFlags(req: RequiredPermissions): string[] {
     if (paths.length === 0) return;
     flags.push(shellQuote(`--allow-${flag}=${cover(paths.map(nameable)).join(",")}`));
   }
+  // Unquoted: "[::1]" matches no file a shell could expand it to.
+  if (req.net.length > 0) flags.push(`--allow-net=${req.net.join(",")}`);
   if (req.ffi.length > 0) flags.push("--allow-ffi");
   scoped("read", req.read);
   scoped("write", req.write);

@@ -643,17 +643,9 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       libcPath: LIBC_PATH,
       workerModules: cpuCount > 1 || params.net !== undefined ? dhyveSourceDir() : null,
       tunDevice: params.net !== undefined ? TUN_DEVICE : null,
+      gdbStub: params.gdbPort !== undefined,
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
-    if (
-      params.gdbPort !== undefined &&
-      Deno.permissions.querySync({ name: "net", host: "127.0.0.1" }).state !== "granted"
-    ) {
-      throw new VmError(
-        "Deno may not listen for GDB on 127.0.0.1: add --allow-net=127.0.0.1,[::1] to the deno command",
-        EXIT_CODE.PERMISSION,
-      );
-    }
   }
 
   let bytes = await readKernel(kernelPath);

@@ -185,6 +185,22 @@ Deno.test("denoCommandLine() for a compiled binary rebuilds it with the flags, t
   );
 });
 
+Deno.test("the GDB stub needs --allow-net on loopback, in deno run and deno compile lines", () => {
+  const req = requiredPermissions(input({ gdbStub: true }));
+  assert.deepEqual(req.net, ["127.0.0.1", "[::1]"]);
+  assert.equal(req.reasons["127.0.0.1"], "the GDB stub");
+  assert.deepEqual(requiredPermissions(input()).net, [], "no stub, no network");
+  assert.equal(
+    denoCommandLine(req, "main.ts", ["-s", "1234", "/home/u/app/hello"]),
+    "deno run --allow-net=127.0.0.1,[::1] --allow-ffi --allow-read=/home/u/app/hello main.ts " +
+      "-s 1234 /home/u/app/hello",
+  );
+  assert.match(
+    denoCommandLine(req, "dhyve", []),
+    /^deno compile --allow-net=127\.0\.0\.1,\[::1\] /,
+  );
+});
+
 Deno.test("shellQuote() quotes only when needed", () => {
   assert.equal(shellQuote("/a/b-c_d.e:f=g,h@i%j+k"), "/a/b-c_d.e:f=g,h@i%j+k");
   assert.equal(shellQuote("a b"), "'a b'");
