@@ -779,9 +779,23 @@ export function restoreAffinity(mask: Uint8Array<ArrayBuffer>): number {
 
 const CLOCK_MONOTONIC = 1;
 const SIGEV_THREAD_ID = 4;
+/** The tick's signal; listen for it with `Deno.addSignalListener("SIGALRM", …)`. */
+const SIGALRM = 14;
+let alarmHandlerKept = false;
 
 /**
- * A periodic signal aimed at one thread (`timer_create` with
+ * Keeps a no-op SIGALRM listener for the life of the process. Deno restores
+ * SIGALRM's default action (terminate) when its last listener is removed, and
+ * a tick still queued when a ticker stops would then kill the process.
+ */
+function keepAlarmHandler(): void {
+  if (alarmHandlerKept) return;
+  alarmHandlerKept = true;
+  Deno.addSignalListener("SIGALRM", () => {});
+}
+
+/**
+ * A periodic SIGALRM aimed at one thread (`timer_create` with
  * SIGEV_THREAD_ID). A vCPU running on the main thread uses it so that
  * KVM_RUN returns EINTR regularly even while the guest sits halted: a
  * process-directed signal (SIGINT from the terminal, say) may land on
@@ -795,11 +809,12 @@ export class ThreadTicker {
     this.#id = id;
   }
 
-  /** Starts sending `signal` to thread `tid` every `intervalMs`; null if the kernel refuses. */
-  static start(tid: number, signal: number, intervalMs: number): ThreadTicker | null {
+  /** Starts sending SIGALRM to thread `tid` every `intervalMs`; null if the kernel refuses. */
+  static start(tid: number, intervalMs: number): ThreadTicker | null {
+    keepAlarmHandler();
     const sev = new Uint8Array(64); // struct sigevent
     const view = new DataView(sev.buffer);
-    view.setInt32(8, signal, true); // sigev_signo
+    view.setInt32(8, SIGALRM, true); // sigev_signo
     view.setInt32(12, SIGEV_THREAD_ID, true); // sigev_notify
     view.setInt32(16, tid, true); // _sigev_un._tid
     const id = new Uint8Array(8);

@@ -68,7 +68,7 @@ import {
 } from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
 import { runSmp } from "./vcpu/smp.ts";
-import { timeoutStop } from "./vcpu/timeout.ts";
+import { signalStop, STOP_SIGNALS, type StopSignal, timeoutStop } from "./vcpu/timeout.ts";
 import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./landlock.ts";
 import { LIBC_PATH } from "./kvm.ts";
 import { checkGranted, dhyveSourceDir, requiredPermissions } from "./permissions.ts";
@@ -454,12 +454,6 @@ function pinOrWarn(core: number): void {
   if (err !== 0) log.warn(`Cannot pin the vCPU to core ${core} (errno ${err})`);
 }
 
-/** Signals that stop the VM cleanly, with the exit code a shell expects. */
-const STOP_SIGNALS = [
-  { signal: "SIGINT", code: EXIT_CODE.SIGINT },
-  { signal: "SIGTERM", code: EXIT_CODE.SIGTERM },
-] as const;
-
 /**
  * Runs a vCPU on this thread until the VM stops. A signal interrupts KVM_RUN
  * (EINTR); the event loop then gets a turn so that signal listeners run, and
@@ -471,7 +465,7 @@ async function runUntilStopped(
   options: RunLoopOptions,
   timeoutMs: number | undefined,
 ): Promise<VmStop> {
-  let received: (typeof STOP_SIGNALS)[number] | null = null;
+  let received: StopSignal | null = null;
   // Resolved by any of our listeners: after EINTR we wait (briefly) for it,
   // since the listener runs only once the event loop has read the signal.
   let wake: () => void = () => {};
@@ -488,13 +482,8 @@ async function runUntilStopped(
   // A tick aimed at this thread interrupts KVM_RUN even when the guest is
   // halted, so signal listeners and the deadline are seen within a tick.
   const tick = (): void => wake();
-  keepAlarmHandler();
   Deno.addSignalListener("SIGALRM", tick);
-  const ticker = ThreadTicker.start(
-    currentThreadId(),
-    SIGALRM,
-    Math.min(TICK_MS, timeoutMs ?? TICK_MS),
-  );
+  const ticker = ThreadTicker.start(currentThreadId(), Math.min(TICK_MS, timeoutMs ?? TICK_MS));
   if (ticker === null) log.debug("No thread timer: signals may wait for the next guest exit");
   const loop = { ...options, yieldEveryMs: YIELD_EVERY_MS, pending: { entry: null, arg: 0 } };
   let final: VmStop | null = null; // the guest has stopped; its last output waits for a reader
@@ -520,8 +509,8 @@ async function runUntilStopped(
         final = stop;
         await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
       }
-      const got = received as (typeof STOP_SIGNALS)[number] | null;
-      if (got !== null) return new VmStop("error", got.code, `Stopped by ${got.signal}`);
+      const got = received as StopSignal | null;
+      if (got !== null) return signalStop(got);
       if (performance.now() >= deadline) return timeoutStop(timeoutMs!);
     }
   } finally {
@@ -586,23 +575,9 @@ function notify(message: string): void {
 
 /** How often a guest waiting for stdin checks again. */
 const INPUT_POLL_MS = 10;
-let alarmHandlerKept = false;
-
-/**
- * Keeps a no-op SIGALRM listener for the life of the process. Deno restores
- * SIGALRM's default action (terminate) when its last listener is removed, and
- * a tick still queued when the ticker stops would then kill the process.
- */
-function keepAlarmHandler(): void {
-  if (alarmHandlerKept) return;
-  alarmHandlerKept = true;
-  Deno.addSignalListener("SIGALRM", () => {});
-}
 
 /** Period of the tick that interrupts a halted single-vCPU guest. */
 const TICK_MS = 100;
-/** SIGALRM's number, for the tick. */
-const SIGALRM = 14;
 /** How often a busy single-vCPU run lets the event loop see signals and the clock. */
 const YIELD_EVERY_MS = 50;
 /** How long to wait for a signal's listener after KVM_RUN was interrupted. */

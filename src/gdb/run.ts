@@ -31,7 +31,7 @@ import {
   WAITING,
   YIELDED,
 } from "../vcpu/run_loop.ts";
-import { timeoutStop } from "../vcpu/timeout.ts";
+import { signalStop, STOP_SIGNALS, timeoutStop } from "../vcpu/timeout.ts";
 import { acceptDebugger, Connection } from "./connection.ts";
 import { KvmGdbTarget } from "./kvm_target.ts";
 import { encodePacket } from "./packet.ts";
@@ -57,19 +57,10 @@ export interface DebugRunOptions {
 
 /** The guest's time slice before the next vCPU's turn (and a look at the socket). */
 const SLICE_MS = 20;
-const SIGALRM = 14;
 /** How long a vCPU waiting for stdin sleeps before the next round. */
 const INPUT_POLL_MS = 10;
 const ACK = Uint8Array.of(0x2b); // "+"
 const NACK = Uint8Array.of(0x2d); // "-": send that packet again
-
-let alarmHandlerKept = false;
-/** A SIGALRM listener kept for the process's life (see vm.ts: the default action would kill it). */
-function keepAlarmHandler(): void {
-  if (alarmHandlerKept) return;
-  alarmHandlerKept = true;
-  Deno.addSignalListener("SIGALRM", () => {});
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -113,7 +104,6 @@ function faultSignal(stop: VmStop): number | null {
  */
 export async function runUnderDebugger(options: DebugRunOptions): Promise<VmStop> {
   const signals = new StopSignals();
-  keepAlarmHandler();
   await loadEmulator(); // the stepping loop expects it ready
   try {
     const raw = await acceptDebugger(options.port, options.notify, signals.received);
@@ -136,18 +126,13 @@ class StopSignals {
   constructor() {
     let wake: () => void = () => {};
     this.received = new Promise<void>((resolve) => (wake = resolve));
-    for (
-      const [signal, code] of [["SIGINT", EXIT_CODE.SIGINT], [
-        "SIGTERM",
-        EXIT_CODE.SIGTERM,
-      ]] as const
-    ) {
+    for (const s of STOP_SIGNALS) {
       const listener = (): void => {
-        this.stop ??= new VmStop("error", code, `Stopped by ${signal}`);
+        this.stop ??= signalStop(s);
         wake();
       };
-      Deno.addSignalListener(signal, listener);
-      this.#listeners.push({ signal, listener });
+      Deno.addSignalListener(s.signal, listener);
+      this.#listeners.push({ signal: s.signal, listener });
     }
   }
 
@@ -297,7 +282,7 @@ class DebugRun {
     this.#options.notify(`The debugger ${why}; the guest runs on without it`);
     this.#restoreGuest();
     this.#conn.close();
-    const ticker = ThreadTicker.start(currentThreadId(), SIGALRM, SLICE_MS);
+    const ticker = ThreadTicker.start(currentThreadId(), SLICE_MS);
     try {
       for (let thread = this.#nextThread;; thread = (thread % this.#vcpus.length) + 1) {
         const result = await this.#runThread(thread, { stepping: false, plain: true });
@@ -318,7 +303,7 @@ class DebugRun {
     // KVM's emulator on kvm_pvm ignores DR7 data breakpoints: check writes by single-stepping.
     const softWatch = step === null && bp.hardwareSlots.some((s) => s?.kind === "write");
     const watched = softWatch ? this.#snapshotWatches() : [];
-    const ticker = ThreadTicker.start(currentThreadId(), SIGALRM, SLICE_MS);
+    const ticker = ThreadTicker.start(currentThreadId(), SLICE_MS);
     let thread = step ?? this.#nextThread;
     try {
       // Step off a hardware breakpoint at the current RIP first, or it fires again at once.

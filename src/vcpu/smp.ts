@@ -23,7 +23,7 @@ import type { NetShared } from "../net/net_device.ts";
 import { createFileChannel, FileChannelServer } from "./file_channel.ts";
 import { CONTROL, controlWords, type WorkerInit, type WorkerMessage } from "./protocol.ts";
 import { VcpuStats } from "./stats.ts";
-import { timeoutStop } from "./timeout.ts";
+import { signalStop, STOP_SIGNALS, timeoutStop } from "./timeout.ts";
 
 /** The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing). */
 const KICK_SIGNAL = 12; // SIGUSR2 (SIGUSR1 would start Deno's inspector)
@@ -115,14 +115,14 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
   };
 
   installKickHandler();
-  const onSignal = (name: "SIGINT" | "SIGTERM", code: number) => (): void => {
-    dropOutput();
-    claim(new VmStop("error", code, `Stopped by ${name}`));
-  };
-  const onInt = onSignal("SIGINT", EXIT_CODE.SIGINT);
-  const onTerm = onSignal("SIGTERM", EXIT_CODE.SIGTERM);
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
+  const listeners = STOP_SIGNALS.map((s) => {
+    const listener = (): void => {
+      dropOutput();
+      claim(signalStop(s));
+    };
+    Deno.addSignalListener(s.signal, listener);
+    return { signal: s.signal, listener };
+  });
 
   return new Promise((resolve) => {
     let drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -134,8 +134,7 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
       if (drainTimer !== undefined) clearTimeout(drainTimer);
       if (limit !== undefined) clearTimeout(limit);
       server.stop();
-      Deno.removeSignalListener("SIGINT", onInt);
-      Deno.removeSignalListener("SIGTERM", onTerm);
+      for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
       for (const w of workers) w.terminate();
       resolve({
         stop: stop ?? new VmStop("error", EXIT_CODE.INTERNAL, "Every vCPU ended without a result"),
