@@ -9,7 +9,6 @@
 
 import { dirname } from "node:path";
 import { CAP, DISABLE_EXITS, KVM_API_VERSION, SREGS, X2APIC_API } from "./abi/kvm.ts";
-import type { InputSource } from "./hypercall/serial_input.ts";
 import { writeBootInfo } from "./boot/boot_info.ts";
 import { adjustCpuid } from "./boot/cpuid.ts";
 import { buildHermitFdt, FdtSizeError } from "./boot/fdt.ts";
@@ -23,12 +22,11 @@ import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
 import { type GuestCommandLine, type HypercallContext, VmStop } from "./hypercall/context.ts";
 import { buildHypercallTable } from "./hypercall/table.ts";
-import { GuestOutput } from "./io/guest_output.ts";
-import { hostOutputSink } from "./vcpu/host_output.ts";
+import { flushAll, GuestOutput } from "./io/guest_output.ts";
+import { hostOutputSink, hostStdin } from "./vcpu/host_stdio.ts";
 import {
   currentAffinity,
   currentThreadId,
-  fdReadable,
   type HostMapping,
   Kvm,
   KvmError,
@@ -505,7 +503,7 @@ async function runUntilStopped(
       } else if (stop === NEEDS_EMULATOR) {
         await loadEmulator();
       } else {
-        if (outputDrained(options.ctx)) return stop;
+        if (flushAll(options.ctx.stdout, options.ctx.stderr)) return stop;
         final = stop;
         await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
       }
@@ -520,26 +518,11 @@ async function runUntilStopped(
   }
 }
 
-/** Writes out buffered guest output as far as the readers take it: true when all is out. */
-function outputDrained(ctx: { stdout: GuestOutput; stderr: GuestOutput }): boolean {
-  const out = ctx.stdout.flush();
-  const err = ctx.stderr.flush();
-  return out && err;
-}
-
 /** Waits until buffered guest output is written out, however slowly the readers read. */
 async function drainOutput(stdout: GuestOutput, stderr: GuestOutput): Promise<void> {
-  while (!outputDrained({ stdout, stderr })) {
+  while (!flushAll(stdout, stderr)) {
     await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
   }
-}
-
-/** The process's stdin as serial input, with a non-blocking readiness check. */
-function hostStdin(): InputSource {
-  return {
-    readSync: (p: Uint8Array): number | null => Deno.stdin.readSync(p),
-    ready: (): boolean => fdReadable(0),
-  };
 }
 
 /**
@@ -768,11 +751,12 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         },
       };
     };
+    // The device's registers for vCPUs run on this thread (Workers make their own).
+    const netRegs = net === null ? null : netRegisters(net.shared, mem);
     if (params.gdbPort !== undefined) {
       // Under the debugger every vCPU runs on this thread, in turns (see gdb/run.ts).
       if (params.affinity) log.warn("--affinity has no effect under --gdb-port");
       const control = new Int32Array(new SharedArrayBuffer(4));
-      const netRegs = net === null ? null : netRegisters(net.shared, mem);
       const loops = res.vcpus.map((vcpu) => {
         vcpu.enableSyncRegs(syncRegs);
         return {
@@ -818,7 +802,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         stats: one,
         control: new Int32Array(new SharedArrayBuffer(4)),
         xsaveLayout,
-        net: net === null ? null : netRegisters(net.shared, mem),
+        net: netRegs,
       }, params.timeoutMs).finally(() => {
         if (savedMask !== null) restoreAffinity(savedMask);
       });

@@ -61,6 +61,16 @@ export class NullSink implements OutputSink {
 
 const NEWLINE = 0x0a;
 
+/**
+ * Flushes every output as far as its sink takes it without blocking (see
+ * {@linkcode GuestOutput.flush}); true when none has anything left.
+ */
+export function flushAll(...outputs: GuestOutput[]): boolean {
+  let empty = true;
+  for (const out of outputs) if (!out.flush()) empty = false;
+  return empty;
+}
+
 /** Line-buffered writer in front of an {@linkcode OutputSink}. */
 export class GuestOutput {
   readonly #sink: OutputSink;

@@ -13,8 +13,8 @@
 import type { XsaveComponent } from "../emulate/xsave.ts";
 import type { HypercallContext } from "../hypercall/context.ts";
 import { buildHypercallTable } from "../hypercall/table.ts";
-import { GuestOutput, type OutputSink } from "../io/guest_output.ts";
-import { currentThreadId, fdReadable, pinCurrentThread, Sregs, VcpuFd } from "../kvm.ts";
+import { flushAll, GuestOutput, type OutputSink } from "../io/guest_output.ts";
+import { currentThreadId, pinCurrentThread, Sregs, VcpuFd } from "../kvm.ts";
 import { SREGS } from "../abi/kvm.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { translateRange } from "../memory/paging.ts";
@@ -22,7 +22,7 @@ import { ChannelFiles } from "./file_channel.ts";
 import { netRegisters } from "../net/net_device.ts";
 import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
 import { INTERRUPTED, KICKED, loadEmulator, runVcpu, WAITING } from "./run_loop.ts";
-import { hostOutputSink } from "./host_output.ts";
+import { hostOutputSink, hostStdin } from "./host_stdio.ts";
 import { VcpuStats } from "./stats.ts";
 
 /** How often a Worker looks again at output waiting for a slow reader. */
@@ -74,10 +74,7 @@ function start(init: WorkerInit): void {
     stderr,
     cmdline: init.cmdline,
     files: new ChannelFiles(init.files, init.cpu, mem),
-    stdin: {
-      readSync: (p: Uint8Array): number | null => Deno.stdin.readSync(p),
-      ready: (): boolean => fdReadable(0),
-    },
+    stdin: hostStdin(),
     onWriteError(fd, errno): void {
       if (reportedErrnos.has(errno)) return; // once per errno: no stderr flood
       reportedErrnos.add(errno);
@@ -115,7 +112,7 @@ function start(init: WorkerInit): void {
   }
   // Output a slow reader has not taken yet: wait for it, unless a signal or
   // the time limit ended the run (then the main thread says to drop it).
-  while (!(stdout.flush() && stderr.flush())) {
+  while (!flushAll(stdout, stderr)) {
     if (Atomics.wait(control, CONTROL.DROP_OUTPUT, 0, OUTPUT_POLL_MS) === "not-equal") break;
   }
   post({
