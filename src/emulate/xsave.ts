@@ -24,7 +24,23 @@ export const LEGACY_SIZE = 512;
 export const HEADER_OFFSET = 512;
 /** Size of the XSAVE header. */
 export const HEADER_SIZE = 64;
-const MXCSR_OFFSET = 24;
+/** Offsets in the legacy region (the 64-bit FXSAVE layout). */
+export const FXSAVE = {
+  fcw: 0,
+  fsw: 2,
+  ftwAbridged: 4,
+  fop: 6,
+  fip: 8,
+  fdp: 16,
+  mxcsr: 24,
+  /** ST0–ST7, 16 bytes each (10 used). */
+  st0: 32,
+  /** XMM0–XMM15, 16 bytes each. */
+  xmm0: 160,
+  /** End of the XMM registers. */
+  xmmEnd: 416,
+} as const;
+const MXCSR_OFFSET = FXSAVE.mxcsr;
 const MXCSR_DEFAULT = 0x1f80;
 const FCW_DEFAULT = 0x037f;
 
@@ -91,10 +107,10 @@ export function xsave(
 ): void {
   if (rfbm & 1n) {
     copy(state, area, 0, MXCSR_OFFSET);
-    copy(state, area, 32, 160);
+    copy(state, area, FXSAVE.st0, FXSAVE.xmm0);
   }
   if (rfbm & 6n) copy(state, area, MXCSR_OFFSET, MXCSR_OFFSET + 8); // MXCSR, MXCSR_MASK
-  if (rfbm & 2n) copy(state, area, 160, 416);
+  if (rfbm & 2n) copy(state, area, FXSAVE.xmm0, FXSAVE.xmmEnd);
   for (const [bit, c] of layout) {
     if (rfbm >> BigInt(bit) & 1n) copy(state, area, c.offset, c.offset + c.size);
   }
@@ -122,10 +138,10 @@ export function xrstor(
   if (rfbm & 1n) {
     if (load & 1n) {
       copy(area, state, 0, MXCSR_OFFSET);
-      copy(area, state, 32, 160);
+      copy(area, state, FXSAVE.st0, FXSAVE.xmm0);
     } else {
       state.fill(0, 0, MXCSR_OFFSET);
-      state.fill(0, 32, 160);
+      state.fill(0, FXSAVE.st0, FXSAVE.xmm0);
       new DataView(state.buffer, state.byteOffset).setUint16(0, FCW_DEFAULT, true);
     }
   }
@@ -136,8 +152,8 @@ export function xrstor(
     new DataView(state.buffer, state.byteOffset).setUint32(MXCSR_OFFSET, mxcsr, true);
   }
   if (rfbm & 2n) {
-    if (load & 2n) copy(area, state, 160, 416);
-    else state.fill(0, 160, 416);
+    if (load & 2n) copy(area, state, FXSAVE.xmm0, FXSAVE.xmmEnd);
+    else state.fill(0, FXSAVE.xmm0, FXSAVE.xmmEnd);
   }
   for (const [bit, c] of layout) {
     const mask = 1n << BigInt(bit);

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { REGS, SEGMENT, SREGS } from "../abi/kvm.ts";
-import { GUESTDBG } from "../abi/kvm.ts";
+import { GUESTDBG, KVM_XSAVE_SIZE, REGS, SEGMENT, SREGS } from "../abi/kvm.ts";
+import { FXSAVE } from "../emulate/xsave.ts";
 import { Regs, Sregs, type VcpuFd } from "../kvm.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translateRange } from "../memory/paging.ts";
@@ -38,21 +38,6 @@ const GENERAL_ORDER = [
 /** `kvm_sregs` segment offsets in GDB's order (cs ss ds es fs gs). */
 const SEGMENT_ORDER = [SREGS.cs, SREGS.ss, SREGS.ds, SREGS.es, SREGS.fs, SREGS.gs] as const;
 
-/** Offsets in the XSAVE legacy region (FXSAVE layout, 64-bit form). */
-const FX = {
-  fcw: 0,
-  fsw: 2,
-  ftwAbridged: 4,
-  fop: 6,
-  fip: 8,
-  fdp: 16,
-  mxcsr: 24,
-  st0: 32,
-  xmm0: 160,
-} as const;
-
-/** The XSAVE image KVM_GET_XSAVE fills. */
-const XSAVE_SIZE = 4096;
 /** RFLAGS bit 1 always reads as one. */
 const RFLAGS_FIXED = 0x2;
 
@@ -60,7 +45,7 @@ const RFLAGS_FIXED = 0x2;
 class VcpuRegisters {
   readonly #regs = new Regs();
   readonly #sregs = new Sregs();
-  readonly #xsave = new Uint8Array(XSAVE_SIZE);
+  readonly #xsave = new Uint8Array(KVM_XSAVE_SIZE);
 
   /** Fills `into` from KVM. */
   read(vcpu: VcpuFd, into: Uint8Array): void {
@@ -82,18 +67,18 @@ class VcpuRegisters {
       out.setUint32(at("cs") + 4 * i, sregs.getUint16(off + SEGMENT.selector, true), true);
     });
     for (let i = 0; i < 8; i++) {
-      into.set(this.#xsave.subarray(FX.st0 + 16 * i, FX.st0 + 16 * i + 10), at(`st${i}`));
+      into.set(this.#xsave.subarray(FXSAVE.st0 + 16 * i, FXSAVE.st0 + 16 * i + 10), at(`st${i}`));
     }
-    out.setUint32(at("fctrl"), fx.getUint16(FX.fcw, true), true);
-    out.setUint32(at("fstat"), fx.getUint16(FX.fsw, true), true);
-    out.setUint32(at("ftag"), fullTagWord(fx.getUint8(FX.ftwAbridged)), true);
-    out.setUint32(at("fiseg"), fx.getUint32(FX.fip + 4, true) & 0xffff, true);
-    out.setUint32(at("fioff"), fx.getUint32(FX.fip, true), true);
-    out.setUint32(at("foseg"), fx.getUint32(FX.fdp + 4, true) & 0xffff, true);
-    out.setUint32(at("fooff"), fx.getUint32(FX.fdp, true), true);
-    out.setUint32(at("fop"), fx.getUint16(FX.fop, true), true);
-    into.set(this.#xsave.subarray(FX.xmm0, FX.xmm0 + 256), at("xmm0"));
-    out.setUint32(at("mxcsr"), fx.getUint32(FX.mxcsr, true), true);
+    out.setUint32(at("fctrl"), fx.getUint16(FXSAVE.fcw, true), true);
+    out.setUint32(at("fstat"), fx.getUint16(FXSAVE.fsw, true), true);
+    out.setUint32(at("ftag"), fullTagWord(fx.getUint8(FXSAVE.ftwAbridged)), true);
+    out.setUint32(at("fiseg"), fx.getUint32(FXSAVE.fip + 4, true) & 0xffff, true);
+    out.setUint32(at("fioff"), fx.getUint32(FXSAVE.fip, true), true);
+    out.setUint32(at("foseg"), fx.getUint32(FXSAVE.fdp + 4, true) & 0xffff, true);
+    out.setUint32(at("fooff"), fx.getUint32(FXSAVE.fdp, true), true);
+    out.setUint32(at("fop"), fx.getUint16(FXSAVE.fop, true), true);
+    into.set(this.#xsave.subarray(FXSAVE.xmm0, FXSAVE.xmmEnd), at("xmm0"));
+    out.setUint32(at("mxcsr"), fx.getUint32(FXSAVE.mxcsr, true), true);
     out.setBigUint64(at("fs_base"), sregs.getBigUint64(SREGS.fs + SEGMENT.base, true), true);
     out.setBigUint64(at("gs_base"), sregs.getBigUint64(SREGS.gs + SEGMENT.base, true), true);
   }
@@ -118,14 +103,17 @@ class VcpuRegisters {
     regs.setBigUint64(REGS.rflags, BigInt(src.getUint32(at("eflags"), true) | RFLAGS_FIXED), true);
     vcpu.setRegs(this.#regs);
     for (let i = 0; i < 8; i++) {
-      this.#xsave.set(from.subarray(at(`st${i}`), at(`st${i}`) + 10), FX.st0 + 16 * i);
+      this.#xsave.set(from.subarray(at(`st${i}`), at(`st${i}`) + 10), FXSAVE.st0 + 16 * i);
     }
-    fx.setUint16(FX.fcw, src.getUint32(at("fctrl"), true), true);
-    fx.setUint16(FX.fsw, src.getUint32(at("fstat"), true), true);
-    fx.setUint8(FX.ftwAbridged, abridgedTagWord(src.getUint32(at("ftag"), true)));
-    fx.setUint16(FX.fop, src.getUint32(at("fop"), true), true);
-    this.#xsave.set(from.subarray(at("xmm0"), at("xmm0") + 256), FX.xmm0);
-    fx.setUint32(FX.mxcsr, src.getUint32(at("mxcsr"), true), true);
+    fx.setUint16(FXSAVE.fcw, src.getUint32(at("fctrl"), true), true);
+    fx.setUint16(FXSAVE.fsw, src.getUint32(at("fstat"), true), true);
+    fx.setUint8(FXSAVE.ftwAbridged, abridgedTagWord(src.getUint32(at("ftag"), true)));
+    fx.setUint16(FXSAVE.fop, src.getUint32(at("fop"), true), true);
+    this.#xsave.set(
+      from.subarray(at("xmm0"), at("xmm0") + FXSAVE.xmmEnd - FXSAVE.xmm0),
+      FXSAVE.xmm0,
+    );
+    fx.setUint32(FXSAVE.mxcsr, src.getUint32(at("mxcsr"), true), true);
     vcpu.getSregs(this.#sregs);
     const sregs = new DataView(this.#sregs.bytes.buffer);
     const fsBase = src.getBigUint64(at("fs_base"), true);

@@ -23,7 +23,9 @@ import { runAhead } from "../emulate/run_ahead.ts";
 import { decodeSse, executeSse, SSE_CHANGED, sseMnemonic, type SseState } from "../emulate/sse.ts";
 import {
   fxrstor,
+  FXSAVE,
   fxsave,
+  HEADER_OFFSET,
   xrstor,
   xsave,
   xsaveAreaSize,
@@ -221,10 +223,6 @@ const CR0_WP = 0x1_0000;
 const CR4_OSFXSR = 0x200;
 const VECTOR_UD = 6;
 const VECTOR_PF = 14;
-const XMM_OFFSET = 160;
-const XMM_AREA_SIZE = 256;
-const MXCSR_IMAGE_OFFSET = 24;
-const XSTATE_BV_OFFSET = 512;
 const XSTATE_SSE = 2;
 /** Default for {@linkcode SseScratch.runAhead}. */
 const DEFAULT_RUN_AHEAD = 1024;
@@ -238,7 +236,7 @@ export class SseScratch {
   readonly #imageView = new DataView(this.image.buffer);
   /** The register file handed to the executor (XMM is a view into `image`). */
   readonly state: SseState = {
-    xmm: this.image.subarray(XMM_OFFSET, XMM_OFFSET + XMM_AREA_SIZE),
+    xmm: this.image.subarray(FXSAVE.xmm0, FXSAVE.xmmEnd),
     mxcsr: 0,
     gpr: new BigUint64Array(16),
     rflags: 0,
@@ -281,16 +279,16 @@ export class SseScratch {
 
   /** MXCSR in the image. */
   get mxcsr(): number {
-    return this.#imageView.getUint32(MXCSR_IMAGE_OFFSET, true);
+    return this.#imageView.getUint32(FXSAVE.mxcsr, true);
   }
   set mxcsr(value: number) {
-    this.#imageView.setUint32(MXCSR_IMAGE_OFFSET, value, true);
+    this.#imageView.setUint32(FXSAVE.mxcsr, value, true);
   }
 
   /** Marks the SSE component in use in XSTATE_BV, so that KVM loads it. */
   markSseInUse(): void {
     const v = this.#imageView;
-    v.setUint8(XSTATE_BV_OFFSET, v.getUint8(XSTATE_BV_OFFSET) | XSTATE_SSE);
+    v.setUint8(HEADER_OFFSET, v.getUint8(HEADER_OFFSET) | XSTATE_SSE); // XSTATE_BV
   }
 }
 
