@@ -10,7 +10,7 @@
  */
 
 import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../libc.ts";
-import { TUN_DEVICE } from "./net_option.ts";
+import { MAX_IFNAME, TUN_DEVICE } from "./net_option.ts";
 
 const O_NONBLOCK = 0o4000;
 const EFD_NONBLOCK = 0o4000;
@@ -27,11 +27,6 @@ const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
 /** sizeof(struct ifreq) on x86_64. */
 const IFREQ_SIZE = 40;
-/** Interface names are at most 15 bytes plus NUL (IFNAMSIZ 16). */
-export const MAX_IFNAME = 15;
-
-/** Where the TUN/TAP character device lives. */
-export const TUN_PATH: string = TUN_DEVICE;
 
 /** Opening or attaching the TAP device failed; `errno` says why, `step` where. */
 export class TapError extends Error {
@@ -68,10 +63,10 @@ export interface Tap {
  * @throws {TapError} with the errno.
  */
 export function openTap(name: string): Tap {
-  const fd = libc().open(cString(TUN_PATH), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+  const fd = libc().open(cString(TUN_DEVICE), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
   if (fd < 0) {
     const e = errno();
-    throw new TapError(`Cannot open ${TUN_PATH} (errno ${e})`, "open", e);
+    throw new TapError(`Cannot open ${TUN_DEVICE} (errno ${e})`, "open", e);
   }
   const ifr = new Uint8Array(IFREQ_SIZE);
   ifr.set(new TextEncoder().encode(name).subarray(0, MAX_IFNAME));

@@ -11,15 +11,8 @@ import { EXIT_CODE } from "../exit_codes.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { NetRegisters } from "../virtio/net_registers.ts";
 import { createNetState, WORD } from "../virtio/net_state.ts";
-import {
-  closeFd,
-  createEventFd,
-  openTap,
-  signalEventFd,
-  type Tap,
-  TapError,
-  TUN_PATH,
-} from "./host_io.ts";
+import { closeFd, createEventFd, openTap, signalEventFd, type Tap, TapError } from "./host_io.ts";
+import { TUN_DEVICE } from "./net_option.ts";
 import type { NetWorkerInit, NetWorkerMessage } from "./net_data_path.ts";
 
 /** What a vCPU thread needs to build its register file (structured-clone friendly). */
@@ -58,15 +51,15 @@ export function describeTapError(name: string, error: TapError): NetSetupError {
   if (error.step === "open") {
     if (e === ERRNO.ENOENT || e === ERRNO.ENODEV) {
       return new NetSetupError(
-        `${TUN_PATH} does not exist: load the TUN/TAP driver (modprobe tun) to use --net`,
+        `${TUN_DEVICE} does not exist: load the TUN/TAP driver (modprobe tun) to use --net`,
         EXIT_CODE.HOST_ERROR,
         { cause: error },
       );
     }
     if (e === ERRNO.EACCES || e === ERRNO.EPERM) {
       return new NetSetupError(
-        `Cannot open ${TUN_PATH}: permission denied; run dhyve as root, or give this user ` +
-          `read/write access to ${TUN_PATH}`,
+        `Cannot open ${TUN_DEVICE}: permission denied; run dhyve as root, or give this user ` +
+          `read/write access to ${TUN_DEVICE}`,
         EXIT_CODE.PERMISSION,
         { cause: error },
       );

@@ -17,6 +17,9 @@ export interface NetOption {
   readonly mac?: Uint8Array;
 }
 
+/** Interface names are at most 15 bytes plus NUL (IFNAMSIZ 16). */
+export const MAX_IFNAME = 15;
+
 /** The TUN/TAP character device (opened read/write for `--net`). */
 export const TUN_DEVICE = "/dev/net/tun";
 
@@ -54,9 +57,9 @@ export function parseNetOption(text: string): NetOption | { error: string } {
   }
   const name = text.slice(colon + 1);
   const bytes = new TextEncoder().encode(name).length;
-  if (bytes === 0 || bytes > 15 || /[\s/:]/.test(name) || name === "." || name === "..") {
+  if (bytes === 0 || bytes > MAX_IFNAME || /[\s/:]/.test(name) || name === "." || name === "..") {
     return {
-      error: `Invalid TAP interface name "${name}" in --net: use 1 to 15 characters ` +
+      error: `Invalid TAP interface name "${name}" in --net: use 1 to ${MAX_IFNAME} characters ` +
         'without spaces, "/" or ":"',
     };
   }
