@@ -23,6 +23,13 @@ import { kvmTest } from "../_helpers/kvm.ts";
 
 const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 const MAIN = `${REPO_ROOT}/main.ts`;
+/** What `deno run` grants dhyve with a GDB stub in these tests. */
+const STUB_PERMISSIONS = [
+  "--allow-ffi",
+  "--allow-read",
+  "--allow-env",
+  "--allow-net=127.0.0.1,[::1]",
+];
 const FIXED: GuestBuild = { iface: 2, pie: false };
 const PIE: GuestBuild = { iface: 2, pie: true };
 /** Longest any single wait may take before the test fails instead of hanging. */
@@ -59,10 +66,7 @@ class DhyveUnderGdb {
       args: [
         "run",
         "--quiet",
-        "--allow-ffi",
-        "--allow-read",
-        "--allow-env",
-        "--allow-net=127.0.0.1,[::1]",
+        ...STUB_PERMISSIONS,
         MAIN,
         "--file-isolation",
         "none",
@@ -496,10 +500,7 @@ kvmTest("gdb stub: a port that is taken is a host error (exit 71), not a hang", 
       args: [
         "run",
         "--quiet",
-        "--allow-ffi",
-        "--allow-read",
-        "--allow-env",
-        "--allow-net=127.0.0.1,[::1]",
+        ...STUB_PERMISSIONS,
         MAIN,
         "-s",
         String(taken.addr.port),
