@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parseMacAddress, parseNetOption, TUN_DEVICE } from "./net/net_option.ts";
+import { parseMacAddress, parseNetOption } from "./net/net_option.ts";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import {
@@ -28,7 +28,7 @@ import {
   validateCpuCount,
   type VmParams,
 } from "./params.ts";
-import { denoCommandLine, requiredPermissions } from "./permissions.ts";
+import { denoCommandLine, optionPermissionInput, requiredPermissions } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
 
@@ -398,9 +398,7 @@ function minimalCommandLine(
       : extra.output,
     envHost: extra.envHost,
     libcPath: LIBC_PATH,
-    workerModules: (params.cpuCount ?? 1) > 1 || params.net !== undefined ? dhyveRoot() : null,
-    tunDevice: params.net !== undefined ? TUN_DEVICE : null,
-    gdbStub: params.gdbPort !== undefined,
+    ...optionPermissionInput(params, dhyveRoot()),
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);
   const entry = new URL(import.meta.url).protocol === "file:"

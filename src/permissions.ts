@@ -27,6 +27,8 @@
 
 import { dirname, isAbsolute, resolve } from "node:path/posix";
 import { fileURLToPath } from "node:url";
+import { TUN_DEVICE } from "./net/net_option.ts";
+import type { VmParams } from "./params.ts";
 
 /** One `--file-mapping` as far as Deno's permissions are concerned. */
 export interface PermissionMapping {
@@ -68,6 +70,22 @@ export interface PermissionInput {
  * granted (and when the host has IPv6 loopback).
  */
 export const GDB_HOSTS: readonly string[] = ["127.0.0.1", "[::1]"];
+
+/**
+ * The part of a {@linkcode PermissionInput} that follows from the VM's
+ * options: vCPU Workers and the net Worker read `moduleDir`, `--net` opens
+ * the TUN device, `--gdb-port` listens on loopback.
+ */
+export function optionPermissionInput(
+  params: Pick<VmParams, "cpuCount" | "net" | "gdbPort">,
+  moduleDir: string | null,
+): Pick<PermissionInput, "workerModules" | "tunDevice" | "gdbStub"> {
+  return {
+    workerModules: (params.cpuCount ?? 1) > 1 || params.net !== undefined ? moduleDir : null,
+    tunDevice: params.net !== undefined ? TUN_DEVICE : null,
+    gdbStub: params.gdbPort !== undefined,
+  };
+}
 
 /** Options of {@linkcode requiredPermissions}. */
 export interface RequiredPermissionsOptions {

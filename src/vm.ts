@@ -69,10 +69,14 @@ import { runSmp } from "./vcpu/smp.ts";
 import { signalStop, STOP_SIGNALS, type StopSignal, timeoutStop } from "./vcpu/timeout.ts";
 import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./landlock.ts";
 import { LIBC_PATH } from "./kvm.ts";
-import { checkGranted, dhyveSourceDir, requiredPermissions } from "./permissions.ts";
+import {
+  checkGranted,
+  dhyveSourceDir,
+  optionPermissionInput,
+  requiredPermissions,
+} from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { type NetCounters, NetDevice, netRegisters, NetSetupError } from "./net/net_device.ts";
-import { TUN_DEVICE } from "./net/net_option.ts";
 import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
 import { denoHostFs } from "./sandbox/host_fs.ts";
@@ -599,9 +603,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       output: null,
       envHost: false,
       libcPath: LIBC_PATH,
-      workerModules: cpuCount > 1 || params.net !== undefined ? dhyveSourceDir() : null,
-      tunDevice: params.net !== undefined ? TUN_DEVICE : null,
-      gdbStub: params.gdbPort !== undefined,
+      ...optionPermissionInput(params, dhyveSourceDir()),
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
   }
