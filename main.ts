@@ -5,6 +5,7 @@
  * @module
  */
 
+import { printTrace, traceMark } from "./src/startup_trace.ts";
 import { type CliRequest, parseCommandLine } from "./src/cli.ts";
 import { ConfigError } from "./src/config.ts";
 import { EXIT_CODE } from "./src/exit_codes.ts";
@@ -113,12 +114,14 @@ function report(error: unknown): number {
 
 /** Runs the CLI and returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
+  traceMark("evaluated");
   let request: CliRequest;
   try {
     request = parseCommandLine(argv);
   } catch (error) {
     return report(error);
   }
+  traceMark("cli");
   if (request.kind === "info") {
     print(request.text);
     return 0;
@@ -136,6 +139,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       kernel,
       output === null ? params : { ...params, stdout: output.sink, stderr: output.sink },
     );
+    traceMark("teardown");
     if (result.error !== null) {
       printError(result.error);
       if (verbosity > 0 && result.errorDetail) {
@@ -165,5 +169,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const code = await main(Deno.args);
+  traceMark("exit");
+  printTrace();
+  Deno.exit(code);
 }

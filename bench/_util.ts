@@ -74,3 +74,17 @@ export function machineDescription(): string {
   }
   return `${cpu}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`;
 }
+
+/**
+ * The 1-minute load average, or "?". Deno reads /proc only with --allow-all,
+ * so `cat` reads it.
+ */
+export function loadAverage(): string {
+  try {
+    const out = new Deno.Command("cat", { args: ["/proc/loadavg"], stdout: "piped" })
+      .outputSync();
+    return new TextDecoder().decode(out.stdout).split(" ")[0] || "?";
+  } catch {
+    return "?";
+  }
+}

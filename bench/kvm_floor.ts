@@ -40,6 +40,8 @@ const dec = new TextDecoder();
 export interface Measured {
   /** Wall time, spawn to exit, in ms. */
   ms: number;
+  /** When the process was spawned, in ms since the epoch (as `performance.timeOrigin`). */
+  spawnedAt: number;
   /** User + system CPU time in ms (GNU time only). */
   cpuMs: number | null;
   /** Peak resident set size in KiB. */
@@ -83,24 +85,27 @@ async function pollPeakRss(pid: number, done: Promise<unknown>): Promise<number 
 /**
  * Runs `cmd args` to completion and measures it; its stdout is discarded
  * unless `captureStdout`. Throws if it exits with another code than
- * `expectCode` (null: any code).
+ * `expectCode` (null: any code). `env` adds environment variables.
  */
 export async function measure(
   cmd: string,
   args: readonly string[],
   expectCode: number | null = 0,
   captureStdout = false,
+  env?: Record<string, string>,
 ): Promise<Measured> {
   const useTime = await hasGnuTime();
   const report = useTime ? await Deno.makeTempFile({ prefix: "dhyve-bench-" }) : "";
   const argv = useTime ? ["-f", "%U %S %M", "-o", report, cmd, ...args] : [...args];
-  const t0 = performance.now();
-  const child = new Deno.Command(useTime ? GNU_TIME : cmd, {
+  const command = new Deno.Command(useTime ? GNU_TIME : cmd, {
     args: argv,
     stdin: "null",
     stdout: captureStdout ? "piped" : "null",
     stderr: "piped",
-  }).spawn();
+    ...(env === undefined ? {} : { env }),
+  });
+  const t0 = performance.now();
+  const child = command.spawn();
   const output = child.output();
   const polled = useTime ? Promise.resolve(null) : pollPeakRss(child.pid, output);
   const out = await output;
@@ -123,7 +128,15 @@ export async function measure(
     );
   }
   const stdout = captureStdout ? dec.decode(out.stdout) : "";
-  return { ms, cpuMs, rssKiB, code: out.code, stderr, stdout };
+  return {
+    ms,
+    spawnedAt: performance.timeOrigin + t0,
+    cpuMs,
+    rssKiB,
+    code: out.code,
+    stderr,
+    stdout,
+  };
 }
 
 /** Median wall, CPU and RSS of several runs. */
@@ -659,18 +672,8 @@ export function helloTable(rows: readonly HelloRow[]): string[][] {
 if (import.meta.main) {
   // Only these tables: deno run --allow-ffi --allow-read --allow-write --allow-run --allow-env
   // bench/kvm_floor.ts (`deno task bench` prints them after the others).
-  const { machineDescription, printTable } = await import("./_util.ts");
+  const { loadAverage: load, machineDescription, printTable } = await import("./_util.ts");
   const enc = new TextEncoder();
-  // Deno wants --allow-all to read /proc/loadavg itself; cat may read it.
-  const load = (): string => {
-    try {
-      const out = new Deno.Command("cat", { args: ["/proc/loadavg"], stdout: "piped" })
-        .outputSync();
-      return new TextDecoder().decode(out.stdout).split(" ")[0] ?? "?";
-    } catch {
-      return "?";
-    }
-  };
   Deno.stdout.writeSync(
     enc.encode(`dhyve vs C floor: ${new Date().toISOString()}\n${machineDescription()}\n`),
   );

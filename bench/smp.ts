@@ -16,7 +16,7 @@
 
 import { fileURLToPath } from "node:url";
 import { buildGuest } from "../tests/_helpers/guests.ts";
-import { median, timeProcess } from "./_util.ts";
+import { loadAverage, median, timeProcess } from "./_util.ts";
 
 const RUNS = 5;
 /** LCG steps: about 2.5 s with one vCPU on the development machines (~2.9 µs a step). */
@@ -103,23 +103,9 @@ async function timeInRotation(
   return runs.map((r) => ({ median: median(r.work), baseline: median(r.base) }));
 }
 
-/**
- * The 1-minute load average, or "?". Deno reads /proc only with --allow-all,
- * so `cat` reads it.
- */
-async function loadAverage(): Promise<string> {
-  try {
-    const out = await new Deno.Command("cat", { args: ["/proc/loadavg"], stdout: "piped" })
-      .output();
-    return new TextDecoder().decode(out.stdout).split(" ")[0] || "?";
-  } catch {
-    return "?";
-  }
-}
-
 /** Runs the multi-core benchmarks. */
 export async function smpBenchmarks(): Promise<SmpResults> {
-  const loadBefore = await loadAverage();
+  const loadBefore = loadAverage();
   const spin = await buildGuest("spin_work", { iface: 1, pie: true });
   const loop = await buildGuest("exit_loop", { iface: 1, pie: true });
 
@@ -166,5 +152,5 @@ export async function smpBenchmarks(): Promise<SmpResults> {
         ` (baseline: … exit_loop 0 ${e.who})`,
     };
   });
-  return { load: `${loadBefore} → ${await loadAverage()}`, speedup, exits };
+  return { load: `${loadBefore} → ${loadAverage()}`, speedup, exits };
 }

@@ -76,6 +76,7 @@ import {
   requiredPermissions,
 } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
+import { traceMark } from "./startup_trace.ts";
 import { type NetCounters, NetDevice, netRegisters, NetSetupError } from "./net/net_device.ts";
 import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
@@ -487,6 +488,7 @@ async function runUntilStopped(
   Deno.addSignalListener("SIGALRM", tick);
   const ticker = ThreadTicker.start(currentThreadId(), Math.min(TICK_MS, timeoutMs ?? TICK_MS));
   if (ticker === null) log.debug("No thread timer: signals may wait for the next guest exit");
+  traceMark("loop");
   const loop = { ...options, yieldEveryMs: YIELD_EVERY_MS, pending: { entry: null, arg: 0 } };
   let final: VmStop | null = null; // the guest has stopped; its last output waits for a reader
   try {
@@ -578,6 +580,7 @@ const SIGNAL_GRACE_MS = 50;
  */
 export async function runVm(kernelPath: string, params: VmParams = {}): Promise<VmResult> {
   const t0 = performance.now();
+  traceMark("runvm");
   const memorySize = validateMemorySize(params.memorySize ?? DEFAULT_MEMORY_SIZE);
   const cpuCount = validateCpuCount(params.cpuCount ?? 1);
   if (params.affinity !== undefined) validateAffinity(params.affinity, cpuCount);
@@ -632,6 +635,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     ...(params.random ? { random: params.random } : {}),
   });
   const { guestAddress, kernelAddress, kernelEnd } = layout;
+  traceMark("kernel");
   if (params.net !== undefined) checkNetKernel(image);
   log.debug(
     `Kernel: ${image.kind}, interface v${image.interfaceVersion}, guest RAM at 0x${
@@ -699,6 +703,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       setUpVcpu(vcpu, { entry: loaded.entry, guestAddress, stack, gdt, cpuid });
     }
     const boot = res.vcpus[0]!;
+    traceMark("kvm");
     const tscKhz = boot.tscKhz();
 
     let fdt: Uint8Array;
@@ -732,6 +737,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     const syncRegs = kvm.checkExtension(CAP.SYNC_REGS) !== 0;
     const xsaveLayout = xsaveLayoutFromCpuid(cpuid);
     const bootMs = performance.now() - t0;
+    traceMark("boot");
     let stop: VmStop;
     let stats: VcpuStats[];
     /** Hypercall context for a vCPU run on this thread. */
@@ -830,6 +836,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       stats = result.stats;
       if (result.abandoned) res.keepMemoryMapped = true;
     }
+    traceMark("guest");
     const runMs = Math.max(...stats.map((s) => s.stoppedAt - s.startedAt));
     if (net !== null) log.info(netSummary(net.counters()));
     const exited = stop.kind === "exit";

@@ -21,12 +21,15 @@
  * written to stdout at each newline, as dhyve does.
  *
  * Build: gcc -O2 -o floor floor.c
- * Usage: floor [-m MIB] [-s] [-t SECONDS] KERNEL [ARG...]
+ * Usage: floor [-m MIB] [-s] [-T] [-t SECONDS] KERNEL [ARG...]
  *   -m MIB      guest RAM in MiB (default 64)
  *   -s          print statistics to stderr at exit: set-up time (start of
  *               main to the first KVM_RUN), exits, emulated instructions,
  *               guest memory resident, peak RSS
  *   -t SECONDS  give up after this long (SIGALRM ends the process)
+ *   -T          print start-up phase marks to stderr at exit, as dhyve does
+ *               with DHYVE_TRACE_STARTUP=1 (bench/startup.ts): "floor-trace:
+ *               origin=<ms since the epoch at main> NAME=<ms since origin>..."
  * Exit status: the guest's exit code; 70 when the floor itself fails.
  */
 #define _GNU_SOURCE
@@ -462,6 +465,27 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* -T: phase marks, kept in memory and printed at exit (same names as dhyve's trace). */
+static struct {
+  int on, count;
+  double origin_epoch_ms, origin_ms;
+  const char *name[16];
+  double at[16];
+} trace;
+
+static void trace_mark(const char *name) {
+  if (!trace.on || trace.count == 16) return;
+  trace.name[trace.count] = name;
+  trace.at[trace.count++] = now_ms() - trace.origin_ms;
+}
+
+static void print_trace(void) {
+  if (!trace.on) return;
+  fprintf(stderr, "floor-trace: origin=%.3f", trace.origin_epoch_ms);
+  for (int i = 0; i < trace.count; i++) fprintf(stderr, " %s=%.3f", trace.name[i], trace.at[i]);
+  fputc('\n', stderr);
+}
+
 /* v1 Cmdsize: argc and each argument's size (with its NUL); no environment. */
 static void cmdsize(const struct vm *vm, uint64_t gpa) {
   uint8_t *p = guest(gpa, 1032);
@@ -598,6 +622,7 @@ static void set_up(struct vm *vm, const struct kernel *k) {
   set_registers(vm->vcpu, k->eh->e_entry - k->first_vaddr + kernel_address,
                 kernel_address - BOOT_STACK_SIZE);
   set_cpuid(vm->kvm, vm->vcpu);
+  trace_mark("kvm");
   struct kvm_mp_state runnable = {.mp_state = KVM_MP_STATE_RUNNABLE};
   if (ioctl(vm->vcpu, KVM_SET_MP_STATE, &runnable) < 0) die("make the vCPU runnable");
   struct {
@@ -690,18 +715,24 @@ static void print_stats(const struct vm *vm) {
 
 int main(int argc, char **argv) {
   double t0 = now_ms();
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  trace.origin_epoch_ms = wall.tv_sec * 1e3 + wall.tv_nsec / 1e6;
+  trace.origin_ms = t0;
   uint64_t mib = 64;
   int stats = 0, i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) mib = strtoull(argv[++i], NULL, 0);
     else if (strcmp(argv[i], "-s") == 0) stats = 1;
+    else if (strcmp(argv[i], "-T") == 0) trace.on = 1;
     else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) alarm((unsigned)atoi(argv[++i]));
     else break;
   }
-  if (i >= argc || mib < 16) fail("usage: floor [-m MIB >= 16] [-s] [-t SECONDS] KERNEL [ARG...]");
+  if (i >= argc || mib < 16) fail("usage: floor [-m MIB >= 16] [-s] [-T] [-t SECONDS] KERNEL [ARG...]");
 
   struct kernel k = {0};
   read_kernel(argv[i], &k);
+  trace_mark("kernel");
   ram_size = mib << 20;
   ram_base = k.iface == 1 ? 0 : 0x100000000ULL; /* v2 RAM starts at 4 GiB */
   if (k.iface == 1 && ram_size > 0xc0000000ULL) fail("a v1 guest's RAM must end below 3 GiB");
@@ -709,7 +740,11 @@ int main(int argc, char **argv) {
   struct vm vm = {.argc = argc - i, .argv = argv + i, .exit_code = -1};
   set_up(&vm, &k);
   vm.setup_ms = now_ms() - t0;
+  trace_mark("boot");
   run_loop(&vm);
+  trace_mark("guest");
   if (stats) print_stats(&vm);
+  trace_mark("exit");
+  print_trace();
   return vm.exit_code;
 }

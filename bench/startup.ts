@@ -1,0 +1,225 @@
+/**
+ * dhyve's start-up, phase by phase, next to the C floor (`bench/c_floor/floor.c`)
+ * and a bare `deno run`, and its memory: whole processes, interleaved (bare
+ * Deno, dhyve 64 MiB, dhyve 4 GiB, floor 64 MiB, floor 4 GiB, dhyve serial
+ * loops of 1 000 and 20 000 exits in every round), so a busy machine slows
+ * all alike. Phases come from `DHYVE_TRACE_STARTUP=1` (see
+ * `src/startup_trace.ts`) and `floor -T`: wall-clock marks measured from the
+ * moment the process was spawned. With HERMIT_IMAGES set it also times
+ * uhyve's `hello_c` against the floor.
+ *
+ * Run alone: `deno run --allow-ffi --allow-read --allow-write --allow-run --allow-env
+ * bench/startup.ts` (part of `deno task bench`); `STARTUP_RUNS=N` sets the rounds (10).
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { buildGuest } from "../tests/_helpers/guests.ts";
+import { loadAverage as load, machineDescription, median, printTable } from "./_util.ts";
+import { buildFloor, measure, type Measured } from "./kvm_floor.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const mainTs = `${root}main.ts`;
+const emptyTs = `${root}bench/_empty.ts`;
+const TRACE_ENV = { DHYVE_TRACE_STARTUP: "1" };
+const FEW_EXITS = 1_000;
+const MANY_EXITS = 20_000;
+
+/** dhyve's phases: the mark that ends each, in order (see main.ts and vm.ts). */
+const DHYVE_PHASES = [
+  ["process start to Deno's runtime (timeOrigin)", "origin"],
+  ["module load (read, transpile, compile)", "modules"],
+  ["module evaluation", "evaluated"],
+  ["CLI (flags, config, permissions)", "cli"],
+  ["logging, -o, up to runVm", "runvm"],
+  ["kernel read and parse", "kernel"],
+  ["KVM set-up (VM, RAM, irqchip, vCPU, CPUID, MSRs)", "kvm"],
+  ["boot state (FDT, boot info, page tables, Landlock)", "boot"],
+  ["run loop ready (signals, tick timer)", "loop"],
+  ["first KVM_RUN to the guest's exit", "guest"],
+  ["tear-down (VM, RAM, temp dir)", "teardown"],
+  ["statistics, exit code", "exit"],
+  ["process exit", "end"],
+] as const;
+
+/** The floor's marks for the same phases (null: the floor has no such phase). */
+const FLOOR_MARK: Record<string, string | null> = {
+  origin: "origin",
+  modules: null,
+  evaluated: null,
+  cli: null,
+  runvm: null,
+  kernel: "kernel",
+  kvm: "kvm",
+  boot: "boot",
+  loop: null,
+  guest: "guest",
+  teardown: null,
+  exit: "exit",
+  end: "end",
+};
+
+/** Parses a `dhyve-trace:`/`floor-trace:` line into mark → ms after spawn (plus "end"). */
+function marks(m: Measured, prefix: string): Map<string, number> {
+  const line = m.stderr.split("\n").find((l) => l.startsWith(prefix));
+  if (line === undefined) throw new Error(`no "${prefix}" line in: ${m.stderr.trim()}`);
+  const fields = new Map(
+    line.slice(prefix.length).trim().split(" ").map((f) => {
+      const [k, v] = f.split("=");
+      return [k!, Number(v)] as const;
+    }),
+  );
+  const origin = fields.get("origin")! - m.spawnedAt;
+  const out = new Map<string, number>([["origin", origin]]);
+  for (const [k, v] of fields) if (k !== "origin") out.set(k, origin + v);
+  out.set("end", m.ms);
+  return out;
+}
+
+/** Median duration of each phase: from the previous present mark to this one. */
+function phaseDurations(
+  runs: readonly Map<string, number>[],
+  order: readonly (string | null)[],
+): (number | null)[] {
+  return order.map((mark, i) => {
+    if (mark === null) return null;
+    const before = order.slice(0, i).findLast((m) => m !== null);
+    return median(runs.map((r) => r.get(mark)! - (before === undefined ? 0 : r.get(before)!)));
+  });
+}
+
+const ms = (v: number | null): string => (v === null ? "" : v.toFixed(1));
+const mib = (kib: number): string => (kib / 1024).toFixed(1);
+
+/** Runs the start-up rounds and prints the phase, total and memory tables. */
+export async function startupBenchmark(runs = 10): Promise<void> {
+  const enc = new TextEncoder();
+  const say = (text: string): void => void Deno.stdout.writeSync(enc.encode(text));
+  const deno = Deno.execPath();
+  const floor = await buildFloor();
+  const noop = await buildGuest("noop", { iface: 2, pie: true });
+  const loop = await buildGuest("serial_loop", { iface: 2, pie: true });
+  const dhyve = (size: string, kernel: string, ...args: string[]): string[] => [
+    "run",
+    "--allow-ffi",
+    "--allow-read",
+    "--allow-env=DHYVE_TRACE_STARTUP",
+    mainTs,
+    "-m",
+    size,
+    kernel,
+    ...args,
+  ];
+  const specs = [
+    { name: "bare deno run (empty script)", cmd: deno, args: ["run", emptyTs] },
+    { name: "dhyve noop, 64 MiB", cmd: deno, args: dhyve("64MiB", noop), trace: "dhyve-trace:" },
+    { name: "dhyve noop, 4 GiB", cmd: deno, args: dhyve("4GiB", noop), trace: "dhyve-trace:" },
+    { name: "C floor noop, 64 MiB", cmd: floor, args: ["-T", "-m", "64", noop], trace: "floor" },
+    { name: "C floor noop, 4 GiB", cmd: floor, args: ["-T", "-m", "4096", noop], trace: "floor" },
+    {
+      name: `dhyve serial_loop, ${FEW_EXITS} exits`,
+      cmd: deno,
+      args: dhyve("64MiB", loop, String(FEW_EXITS)),
+    },
+    {
+      name: `dhyve serial_loop, ${MANY_EXITS} exits`,
+      cmd: deno,
+      args: dhyve("64MiB", loop, String(MANY_EXITS)),
+    },
+  ];
+  const loadBefore = load();
+  const results: Measured[][] = specs.map(() => []);
+  for (let i = 0; i < runs; i++) {
+    for (const [j, s] of specs.entries()) {
+      results[j]!.push(await measure(s.cmd, s.args, 0, false, TRACE_ENV));
+    }
+  }
+  const trace = (j: number, prefix: string): Map<string, number>[] =>
+    results[j]!.map((m) => marks(m, prefix));
+  const dhyveOrder = DHYVE_PHASES.map(([, mark]) => mark);
+  const floorOrder = dhyveOrder.map((mark) => FLOOR_MARK[mark] ?? null);
+  const d64 = trace(1, "dhyve-trace:");
+  const d4g = trace(2, "dhyve-trace:");
+  const f64 = trace(3, "floor-trace:");
+  const f4g = trace(4, "floor-trace:");
+  const phases = [d64, d4g].map((r) => phaseDurations(r, dhyveOrder));
+  const floorPhases = [f64, f4g].map((r) => phaseDurations(r, floorOrder));
+
+  say(`start-up phases (bench/startup.ts): ${new Date().toISOString()}\n`);
+  say(`machine: ${machineDescription()}; load ${loadBefore} -> ${load()}; ${runs} rounds\n`);
+  printTable([
+    ["phase (median ms; noop v2 PIE)", "dhyve 64M", "floor 64M", "dhyve 4G", "floor 4G"],
+    ...DHYVE_PHASES.map(([name], i) => [
+      name,
+      ms(phases[0]![i]!),
+      ms(floorPhases[0]![i]!),
+      ms(phases[1]![i]!),
+      ms(floorPhases[1]![i]!),
+    ]),
+  ]);
+
+  const wall = results.map((r) => median(r.map((m) => m.ms)));
+  const cpu = results.map((r) => median(r.map((m) => m.cpuMs ?? NaN)));
+  const rss = results.map((r) => median(r.map((m) => m.rssKiB ?? NaN)));
+  const inProcess = (r: Map<string, number>[], from: string): number =>
+    median(r.map((m) => m.get("boot")! - m.get(from)!));
+  say("\n");
+  printTable([
+    ["whole process (median)", "wall ms", "CPU ms", "peak RSS MiB"],
+    ...specs.map((s, j) => [s.name, ms(wall[j]!), ms(cpu[j]!), mib(rss[j]!)]),
+  ]);
+  say("\n");
+  printTable([
+    ["goal", "64 MiB", "4 GiB", "target"],
+    ["dhyve - bare deno, ms", ms(wall[1]! - wall[0]!), ms(wall[2]! - wall[0]!), "<= 10"],
+    [
+      "in-process set-up (runVm to KVM_RUN) / floor's (main to KVM_RUN)",
+      `${ms(inProcess(d64, "runvm"))} / ${ms(inProcess(f64, "origin"))}`,
+      `${ms(inProcess(d4g, "runvm"))} / ${ms(inProcess(f4g, "origin"))}`,
+      "<= 3x",
+    ],
+    ["peak RSS - bare deno, MiB", mib(rss[1]! - rss[0]!), mib(rss[2]! - rss[0]!), "<= 12"],
+    [
+      `peak RSS growth from ${FEW_EXITS} to ${MANY_EXITS} exits, MiB`,
+      mib(rss[6]! - rss[5]!),
+      "",
+      "~0",
+    ],
+  ]);
+
+  const images = Deno.env.get("HERMIT_IMAGES");
+  if (!images) {
+    say("\nhello_c: skipped (set HERMIT_IMAGES to the directory holding it)\n");
+    return;
+  }
+  const hello = `${images}/hello_c`;
+  const helloArgs = ["-e", "A=1", "-e", "B=2", "-e", "C=3", "-e", "D=4"];
+  const pair = [
+    { name: "dhyve hello_c", cmd: deno, args: dhyve("64MiB", hello, "a1").slice() },
+    { name: "C floor hello_c", cmd: floor, args: ["-t", "60", hello, "a1"] },
+  ];
+  // dhyve's options go before the kernel.
+  pair[0]!.args.splice(pair[0]!.args.indexOf(hello), 0, ...helloArgs, "--timeout", "60s");
+  const helloRuns = Math.max(3, Math.ceil(runs / 3));
+  const times: Measured[][] = pair.map(() => []);
+  for (let i = 0; i < helloRuns; i++) {
+    for (const [j, s] of pair.entries()) times[j]!.push(await measure(s.cmd, s.args, null));
+  }
+  const ok = times.map((r) => r.filter((m) => m.code === 0));
+  const helloWall = ok.map((r) => (r.length > 0 ? median(r.map((m) => m.ms)) : NaN));
+  say("\n");
+  printTable([
+    [`uhyve hello_c a1, boot to exit (median of ${helloRuns})`, "wall ms", "CPU ms", "ok runs"],
+    ...pair.map((s, j) => [
+      s.name,
+      ms(helloWall[j]!),
+      ms(median(ok[j]!.map((m) => m.cpuMs ?? NaN))),
+      `${ok[j]!.length}/${helloRuns}`,
+    ]),
+    ["dhyve / floor", `${(helloWall[0]! / helloWall[1]!).toFixed(2)}x`, "", "<= 1.10x"],
+  ]);
+}
+
+if (import.meta.main) {
+  await startupBenchmark(Number(Deno.env.get("STARTUP_RUNS") ?? 10));
+}
