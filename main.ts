@@ -6,7 +6,7 @@
  */
 
 import { printTrace, traceMark } from "./src/startup_trace.ts";
-import { type CliRequest, parseCommandLine } from "./src/cli.ts";
+import { type CliRequest, parseCommandLineLoading } from "./src/cli.ts";
 import { ConfigError } from "./src/config.ts";
 import { EXIT_CODE } from "./src/exit_codes.ts";
 import { NullSink, type OutputSink } from "./src/io/guest_output.ts";
@@ -117,7 +117,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   traceMark("evaluated");
   let request: CliRequest;
   try {
-    request = parseCommandLine(argv);
+    request = await parseCommandLineLoading(argv);
   } catch (error) {
     return report(error);
   }

@@ -12,6 +12,12 @@
  * @module
  */
 
+import { logToLogTape } from "./src/log_logtape.ts";
+
+// A program that embeds dhyve gets its diagnostics through LogTape (silent
+// unless it configures LogTape); the CLI prints plain lines instead.
+logToLogTape();
+
 export { runVm, VmError, type VmResult } from "./src/vm.ts";
 export type { Layout } from "./src/loader/layout.ts";
 export type {

@@ -6,15 +6,16 @@
  */
 
 import { parseMacAddress, parseNetOption } from "./net/net_option.ts";
-import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { FlagError, parseFlags } from "./argv.ts";
 import {
   type CliOptions,
   ConfigError,
   findConfigFile,
+  loadTomlParser,
   mergeConfig,
   parseAffinity,
   parseConfig,
+  TomlParserNotLoaded,
 } from "./config.ts";
 import { LIBC_PATH } from "./kvm.ts";
 import {
@@ -31,6 +32,7 @@ import {
 import { denoCommandLine, optionPermissionInput, requiredPermissions } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
+import { fileUrlToPath } from "./posix_path.ts";
 
 /** The help text (`--help`). */
 export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.8 compatible)
@@ -229,12 +231,14 @@ function parseGdbPort(text: string): number {
  * Parses the command line (plus `HERMIT_*` variables and the config file).
  * @throws {UsageError} for bad flags or values.
  * @throws {ConfigError} for a bad config file.
+ * @throws {TomlParserNotLoaded} when a config file is found before
+ *   `loadTomlParser()` ran (see {@linkcode parseCommandLineLoading}).
  */
 export function parseCommandLine(
   argv: readonly string[],
   sys: CliEnvironment = denoEnvironment,
 ): CliRequest {
-  // `--stats=json` and `-s [PORT]` take optional values; node's parseArgs has none.
+  // `--stats=json` and `-s [PORT]` take optional values; the flag parser has none.
   const dashDash = argv.indexOf("--");
   const head = withGdbPortDefault(dashDash < 0 ? [...argv] : argv.slice(0, dashDash));
   const statsJson = head.includes("--stats=json");
@@ -244,10 +248,10 @@ export function parseCommandLine(
   ];
   let parsed;
   try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: OPTIONS });
+    parsed = parseFlags(args, OPTIONS);
   } catch (error) {
-    const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
-    throw new UsageError(`${message} (see --help)`);
+    if (!(error instanceof FlagError)) throw error;
+    throw new UsageError(`${error.message} (see --help)`);
   }
   const { values, positionals } = parsed;
   if (values.help) return { kind: "info", text: HELP };
@@ -366,6 +370,23 @@ export function parseCommandLine(
   };
 }
 
+/**
+ * {@linkcode parseCommandLine}, loading the TOML parser first when a config
+ * file is found (the only case that needs it; `main.ts` uses this).
+ */
+export async function parseCommandLineLoading(
+  argv: readonly string[],
+  sys: CliEnvironment = denoEnvironment,
+): Promise<CliRequest> {
+  try {
+    return parseCommandLine(argv, sys);
+  } catch (error) {
+    if (!(error instanceof TomlParserNotLoaded)) throw error;
+  }
+  await loadTomlParser();
+  return parseCommandLine(argv, sys);
+}
+
 /** The minimal `deno run` line for these options (`--print-permissions`). */
 function minimalCommandLine(
   kernel: string,
@@ -402,13 +423,13 @@ function minimalCommandLine(
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);
   const entry = new URL(import.meta.url).protocol === "file:"
-    ? fileURLToPath(new URL("../main.ts", import.meta.url))
+    ? fileUrlToPath(new URL("../main.ts", import.meta.url))
     : "main.ts";
   return denoCommandLine(req, entry, extra.argv);
 }
 
 function dhyveRoot(): string | null {
   return new URL(import.meta.url).protocol === "file:"
-    ? fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "")
+    ? fileUrlToPath(new URL("..", import.meta.url)).replace(/\/$/, "")
     : null;
 }

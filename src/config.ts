@@ -6,8 +6,7 @@
  * @module
  */
 
-import { posix } from "node:path";
-import { parse, TomlError } from "smol-toml";
+import * as posix from "./posix_path.ts";
 import {
   type FileIsolation,
   parseEnvEntry,
@@ -380,6 +379,26 @@ function findLine(text: string, section: string | undefined, key?: string): numb
   return 1;
 }
 
+let toml: typeof import("smol-toml") | undefined;
+
+/**
+ * Loads the TOML parser (smol-toml), which {@linkcode parseConfig} needs: only
+ * runs that read a config file pay for it at start-up.
+ */
+export async function loadTomlParser(): Promise<void> {
+  toml ??= await import("smol-toml");
+}
+
+/** {@linkcode parseConfig} was called before {@linkcode loadTomlParser}. */
+export class TomlParserNotLoaded extends Error {
+  /** Builds the error. */
+  constructor() {
+    super("The TOML parser is not loaded: await loadTomlParser() first");
+  }
+  /** Error name. */
+  override name = "TomlParserNotLoaded";
+}
+
 /** A TOML table: smol-toml makes them with a null prototype (dates are Date objects). */
 function isTable(value: unknown): value is Record<string, unknown> {
   if (typeof value !== "object" || value === null) return false;
@@ -402,11 +421,12 @@ function isTable(value: unknown): value is Record<string, unknown> {
  * @throws {ConfigError} `"<path>:<line>: <what is wrong>"`.
  */
 export function parseConfig(text: string, path: string): ConfigFile {
+  if (toml === undefined) throw new TomlParserNotLoaded();
   let doc: Record<string, unknown>;
   try {
-    doc = parse(text, { unsafeKeyBehaviour: "throw" });
+    doc = toml.parse(text, { unsafeKeyBehaviour: "throw" });
   } catch (error) {
-    if (error instanceof TomlError) {
+    if (error instanceof toml.TomlError) {
       const what = (error.message.split("\n")[0] ?? "").replace(/^Invalid TOML document:\s*/, "");
       throw new ConfigError(
         { path, line: error.line > 0 ? error.line : 1 },

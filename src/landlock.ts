@@ -33,8 +33,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path/posix";
-import { fileURLToPath } from "node:url";
+import { dirname, fileUrlToPath, join } from "./posix_path.ts";
 import { ERRNO, errnoName } from "./errno.ts";
 import { cString, errno, libc, O_CLOEXEC, O_PATH } from "./libc.ts";
 
@@ -468,7 +467,7 @@ export function denoRuntimeRules(options: DenoRuntimeOptions = {}): LandlockRule
 /** dhyve's root directory (the parent of `src/`), or null when not loaded from a file. */
 function projectRoot(): string | null {
   const url = new URL("../", import.meta.url);
-  return url.protocol === "file:" ? fileURLToPath(url).replace(/\/+$/, "") : null;
+  return url.protocol === "file:" ? fileUrlToPath(url).replace(/\/+$/, "") : null;
 }
 
 /** Deno's cache directory as Deno computes it on Linux, or undefined without env access. */

@@ -1,52 +1,80 @@
 /**
- * Logging through LogTape. Library code asks for a category logger here; only
- * `main.ts` calls {@linkcode configureLogging}, so a host program that embeds
- * dhyve stays silent unless it configures LogTape itself. Diagnostics go to
- * stderr, never to stdout (that is the guest's). Off the hot path.
+ * dhyve's diagnostics. Library code asks for a category logger here; where
+ * the records go is set once per isolate:
+ *
+ * - the CLI (`main.ts`) calls {@linkcode configureLogging}: one plain
+ *   `dhyve: warning: …` line on stderr per record at or above a level, and no
+ *   logging library is loaded (that would cost every run start-up time);
+ * - `mod.ts`, the library entry, sends them to LogTape (`log_logtape.ts`)
+ *   under the category `["dhyve", …]`, so a host program that embeds dhyve
+ *   stays silent unless it configures LogTape itself.
+ *
+ * With neither, records are dropped. Diagnostics never go to stdout (that is
+ * the guest's). Off the hot path.
  * @module
  */
 
-import {
-  configureSync,
-  getLogger,
-  type Logger,
-  type LogLevel,
-  type LogRecord,
-} from "@logtape/logtape";
+/** A record's severity, lowest first. */
+export type LogLevel = "debug" | "info" | "warning" | "error";
+
+/** Where records go: called with the level, the category ("vm", …) and the text. */
+export type LogSink = (level: LogLevel, category: string, message: string) => void;
+
+/** A message: a plain string, or a tagged template (`` log.warn`… ${x}` ``). */
+type LogCall = (message: string | TemplateStringsArray, ...values: unknown[]) => void;
+
+/** A category logger. */
+export interface Logger {
+  /** Detail for `-vv`. */
+  debug: LogCall;
+  /** Notes for `-v`. */
+  info: LogCall;
+  /** Something the user should know; shown by default. */
+  warn: LogCall;
+  /** A failure. */
+  error: LogCall;
+}
+
+let sink: LogSink | null = null;
+
+/** Sends every record to `to` from now on (null: drop them). */
+export function setLogSink(to: LogSink | null): void {
+  sink = to;
+}
+
+function render(message: string | TemplateStringsArray, values: readonly unknown[]): string {
+  if (typeof message === "string") return message;
+  let text = message[0] ?? "";
+  for (let i = 0; i < values.length; i++) text += String(values[i]) + (message[i + 1] ?? "");
+  return text;
+}
 
 /** The logger for one part of dhyve, e.g. `logger("loader")`. */
 export function logger(category: string): Logger {
-  return getLogger(["dhyve", category]);
+  const at = (level: LogLevel): LogCall => (message, ...values) => {
+    if (sink !== null) sink(level, category, render(message, values));
+  };
+  return { debug: at("debug"), info: at("info"), warn: at("warning"), error: at("error") };
 }
 
-function formatRecord(record: LogRecord): string {
-  const text = record.message.map((part) => typeof part === "string" ? part : String(part))
-    .join("");
-  const prefix = record.level === "warning"
-    ? "warning: "
-    : record.level === "error" || record.level === "fatal"
-    ? "error: "
-    : `[${record.level}] `;
-  return `dhyve: ${prefix}${text}\n`;
+const RANK: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warning: 2, error: 3 };
+
+/** One stderr line for a record, as the CLI prints it. */
+export function formatLogLine(level: LogLevel, message: string): string {
+  const prefix = level === "warning" ? "warning: " : level === "error" ? "error: " : `[${level}] `;
+  return `dhyve: ${prefix}${message}\n`;
 }
 
 /** Sends dhyve's log records at `level` and above to stderr (CLI use). */
 export function configureLogging(level: LogLevel): void {
   const encoder = new TextEncoder();
-  configureSync({
-    reset: true,
-    sinks: {
-      stderr(record: LogRecord): void {
-        try {
-          Deno.stderr.writeSync(encoder.encode(formatRecord(record)));
-        } catch {
-          // stderr is gone: nothing sensible left to do with a diagnostic
-        }
-      },
-    },
-    loggers: [
-      { category: ["dhyve"], lowestLevel: level, sinks: ["stderr"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-    ],
+  const lowest = RANK[level];
+  setLogSink((recordLevel, _category, message) => {
+    if (RANK[recordLevel] < lowest) return;
+    try {
+      Deno.stderr.writeSync(encoder.encode(formatLogLine(recordLevel, message)));
+    } catch {
+      // stderr is gone: nothing sensible left to do with a diagnostic
+    }
   });
 }

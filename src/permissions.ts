@@ -25,8 +25,7 @@
  * @module
  */
 
-import { dirname, isAbsolute, resolve } from "node:path/posix";
-import { fileURLToPath } from "node:url";
+import { dirname, fileUrlToPath, isAbsolute, resolve } from "./posix_path.ts";
 import { TUN_DEVICE } from "./net/net_option.ts";
 import type { VmParams } from "./params.ts";
 
@@ -116,7 +115,7 @@ export interface RequiredPermissions {
  */
 export function dhyveSourceDir(): string | null {
   const url = new URL("./", import.meta.url);
-  return url.protocol === "file:" ? fileURLToPath(url).replace(/\/+$/, "") : null;
+  return url.protocol === "file:" ? fileUrlToPath(url).replace(/\/+$/, "") : null;
 }
 
 /**

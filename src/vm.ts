@@ -7,7 +7,6 @@
  * @module
  */
 
-import { dirname } from "node:path";
 import { CAP, DISABLE_EXITS, KVM_API_VERSION, SREGS, X2APIC_API } from "./abi/kvm.ts";
 import { writeBootInfo } from "./boot/boot_info.ts";
 import { adjustCpuid } from "./boot/cpuid.ts";
@@ -16,7 +15,6 @@ import { writeGdt } from "./boot/gdt.ts";
 import { BOOT_INFO_OFFSET, BOOT_STACK_SIZE, FDT_OFFSET } from "./boot/layout.ts";
 import { BOOT_MSRS, initialRegisters, initialSpecialRegisters } from "./boot/registers.ts";
 import { xsaveLayoutFromCpuid } from "./emulate/xsave.ts";
-import { GdbListenError, runUnderDebugger } from "./gdb/run.ts";
 import { EXIT_CODE } from "./exit_codes.ts";
 import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
@@ -65,7 +63,6 @@ import {
   YIELDED,
 } from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
-import { runSmp } from "./vcpu/smp.ts";
 import { signalStop, STOP_SIGNALS, type StopSignal, timeoutStop } from "./vcpu/timeout.ts";
 import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./landlock.ts";
 import { LIBC_PATH } from "./kvm.ts";
@@ -76,8 +73,12 @@ import {
   requiredPermissions,
 } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
+import { dirname } from "./posix_path.ts";
 import { traceMark } from "./startup_trace.ts";
-import { type NetCounters, NetDevice, netRegisters, NetSetupError } from "./net/net_device.ts";
+// The GDB stub, the network device and the SMP Workers are loaded only by runs that use them.
+import type { NetCounters, NetDevice } from "./net/net_device.ts";
+type NetModule = typeof import("./net/net_device.ts");
+type GdbModule = typeof import("./gdb/run.ts");
 import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
 import { denoHostFs } from "./sandbox/host_fs.ts";
@@ -328,8 +329,8 @@ function checkNetKernel(image: KernelImage): void {
 }
 
 /** Opens the TAP for `--net`; warns when attaching made a temporary interface. */
-function openNetDevice(name: string, mac: Uint8Array | undefined): NetDevice {
-  const net = NetDevice.open(name, mac);
+function openNetDevice(netModule: NetModule, name: string, mac: Uint8Array | undefined): NetDevice {
+  const net = netModule.NetDevice.open(name, mac);
   if (!net.persistent) {
     log.warn(
       `TAP device "${name}" did not exist: dhyve made a temporary one, without an address and ` +
@@ -658,9 +659,15 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const res = new VmResources();
   const stdout = new GuestOutput(params.stdout ?? hostOutputSink(1));
   const stderr = new GuestOutput(params.stderr ?? hostOutputSink(2));
+  const netModule: NetModule | null = params.net === undefined
+    ? null
+    : await import("./net/net_device.ts");
+  let gdb: GdbModule | null = null;
   try {
     // Before KVM and the guest: a TAP problem is one line and an exit code.
-    if (params.net !== undefined) res.net = openNetDevice(params.net.name, params.net.mac);
+    if (params.net !== undefined && netModule !== null) {
+      res.net = openNetDevice(netModule, params.net.name, params.net.mac);
+    }
     res.kvm = openKvm();
     const kvm = res.kvm;
     res.vm = kvm.createVm();
@@ -760,7 +767,9 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       };
     };
     // The device's registers for vCPUs run on this thread (Workers make their own).
-    const netRegs = net === null ? null : netRegisters(net.shared, mem);
+    const netRegs = net === null || netModule === null
+      ? null
+      : netModule.netRegisters(net.shared, mem);
     if (params.gdbPort !== undefined) {
       // Under the debugger every vCPU runs on this thread, in turns (see gdb/run.ts).
       if (params.affinity) log.warn("--affinity has no effect under --gdb-port");
@@ -784,7 +793,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
           loadOffset.toString(16)
         } (gdb: add-symbol-file KERNEL -o 0x${loadOffset.toString(16)})`,
       );
-      stop = await runUnderDebugger({
+      gdb = await import("./gdb/run.ts");
+      stop = await gdb.runUnderDebugger({
         port: params.gdbPort,
         loops,
         mem,
@@ -816,7 +826,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       });
       stats = [one];
     } else {
-      const result = await runSmp({
+      const result = await (await import("./vcpu/smp.ts")).runSmp({
         vcpus: res.vcpus,
         mem,
         memAddress: res.memory.address,
@@ -856,7 +866,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     if (error instanceof KvmError) {
       throw new VmError(error.message, EXIT_CODE.HOST_ERROR, { cause: error });
     }
-    if (error instanceof GdbListenError) {
+    if (gdb !== null && error instanceof gdb.GdbListenError) {
       const code = error.permission ? EXIT_CODE.PERMISSION : EXIT_CODE.HOST_ERROR;
       throw new VmError(error.message, code, { cause: error });
     }
@@ -875,7 +885,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     if (error instanceof LayoutError) {
       throw new VmError(error.message, EXIT_CODE.USAGE, { cause: error });
     }
-    if (error instanceof NetSetupError) {
+    if (netModule !== null && error instanceof netModule.NetSetupError) {
       throw new VmError(error.message, error.exitCode, { cause: error });
     }
     throw error;

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { posix } from "node:path";
+import * as posix from "../posix_path.ts";
 import { logger } from "../log.ts";
 import { type HostPathKind, hostPathKind } from "./host_fs.ts";
 

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { posix } from "node:path";
+import * as posix from "../posix_path.ts";
 import { ERRNO } from "../errno.ts";
 
 /** Hermit open flags (Linux x86_64 numbering) and whence values. */

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { posix } from "node:path";
+import * as posix from "../posix_path.ts";
 import { ERRNO } from "../errno.ts";
 import { logger } from "../log.ts";
 import { DEFAULT_MAX_OPEN_FILES, FdTable } from "./fd_table.ts";

@@ -10,6 +10,10 @@ import { parseCommandLine as parseWith } from "../../main.ts";
 import type { CliEnvironment, CliRequest } from "../../src/cli.ts";
 import { UsageError, type VmParams } from "../../src/params.ts";
 import { VERSION } from "../../src/version.ts";
+import { loadTomlParser } from "../../src/config.ts";
+
+// parseCommandLine() parses config files with the parser main.ts loads on demand.
+await loadTomlParser();
 
 const MIB = 1024 * 1024;
 

@@ -11,6 +11,7 @@ import {
   ConfigError,
   type ConfigFile,
   findConfigFile,
+  loadTomlParser,
   MAX_CPU_ID,
   mergeConfig,
   parseAffinity,
@@ -18,6 +19,9 @@ import {
   validateAffinity,
 } from "../../src/config.ts";
 import { UsageError } from "../../src/params.ts";
+
+// parseConfig() needs the TOML parser, which main.ts loads only when a config file exists.
+await loadTomlParser();
 
 const MIB = 1024 * 1024;
 
