@@ -159,24 +159,63 @@ export class LibcLoadError extends Error {
   override name = "LibcLoadError";
 }
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+/**
+ * Symbols a plain run never calls (affinity, --thp/--ksm, --net, errno after
+ * a failure): bound by a second `dlopen` on their first use. Each bound
+ * symbol costs start-up time (~0.15 ms: Deno builds a fast-call trampoline
+ * for it), and every run would pay for these.
+ */
+const ON_FIRST_USE: ReadonlySet<string> = new Set<keyof typeof SYMBOLS>([
+  "madvise",
+  "write_addr",
+  "__errno_location",
+  "sched_getaffinity",
+  "sched_setaffinity",
+  "eventfd",
+  "read_buf",
+  "write_buf",
+  "readv",
+  "writev",
+]);
+
+type SymbolTable = Record<string, Deno.ForeignFunction>;
+
+const libraries: Deno.DynamicLibrary<SymbolTable>[] = []; // kept: they stay loaded
 let symbols: Libc | undefined;
 let errnoView: Int32Array | undefined;
 
+/** dlopen()s libc with the symbols of SYMBOLS for which `wanted` holds. */
+function bind(wanted: (name: string) => boolean): Record<string, unknown> {
+  const table = Object.fromEntries(Object.entries(SYMBOLS).filter(([name]) => wanted(name)));
+  let lib: Deno.DynamicLibrary<SymbolTable>;
+  try {
+    lib = Deno.dlopen(LIBC_PATH, table as SymbolTable);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    throw new LibcLoadError(`Cannot load libc from ${LIBC_PATH}`, { cause: error });
+  }
+  libraries.push(lib);
+  return lib.symbols;
+}
+
 /**
  * Loads libc once per thread (each Worker has its own copy of this module).
+ * The symbols in ON_FIRST_USE start as stubs that bind all of them, replace
+ * themselves in the table (so later calls go straight to libc) and forward.
  * @throws {Deno.errors.NotCapable} when `--allow-ffi` is missing (passed through).
  * @throws {LibcLoadError} when the library cannot be opened.
  */
 export function libc(): Libc {
   if (symbols === undefined) {
-    try {
-      lib = Deno.dlopen(LIBC_PATH, SYMBOLS);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotCapable) throw error;
-      throw new LibcLoadError(`Cannot load libc from ${LIBC_PATH}`, { cause: error });
+    const table: Record<string, unknown> = bind((name) => !ON_FIRST_USE.has(name));
+    const bindLater = (): void => void Object.assign(table, bind((n) => ON_FIRST_USE.has(n)));
+    for (const name of ON_FIRST_USE) {
+      table[name] = (...args: unknown[]): unknown => {
+        bindLater();
+        return (table[name] as (...a: unknown[]) => unknown)(...args);
+      };
     }
-    symbols = lib.symbols as unknown as Libc;
+    symbols = table as unknown as Libc;
   }
   return symbols;
 }

@@ -4,27 +4,41 @@
  * {@linkcode traceMark} records the wall-clock time, and
  * {@linkcode printTrace} writes them all to stderr in one line at exit:
  * `dhyve-trace: origin=<ms since the epoch> NAME=<ms since origin> …`.
- * Off (the default) a mark is one boolean test; reading the variable costs
- * one permission query and never prompts.
+ * With `DHYVE_TRACE_STARTUP=rss` each mark also records the resident set
+ * size and V8 heap in use then (`NAME=<ms>/<RSS KiB>/<heap KiB>`, from
+ * `Deno.memoryUsage()`), which adds a
+ * little time to each mark. Off (the default) a mark is
+ * one boolean test; reading the variable costs one permission query and
+ * never prompts.
  * @module
  */
 
-const enabled = traceWanted();
+const mode = traceMode();
+const enabled = mode !== null;
 const marks: string[] = [];
 
-function traceWanted(): boolean {
+function traceMode(): "1" | "rss" | null {
   try {
     const variable = "DHYVE_TRACE_STARTUP";
-    return Deno.permissions.querySync({ name: "env", variable }).state === "granted" &&
-      Deno.env.get(variable) === "1";
+    if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return null;
+    const value = Deno.env.get(variable);
+    return value === "1" || value === "rss" ? value : null;
   } catch {
-    return false;
+    return null;
   }
+}
+
+/** "<resident KiB>/<V8 heap used KiB>". */
+function memory(): string {
+  const { rss, heapUsed } = Deno.memoryUsage();
+  return `${Math.round(rss / 1024)}/${Math.round(heapUsed / 1024)}`;
 }
 
 /** Records that phase `name` ended now (no-op unless tracing is on). */
 export function traceMark(name: string): void {
-  if (enabled) marks.push(`${name}=${performance.now().toFixed(3)}`);
+  if (!enabled) return;
+  const at = performance.now().toFixed(3);
+  marks.push(mode === "rss" ? `${name}=${at}/${memory()}` : `${name}=${at}`);
 }
 
 /** Writes the recorded marks to stderr (no-op unless tracing is on). */
