@@ -1,0 +1,125 @@
+/**
+ * What a plain run loads at start-up: the static import graph of `main.ts`
+ * (from `deno info --json`, what Deno loads before the first line runs) must
+ * not reach the modules a plain run does not need, each of which costs every
+ * run start-up time and memory (docs/performance.md, "Start-up phases"):
+ * Deno's Node compatibility layer (any `node:` module), npm packages (LogTape,
+ * smol-toml), the GDB stub, the --net device and data path, the SMP Workers,
+ * the instruction emulator, the Hermit image reader and the statistics
+ * report. Those are loaded with `await import()` where they are used. No
+ * timing here: the figures live in `bench/startup.ts`.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+
+const ROOT = new URL("../../", import.meta.url);
+
+/** Modules a plain run (one vCPU, no --net, no -s, an ELF kernel) must not load eagerly. */
+const NOT_ON_THE_PLAIN_PATH: readonly { what: string; test: (specifier: string) => boolean }[] = [
+  { what: "a node: built-in (Node compatibility layer)", test: (s) => s.startsWith("node:") },
+  { what: "an npm package", test: (s) => s.startsWith("npm:") || s.includes("/node_modules/") },
+  { what: "the GDB stub", test: (s) => s.includes("/src/gdb/") },
+  {
+    what: "the --net device",
+    test: (s) => /\/(net_device|host_io|net_data_path|net_worker)\.ts$/.test(s),
+  },
+  { what: "the SMP Workers", test: (s) => /\/vcpu\/(smp|worker|file_channel)\.ts$/.test(s) },
+  {
+    what: "the instruction emulator",
+    test: (s) => /\/(sse|sse_float|run_ahead|int|decode)\.ts$/.test(s) || s.endsWith("/emulate.ts"),
+  },
+  { what: "the Hermit image reader", test: (s) => s.endsWith("/hermit_image.ts") },
+  { what: "the --stats report", test: (s) => s.endsWith("/stats_report.ts") },
+  { what: "the LogTape bridge", test: (s) => s.endsWith("/log_logtape.ts") },
+];
+
+interface Dependency {
+  specifier: string;
+  code?: { specifier?: string };
+  isDynamic?: boolean;
+}
+
+interface ModuleGraph {
+  roots: string[];
+  modules: { specifier: string; dependencies?: Dependency[] }[];
+  redirects: Record<string, string>;
+}
+
+const canRun = Deno.permissions.querySync({ name: "run" }).state === "granted" &&
+  Deno.permissions.querySync({ name: "read" }).state === "granted";
+if (!canRun) {
+  console.log("SKIP module_graph_test: needs --allow-run and --allow-read (deno info)");
+}
+
+async function graphOf(entry: string): Promise<ModuleGraph> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", entry],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assert.ok(out.success, `deno info ${entry} failed: ${text.decode(out.stderr)}`);
+  return JSON.parse(text.decode(out.stdout)) as ModuleGraph;
+}
+
+/** Every module reachable from the roots by static (non-type) imports, with one importer each. */
+function staticClosure(graph: ModuleGraph): Map<string, string> {
+  const byName = new Map(graph.modules.map((m) => [m.specifier, m]));
+  const importer = new Map<string, string>(graph.roots.map((r) => [r, "(root)"]));
+  const queue = [...graph.roots];
+  while (queue.length > 0) {
+    const from = queue.shift()!;
+    for (const dep of byName.get(from)?.dependencies ?? []) {
+      const target = dep.code?.specifier;
+      if (dep.isDynamic || target === undefined) continue;
+      const resolved = graph.redirects[target] ?? target;
+      if (!importer.has(resolved)) {
+        importer.set(resolved, from);
+        queue.push(resolved);
+      }
+    }
+  }
+  return importer;
+}
+
+/** Which of the not-needed modules `closure` holds, each with its importer. */
+function offenders(closure: Map<string, string>): string[] {
+  const found: string[] = [];
+  for (const [specifier, from] of closure) {
+    const rule = NOT_ON_THE_PLAIN_PATH.find((r) => r.test(specifier));
+    if (rule !== undefined) found.push(`${specifier} (${rule.what}), imported by ${from}`);
+  }
+  return found;
+}
+
+Deno.test({
+  name: "main.ts: a plain run's static imports reach no module it does not need",
+  ignore: !canRun,
+  async fn() {
+    const closure = staticClosure(await graphOf("main.ts"));
+    assert.ok(closure.size > 20, `only ${closure.size} modules: the graph walk is broken`);
+    assert.ok([...closure.keys()].some((s) => s.endsWith("/src/vm.ts")), "vm.ts is loaded");
+    assert.deepEqual(
+      offenders(closure),
+      [],
+      "load these with `await import()` where they are used, not at start-up",
+    );
+  },
+});
+
+Deno.test({
+  name: "the graph walk sees what the check forbids: mod.ts loads LogTape, main.ts the rest lazily",
+  ignore: !canRun,
+  async fn() {
+    // mod.ts (the library entry) imports LogTape statically: the walk must find it.
+    const library = offenders(staticClosure(await graphOf("mod.ts")));
+    assert.ok(library.some((o) => o.includes("log_logtape.ts")), library.join("\n"));
+    // The modules main.ts loads on use are in its graph, as dynamic imports only.
+    const all = (await graphOf("main.ts")).modules.map((m) => m.specifier);
+    for (const lazy of ["/src/gdb/run.ts", "/src/vcpu/smp.ts", "/src/loader/hermit_image.ts"]) {
+      assert.ok(all.some((s) => s.endsWith(lazy)), `${lazy} is in main.ts's full graph`);
+    }
+  },
+});
