@@ -40,8 +40,6 @@ const dec = new TextDecoder();
 export interface Measured {
   /** Wall time, spawn to exit, in ms. */
   ms: number;
-  /** When the process was spawned, in ms since the epoch (as `performance.timeOrigin`). */
-  spawnedAt: number;
   /** User + system CPU time in ms (GNU time only). */
   cpuMs: number | null;
   /** Peak resident set size in KiB. */
@@ -85,27 +83,24 @@ async function pollPeakRss(pid: number, done: Promise<unknown>): Promise<number 
 /**
  * Runs `cmd args` to completion and measures it; its stdout is discarded
  * unless `captureStdout`. Throws if it exits with another code than
- * `expectCode` (null: any code). `env` adds environment variables.
+ * `expectCode` (null: any code).
  */
 export async function measure(
   cmd: string,
   args: readonly string[],
   expectCode: number | null = 0,
   captureStdout = false,
-  env?: Record<string, string>,
 ): Promise<Measured> {
   const useTime = await hasGnuTime();
   const report = useTime ? await Deno.makeTempFile({ prefix: "dhyve-bench-" }) : "";
   const argv = useTime ? ["-f", "%U %S %M", "-o", report, cmd, ...args] : [...args];
-  const command = new Deno.Command(useTime ? GNU_TIME : cmd, {
+  const t0 = performance.now();
+  const child = new Deno.Command(useTime ? GNU_TIME : cmd, {
     args: argv,
     stdin: "null",
     stdout: captureStdout ? "piped" : "null",
     stderr: "piped",
-    ...(env === undefined ? {} : { env }),
-  });
-  const t0 = performance.now();
-  const child = command.spawn();
+  }).spawn();
   const output = child.output();
   const polled = useTime ? Promise.resolve(null) : pollPeakRss(child.pid, output);
   const out = await output;
@@ -128,15 +123,7 @@ export async function measure(
     );
   }
   const stdout = captureStdout ? dec.decode(out.stdout) : "";
-  return {
-    ms,
-    spawnedAt: performance.timeOrigin + t0,
-    cpuMs,
-    rssKiB,
-    code: out.code,
-    stderr,
-    stdout,
-  };
+  return { ms, cpuMs, rssKiB, code: out.code, stderr, stdout };
 }
 
 /** Median wall, CPU and RSS of several runs. */
