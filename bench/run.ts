@@ -11,6 +11,7 @@ import { smpBenchmarks } from "./smp.ts";
 import { netBenchmarks } from "./net.ts";
 import { netPathBenchmark } from "./net_path.ts";
 import { floorTables } from "./kvm_floor.ts";
+import { startupBenchmark } from "./startup.ts";
 import { machineDescription, printTable } from "./_util.ts";
 
 const enc = new TextEncoder();
@@ -111,3 +112,7 @@ for (const table of await floorTables()) {
   Deno.stdout.writeSync(enc.encode("\n"));
   printTable(table);
 }
+
+// Start-up phase by phase next to the C floor, and the RSS split (bench/startup.ts).
+Deno.stdout.writeSync(enc.encode("\n"));
+await startupBenchmark();
