@@ -126,9 +126,11 @@ export interface VmResult {
 }
 
 /** Reads the kernel file, with clear errors for the usual problems. */
-async function readKernel(path: string): Promise<Uint8Array> {
+function readKernel(path: string): Uint8Array {
   try {
-    return await Deno.readFile(path);
+    // Sync: the async read would start Deno's blocking-pool threads (start-up
+    // time, and threads that exist before Landlock are not fenced by it).
+    return Deno.readFileSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new VmError(`Kernel file "${path}" does not exist`, EXIT_CODE.NO_INPUT);
@@ -612,7 +614,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
   }
 
-  let bytes = await readKernel(kernelPath);
+  let bytes = readKernel(kernelPath);
   if (bytes.length >= 3 && bytes[0] === 0x1f && bytes[1] === 0x8b && bytes[2] === 0x08) {
     // A Hermit image: the kernel and its files come from the archive, its
     // config supplies default arguments, environment and requirements.
