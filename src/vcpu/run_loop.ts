@@ -31,8 +31,8 @@ import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
 import type { XsaveLayout } from "../emulate/xsave.ts";
 import type * as Emulation from "./emulate.ts";
 import { registerDump } from "./dump.ts";
-import { inNetWindow, type NetRegisters, pciConfigOffset } from "../virtio/net_registers.ts";
-import { NET_MMIO_BASE } from "../virtio/layout.ts";
+import type { NetRegisters } from "../virtio/net_registers.ts";
+import { inNetWindow, NET_MMIO_BASE, pciConfigOffset } from "../virtio/layout.ts";
 import type { VcpuStats } from "./stats.ts";
 
 const PCI_CONFIG_ADDRESS = 0xcf8;

@@ -151,3 +151,19 @@ export const NET_HDR_NUM_BUFFERS = 10;
 export const NO_VECTOR = 0xffff;
 /** Net status bit: link up. */
 export const LINK_UP = 1;
+
+/**
+ * The register offset a PCI configuration address (as written to 0xCF8)
+ * selects on the virtio-net function, or -1 when it names no such function:
+ * the enable bit must be set, and bus, device and function must be 0.
+ */
+export function pciConfigOffset(address: number): number {
+  if ((address & 0x8000_0000) === 0) return -1;
+  if ((address & 0x00ff_ff00) !== 0) return -1;
+  return address & 0xfc;
+}
+
+/** Whether a guest-physical address falls in the device's MMIO window. */
+export function inNetWindow(addr: number): boolean {
+  return addr >= NET_MMIO_BASE && addr < NET_MMIO_BASE + NET_MMIO_SIZE;
+}

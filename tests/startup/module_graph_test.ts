@@ -4,9 +4,9 @@
  * not reach the modules a plain run does not need, each of which costs every
  * run start-up time and memory (docs/performance.md, "Start-up phases"):
  * Deno's Node compatibility layer (any `node:` module), npm packages (LogTape,
- * smol-toml), the GDB stub, the --net device and data path, the SMP Workers,
- * the instruction emulator, the Hermit image reader and the statistics
- * report. Those are loaded with `await import()` where they are used. No
+ * smol-toml), the GDB stub, the --net device, its virtio model and data
+ * path, the SMP Workers, the instruction emulator, the Hermit image reader
+ * and the statistics report. Those are loaded with `await import()` where they are used. No
  * timing here: the figures live in `bench/startup.ts`.
  * @module
  */
@@ -23,6 +23,10 @@ const NOT_ON_THE_PLAIN_PATH: readonly { what: string; test: (specifier: string) 
   {
     what: "the --net device",
     test: (s) => /\/(net_device|host_io|net_data_path|net_worker)\.ts$/.test(s),
+  },
+  {
+    what: "the virtio-net device model",
+    test: (s) => /\/virtio\/(net_registers|net_state|virtqueue)\.ts$/.test(s),
   },
   { what: "the SMP Workers", test: (s) => /\/vcpu\/(smp|worker|file_channel)\.ts$/.test(s) },
   {
