@@ -52,7 +52,7 @@ export interface PermissionInput {
   readonly output: string | null;
   /** `-e host`: the whole host environment is passed to the guest. */
   readonly envHost: boolean;
-  /** The libc that `src/libc.ts` loads (`LIBC_PATH`). */
+  /** libc as named in messages (`LIBC_SONAME`); `--allow-ffi` is unscoped anyway (see above). */
   readonly libcPath: string;
   /**
    * dhyve's source directory when the run starts vCPU Workers (SMP), since
