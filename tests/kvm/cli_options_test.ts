@@ -16,11 +16,21 @@ import assert from "node:assert/strict";
 import { ERRNO } from "../../src/errno.ts";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { Kvm, KvmUnavailableError } from "../../src/kvm.ts";
+import {
+  assertOneErrorLine,
+  assertRan,
+  type CliRun,
+  describeRun,
+  type DhyveOptions,
+  lines,
+  runDhyve,
+  spawnDhyve,
+} from "../_helpers/cli.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { needsRootAnd } from "../_helpers/skip.ts";
+import { AS_NOBODY, stageDhyve, stageParent } from "../_helpers/stage.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
@@ -31,98 +41,12 @@ const PERMS: readonly string[] = ["--allow-ffi", "--allow-read", "--allow-env"];
 const EMPTY_CWD = Deno.makeTempDirSync({ prefix: "dhyve-cli-options-cwd-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(EMPTY_CWD, { recursive: true }));
 
-/** How to run `main.ts`. */
-interface RunOptions {
-  /** Deno permission flags (default {@linkcode PERMS}). */
-  perms?: readonly string[];
-  /** The working directory (default: an empty temp dir). */
-  cwd?: string;
-  /** Extra environment variables; the rest of the environment is cleared. */
-  env?: Record<string, string>;
-  /** Text for the guest's stdin (default: /dev/null). */
-  stdin?: string;
-  /** Run `deno` through this command prefix, e.g. `["setpriv", …]`. */
-  prefix?: readonly string[];
-}
-
-/** The outcome of one `deno run main.ts …`. */
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** The environment every run starts from: only what Deno itself needs. */
-function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  for (const name of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  // Pin Deno's cache, so that a test that changes HOME does not start a cold one.
-  if (env.DENO_DIR === undefined) {
-    const cache = env.XDG_CACHE_HOME ?? (env.HOME === undefined ? undefined : `${env.HOME}/.cache`);
-    if (cache !== undefined) env.DENO_DIR = `${cache}/deno`;
-  }
-  return env;
-}
+/** How this file runs `main.ts`: a clean environment, an empty cwd, {@linkcode PERMS}. */
+const RUN_DEFAULTS: DhyveOptions = { perms: PERMS, cwd: EMPTY_CWD, cleanEnv: true };
 
 /** Runs `deno run <perms> main.ts <args>` with a clean environment. */
-async function dhyve(args: readonly string[], opts: RunOptions = {}): Promise<CliRun> {
-  const denoArgs = ["run", "--quiet", ...(opts.perms ?? PERMS), MAIN, ...args];
-  const [command, ...prefixArgs] = opts.prefix ?? [];
-  const child = new Deno.Command(command ?? Deno.execPath(), {
-    args: command === undefined ? denoArgs : [...prefixArgs, Deno.execPath(), ...denoArgs],
-    cwd: opts.cwd ?? EMPTY_CWD,
-    clearEnv: true,
-    env: { ...baseEnv(), ...opts.env },
-    stdin: opts.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (opts.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(encoder.encode(opts.stdin));
-    await writer.close();
-  }
-  const output = await child.output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-/** The non-empty lines of `text`. */
-function lines(text: string): string[] {
-  return text.split("\n").filter((line) => line !== "");
-}
-
-function describeRun(run: CliRun): string {
-  return `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
-}
-
-/**
- * Asserts exit `code`, exactly one stderr line starting `dhyve: error: `,
- * no stack frames, nothing on stdout, and that the line matches `mentions`.
- */
-function assertOneErrorLine(run: CliRun, code: number, ...mentions: RegExp[]): string {
-  const context = describeRun(run);
-  assert.equal(run.code, code, context);
-  const errors = lines(run.stderr);
-  assert.equal(errors.length, 1, `exactly one line on stderr\n${context}`);
-  const [line] = errors as [string];
-  assert.match(line, /^dhyve: error: \S/, context);
-  assert.doesNotMatch(run.stderr, / {4}at /, `no stack frames\n${context}`);
-  assert.equal(run.stdout, "", `nothing on stdout\n${context}`);
-  for (const pattern of mentions) assert.match(line, pattern, context);
-  return line;
-}
-
-/** Asserts a clean run: exit `code`, nothing on stderr. */
-function assertRan(run: CliRun, code: number): void {
-  assert.equal(run.code, code, describeRun(run));
-  assert.equal(run.stderr, "", describeRun(run));
+function dhyve(args: readonly string[], opts: DhyveOptions = {}): Promise<CliRun> {
+  return runDhyve(args, { ...RUN_DEFAULTS, ...opts });
 }
 
 function escapeRegExp(text: string): string {
@@ -455,86 +379,65 @@ kvmTest("KvmUnavailableError: every errno gets a one-line message with a fix", (
   }
 });
 
-/** Whether `cmd args` runs and succeeds here (e.g. `unshare -m true`). */
-async function works(cmd: string, args: string[]): Promise<boolean> {
+/** Why /dev/kvm cannot be refused to `nobody` here, or null (root, setpriv, a private node). */
+function nobodySkip(): string | null {
+  const missing = needsRootAnd("setpriv", ["--version"]);
+  if (missing !== null) return missing;
+  if (stageParent() === null) return "no world-accessible temp directory to stage dhyve in";
   try {
-    const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
-    return out.success;
-  } catch {
-    return false;
+    const mode = Deno.statSync("/dev/kvm").mode ?? 0;
+    if ((mode & 0o006) === 0o006) return "/dev/kvm is open to everyone here: no EACCES to provoke";
+  } catch (error) {
+    return `cannot stat /dev/kvm: ${error instanceof Error ? error.message : error}`;
   }
-}
-
-/** Whether this process runs as root (`id -u`, so that no --allow-sys is needed). */
-async function isRoot(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("id", { args: ["-u"], stdout: "piped", stderr: "null" })
-      .output();
-    return out.success && decoder.decode(out.stdout).trim() === "0";
-  } catch {
-    return false;
-  }
-}
-
-function skip(what: string): void {
-  // deno-lint-ignore no-console
-  console.error(`SKIP: ${what}`);
+  return null;
 }
 
 kvmTest("/dev/kvm without permission (run as nobody) exits 69 saying how to fix it", async () => {
-  if (!(await isRoot()) || !(await works("setpriv", ["--version"]))) {
-    skip("needs root and setpriv to run dhyve as an unprivileged user");
-    return;
-  }
   const kernel = await noop();
-  await withTempDir(async (dir) => {
-    await Deno.chmod(dir, 0o777);
-    const run = await dhyve([kernel], {
-      prefix: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
-      cwd: dir,
-      env: { HOME: dir, DENO_DIR: `${dir}/deno` },
+  // A copy nobody can read: the checkout may be private (a clone into a 0700 directory).
+  const stage = await stageDhyve([kernel]);
+  try {
+    const run = await dhyve([stage.files.get(kernel)!], {
+      prefix: AS_NOBODY,
+      deno: stage.deno,
+      main: stage.main,
+      cwd: stage.home,
+      env: stage.env,
     });
-    if (run.code === 0) {
-      skip("/dev/kvm is open to everyone here: no EACCES to provoke");
-      return;
-    }
     assertOneErrorLine(
       run,
       EXIT_CODE.KVM_UNAVAILABLE,
       /Permission denied opening \/dev\/kvm/,
       /kvm group/,
     );
-  });
-});
+  } finally {
+    await stage.dispose();
+  }
+}, { skip: nobodySkip() });
+
+/** Why dhyve cannot run in a mount namespace of its own here, or null. */
+const MOUNT_NS_SKIP = needsRootAnd("unshare", ["-m", "true"]);
 
 /** Runs dhyve in a new mount namespace after `setup` (a shell snippet) changed /dev. */
-async function inMountNamespace(setup: string, kernel: string): Promise<CliRun | null> {
-  if (!(await isRoot()) || !(await works("unshare", ["-m", "true"]))) return null;
+function inMountNamespace(setup: string, kernel: string): Promise<CliRun> {
   const script = `${setup} && exec "$@"`;
-  return await dhyve([kernel], { prefix: ["unshare", "-m", "sh", "-c", script, "sh"] });
+  return dhyve([kernel], { prefix: ["unshare", "-m", "sh", "-c", script, "sh"] });
 }
 
 kvmTest("/dev/kvm missing (mount namespace) exits 69 saying to load the module", async () => {
   const run = await inMountNamespace("mount -t tmpfs none /dev", await noop());
-  if (run === null) {
-    skip("needs root and unshare -m to hide /dev/kvm");
-    return;
-  }
   assertOneErrorLine(run, EXIT_CODE.KVM_UNAVAILABLE, /\/dev\/kvm does not exist/, /modprobe/);
-});
+}, { skip: MOUNT_NS_SKIP });
 
 kvmTest("/dev/kvm that is not a KVM device exits 69 with a line that says so", async () => {
   await withTempDir(async (dir) => {
     const fake = `${dir}/fake-kvm`;
     await Deno.writeTextFile(fake, "");
     const run = await inMountNamespace(`mount --bind '${fake}' /dev/kvm`, await noop());
-    if (run === null) {
-      skip("needs root and unshare -m to replace /dev/kvm");
-      return;
-    }
     assertOneErrorLine(run, EXIT_CODE.KVM_UNAVAILABLE, /\/dev\/kvm/, /KVM/);
   });
-});
+}, { skip: MOUNT_NS_SKIP });
 
 // ---------------------------------------------------------------------------
 // Every option, spelled as uhyve spells it
@@ -735,18 +638,12 @@ kvmTest("--stats=json prints one JSON document with totalExits > 0", async () =>
 
 /** Runs dhyve with its stdout closed before it writes (as `dhyve … | true`). */
 async function withClosedStdout(args: string[]): Promise<CliRun> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...PERMS, MAIN, ...args],
-    cwd: EMPTY_CWD,
-    clearEnv: true,
-    env: baseEnv(),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const t0 = performance.now();
+  const child = spawnDhyve(args, RUN_DEFAULTS);
   await child.stdout.cancel();
   const output = await child.output();
-  return { code: output.code, stdout: "", stderr: decoder.decode(output.stderr) };
+  const ms = performance.now() - t0;
+  return { code: output.code, stdout: "", stderr: decoder.decode(output.stderr), ms };
 }
 
 kvmTest("a closed stdout (| head) ends quietly: no stack trace, no internal error", async () => {
@@ -799,7 +696,7 @@ kvmTest("HERMIT_CPU_COUNT=2 gives two vCPUs; -c wins over it", async () => {
 // Config file
 
 /** vCPU count of a `--stats=json` run of noop with these options. */
-async function cpusOf(args: string[], opts: RunOptions): Promise<number> {
+async function cpusOf(args: string[], opts: DhyveOptions): Promise<number> {
   return statsOf(await dhyve(["--stats=json", ...args, await noop()], opts)).cpus.length;
 }
 
@@ -955,15 +852,7 @@ class Interactive {
   stdout = "";
 
   constructor(args: string[]) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", ...PERMS, MAIN, ...args],
-      cwd: EMPTY_CWD,
-      clearEnv: true,
-      env: baseEnv(),
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    this.#child = spawnDhyve(args, { ...RUN_DEFAULTS, pipeStdin: true });
     this.#reader = this.#child.stdout.getReader();
     this.#writer = this.#child.stdin.getWriter();
   }
