@@ -15,9 +15,8 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const decoder = new TextDecoder();
 
 const BUILDS: readonly GuestBuild[] = [

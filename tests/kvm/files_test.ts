@@ -20,9 +20,8 @@ import type { FileIsolation } from "../../src/params.ts";
 import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const decoder = new TextDecoder();
 
 /** What the guest finds in /root/data/hello.txt. */

@@ -20,9 +20,8 @@ import {
   guestVariants,
 } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 /** What `deno run` grants dhyve with a GDB stub in these tests. */
 const STUB_PERMISSIONS = [
   "--allow-ffi",

@@ -23,9 +23,8 @@ import { CaptureSink } from "../../src/io/guest_output.ts";
 import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const decoder = new TextDecoder();
 
 /** The hostile guest, per interface: PIE, no GNU note (the whole RAM is mapped). */

@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 import {
   denoRuntimeRules,
   handledAccessFs,
@@ -140,7 +141,7 @@ Deno.test("sandboxRules() maps each part of a VM to the narrowest rule", () => {
 });
 
 Deno.test("denoRuntimeRules() lets the process read its modules and use /dev/kvm", () => {
-  const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+  const root = REPO_ROOT;
   const rules = denoRuntimeRules({ denoDir: "/cache/deno", sourceDirs: ["/opt/app"] });
   const byPath = new Map(rules.map((rule) => [rule.path, rule]));
   assert.deepEqual(byPath.get(root), { path: root, access: "dir-read" });

@@ -16,9 +16,8 @@ import { UsageError, type VmParams } from "../../src/params.ts";
 import { runVm, type VmResult } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const PIE_VARIANTS: readonly GuestBuild[] = [{ iface: 1, pie: true }, { iface: 2, pie: true }];
 const PAYLOAD = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
 
