@@ -19,8 +19,8 @@ import {
   guestVariantName,
   guestVariants,
 } from "../_helpers/guests.ts";
+import { runDhyve, spawnDhyve } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
 
 /** What `deno run` grants dhyve with a GDB stub in these tests. */
 const STUB_PERMISSIONS = [
@@ -61,25 +61,9 @@ class DhyveUnderGdb {
   readonly status: Promise<Deno.CommandStatus>;
 
   constructor(kernel: string, extra: string[] = []) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        ...STUB_PERMISSIONS,
-        MAIN,
-        "--file-isolation",
-        "none",
-        "-s",
-        "0",
-        ...extra,
-        kernel,
-      ],
-      cwd: REPO_ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    const child = spawnDhyve(["--file-isolation", "none", "-s", "0", ...extra, kernel], {
+      perms: STUB_PERMISSIONS,
+    });
     this.#child = child;
     this.status = child.status;
     this.#stdout = new Response(child.stdout).text();
@@ -495,22 +479,11 @@ kvmTest("gdb stub: a port that is taken is a host error (exit 71), not a hang", 
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const elf = await buildGuest("gdb_target", FIXED);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        ...STUB_PERMISSIONS,
-        MAIN,
-        "-s",
-        String(taken.addr.port),
-        elf,
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
+    const out = await runDhyve(["-s", String(taken.addr.port), elf], {
+      perms: STUB_PERMISSIONS,
       signal: AbortSignal.timeout(WAIT_MS),
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
+    });
+    const stderr = out.stderr;
     assert.equal(out.code, EXIT_CODE.HOST_ERROR, stderr);
     assert.match(stderr, /Cannot listen for GDB on 127\.0\.0\.1:\d+/);
   } finally {
@@ -522,18 +495,12 @@ kvmTest(
   "gdb stub: without --allow-net, -s stops before the guest with exit 77 and the flag",
   async () => {
     const elf = await buildGuest("gdb_target", FIXED);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-ffi", "--allow-read", MAIN, "-s", "0", elf],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(WAIT_MS),
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
+    const out = await runDhyve(["-s", "0", elf], { signal: AbortSignal.timeout(WAIT_MS) });
+    const stderr = out.stderr;
     assert.equal(out.code, EXIT_CODE.PERMISSION, stderr);
     assert.match(stderr, /^dhyve: error: .*--allow-net=127\.0\.0\.1/m);
     assert.doesNotMatch(stderr, /Waiting for a GDB connection/);
-    assert.equal(new TextDecoder().decode(out.stdout), "", "the guest never ran");
+    assert.equal(out.stdout, "", "the guest never ran");
   },
 );
 

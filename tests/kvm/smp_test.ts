@@ -15,8 +15,9 @@ import { CaptureSink } from "../../src/io/guest_output.ts";
 import { UsageError, type VmParams } from "../../src/params.ts";
 import { runVm, type VmResult } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
+import { describeRun, runDeno, spawnDhyve } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
 const PIE_VARIANTS: readonly GuestBuild[] = [{ iface: 1, pie: true }, { iface: 2, pie: true }];
 const PAYLOAD = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
@@ -323,14 +324,7 @@ for (
 ) {
   kvmTest(`dhyve -c 2 spin stopped by ${signal}: exit ${code}, the process ends`, async () => {
     const kernel = await buildGuest("spin", { iface: 1, pie: true });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-ffi", "--allow-read", MAIN, "-c", "2", kernel],
-      cwd: REPO_ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    const child = spawnDhyve(["-c", "2", kernel]);
     const stderrText = new Response(child.stderr).text();
     // Wait until the guest runs (its first line), so the signal meets dhyve's own handling.
     const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -430,15 +424,9 @@ kvmTest(
     });
     console.log(JSON.stringify({ before, after: await mask(), exit: result.exitCode }));
   `;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--quiet", script],
-      cwd: REPO_ROOT,
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const out = await runDeno(["eval", "--quiet", script]);
+    const text = out.stdout;
+    assert.equal(out.code, 0, describeRun(out));
     const { before, after, exit } = JSON.parse(text);
     assert.equal(exit, 0);
     assert.equal(after, before, "the main thread's CPU mask is restored after the run");
