@@ -14,8 +14,7 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { type CliRun, runDhyve } from "../_helpers/cli.ts";
-import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
+import { type CliRun, runDhyve, spawnDhyve } from "../_helpers/cli.ts";
 
 const PAYLOAD = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
 const decoder = new TextDecoder();
@@ -157,15 +156,8 @@ async function threadAffinities(pid: number): Promise<string[]> {
 }
 
 kvmTest("dhyve -c 2 -a 1,0: each vCPU thread may run on its one host core only", async () => {
-  if (navigator.hardwareConcurrency < 2) return;
   const kernel = await buildGuest("spin", { iface: 1, pie: true });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-ffi", "--allow-read", MAIN, "-c", "2", "-a", "1,0", kernel],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnDhyve(["-c", "2", "-a", "1,0", kernel]);
   const output = child.output();
   const watchdog = setTimeout(() => child.kill("SIGKILL"), 30_000);
   try {
@@ -187,4 +179,4 @@ kvmTest("dhyve -c 2 -a 1,0: each vCPU thread may run on its one host core only",
   } finally {
     clearTimeout(watchdog);
   }
-});
+}, { skip: navigator.hardwareConcurrency < 2 ? "needs 2 host cores" : null });
