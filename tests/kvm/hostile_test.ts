@@ -24,7 +24,7 @@ import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { denoCommand, dhyveArgs } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { MAIN, REPO_ROOT } from "../_helpers/repo.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
 const decoder = new TextDecoder();
 
