@@ -23,8 +23,10 @@ export function assertFormatError(fn: () => unknown, message: string | RegExp): 
   });
 }
 
+/** Builds a synthetic ELF from `opts` and parses it. */
 export function parse(opts: ElfOptions): KernelImage {
   return parseKernel(buildElf(opts));
 }
 
-export const CODE = new Uint8Array(0x40).fill(0x90);
+/** A filler code segment (NOPs). */
+export const CODE: Uint8Array = new Uint8Array(0x40).fill(0x90);

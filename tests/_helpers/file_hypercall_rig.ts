@@ -27,9 +27,12 @@ import {
   utf8,
 } from "./hypercall_context.ts";
 
-export const PARAM = FAKE_RAM_BASE + 0x100;
-export const TEXT = FAKE_RAM_BASE + 0x800;
-export const BUF = FAKE_RAM_BASE + 0x2000;
+/** Where the parameter block lies in guest-physical memory. */
+export const PARAM: number = FAKE_RAM_BASE + 0x100;
+/** Where a path string is put. */
+export const TEXT: number = FAKE_RAM_BASE + 0x800;
+/** Where a data buffer lies. */
+export const BUF: number = FAKE_RAM_BASE + 0x2000;
 /** Byte the parameter area is filled with, to see which bytes a handler writes. */
 export const FILL = 0xa5;
 
@@ -46,7 +49,8 @@ export const PAGES: ReadonlyMap<number, number> = new Map([
   [VBASE + 2 * FAKE_PAGE_SIZE, FAKE_RAM_BASE + 0x4000],
 ]);
 
-export const decoder = new TextDecoder();
+/** Decodes what the fake files and sinks received. */
+export const decoder: TextDecoder = new TextDecoder();
 
 /** One recorded call of the fake files. */
 export type Call =
