@@ -277,7 +277,7 @@ function nameable(path: string): string {
 }
 
 /**
- * The minimal command line for `req`: `deno run --allow-ffi=… --allow-read=…
+ * The minimal command line for `req`: `deno run --allow-ffi --allow-read=…
  * --allow-write=… [--allow-env] <entry> <args>`, shell-quoted where needed.
  * `entry` is the path of `main.ts` (or a module URL). Any other `entry` is
  * taken as a binary from `deno compile`, whose permissions are fixed when it
