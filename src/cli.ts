@@ -17,7 +17,7 @@ import {
   parseConfig,
   TomlParserNotLoaded,
 } from "./config.ts";
-import { LIBC_PATH } from "./kvm.ts";
+import { LIBC_SONAME } from "./kvm.ts";
 import {
   DEFAULT_GDB_PORT,
   parseDuration,
@@ -418,7 +418,7 @@ function minimalCommandLine(
       ? null
       : extra.output,
     envHost: extra.envHost,
-    libcPath: LIBC_PATH,
+    libcPath: LIBC_SONAME,
     ...optionPermissionInput(params, dhyveRoot()),
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);

@@ -379,14 +379,14 @@ function findLine(text: string, section: string | undefined, key?: string): numb
   return 1;
 }
 
-let toml: typeof import("smol-toml") | undefined;
+let toml: typeof import("npm:smol-toml@1.9.1") | undefined;
 
 /**
  * Loads the TOML parser (smol-toml), which {@linkcode parseConfig} needs: only
  * runs that read a config file pay for it at start-up.
  */
 export async function loadTomlParser(): Promise<void> {
-  toml ??= await import("smol-toml");
+  toml ??= await import("npm:smol-toml@1.9.1");
 }
 
 /** {@linkcode parseConfig} was called before {@linkcode loadTomlParser}. */

@@ -12,8 +12,9 @@
  * @module
  */
 
-/** Where glibc lives on Debian/Ubuntu x86_64; an absolute path lets `--allow-ffi=<path>` match. */
-export const LIBC_PATH = "/lib/x86_64-linux-gnu/libc.so.6";
+import { libcCandidates, openFirst, readLdCache } from "./libc_path.ts";
+
+export { LIBC_SONAME, LibcLoadError } from "./libc_path.ts";
 
 const SYMBOLS = {
   /** int open(const char *path, int flags, mode_t mode) */
@@ -153,12 +154,6 @@ export interface Libc {
   poll(fds: Uint8Array<ArrayBuffer>, n: number, timeoutMs: number): number;
 }
 
-/** Raised when libc cannot be loaded (for example without `--allow-ffi`). */
-export class LibcLoadError extends Error {
-  /** Error name. */
-  override name = "LibcLoadError";
-}
-
 /**
  * Symbols a plain run never calls (affinity, --thp/--ksm, --net, errno after
  * a failure): bound by a second `dlopen` on their first use. Each bound
@@ -181,21 +176,21 @@ const ON_FIRST_USE: ReadonlySet<string> = new Set<keyof typeof SYMBOLS>([
 type SymbolTable = Record<string, Deno.ForeignFunction>;
 
 const libraries: Deno.DynamicLibrary<SymbolTable>[] = []; // kept: they stay loaded
+let libcFile: string | undefined; // where the first dlopen found libc
 let symbols: Libc | undefined;
 let errnoView: Int32Array | undefined;
 
 /** dlopen()s libc with the symbols of SYMBOLS for which `wanted` holds. */
 function bind(wanted: (name: string) => boolean): Record<string, unknown> {
   const table = Object.fromEntries(Object.entries(SYMBOLS).filter(([name]) => wanted(name)));
-  let lib: Deno.DynamicLibrary<SymbolTable>;
-  try {
-    lib = Deno.dlopen(LIBC_PATH, table as SymbolTable);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    throw new LibcLoadError(`Cannot load libc from ${LIBC_PATH}`, { cause: error });
-  }
-  libraries.push(lib);
-  return lib.symbols;
+  // Tried path by path (see libc_path.ts): Deno cannot dlopen by soname.
+  const { path, library } = openFirst(
+    libcFile === undefined ? libcCandidates(readLdCache()) : [libcFile],
+    (candidate) => Deno.dlopen(candidate, table as SymbolTable),
+  );
+  libcFile = path;
+  libraries.push(library);
+  return library.symbols;
 }
 
 /**
@@ -203,7 +198,7 @@ function bind(wanted: (name: string) => boolean): Record<string, unknown> {
  * The symbols in ON_FIRST_USE start as stubs that bind all of them, replace
  * themselves in the table (so later calls go straight to libc) and forward.
  * @throws {Deno.errors.NotCapable} when `--allow-ffi` is missing (passed through).
- * @throws {LibcLoadError} when the library cannot be opened.
+ * @throws {LibcLoadError} when no candidate path opens (one line naming them).
  */
 export function libc(): Libc {
   if (symbols === undefined) {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "npm:@logtape/logtape@2.4.2";
 import { type LogLevel, setLogSink } from "./log.ts";
 
 const METHOD = {

@@ -12,8 +12,8 @@
  */
 
 import assert from "node:assert/strict";
-
-const ROOT = new URL("../../", import.meta.url);
+import { REPO_ROOT } from "../_helpers/repo.ts";
+import { testUnless } from "../_helpers/skip.ts";
 
 /** Modules a plain run (one vCPU, no --net, no -s, an ELF kernel) must not load eagerly. */
 const NOT_ON_THE_PLAIN_PATH: readonly { what: string; test: (specifier: string) => boolean }[] = [
@@ -52,14 +52,12 @@ interface ModuleGraph {
 
 const canRun = Deno.permissions.querySync({ name: "run" }).state === "granted" &&
   Deno.permissions.querySync({ name: "read" }).state === "granted";
-if (!canRun) {
-  console.log("SKIP module_graph_test: needs --allow-run and --allow-read (deno info)");
-}
+const skip = canRun ? null : "needs --allow-run and --allow-read (it runs deno info)";
 
 async function graphOf(entry: string): Promise<ModuleGraph> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", entry],
-    cwd: ROOT,
+    cwd: REPO_ROOT,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -98,10 +96,10 @@ function offenders(closure: Map<string, string>): string[] {
   return found;
 }
 
-Deno.test({
-  name: "main.ts: a plain run's static imports reach no module it does not need",
-  ignore: !canRun,
-  async fn() {
+testUnless(
+  skip,
+  "main.ts: a plain run's static imports reach no module it does not need",
+  async () => {
     const closure = staticClosure(await graphOf("main.ts"));
     assert.ok(closure.size > 20, `only ${closure.size} modules: the graph walk is broken`);
     assert.ok([...closure.keys()].some((s) => s.endsWith("/src/vm.ts")), "vm.ts is loaded");
@@ -111,12 +109,12 @@ Deno.test({
       "load these with `await import()` where they are used, not at start-up",
     );
   },
-});
+);
 
-Deno.test({
-  name: "the graph walk sees what the check forbids: mod.ts loads LogTape, main.ts the rest lazily",
-  ignore: !canRun,
-  async fn() {
+testUnless(
+  skip,
+  "the graph walk sees what the check forbids: mod.ts loads LogTape, main.ts the rest lazily",
+  async () => {
     // mod.ts (the library entry) imports LogTape statically: the walk must find it.
     const library = offenders(staticClosure(await graphOf("mod.ts")));
     assert.ok(library.some((o) => o.includes("log_logtape.ts")), library.join("\n"));
@@ -126,4 +124,4 @@ Deno.test({
       assert.ok(all.some((s) => s.endsWith(lazy)), `${lazy} is in main.ts's full graph`);
     }
   },
-});
+);
