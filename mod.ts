@@ -16,6 +16,7 @@ export { runVm, VmError, type VmResult } from "./src/vm.ts";
 export type { Layout } from "./src/loader/layout.ts";
 export type {
   HermitVersion,
+  InterfaceVersion,
   KernelImage,
   Relocation,
   Segment,

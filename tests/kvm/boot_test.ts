@@ -233,7 +233,7 @@ kvmTest("runVm() with ASLR on survives random() = 0 and a value just below 1", a
 });
 
 kvmTest("runVm() with aslr: false places PIE guests at the lowest address", async (t) => {
-  const lowest = { 1: 0, 2: 0x1_0000_0000 } as const;
+  const lowest = { 1: 0, 2: 0x1_0000_0000, 3: 0x1_0000_0000 } as const;
   for (const variant of guestVariants().filter((v) => v.pie)) {
     await t.step(guestVariantName(variant), async () => {
       const run = await runGuest("hello", variant, { aslr: false, random: () => 0.5 });

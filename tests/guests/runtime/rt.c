@@ -29,7 +29,6 @@
 #define PORT_SERIAL_BYTE 0x800
 #define PORT_FILE_UNLINK 0x840
 #define PORT_SERIAL_BUFFER 0x880
-#define SERIAL_PORT_BASE 0x800
 #else
 #define PORT_EXIT 0x1010
 #define PORT_SERIAL_BYTE 0x1020
@@ -40,6 +39,11 @@
 #define PORT_FILE_READ 0x1130
 #define PORT_FILE_LSEEK 0x1140
 #define PORT_FILE_UNLINK 0x1150
+#endif
+/* The boot info's serial port follows the UHYVEIF note, not the ports the guest calls. */
+#if RT_BOOT_IFACE == 1
+#define SERIAL_PORT_BASE 0x800
+#else
 #define SERIAL_PORT_BASE 0x1030
 #endif
 
@@ -799,8 +803,11 @@ static void check_boot(const struct rt_boot_info *bi, uint64_t entry_rsp) {
   check(bi->phys_addr_start <= start, "phys_addr_start <= image start", start,
         bi->phys_addr_start);
   check(end <= bi->phys_addr_end, "image end <= phys_addr_end", end, bi->phys_addr_end);
-#if RT_IFACE == 1
+#if RT_BOOT_IFACE == 1
   check(end <= 0xffffffffu, "v1 image below 4 GiB", 0xffffffffu, end);
+#else
+  check(bi->phys_addr_start >= 0x100000000ull, "v2/v3 RAM from 4 GiB", 0x100000000ull,
+        bi->phys_addr_start);
 #endif
 }
 
