@@ -25,6 +25,7 @@ export type {
 export {
   DEFAULT_MEMORY_SIZE,
   type FileIsolation,
+  type HermitImageMode,
   parseEnvEntry,
   parseMemorySize,
   UsageError,

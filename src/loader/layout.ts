@@ -153,3 +153,36 @@ export function chooseLayout(
   }
   return { guestAddress, kernelAddress, kernelEnd, aslrIgnored: image.kind === "fixed" && aslr };
 }
+
+/** Alignment of an initrd's start in guest memory (a 4 KiB page, as uhyve 0.9.1). */
+export const INITRD_ALIGN = 0x1000;
+
+/**
+ * Places an initrd of `length` bytes (a Hermit image in `--hermit-image-mode
+ * internal`) right after the kernel, at the next 4 KiB page, as uhyve 0.9.1
+ * does. Returns its guest-physical `[start, end)`, `end` exact.
+ * @throws {LayoutError} when it is empty or its pages do not fit in guest RAM
+ *   (uhyve panics), naming the memory size that would do.
+ */
+export function placeInitrd(
+  layout: Pick<Layout, "guestAddress" | "kernelEnd">,
+  memorySize: number,
+  length: number,
+): { start: number; end: number } {
+  if (!Number.isSafeInteger(length) || length <= 0) {
+    throw new LayoutError(`Cannot hand an empty Hermit image to the kernel (${length} bytes)`);
+  }
+  const start = Math.ceil(layout.kernelEnd / INITRD_ALIGN) * INITRD_ALIGN;
+  const end = start + length;
+  const pagesEnd = Math.ceil(end / INITRD_ALIGN) * INITRD_ALIGN;
+  const ramEnd = layout.guestAddress + memorySize;
+  if (pagesEnd > ramEnd) {
+    const need = Math.ceil((pagesEnd - layout.guestAddress) / GUEST_ADDRESS_ALIGN) * 2;
+    throw new LayoutError(
+      `The Hermit image (${size(length)}) does not fit in ${size(memorySize)} of guest memory ` +
+        `after the kernel with --hermit-image-mode internal; use -m ${need}MiB or more, or ` +
+        "--hermit-image-mode external",
+    );
+  }
+  return { start, end };
+}

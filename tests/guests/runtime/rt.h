@@ -141,6 +141,14 @@ int rt_kargc(void);        /* v2 kernel args (words before "--"); always 0 on v1
 const char *rt_kargv(int i);
 const char *rt_getenv(const char *key);
 
+/* ---- device tree (the FDT the boot info points to; a malformed one stops the guest) ---- */
+/* Property `name` of the node at `path` ("/chosen", "/cpus/cpu@1", "/" for the root; names
+ * match whole, unit address included): its value and *len, or NULL (*len = 0). */
+const void *rt_fdt_prop(const char *path, const char *name, uint32_t *len);
+/* Memory-reservation entry i: 1 and its range, or 0 past the last one. */
+int rt_fdt_reservation(int i, uint64_t *addr, uint64_t *size);
+uint64_t rt_be64(const void *p); /* a big-endian u64 cell */
+
 /* ---- raw port I/O ---- */
 /* v1: out dx, eax with EAX = (u32)arg.  v2: out dx, eax with RDI = arg, EAX = dummy. */
 void rt_hypercall(uint16_t port, uint64_t arg);
