@@ -51,6 +51,7 @@ import { buildIdentityMap, translateRange } from "./memory/paging.ts";
 import {
   DEFAULT_MEMORY_SIZE,
   type HermitImageMode,
+  parseHermitImageMode,
   UsageError,
   validateCpuCount,
   validateMemorySize,
@@ -606,6 +607,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const memorySize = validateMemorySize(params.memorySize ?? DEFAULT_MEMORY_SIZE);
   const cpuCount = validateCpuCount(params.cpuCount ?? 1);
   if (params.affinity !== undefined) validateAffinity(params.affinity, cpuCount);
+  // Library callers too: an unknown mode is one usage line, never a silent fallback.
+  const imageMode = parseHermitImageMode(params.hermitImageMode ?? "external");
   let args = params.args ?? [];
   let env = params.env ?? [];
 
@@ -644,7 +647,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       memorySize,
       cpuCount,
       envHost: params.envHost ?? false,
-      mode: params.hermitImageMode ?? "external",
+      mode: imageMode,
     });
     initrdBytes = unpacked.initrd;
     bytes = unpacked.kernel;

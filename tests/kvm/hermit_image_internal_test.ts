@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { ERRNO } from "../../src/errno.ts";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { CaptureSink } from "../../src/io/guest_output.ts";
-import type { VmParams } from "../../src/params.ts";
+import { UsageError, type VmParams } from "../../src/params.ts";
 import { runVm, type VmResult } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";
@@ -202,4 +202,16 @@ kvmTest("internal mode: an image too large for guest RAM is one line and exit 64
     );
     assert.equal(cli.stdout, "");
   });
+});
+
+kvmTest("runVm() refuses an unknown hermitImageMode from a library caller", async () => {
+  const kernel = await buildGuest("initrd", { iface: 2, pie: true });
+  await assert.rejects(
+    () => run(kernel, { hermitImageMode: "inside" as unknown as "internal" }),
+    (e: unknown) => {
+      assert.ok(e instanceof UsageError, String(e));
+      assert.equal(e.message, 'Invalid --hermit-image-mode "inside": use external or internal');
+      return true;
+    },
+  );
 });
