@@ -1,5 +1,5 @@
 /**
- * The command line: uhyve 0.8's flags (and the `HERMIT_*` environment
+ * The command line: uhyve 0.9.1's flags (and the `HERMIT_*` environment
  * variables and `uhyve.toml` it honours) → one run request. Pure parsing plus
  * the config-file read; `main.ts` does the run.
  * @module
@@ -34,7 +34,7 @@ import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
 
 /** The help text (`--help`). */
-export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.8 compatible)
+export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.9.1 compatible)
 
 Usage: deno run --allow-ffi --allow-read=KERNEL main.ts [OPTIONS] KERNEL [-- ARGS...]
 
