@@ -17,12 +17,16 @@ export const MAIN_TS = `${REPO_ROOT}/main.ts`;
 
 /** A run's result plus what the guest wrote to each stream. */
 export interface GuestRun {
+  /** The built guest's path. */
+  kernel: string;
   /** What {@linkcode runVm} resolved to. */
   result: VmResult;
   /** Guest stdout (serial and fd 1). */
   stdout: string;
   /** Guest fd 2. */
   stderr: string;
+  /** Milliseconds {@linkcode runVm} took. */
+  ms: number;
 }
 
 /**
@@ -37,13 +41,14 @@ export async function runGuest(
   const kernel = await buildGuest(name, variant);
   const out = new CaptureSink();
   const err = new CaptureSink();
+  const t0 = performance.now();
   const result = await runVm(kernel, {
     fileIsolation: "none",
     ...params,
     stdout: out,
     stderr: err,
   });
-  return { result, stdout: out.text(), stderr: err.text() };
+  return { kernel, result, stdout: out.text(), stderr: err.text(), ms: performance.now() - t0 };
 }
 
 /** The outcome of one `deno run main.ts …`. */

@@ -10,42 +10,9 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { type CliRun, dhyveCli as dhyve, nonEmptyLines as lines } from "../_helpers/run_guest.ts";
 
 const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
-const decoder = new TextDecoder();
-
-/** The outcome of one `deno run main.ts …`. */
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `deno run <permissions> main.ts <args>` from the repository root. */
-async function dhyve(
-  args: string[],
-  permissions: string[] = ["--allow-ffi", "--allow-read"],
-): Promise<CliRun> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...permissions, MAIN, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-/** The non-empty lines of `text`. */
-function lines(text: string): string[] {
-  return text.split("\n").filter((line) => line !== "");
-}
 
 /** Asserts exit `code` and exactly one `dhyve: error:` line on stderr, without a stack trace. */
 function assertOneErrorLine(run: CliRun, code: number, ...mentions: RegExp[]): string {
