@@ -11,9 +11,8 @@
 
 import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
+import { denoCommand, dhyveArgs } from "./cli.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const decoder = new TextDecoder();
 
 /** Exit codes a fuzz run may end with. */
@@ -106,14 +105,8 @@ export async function fuzzRun(
 ): Promise<FuzzRunResult> {
   sandbox.prepare();
   const { data, tempParent } = sandbox;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-ffi",
-      `--allow-read=${kernel},${data},${tempParent}`,
-      `--allow-write=${data},${tempParent}`,
-      MAIN,
+  const output = await denoCommand(
+    dhyveArgs([
       "--file-mapping",
       `${data}:/root/data`,
       "--tempdir",
@@ -128,13 +121,14 @@ export async function fuzzRun(
       String(run.seed),
       String(run.calls),
       run.ports,
-    ],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-  }).output();
+    ], {
+      perms: [
+        "--allow-ffi",
+        `--allow-read=${kernel},${data},${tempParent}`,
+        `--allow-write=${data},${tempParent}`,
+      ],
+    }),
+  ).output();
   const stdout = decoder.decode(output.stdout);
   const stderr = decoder.decode(output.stderr);
   const context = `${run.label} seed ${run.seed}: exit ${output.code} (signal ${output.signal})\n` +

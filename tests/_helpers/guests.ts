@@ -1,3 +1,4 @@
+import { REPO_ROOT } from "./repo.ts";
 /**
  * Builds the freestanding C test guests of `tests/guests/` with gcc at test time.
  *
@@ -54,8 +55,6 @@ export function guestBootIface(opts: GuestBuild): 1 | 2 {
   return note === 2 || note === 3 ? 2 : 1;
 }
 
-// No node: imports: `deno check` cannot resolve @types/node with this repo's manual node_modules.
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 const GUESTS_DIR = `${REPO_ROOT}/tests/guests`;
 const RUNTIME_DIR = `${GUESTS_DIR}/runtime`;
 const CACHE_DIR = `${REPO_ROOT}/.build/guests`;

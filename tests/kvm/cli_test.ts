@@ -10,22 +10,15 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { type CliRun, dhyveCli as dhyve, nonEmptyLines as lines } from "../_helpers/run_guest.ts";
+import { assertOneErrorLine, type CliRun, runDhyve } from "../_helpers/cli.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-
-/** Asserts exit `code` and exactly one `dhyve: error:` line on stderr, without a stack trace. */
-function assertOneErrorLine(run: CliRun, code: number, ...mentions: RegExp[]): string {
-  const context = `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
-  assert.equal(run.code, code, context);
-  const errors = lines(run.stderr);
-  assert.equal(errors.length, 1, context);
-  const [line] = errors as [string];
-  assert.match(line, /^dhyve: error: /, context);
-  assert.doesNotMatch(run.stderr, /\n\s+at /, "no stack trace");
-  for (const pattern of mentions) assert.match(line, pattern);
-  assert.equal(run.stdout, "", "nothing on stdout");
-  return line;
+/** Runs `deno run <permissions> main.ts <args>` from the repository root. */
+function dhyve(
+  args: string[],
+  permissions: string[] = ["--allow-ffi", "--allow-read"],
+): Promise<CliRun> {
+  return runDhyve(args, { perms: permissions });
 }
 
 async function withTempFile<T>(bytes: Uint8Array, fn: (path: string) => Promise<T>): Promise<T> {

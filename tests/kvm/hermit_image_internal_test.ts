@@ -19,7 +19,7 @@ import { runVm, type VmResult } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { dhyveCli, nonEmptyLines } from "../_helpers/run_guest.ts";
+import { lines as nonEmptyLines, runDhyve as dhyveCli } from "../_helpers/cli.ts";
 
 const VARIANTS: GuestBuild[] = [
   { iface: 1, pie: true },

@@ -31,7 +31,7 @@ import {
   type HermitTomlSpec,
 } from "../_helpers/hermit_image_builder.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { type CliRun, dhyveCli as dhyve, nonEmptyLines } from "../_helpers/run_guest.ts";
+import { assertOneErrorLine, type CliRun, describeRun, runDhyve } from "../_helpers/cli.ts";
 
 const V1: GuestBuild = { iface: 1, pie: true };
 const V2: GuestBuild = { iface: 2, pie: true };
@@ -85,20 +85,8 @@ async function runImage(
   return { result, stdout: out.text() };
 }
 
-function describeRun(run: CliRun): string {
-  return `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
-}
-
-/** Exit `code`, exactly one `dhyve: error:` line, no stack frames, nothing on stdout. */
-function assertOneErrorLine(run: CliRun, code: number, ...mentions: RegExp[]): void {
-  const context = describeRun(run);
-  assert.equal(run.code, code, context);
-  const errors = nonEmptyLines(run.stderr);
-  assert.equal(errors.length, 1, context);
-  assert.match(errors[0]!, /^dhyve: error: \S/, context);
-  assert.doesNotMatch(run.stderr, / {4}at /, context);
-  assert.equal(run.stdout, "", context);
-  for (const pattern of mentions) assert.match(errors[0]!, pattern, context);
+function dhyve(args: readonly string[]): Promise<CliRun> {
+  return runDhyve(args);
 }
 
 /** What the `args` guest prints for argv, env and kernel args. */

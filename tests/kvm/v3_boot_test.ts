@@ -18,7 +18,8 @@ import {
   v3GuestVariants,
 } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { dhyveCli as dhyve, nonEmptyLines, runGuest } from "../_helpers/run_guest.ts";
+import { lines as nonEmptyLines, runDhyve as dhyve } from "../_helpers/cli.ts";
+import { runGuest } from "../_helpers/run_guest.ts";
 
 const GIB = 1024 * 1024 * 1024;
 
