@@ -22,6 +22,7 @@ export { runVm, VmError, type VmResult } from "./src/vm.ts";
 export type { Layout } from "./src/loader/layout.ts";
 export type {
   HermitVersion,
+  InterfaceVersion,
   KernelImage,
   Relocation,
   Segment,
@@ -30,6 +31,7 @@ export type {
 export {
   DEFAULT_MEMORY_SIZE,
   type FileIsolation,
+  type HermitImageMode,
   parseEnvEntry,
   parseMemorySize,
   UsageError,

@@ -9,8 +9,10 @@
 import * as posix from "./posix_path.ts";
 import {
   type FileIsolation,
+  type HermitImageMode,
   parseEnvEntry,
   parseFileIsolation,
+  parseHermitImageMode,
   parseIoMode,
   parseMemorySize,
   UsageError,
@@ -74,6 +76,8 @@ export interface CliOptions {
   fileIsolation?: FileIsolation | undefined;
   /** `--io-mode`. */
   ioMode?: IoMode | undefined;
+  /** `--hermit-image-mode`. */
+  hermitImageMode?: HermitImageMode | undefined;
   /** `-o`: a file to create, or `"none"`/`"None"` to discard the guest's output. */
   output?: string | undefined;
   /** `--stats` (`true`) or `--stats=json`. */
@@ -233,6 +237,9 @@ const SCHEMA: Readonly<Record<string, Readonly<Record<string, KeyReader | null>>
     },
     io_mode(value, into, key): void {
       into.ioMode = validated(key, () => parseIoMode(asString(key, value)));
+    },
+    hermit_image_mode(value, into, key): void {
+      into.hermitImageMode = validated(key, () => parseHermitImageMode(asString(key, value)));
     },
     gdb_port(value, into, key): void {
       const port = asInteger(key, value);
@@ -514,6 +521,7 @@ export function mergeConfig(cli: CliOptions, file: ConfigFile): CliOptions {
     tempDir: cli.tempDir ?? f.tempDir,
     fileIsolation: cli.fileIsolation ?? f.fileIsolation,
     ioMode: cli.ioMode ?? f.ioMode,
+    hermitImageMode: cli.hermitImageMode ?? f.hermitImageMode,
     output: cli.output ?? f.output,
     stats: cli.stats ?? f.stats,
     noAslr: cli.noAslr ?? f.noAslr,
