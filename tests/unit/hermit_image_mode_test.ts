@@ -8,8 +8,11 @@
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../../main.ts";
 import type { CliEnvironment } from "../../src/cli.ts";
-import { ConfigError, parseConfig } from "../../src/config.ts";
+import { ConfigError, loadTomlParser, parseConfig } from "../../src/config.ts";
 import { parseHermitImageMode, UsageError, type VmParams } from "../../src/params.ts";
+
+// parseConfig() needs the TOML parser, which main.ts loads only when a config file exists.
+await loadTomlParser();
 
 /** An environment with no variables and, when `config` is given, `/work/uhyve.toml` holding it. */
 function environment(config?: string): CliEnvironment {
