@@ -133,6 +133,11 @@ class FakeFiles implements GuestFiles {
     this.calls.push({ op: "unlink", path });
     return this.unlinkResult;
   }
+  // The v3 calls have their own tests (file_meta_test.ts).
+  getdents = (): number => -ERRNO.ENOSYS;
+  stat = (): number => -ERRNO.ENOSYS;
+  fstat = (): number => -ERRNO.ENOSYS;
+  mkdir = (): number => -ERRNO.ENOSYS;
 }
 
 /** A fake context with files (unless `files: null`) and a log of v1 write errors. */
