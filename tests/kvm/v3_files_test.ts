@@ -15,6 +15,13 @@
 
 import assert from "node:assert/strict";
 import { CaptureSink } from "../../src/io/guest_output.ts";
+import {
+  LANDLOCK_ACCESS_FS as A,
+  landlockAbiVersion,
+  type LandlockAccess,
+  ruleAccessFs,
+  sandboxRules,
+} from "../../src/landlock.ts";
 import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { kvmAvailable, kvmTest } from "../_helpers/kvm.ts";
@@ -185,7 +192,8 @@ kvmTest(
         "--allow-env",
         MAIN,
         "--file-isolation",
-        "normal",
+        // strict fails unless Landlock applies: success shows its rules let mkdir through.
+        landlockAbiVersion() > 0 ? "strict" : "normal",
         "--stats",
         "--tempdir",
         fx.tempParent,
@@ -220,3 +228,27 @@ kvmTest(
     }
   },
 );
+
+Deno.test("Landlock rules let mkdir create in writable mappings and the temp dir only", () => {
+  const rules = sandboxRules({
+    kernel: "/k/kernel",
+    mappings: [
+      { host: "/h/rw", writable: true, exists: true },
+      { host: "/h/ro", writable: false, exists: true },
+      { host: "/h/new/dir", writable: true, exists: false },
+    ],
+    tempDir: "/tmp/dhyve-x",
+    output: null,
+  });
+  const access = (path: string): LandlockAccess => rules.find((r) => r.path === path)!.access;
+  for (let abi = 1; abi <= 6; abi++) {
+    for (const path of ["/h/rw", "/h/new", "/tmp/dhyve-x"]) {
+      const rights = ruleAccessFs(access(path), true, abi);
+      assert.ok(rights & A.MAKE_DIR, `${path}: MAKE_DIR (ABI ${abi})`);
+      assert.ok(rights & A.READ_DIR, `${path}: READ_DIR (ABI ${abi})`);
+    }
+    const ro = ruleAccessFs(access("/h/ro"), true, abi);
+    assert.equal(ro & (A.MAKE_DIR | A.MAKE_REG | A.WRITE_FILE), 0, `:ro (ABI ${abi})`);
+    assert.ok(ro & A.READ_DIR, `:ro may be listed (ABI ${abi})`);
+  }
+});
