@@ -68,6 +68,18 @@ function writeStatus(ctx: HypercallContext, tagAt: number, errnoAt: number, ret:
   }
 }
 
+/** Writes a stat's outcome: the FileAttr at `attr` on success, then the StatResult. */
+function finishStat(
+  ctx: HypercallContext,
+  attr: number,
+  result: { tag: number; errno: number },
+  ret: number,
+): HandlerResult {
+  if (ret >= 0) writeFileAttr(ctx, attr, scratch);
+  writeStatus(ctx, result.tag, result.errno, ret);
+  return RESUME;
+}
+
 /**
  * Getdents (0x1160): GetdentParams {fd, buf, len, ret}. Success carries the
  * bytes written; the end of the directory is EndOfDirectory (and stays so
@@ -123,9 +135,7 @@ export function fileStat(ctx: HypercallContext, arg: number): HandlerResult {
       ? -ERRNO.ENOENT
       : fs.stat(path, kind === STAT_KIND.STAT, scratch);
   }
-  if (ret >= 0) writeFileAttr(ctx, attr, scratch);
-  writeStatus(ctx, arg + p.tag, arg + p.errno, ret);
-  return RESUME;
+  return finishStat(ctx, attr, { tag: arg + p.tag, errno: arg + p.errno }, ret);
 }
 
 /** FileFstat (0x1180): FstatParams {fd, attr, ret}. fds 0–2 are EBADF (no host metadata). */
@@ -141,9 +151,7 @@ export function fileFstat(ctx: HypercallContext, arg: number): HandlerResult {
   if (!ctx.mem.contains(attr, FILE_ATTR.size)) ret = -ERRNO.EFAULT;
   else if (fs === undefined || (fd >= 0 && fd <= 2)) ret = -ERRNO.EBADF;
   else ret = fs.fstat(fd, scratch);
-  if (ret >= 0) writeFileAttr(ctx, attr, scratch);
-  writeStatus(ctx, arg + p.tag, arg + p.errno, ret);
-  return RESUME;
+  return finishStat(ctx, attr, { tag: arg + p.tag, errno: arg + p.errno }, ret);
 }
 
 /** Mkdir (0x1190): MkdirParams {path, len (ignored, as uhyve), ret}. */

@@ -73,26 +73,30 @@ export function fillHostAttr(out: Float64Array, info: HostStat, ino: number): vo
   fillTime(out, ATTR.CTIME_SEC, info.ctime);
 }
 
-/** Fills `out` for a virtual (in-memory, read-only) file: a regular file, mode 0444, as uhyve. */
-export function fillVirtualFileAttr(out: Float64Array, size: number, ino: number): void {
+/** Fills `out` for something that exists only in the map. */
+function fillVirtual(
+  out: Float64Array,
+  how: { mode: number; nlink: number; size: number },
+  ino: number,
+): void {
   out.fill(0);
   out[ATTR.DEV] = GUEST_DEV;
   out[ATTR.INO] = ino;
-  out[ATTR.NLINK] = 1;
-  out[ATTR.MODE] = S_IF.REG | 0o444;
-  out[ATTR.SIZE] = size;
+  out[ATTR.NLINK] = how.nlink;
+  out[ATTR.MODE] = how.mode;
+  out[ATTR.SIZE] = how.size;
   out[ATTR.BLKSIZE] = VIRTUAL_BLKSIZE;
-  out[ATTR.BLOCKS] = Math.ceil(size / 512);
+  out[ATTR.BLOCKS] = Math.ceil(how.size / 512);
+}
+
+/** Fills `out` for a virtual (in-memory, read-only) file: a regular file, mode 0444, as uhyve. */
+export function fillVirtualFileAttr(out: Float64Array, size: number, ino: number): void {
+  fillVirtual(out, { mode: S_IF.REG | 0o444, nlink: 1, size }, ino);
 }
 
 /** Fills `out` for a directory of the map itself: mode 0755, two links, as uhyve. */
 export function fillMapDirAttr(out: Float64Array, ino: number): void {
-  out.fill(0);
-  out[ATTR.DEV] = GUEST_DEV;
-  out[ATTR.INO] = ino;
-  out[ATTR.NLINK] = 2;
-  out[ATTR.MODE] = S_IF.DIR | 0o755;
-  out[ATTR.BLKSIZE] = VIRTUAL_BLKSIZE;
+  fillVirtual(out, { mode: S_IF.DIR | 0o755, nlink: 2, size: 0 }, ino);
 }
 
 /** The `d_type` of a host entry from its `lstat`. */

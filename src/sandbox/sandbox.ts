@@ -15,7 +15,7 @@ import { cleanGuestPath } from "../guest_path.ts";
 import { logger } from "../log.ts";
 import { type DirEntry, DirListing, DT } from "./dirents.ts";
 import { DEFAULT_MAX_OPEN_FILES, FdTable } from "./fd_table.ts";
-import type { FileMap } from "./file_map.ts";
+import type { FileMap, Resolved } from "./file_map.ts";
 import {
   direntType,
   fillHostAttr,
@@ -400,9 +400,8 @@ export class Sandbox {
    * Directories are never removed on the host (EISDIR). Open fds stay usable.
    */
   unlink(path: string): number {
-    if (this.#disposed) return -ERRNO.EIO;
-    if (path.includes("\0")) return -ERRNO.EINVAL;
-    const found = this.#map.resolve(path);
+    const found = this.#lookup(path);
+    if (typeof found === "number") return found;
     switch (found.kind) {
       case "none":
         return -ERRNO.ENOENT;
@@ -467,9 +466,8 @@ export class Sandbox {
    * `guest_attr.ts` says.
    */
   stat(path: string, follow: boolean, attr: Float64Array): number {
-    if (this.#disposed) return -ERRNO.EIO;
-    if (path.includes("\0")) return -ERRNO.EINVAL;
-    const found = this.#map.resolve(path);
+    const found = this.#lookup(path);
+    if (typeof found === "number") return found;
     switch (found.kind) {
       case "none":
         return -ERRNO.ENOENT;
@@ -531,9 +529,8 @@ export class Sandbox {
    * past the temp-entry limit.
    */
   mkdir(path: string): number {
-    if (this.#disposed) return -ERRNO.EIO;
-    if (path.includes("\0")) return -ERRNO.EINVAL;
-    const found = this.#map.resolve(path);
+    const found = this.#lookup(path);
+    if (typeof found === "number") return found;
     switch (found.kind) {
       case "virtual":
       case "directory":
@@ -704,6 +701,13 @@ export class Sandbox {
     });
     if (fd < 0) file.close();
     return fd;
+  }
+
+  /** Looks a guest path up in the map: EIO once disposed, EINVAL for a NUL in it. */
+  #lookup(path: string): Resolved | number {
+    if (this.#disposed) return -ERRNO.EIO;
+    if (path.includes("\0")) return -ERRNO.EINVAL;
+    return this.#map.resolve(path);
   }
 
   /** A temp directory for an unmapped path whose parent is a directory of the map. */

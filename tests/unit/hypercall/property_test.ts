@@ -451,8 +451,13 @@ class CheckingFiles implements GuestFiles {
   }
 
   read(fd: number, into: Uint8Array): number {
-    this.#fd(fd, "read");
-    const gpa = this.#view(into, "read");
+    return this.#fill(fd, into, "read");
+  }
+
+  /** Checks a read-like call and fills a random part of `into` (or fails). */
+  #fill(fd: number, into: Uint8Array, what: string): number {
+    this.#fd(fd, what);
+    const gpa = this.#view(into, what);
     const failed = this.#fail();
     if (failed !== null) return failed;
     const n = this.#next() % (into.length + 1);
@@ -482,14 +487,7 @@ class CheckingFiles implements GuestFiles {
   }
 
   getdents(fd: number, into: Uint8Array): number {
-    this.#fd(fd, "getdents");
-    const gpa = this.#view(into, "getdents");
-    const failed = this.#fail();
-    if (failed !== null) return failed;
-    const n = this.#next() % (into.length + 1);
-    for (let i = 0; i < n; i++) into[i] = this.#next() & 0xff;
-    if (n > 0) this.written.push([gpa, n]);
-    return this.#ok(n);
+    return this.#fill(fd, into, "getdents");
   }
 
   #attr(attr: Float64Array): number {
