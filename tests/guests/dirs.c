@@ -12,7 +12,8 @@
  *             link-in -> a.txt, link-out -> a directory outside the map
  *   /ro    -> a read-only host directory holding r.txt
  *   /files/x.txt -> a single host file (its host neighbours are not mapped)
- * and expects /data/newdir to exist on the host afterwards.
+ * and expects /data/newdir to exist on the host afterwards. With the arguments
+ * "ls PATH…" it only lists those directories.
  */
 #include "rt.h"
 
@@ -202,6 +203,14 @@ static int list(const char *path, size_t bufsize, char *out, size_t cap) {
 }
 
 int main(void) {
+  /* "ls PATH…": only list the given directories (a Hermit image's tree, for one). */
+  if (rt_argc() > 1 && strcmp(rt_argv(1), "ls") == 0) {
+    for (int i = 2; i < rt_argc(); i++) {
+      int n = list(rt_argv(i), sizeof dbuf, names[0], sizeof names[0]);
+      if (n < 0) rt_printf("FAIL ls %s: %d\n", rt_argv(i), n);
+    }
+    return failed == 0 ? 0 : 1;
+  }
   rt_printf("dirs: interface %d\n", RT_IFACE);
 
   /* ---- listings ---- */

@@ -24,6 +24,7 @@ import {
 } from "../../src/landlock.ts";
 import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
+import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";
 import { kvmAvailable, kvmTest } from "../_helpers/kvm.ts";
 
 /**
@@ -250,5 +251,32 @@ Deno.test("Landlock rules let mkdir create in writable mappings and the temp dir
     const ro = ruleAccessFs(access("/h/ro"), true, abi);
     assert.equal(ro & (A.MAKE_DIR | A.MAKE_REG | A.WRITE_FILE), 0, `:ro (ABI ${abi})`);
     assert.ok(ro & A.READ_DIR, `:ro may be listed (ABI ${abi})`);
+  }
+});
+
+kvmTest("dirs guest lists a Hermit image's tree of virtual files", async () => {
+  const kernel = await Deno.readFile(await buildGuest("dirs", { iface: 2, pie: true }));
+  const toml = hermitToml({ kernel: "app", appArgs: ["ls", "/", "/data", "/data/deep/"] });
+  const image = gzip(buildTar([
+    { name: "hermit.toml", data: toml },
+    { name: "app", data: kernel },
+    { name: "data/a.txt", data: "a" },
+    { name: "data/deep/b.txt", data: "b" },
+    { name: "top.txt", data: "top" },
+  ]));
+  const path = await Deno.makeTempFile({ prefix: "dhyve-v3-image-", suffix: ".hermit" });
+  try {
+    await Deno.writeFile(path, image);
+    const out = new CaptureSink();
+    const result = await runVm(path, { fileIsolation: "none", stdout: out, stderr: out });
+    const context = `${result.error ?? ""}\n${out.text()}`;
+    assert.equal(result.exitCode, 0, context);
+    assert.deepEqual(out.text().split("\n").filter((l) => l.startsWith("ls ")), [
+      "ls / 4096: app data hermit.toml top.txt",
+      "ls /data 4096: a.txt deep",
+      "ls /data/deep/ 4096: b.txt",
+    ], context);
+  } finally {
+    await Deno.remove(path);
   }
 });
