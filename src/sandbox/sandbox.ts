@@ -655,7 +655,9 @@ export class Sandbox {
         file.close();
         return -ERRNO.ENOTDIR;
       }
-      if (info.isDirectory && plan.writable) {
+      // Write access or O_CREAT on a directory is EISDIR, as on Linux.
+      const creates = plan.options.create === true || plan.createFallback !== undefined;
+      if (info.isDirectory && (plan.writable || creates)) {
         file.close();
         return -ERRNO.EISDIR;
       }

@@ -195,6 +195,8 @@ Deno.test("Sandbox directory fds: sticky end, lseek SET/CUR, rewind re-reads, re
   assert.equal(t.sandbox.write(fd, buf), -ERRNO.EBADF);
   assert.equal(t.sandbox.open("/data/rw/sub", O_WRONLY, 0), -ERRNO.EISDIR);
   assert.equal(t.sandbox.open("/data", O_RDWR, 0), -ERRNO.EISDIR);
+  assert.equal(t.sandbox.open("/data/rw/sub", O_CREAT | O_RDONLY, 0), -ERRNO.EISDIR);
+  assert.equal(t.sandbox.open("/data/rw/sub", O_CREAT | O_RDWR, 0o644), -ERRNO.EISDIR);
   assert.equal(t.sandbox.getdents(0, buf), -ERRNO.ENOTDIR);
   const file = t.sandbox.open("/data/rw/a.txt", O_RDONLY, 0);
   assert.equal(t.sandbox.getdents(file, buf), -ERRNO.ENOTDIR);
