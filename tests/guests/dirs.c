@@ -92,6 +92,22 @@ _Static_assert(__builtin_offsetof(struct file_attr, rdev) == 40, "FileAttr.rdev"
 _Static_assert(__builtin_offsetof(struct file_attr, ctime) == 104, "FileAttr.ctime");
 _Static_assert(__builtin_offsetof(struct dirent64, name) == 19, "linux_dirent64.d_name");
 
+/* The v2 FileOpen (packed, as v1) and FileRead layouts, for a v1 image's v2 calls by RDI. */
+struct __attribute__((packed)) v2_open_params {
+  uint64_t name;
+  int32_t flags;
+  int32_t mode;
+  int32_t ret;
+};
+struct v2_read_params {
+  uint64_t len;
+  int64_t ret;
+  uint64_t buf;
+  int32_t fd;
+};
+
+static volatile struct v2_open_params op;
+static volatile struct v2_read_params rp;
 static volatile struct getdents_params gp;
 static volatile struct stat_params sp;
 static volatile struct fstat_params fp;
@@ -212,6 +228,21 @@ int main(void) {
     return failed == 0 ? 0 : 1;
   }
   rt_printf("dirs: interface %d\n", RT_IFACE);
+
+  /* ---- v2 ports by RDI, whatever the note says (dispatch by port, as uhyve 0.9.1) ---- */
+  op.name = (uint64_t)(uintptr_t)"/data/a.txt";
+  op.flags = RT_O_RDONLY;
+  op.mode = 0;
+  op.ret = -1000;
+  v3call(0x1110, &op);
+  check("v2 FileOpen by RDI", op.ret >= 3, 1);
+  rp.len = 16;
+  rp.ret = -1000;
+  rp.buf = (uint64_t)(uintptr_t)dbuf;
+  rp.fd = op.ret;
+  v3call(0x1130, &rp);
+  check("v2 FileRead by RDI", rp.ret == 6 && memcmp(dbuf, "alpha\n", 6) == 0, 1);
+  check("v1/v2 close of that fd", rt_close(op.ret), 0);
 
   /* ---- listings ---- */
   check("ls / entries", list("/", 4096, names[0], sizeof names[0]), 3);
