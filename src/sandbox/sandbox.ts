@@ -1,8 +1,9 @@
 /**
- * The sandbox the file hypercalls talk to: guest path + flags → guest fd,
- * and read/write/lseek/close/unlink on those fds, all synchronous, all
- * returning a number (≥ 0 result or −errno) and never throwing for anything a
- * guest can cause. Owns the per-VM temp directory, the open-file limit, the
+ * The sandbox the file hypercalls talk to: guest path + flags → guest fd
+ * (files and directories), read/write/lseek/close/getdents/fstat on those
+ * fds, and unlink/stat/lstat/mkdir by path, all synchronous, all returning a
+ * number (≥ 0 result or −errno) and never throwing for anything a guest can
+ * cause. Owns the per-VM temp directory, the open-file limit, the
  * temp-space limit and the once-per-flag permission warnings. Host I/O goes
  * through `host_fs.ts` only. Like all of `sandbox/`, it never imports KVM, FFI
  * (`src/kvm.ts`, `src/libc.ts`) or `src/hypercall/`.
