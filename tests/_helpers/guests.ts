@@ -20,12 +20,6 @@ export interface GuestBuild {
   pie: boolean;
   /** Emit the GNU ABI-tag note (Hermit 0.12.0, non-legacy mapping). Default `true`. */
   versionNote?: boolean;
-  /**
-   * The UHYVEIF note's value when it differs from `iface` (e.g. 3: a uhyve
-   * 0.9.1 "interface v3" kernel, whose boot state and calls are v2's; 1: no
-   * note). Default: `iface`.
-   */
-  noteVersion?: number;
 }
 
 /** Link address of fixed-address (ET_EXEC) guests, per interface. */
@@ -104,10 +98,7 @@ export function guestVariants(): GuestBuild[] {
  */
 export function guestVariantName(opts: GuestBuild): string {
   const legacy = opts.versionNote === false ? "-legacy" : "";
-  const note = opts.noteVersion === undefined || opts.noteVersion === opts.iface
-    ? ""
-    : `-note${opts.noteVersion}`;
-  return `v${opts.iface}-${opts.pie ? "pie" : "fixed"}${legacy}${note}`;
+  return `v${opts.iface}-${opts.pie ? "pie" : "fixed"}${legacy}`;
 }
 
 /**
@@ -173,7 +164,6 @@ function gccArgs(source: string, opts: GuestBuild): string[] {
     `-DRT_IFACE=${opts.iface}`,
     `-DRT_PIE=${opts.pie ? 1 : 0}`,
     `-DRT_GNU_NOTE=${opts.versionNote === false ? 0 : 1}`,
-    ...(opts.noteVersion === undefined ? [] : [`-DRT_NOTE_VERSION=${opts.noteVersion}`]),
   ];
   const link = opts.pie
     ? [

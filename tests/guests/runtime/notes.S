@@ -16,7 +16,7 @@
 	.byte 4
 	.balign 4
 
-#if RT_NOTE_VERSION >= 2
+#if RT_IFACE == 2
 	/* UHYVEIF / 0x5b00: uhyve interface version, a BIG-endian u32. Absent = v1. */
 	.section .note.hermit.uhyve-interface-version, "a", @note
 	.balign 4
@@ -25,7 +25,7 @@
 	.long 0x5b00                     /* type */
 	.asciz "UHYVEIF"
 	.balign 4
-	.byte 0, 0, 0, RT_NOTE_VERSION
+	.byte 0, 0, 0, 2
 	.balign 4
 #endif
 

@@ -10,8 +10,6 @@
  *   RT_IFACE     1 or 2: the uhyve hypercall interface (hermit-abi.md §5)
  *   RT_PIE       1 for ET_DYN at vaddr 0, 0 for ET_EXEC at a fixed address
  *   RT_GNU_NOTE  1 to emit the GNU ABI-tag version note (non-legacy mapping), 0 without
- *   RT_NOTE_VERSION  the UHYVEIF note's value (default RT_IFACE; 1 = no note): e.g. 3 on
- *                an interface-2 runtime for a uhyve 0.9.1 "v3" kernel
  *
  * The runtime is SSE-free and uses no page tables, GDT or IDT of its own.
  */
@@ -29,9 +27,6 @@
 #endif
 #if RT_IFACE != 1 && RT_IFACE != 2
 #error "RT_IFACE must be 1 or 2"
-#endif
-#ifndef RT_NOTE_VERSION
-#define RT_NOTE_VERSION RT_IFACE
 #endif
 
 /* Per-CPU stacks in .bss; keep in sync with start.S (it includes this header). */
