@@ -25,7 +25,9 @@ import {
 import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";
+import { describeRun, runDhyve } from "../_helpers/cli.ts";
 import { kvmAvailable, kvmTest } from "../_helpers/kvm.ts";
+import { testUnless } from "../_helpers/skip.ts";
 
 /**
  * Whether the loader accepts a UHYVEIF note of 3 and the guest builder builds
@@ -36,9 +38,6 @@ const NOTE_3_ACCEPTED = false;
 /** A v3 build: UHYVEIF note 3, v2 ports (cast until the builder's type has `iface: 3`). */
 const NOTE_3_BUILD = { iface: 3, pie: true } as unknown as GuestBuild;
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
-const decoder = new TextDecoder();
 const FILES = Array.from({ length: 40 }, (_, i) => `f${String(i).padStart(2, "0")}`);
 /** /data as the guest lists it before its mkdirs (sorted by name bytes). */
 const DATA_LISTING = ["a.txt", ...FILES, "link-in", "link-out", "sub"];
@@ -164,14 +163,14 @@ kvmTest("dirs guest passes with 2 vCPUs (the new calls over the file channel)", 
   }
 });
 
-if (!NOTE_3_ACCEPTED) {
-  // deno-lint-ignore no-console
-  console.error("SKIP: dirs guest with a UHYVEIF note of 3: the loader does not accept it yet");
-}
-Deno.test({
-  name: "dirs guest with a UHYVEIF note of 3 (a uhyve 0.9.1 interface-v3 kernel)",
-  ignore: !NOTE_3_ACCEPTED || !kvmAvailable(),
-  async fn(): Promise<void> {
+testUnless(
+  !NOTE_3_ACCEPTED
+    ? "the loader does not accept a UHYVEIF note of 3 yet"
+    : kvmAvailable()
+    ? null
+    : "/dev/kvm is not available here",
+  "dirs guest with a UHYVEIF note of 3 (a uhyve 0.9.1 interface-v3 kernel)",
+  async () => {
     const fx = makeFixture();
     try {
       await runGuest(fx, NOTE_3_BUILD);
@@ -179,7 +178,7 @@ Deno.test({
       fx.cleanup();
     }
   },
-});
+);
 
 kvmTest(
   "dirs guest under Landlock with --stats (subprocess): mkdir allowed, calls counted",
@@ -187,13 +186,7 @@ kvmTest(
     const fx = makeFixture();
     try {
       const kernel = await buildGuest("dirs", { iface: 2, pie: true });
-      const args = [
-        "run",
-        "--allow-ffi",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        MAIN,
+      const run = await runDhyve([
         "--file-isolation",
         // strict fails unless Landlock applies: success shows its rules let mkdir through.
         landlockAbiVersion() > 0 ? "strict" : "normal",
@@ -202,21 +195,12 @@ kvmTest(
         fx.tempParent,
         ...fx.mappings.flatMap((m) => ["--file-mapping", m]),
         kernel,
-      ];
-      const output = await new Deno.Command(Deno.execPath(), {
-        args,
-        cwd: REPO_ROOT,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-        env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-      }).output();
-      const stdout = decoder.decode(output.stdout);
-      const stderr = decoder.decode(output.stderr);
-      const context = `exit ${output.code}\nstderr:\n${stderr}`;
+      ], { perms: ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"] });
+      const { stdout, stderr } = run;
+      const context = describeRun(run);
       const guest = stdout.slice(0, stdout.indexOf("Run statistics:"));
       assertAllOk(guest, context);
-      assert.equal(output.code, 0, context);
+      assert.equal(run.code, 0, context);
       assert.equal(stderr, "", context);
       for (const name of ["Getdents", "FileStat", "FileFstat", "Mkdir"]) {
         assert.match(
