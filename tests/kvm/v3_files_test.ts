@@ -3,13 +3,13 @@
  * (`tests/guests/dirs.c`) lists directories with Getdents (small and large
  * buffers), stats, lstats and fstats, makes directories, and checks every
  * errno, against host directories mapped at /data (writable), /ro (`:ro`)
- * and a single file at /files/x.txt. Built for interface 2 (UHYVEIF note 2),
- * for interface 1 (no note: v1 FileOpen, v3 calls by RDI, dispatch by port as
- * in uhyve 0.9.1), with 2 vCPUs (the calls go through the file channel), and
- * under Landlock in a subprocess with `--stats`. The version-3 note variant
- * runs once the loader accepts note 3 ({@linkcode NOTE_3_ACCEPTED}). Needs
- * /dev/kvm, `--allow-ffi`, `--allow-read`, `--allow-write`, `--allow-run`
- * (gcc, deno) and `--allow-env`.
+ * and a single file at /files/x.txt. Built as a v3 kernel (UHYVEIF note 3),
+ * as a v2 one, and as a v1 one (no note, and a note of 1 as uhyve's own test
+ * kernels carry: v1 FileOpen, v2/v3 calls by RDI, dispatch by port as in
+ * uhyve 0.9.1); with 2 vCPUs (the calls go through the file channel); under
+ * Landlock in a subprocess with `--stats`; and over a Hermit image's tree.
+ * Needs /dev/kvm, `--allow-ffi`, `--allow-read`, `--allow-write`,
+ * `--allow-run` (gcc, deno) and `--allow-env`.
  * @module
  */
 
@@ -26,17 +26,7 @@ import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";
 import { describeRun, runDhyve } from "../_helpers/cli.ts";
-import { kvmAvailable, kvmTest } from "../_helpers/kvm.ts";
-import { testUnless } from "../_helpers/skip.ts";
-
-/**
- * Whether the loader accepts a UHYVEIF note of 3 and the guest builder builds
- * `iface: 3` (issue 17's boot part, another branch). Until then the note-3
- * variant is skipped with a SKIP line; flip this one line when it lands.
- */
-const NOTE_3_ACCEPTED = false;
-/** A v3 build: UHYVEIF note 3, v2 ports (cast until the builder's type has `iface: 3`). */
-const NOTE_3_BUILD = { iface: 3, pie: true } as unknown as GuestBuild;
+import { kvmTest } from "../_helpers/kvm.ts";
 
 const FILES = Array.from({ length: 40 }, (_, i) => `f${String(i).padStart(2, "0")}`);
 /** /data as the guest lists it before its mkdirs (sorted by name bytes). */
@@ -137,10 +127,15 @@ async function runGuest(fx: Fixture, variant: GuestBuild, cpuCount = 1): Promise
 }
 
 const VARIANTS: readonly GuestBuild[] = [
+  // A uhyve 0.9.1 interface-v3 kernel: UHYVEIF note 3, v2 boot state and ports.
+  { iface: 3, pie: true },
+  { iface: 3, pie: false },
   { iface: 2, pie: true },
   { iface: 2, pie: false },
-  // A kernel without a UHYVEIF note (v1 boot state, v1 FileOpen) that calls the v3 ports.
+  // Kernels without a UHYVEIF note, or declaring 1 (v1 boot state, v1 FileOpen), that call
+  // the v2 and v3 ports by RDI.
   { iface: 1, pie: true },
+  { iface: 1, pie: false, uhyveIfNote: 1 },
 ];
 
 kvmTest("dirs guest: Getdents, FileStat, FileFstat and Mkdir pass every check", async (t) => {
@@ -157,35 +152,18 @@ kvmTest("dirs guest: Getdents, FileStat, FileFstat and Mkdir pass every check", 
 kvmTest("dirs guest passes with 2 vCPUs (the new calls over the file channel)", async () => {
   const fx = makeFixture();
   try {
-    await runGuest(fx, { iface: 2, pie: true }, 2);
+    await runGuest(fx, { iface: 3, pie: true }, 2);
   } finally {
     fx.cleanup();
   }
 });
-
-testUnless(
-  !NOTE_3_ACCEPTED
-    ? "the loader does not accept a UHYVEIF note of 3 yet"
-    : kvmAvailable()
-    ? null
-    : "/dev/kvm is not available here",
-  "dirs guest with a UHYVEIF note of 3 (a uhyve 0.9.1 interface-v3 kernel)",
-  async () => {
-    const fx = makeFixture();
-    try {
-      await runGuest(fx, NOTE_3_BUILD);
-    } finally {
-      fx.cleanup();
-    }
-  },
-);
 
 kvmTest(
   "dirs guest under Landlock with --stats (subprocess): mkdir allowed, calls counted",
   async () => {
     const fx = makeFixture();
     try {
-      const kernel = await buildGuest("dirs", { iface: 2, pie: true });
+      const kernel = await buildGuest("dirs", { iface: 3, pie: true });
       const run = await runDhyve([
         "--file-isolation",
         // strict fails unless Landlock applies: success shows its rules let mkdir through.
@@ -241,7 +219,7 @@ Deno.test("Landlock rules let mkdir create in writable mappings and the temp dir
 });
 
 kvmTest("dirs guest lists a Hermit image's tree of virtual files", async () => {
-  const kernel = await Deno.readFile(await buildGuest("dirs", { iface: 2, pie: true }));
+  const kernel = await Deno.readFile(await buildGuest("dirs", { iface: 3, pie: true }));
   const toml = hermitToml({ kernel: "app", appArgs: ["ls", "/", "/data", "/data/deep/"] });
   const image = gzip(buildTar([
     { name: "hermit.toml", data: toml },
