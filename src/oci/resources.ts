@@ -19,9 +19,9 @@ const MIB = 1024 * 1024;
 /** The parts of an OCI `linux.resources` this module reads. */
 export interface OciResources {
   /** `memory.limit` in bytes (≤ 0 or absent: none). */
-  readonly memory?: { readonly limit?: number };
+  memory?: { limit?: number };
   /** `cpu.quota`/`cpu.period` (µs) and `cpu.cpus` (a cpuset list such as `0-1,3`). */
-  readonly cpu?: { readonly quota?: number; readonly period?: number; readonly cpus?: string };
+  cpu?: { quota?: number; period?: number; cpus?: string };
 }
 
 /**
