@@ -19,7 +19,7 @@ import { buildElf } from "../../_helpers/elf_builder.ts";
 /** A fake host: regular files, directories and symlinks by host path. */
 function fakeView(tree: Record<string, "file" | "dir" | { link: string }>): RootView {
   return {
-    lstat(path: string) {
+    lstat(path: string): { isSymlink: boolean; isFile: boolean } | null {
       const node = tree[path];
       if (node === undefined) return null;
       return { isSymlink: typeof node === "object", isFile: node === "file" };
