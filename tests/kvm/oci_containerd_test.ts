@@ -29,7 +29,7 @@ const ignore = announceSkip("oci_containerd_test.ts", unavailable);
 
 const encoder = new TextEncoder();
 
-async function sha256(bytes: Uint8Array): Promise<string> {
+async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return `sha256:${[...digest].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
@@ -38,7 +38,10 @@ async function sha256(bytes: Uint8Array): Promise<string> {
 async function ociArchive(rootfsTar: string, dir: string, ref: string): Promise<string> {
   const layout = `${dir}/oci`;
   await Deno.mkdir(`${layout}/blobs/sha256`, { recursive: true });
-  async function blob(bytes: Uint8Array, mediaType: string): Promise<Record<string, unknown>> {
+  async function blob(
+    bytes: Uint8Array<ArrayBuffer>,
+    mediaType: string,
+  ): Promise<Record<string, unknown>> {
     const digest = await sha256(bytes);
     await Deno.writeFile(`${layout}/blobs/sha256/${digest.slice(7)}`, bytes);
     return { mediaType, digest, size: bytes.length };
