@@ -21,7 +21,7 @@ import {
   programKind,
   type RootView,
 } from "./program.ts";
-import { type OciSpec, rewriteSpec } from "./rewrite.ts";
+import { initPrefix, type OciSpec, rewriteSpec } from "./rewrite.ts";
 import { parseRuncArgs, type RuncInvocation } from "./runc_cli.ts";
 import { formatLogLine } from "./runtime_log.ts";
 
@@ -100,7 +100,8 @@ export async function prepareBundle(bundle: string): Promise<boolean> {
   const dir = bundle === "" ? Deno.cwd() : bundle;
   const configPath = join(dir, "config.json");
   const { spec } = readSpec(configPath);
-  const args0 = spec.process?.args?.[0];
+  const args = spec.process?.args ?? [];
+  const args0 = args[initPrefix(args).length];
   const rootPath = spec.root?.path;
   if (args0 === undefined || rootPath === undefined) return false;
   const rootfs = isAbsolute(rootPath) ? rootPath : join(dir, rootPath);

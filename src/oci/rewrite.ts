@@ -89,6 +89,31 @@ export interface HostRuntime {
   readonly kvm: { readonly major: number; readonly minor: number };
 }
 
+/** dhyve's entry point in a container (pid 1), relative to dhyve's root. */
+export const CONTAINER_ENTRY = "src/oci/container_main.ts";
+/**
+ * Init programs that engines put in front of the command (`podman run
+ * --init`: `/run/podman-init -- CMD…`; Docker's `docker-init`, tini): the
+ * container's program is then the one after the `--`.
+ */
+const INIT_NAMES: ReadonlySet<string> = new Set([
+  "podman-init",
+  "catatonit",
+  "docker-init",
+  "tini",
+  "tini-static",
+]);
+
+/**
+ * The init and its `--` in front of the container's program (see
+ * {@linkcode INIT_NAMES}), or an empty list; the program is `args[prefix.length]`.
+ */
+export function initPrefix(args: readonly string[]): readonly string[] {
+  const [first, second] = args;
+  if (first === undefined || second !== "--" || args.length < 3) return [];
+  return INIT_NAMES.has(first.slice(first.lastIndexOf("/") + 1)) ? args.slice(0, 2) : [];
+}
+
 /** Where the guest's own new files go inside the container. */
 export const CONTAINER_TEMP_DIR = "/tmp";
 /** The path of KVM's device, on the host and in the container. */
@@ -158,17 +183,17 @@ function containerEnvironment(cwd: string): CliEnvironment {
 }
 
 /**
- * dhyve's command line (after `main.ts`) for the container described by
+ * dhyve's command line (after its entry module) for the container described by
  * `spec`, whose program resolved to `kernel` (a container path).
  * @throws {OciError} for a limit, annotation, mount or environment entry that
  *   dhyve cannot take.
  */
 export function dhyveArguments(spec: OciSpec, kernel: string): string[] {
+  const args = (spec.process?.args ?? []).slice(initPrefix(spec.process?.args ?? []).length);
   const annotations = readAnnotations(spec.annotations);
   const resources = spec.linux?.resources;
   const cpus = annotations.cpus ?? cpuLimit(resources) ?? 1;
   const memory = guestMemory(resources?.memory?.limit, cpus, annotations.memory);
-  const args = spec.process?.args ?? [];
   return [
     ...(memory === null ? [] : ["-m", `${memory / (1024 * 1024)}MiB`]),
     ...(cpus === 1 ? [] : ["-c", String(cpus)]),
@@ -186,9 +211,11 @@ export function dhyveArguments(spec: OciSpec, kernel: string): string[] {
 }
 
 /**
- * Rewrites `spec` so that its process is dhyve running `kernel` (the
- * container path of the Hermit kernel or image `process.args[0]` resolved
- * to). Returns a new object; `spec` is not changed.
+ * Rewrites `spec` so that its process is dhyve running `kernel`: the
+ * container path that the program (`process.args[0]`, or the word after an
+ * init's `--`, see {@linkcode initPrefix}) resolved to, a Hermit kernel or
+ * image. An init stays in front, as the container's pid 1. Returns a new
+ * object; `spec` is not changed.
  * @throws {OciError} for anything dhyve cannot map (the message says what).
  */
 export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): OciSpec {
@@ -261,11 +288,12 @@ export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): O
     process: {
       ...(spec.process ?? {}),
       args: [
+        ...initPrefix(spec.process?.args ?? []),
         host.deno,
         "run",
         "--no-prompt",
         ...permissionArgs(permissions),
-        `${root}/main.ts`,
+        `${root}/${CONTAINER_ENTRY}`,
         ...dhyveArgs,
       ],
       env: [

@@ -8,7 +8,12 @@
 
 import assert from "node:assert/strict";
 import { OciError } from "../../../src/oci/errors.ts";
-import { type HostRuntime, type OciSpec, rewriteSpec } from "../../../src/oci/rewrite.ts";
+import {
+  type HostRuntime,
+  initPrefix,
+  type OciSpec,
+  rewriteSpec,
+} from "../../../src/oci/rewrite.ts";
 
 const HOST: HostRuntime = {
   deno: "/opt/dhyve/node_modules/deno/deno",
@@ -66,7 +71,7 @@ Deno.test("rewriteSpec() makes the process Deno running dhyve on the kernel, wit
   assert.deepEqual(spec, before, "the input is not changed");
   const args = out.process!.args!;
   assert.deepEqual(args.slice(0, 3), [HOST.deno, "run", "--no-prompt"]);
-  const main = args.indexOf("/opt/dhyve/main.ts");
+  const main = args.indexOf("/opt/dhyve/src/oci/container_main.ts");
   assert.ok(main > 3);
   // 256 MiB less 112 MiB for 2 vCPUs (quota 200000/100000).
   assert.deepEqual(args.slice(main + 1), [
@@ -179,7 +184,7 @@ Deno.test("rewriteSpec() takes annotations: memory within the limit, Landlock mo
     "org.hermit-os.dhyve.timeout": "10s",
   };
   const args = rewriteSpec(spec, "/app", HOST).process!.args!;
-  const main = args.indexOf("/opt/dhyve/main.ts");
+  const main = args.indexOf("/opt/dhyve/src/oci/container_main.ts");
   assert.deepEqual(args.slice(main + 1, main + 11), [
     "-m",
     "64MiB",
@@ -224,4 +229,20 @@ Deno.test("rewriteSpec() refuses what dhyve cannot take, in one line each", () =
       what,
     );
   }
+});
+
+Deno.test("initPrefix() recognises an engine's init in front of the program", () => {
+  assert.deepEqual(initPrefix(["/run/podman-init", "--", "/app", "x"]), ["/run/podman-init", "--"]);
+  assert.deepEqual(initPrefix(["/sbin/docker-init", "--", "/app"]), ["/sbin/docker-init", "--"]);
+  assert.deepEqual(initPrefix(["/bin/prog", "--", "/app"]), [], "not an init");
+  assert.deepEqual(initPrefix(["/run/podman-init", "/app"]), [], "no --");
+  assert.deepEqual(initPrefix(["/app"]), []);
+});
+
+Deno.test("rewriteSpec() keeps podman's init as pid 1 in front of dhyve", () => {
+  const spec = podmanSpec();
+  spec.process!.args = ["/run/podman-init", "--", "/app", "x"];
+  const args = rewriteSpec(spec, "/app", HOST).process!.args!;
+  assert.deepEqual(args.slice(0, 3), ["/run/podman-init", "--", HOST.deno]);
+  assert.deepEqual(args.slice(-3), ["/app", "--", "x"]);
 });
