@@ -20,6 +20,13 @@ import { OciError } from "./errors.ts";
 /** The prefix of dhyve's annotations. */
 export const ANNOTATION_PREFIX = "org.hermit-os.dhyve.";
 
+/**
+ * Written by dhyve-oci itself into a rewritten config.json: the dhyve options
+ * (JSON array) that a Hermit kernel started by `runc exec` in that container
+ * gets. Not for users; {@linkcode readAnnotations} skips it.
+ */
+export const EXEC_OPTIONS_ANNOTATION = `${ANNOTATION_PREFIX}oci.exec-options`;
+
 /** The dhyve options the annotations asked for. */
 export interface DhyveAnnotations {
   /** Guest RAM in bytes (`-m`). */
@@ -139,7 +146,7 @@ export function readAnnotations(
 ): DhyveAnnotations {
   const out: DhyveAnnotations = { flags: [], fileIsolation: "normal" };
   const entries = Object.entries(annotations ?? {})
-    .filter(([key]) => key.startsWith(ANNOTATION_PREFIX))
+    .filter(([key]) => key.startsWith(ANNOTATION_PREFIX) && key !== EXEC_OPTIONS_ANNOTATION)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   for (const [key, text] of entries) {
     const spec = ANNOTATIONS[key.slice(ANNOTATION_PREFIX.length)];

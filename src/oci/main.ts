@@ -19,9 +19,11 @@ import {
   checkHermitKernel,
   findProgram,
   programKind,
+  type ResolvedProgram,
   type RootView,
 } from "./program.ts";
-import { initPrefix, type OciSpec, rewriteSpec } from "./rewrite.ts";
+import { initPrefix, type OciSpec, rewriteExecProcess, rewriteSpec } from "./rewrite.ts";
+import { EXEC_OPTIONS_ANNOTATION } from "./annotations.ts";
 import { parseRuncArgs, type RuncInvocation } from "./runc_cli.ts";
 import { formatLogLine } from "./runtime_log.ts";
 
@@ -105,28 +107,36 @@ export async function prepareBundle(bundle: string): Promise<boolean> {
   const rootPath = spec.root?.path;
   if (args0 === undefined || rootPath === undefined) return false;
   const rootfs = isAbsolute(rootPath) ? rootPath : join(dir, rootPath);
-  const binds: BindMount[] = (spec.mounts ?? [])
-    .filter((m) =>
-      m.source !== undefined &&
-      (m.type === "bind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind"))
-    )
-    .map((m) => ({ destination: m.destination, source: m.source! }));
-  const program = findProgram(args0, {
+  const program = hermitProgram(args0, {
     cwd: spec.process?.cwd ?? "/",
     env: spec.process?.env ?? [],
     rootfs,
-    binds,
+    binds: bindMounts(spec),
     view: hostView,
   });
-  if (program === null) return false; // runc reports a missing program itself
+  if (program === null) return false;
+  const host = discoverHost();
+  const rewritten = rewriteSpec(spec, program.containerPath, host);
+  await warmModuleCache(host);
+  writeJson(configPath, rewritten);
+  return true;
+}
+
+/** The program of a process spec, resolved in the container, when dhyve should run it. */
+function hermitProgram(
+  args0: string,
+  options: Parameters<typeof findProgram>[1],
+): ResolvedProgram | null {
+  const program = findProgram(args0, options);
+  if (program === null) return null; // runc reports a missing program itself
   let head: Uint8Array;
   try {
     head = readHead(program.hostPath);
   } catch {
-    return false;
+    return null;
   }
   const kind = programKind(head);
-  if (kind === "other") return false;
+  if (kind === "other") return null;
   if (kind === "hermit-elf") {
     let bytes: Uint8Array;
     try {
@@ -139,13 +149,75 @@ export async function prepareBundle(bundle: string): Promise<boolean> {
     }
     checkHermitKernel(bytes, program.containerPath);
   }
-  const host = discoverHost();
-  const rewritten = rewriteSpec(spec, program.containerPath, host);
-  await warmModuleCache(host);
-  const tmp = `${configPath}.dhyve-oci-${Deno.pid}`;
-  Deno.writeTextFileSync(tmp, `${JSON.stringify(rewritten, null, 2)}\n`);
-  Deno.renameSync(tmp, configPath);
+  return program;
+}
+
+/** The bind mounts of `spec`, for resolving paths inside the container. */
+function bindMounts(spec: OciSpec): BindMount[] {
+  return (spec.mounts ?? [])
+    .filter((m) =>
+      m.source !== undefined &&
+      (m.type === "bind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind"))
+    )
+    .map((m) => ({ destination: m.destination, source: m.source! }));
+}
+
+/**
+ * On `exec --process FILE` into a container dhyve-oci rewrote: when the
+ * process's program is a Hermit kernel, rewrites FILE so that a second dhyve
+ * runs it (other programs, e.g. a busybox in the image, run as they are).
+ * @returns whether it was rewritten.
+ */
+export async function prepareExec(runc: string, invocation: RuncInvocation): Promise<boolean> {
+  const { processFile, containerId } = invocation;
+  if (processFile === undefined || containerId === undefined) return false;
+  let process: NonNullable<OciSpec["process"]>;
+  try {
+    process = JSON.parse(Deno.readTextFileSync(processFile));
+  } catch (error) {
+    throw new OciError(
+      `Cannot read the process file ${processFile}: ${describe(error)}`,
+      EXIT_CODE.NO_INPUT,
+    );
+  }
+  const args0 = process.args?.[0];
+  if (args0 === undefined) return false;
+  const state = await new Deno.Command(runc, {
+    args: [...invocation.globalArgs, "state", containerId],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!state.success) return false; // runc exec says why
+  const { bundle, rootfs } = JSON.parse(new TextDecoder().decode(state.stdout)) as {
+    bundle?: string;
+    rootfs?: string;
+  };
+  if (bundle === undefined || rootfs === undefined) return false;
+  const { spec } = readSpec(join(bundle, "config.json"));
+  const stored = spec.annotations?.[EXEC_OPTIONS_ANNOTATION];
+  if (stored === undefined) return false; // not a dhyve container
+  const program = hermitProgram(args0, {
+    cwd: process.cwd ?? "/",
+    env: process.env ?? [],
+    rootfs,
+    binds: bindMounts(spec),
+    view: hostView,
+  });
+  if (program === null) return false;
+  const rewritten = rewriteExecProcess(process, program.containerPath, {
+    containerOptions: JSON.parse(stored),
+    host: discoverHost(),
+  });
+  writeJson(processFile, rewritten);
   return true;
+}
+
+/** Replaces `path` with `value` as JSON, atomically. */
+function writeJson(path: string, value: unknown): void {
+  const tmp = `${path}.dhyve-oci-${Deno.pid}`;
+  Deno.writeTextFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  Deno.renameSync(tmp, path);
 }
 
 /** Whether `path` is an executable regular file. */
@@ -290,6 +362,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     invocation = parseRuncArgs(argv);
     const runc = findRunc(invocation);
     if (invocation.bundle !== undefined) await prepareBundle(invocation.bundle);
+    if (invocation.command === "exec") await prepareExec(runc, invocation);
     return await runRunc(runc, invocation.runcArgs);
   } catch (error) {
     if (error instanceof OciError) {

@@ -15,7 +15,7 @@ import { ConfigError } from "../config.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { parseEnvEntry, UsageError } from "../params.ts";
 import { permissionArgs, type RequiredPermissions } from "../permissions.ts";
-import { readAnnotations } from "./annotations.ts";
+import { EXEC_OPTIONS_ANNOTATION, readAnnotations } from "./annotations.ts";
 import { OciError } from "./errors.ts";
 import { cpuLimit, guestMemory, type OciResources } from "./resources.ts";
 
@@ -183,8 +183,26 @@ function containerEnvironment(cwd: string): CliEnvironment {
 }
 
 /**
- * dhyve's command line (after its entry module) for the container described by
- * `spec`, whose program resolved to `kernel` (a container path).
+ * The dhyve options every guest of the container shares: Landlock, the temp
+ * dir, the annotations' flags and the bind mounts as file mappings (no size,
+ * environment or kernel).
+ * @throws {OciError} for an annotation or mount that dhyve cannot take.
+ */
+export function containerOptions(spec: OciSpec): string[] {
+  const annotations = readAnnotations(spec.annotations);
+  return [
+    "--file-isolation",
+    annotations.fileIsolation,
+    "--tempdir",
+    CONTAINER_TEMP_DIR,
+    ...annotations.flags,
+    ...fileMappings(spec.mounts ?? [], [CONTAINER_TEMP_DIR]),
+  ];
+}
+
+/**
+ * dhyve's command line (after its entry module) for the container described
+ * by `spec`, whose program resolved to `kernel` (a container path).
  * @throws {OciError} for a limit, annotation, mount or environment entry that
  *   dhyve cannot take.
  */
@@ -197,12 +215,7 @@ export function dhyveArguments(spec: OciSpec, kernel: string): string[] {
   return [
     ...(memory === null ? [] : ["-m", `${memory / (1024 * 1024)}MiB`]),
     ...(cpus === 1 ? [] : ["-c", String(cpus)]),
-    "--file-isolation",
-    annotations.fileIsolation,
-    "--tempdir",
-    CONTAINER_TEMP_DIR,
-    ...annotations.flags,
-    ...fileMappings(spec.mounts ?? [], [CONTAINER_TEMP_DIR]),
+    ...containerOptions(spec),
     ...envFlags(spec.process?.env ?? []),
     kernel,
     "--",
@@ -210,17 +223,12 @@ export function dhyveArguments(spec: OciSpec, kernel: string): string[] {
   ];
 }
 
-/**
- * Rewrites `spec` so that its process is dhyve running `kernel`: the
- * container path that the program (`process.args[0]`, or the word after an
- * init's `--`, see {@linkcode initPrefix}) resolved to, a Hermit kernel or
- * image. An init stays in front, as the container's pid 1. Returns a new
- * object; `spec` is not changed.
- * @throws {OciError} for anything dhyve cannot map (the message says what).
- */
-export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): OciSpec {
-  const dhyveArgs = dhyveArguments(spec, kernel);
-  const cwd = spec.process?.cwd ?? "/";
+/** The process fields that make Deno run dhyve with `dhyveArgs` (after any init prefix). */
+function dhyveProcess(
+  dhyveArgs: readonly string[],
+  cwd: string,
+  host: HostRuntime,
+): { args: string[]; env: string[]; permissions: RequiredPermissions } {
   let permissions: RequiredPermissions;
   try {
     permissions = commandLinePermissions(dhyveArgs, containerEnvironment(cwd), host.dhyveRoot);
@@ -232,6 +240,60 @@ export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): O
     }
     throw error;
   }
+  const root = host.dhyveRoot.replace(/\/+$/, "");
+  return {
+    args: [
+      host.deno,
+      "run",
+      "--no-prompt",
+      ...permissionArgs(permissions),
+      `${root}/${CONTAINER_ENTRY}`,
+      ...dhyveArgs,
+    ],
+    env: [
+      ...(host.denoDir === null ? [] : [`DENO_DIR=${host.denoDir}`]),
+      "DENO_NO_UPDATE_CHECK=1",
+    ],
+    permissions,
+  };
+}
+
+/**
+ * Rewrites a process that `runc exec` starts in a running dhyve container
+ * (its `--process` file) so that it runs the Hermit kernel `kernel` in a
+ * second VM: with the options the container's own guest got
+ * (`containerOptions`, stored in the {@linkcode EXEC_OPTIONS_ANNOTATION} of
+ * its config), its own arguments and environment, and dhyve's default size.
+ * The mounts and `/dev/kvm` are there already.
+ * @throws {OciError} for anything dhyve cannot map.
+ */
+export function rewriteExecProcess(
+  process: NonNullable<OciSpec["process"]>,
+  kernel: string,
+  options: { containerOptions: readonly string[]; host: HostRuntime },
+): NonNullable<OciSpec["process"]> {
+  const dhyveArgs = [
+    ...options.containerOptions,
+    ...envFlags(process.env ?? []),
+    kernel,
+    "--",
+    ...(process.args ?? []).slice(1),
+  ];
+  const { args, env } = dhyveProcess(dhyveArgs, process.cwd ?? "/", options.host);
+  return { ...process, args, env };
+}
+
+/**
+ * Rewrites `spec` so that its process is dhyve running `kernel`: the
+ * container path that the program (`process.args[0]`, or the word after an
+ * init's `--`, see {@linkcode initPrefix}) resolved to, a Hermit kernel or
+ * image. An init stays in front, as the container's pid 1. Returns a new
+ * object; `spec` is not changed.
+ * @throws {OciError} for anything dhyve cannot map (the message says what).
+ */
+export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): OciSpec {
+  const dhyve = dhyveProcess(dhyveArguments(spec, kernel), spec.process?.cwd ?? "/", host);
+  const permissions = dhyve.permissions;
   const root = host.dhyveRoot.replace(/\/+$/, "");
   const mounts = [...(spec.mounts ?? [])];
   if (!mounts.some((m) => normalize(m.destination) === CONTAINER_TEMP_DIR)) {
@@ -287,19 +349,12 @@ export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): O
     ...spec,
     process: {
       ...(spec.process ?? {}),
-      args: [
-        ...initPrefix(spec.process?.args ?? []),
-        host.deno,
-        "run",
-        "--no-prompt",
-        ...permissionArgs(permissions),
-        `${root}/${CONTAINER_ENTRY}`,
-        ...dhyveArgs,
-      ],
-      env: [
-        ...(host.denoDir === null ? [] : [`DENO_DIR=${host.denoDir}`]),
-        "DENO_NO_UPDATE_CHECK=1",
-      ],
+      args: [...initPrefix(spec.process?.args ?? []), ...dhyve.args],
+      env: dhyve.env,
+    },
+    annotations: {
+      ...(spec.annotations ?? {}),
+      [EXEC_OPTIONS_ANNOTATION]: JSON.stringify(containerOptions(spec)),
     },
     mounts,
     linux,

@@ -24,6 +24,27 @@ const CREATE_VALUE_OPTIONS: ReadonlySet<string> = new Set([
   "--preserve-fds",
 ]);
 
+/** Options of `exec` that take a value. */
+const EXEC_VALUE_OPTIONS: ReadonlySet<string> = new Set([
+  "--console-socket",
+  "--cwd",
+  "--env",
+  "-e",
+  "--user",
+  "-u",
+  "--additional-gids",
+  "-g",
+  "--process",
+  "-p",
+  "--apparmor",
+  "--process-label",
+  "--pid-file",
+  "--cap",
+  "-c",
+  "--preserve-fds",
+  "--cgroup",
+]);
+
 /** dhyve-oci's own global option naming the runc binary. */
 export const RUNC_OPTION = "--runc";
 
@@ -31,6 +52,8 @@ export const RUNC_OPTION = "--runc";
 export interface RuncInvocation {
   /** The words to pass to runc (dhyve-oci's own options removed). */
   readonly runcArgs: readonly string[];
+  /** runc's global options (the words of `runcArgs` before the command). */
+  readonly globalArgs: readonly string[];
   /** `--runc PATH`, when given. */
   readonly runcPath: string | undefined;
   /** runc's `--log FILE`, where the engine reads error lines. */
@@ -41,8 +64,10 @@ export interface RuncInvocation {
   readonly command: string | undefined;
   /** For `create` and `run`: the bundle directory (`--bundle`, `-b`; default: the cwd, as ""). */
   readonly bundle: string | undefined;
-  /** For `create` and `run`: the container id. */
+  /** For `create`, `run` and `exec`: the container id. */
   readonly containerId: string | undefined;
+  /** For `exec`: the `--process` file (a process spec), when given. */
+  readonly processFile: string | undefined;
 }
 
 /** Splits `--name=value` into its parts; other words give `[word, undefined]`. */
@@ -84,23 +109,38 @@ export function parseRuncArgs(argv: readonly string[]): RuncInvocation {
     if (name === "--log-format") logFormat = value === "json" ? "json" : "text";
   }
   const command = argv[i];
+  const globalArgs = [...runcArgs];
   runcArgs.push(...argv.slice(i));
   let bundle: string | undefined;
   let containerId: string | undefined;
-  if (command === "create" || command === "run") {
-    bundle = "";
+  let processFile: string | undefined;
+  const creates = command === "create" || command === "run";
+  if (creates || command === "exec") {
+    if (creates) bundle = "";
+    const valued = creates ? CREATE_VALUE_OPTIONS : EXEC_VALUE_OPTIONS;
     for (let j = i + 1; j < argv.length; j++) {
       const word = argv[j]!;
       if (!word.startsWith("-")) {
-        containerId ??= word;
-        continue;
+        containerId = word; // exec: what follows the id is the command, runc's business
+        break;
       }
       const [rawName, inline] = splitValue(word);
       const name = longForm(rawName);
-      if (!CREATE_VALUE_OPTIONS.has(name)) continue;
+      if (!valued.has(name)) continue;
       const value = inline ?? argv[++j];
       if (name === "--bundle" || name === "-b") bundle = value ?? "";
+      if (name === "--process" || name === "-p") processFile = value;
     }
   }
-  return { runcArgs, runcPath, logFile, logFormat, command, bundle, containerId };
+  return {
+    runcArgs,
+    globalArgs,
+    runcPath,
+    logFile,
+    logFormat,
+    command,
+    bundle,
+    containerId,
+    processFile,
+  };
 }

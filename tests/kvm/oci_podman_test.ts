@@ -193,6 +193,23 @@ Deno.test({
           describe(exec),
         );
         assert.ok(cmdline.includes("--no-prompt"), describe(exec));
+        // exec of a Hermit kernel starts a second VM in the container, with its own args and stdin.
+        const second = await podman([
+          "exec",
+          "-e",
+          "GREETING=second",
+          id,
+          "/oci_probe",
+          "env:GREETING",
+        ]);
+        assert.equal(second.code, 0, describe(second));
+        assert.match(second.stdout, /^ram=64MiB cpus=1$/m);
+        assert.match(second.stdout, /^env GREETING=second$/m);
+        const code = await podman(["exec", id, "/exit_code", "6"]);
+        assert.equal(code.code, 6, describe(code));
+        const input = await podman(["exec", "-i", id, "/stdin_echo"], "x\n");
+        assert.equal(input.code, 1, describe(input));
+        assert.match(input.stdout, /got: x\n/);
         assert.equal((await podman(["stop", "-t", "20", id])).code, 0);
         assert.equal(await waitExit(id), 143);
       });

@@ -8,10 +8,12 @@
 
 import assert from "node:assert/strict";
 import { OciError } from "../../../src/oci/errors.ts";
+import { EXEC_OPTIONS_ANNOTATION } from "../../../src/oci/annotations.ts";
 import {
   type HostRuntime,
   initPrefix,
   type OciSpec,
+  rewriteExecProcess,
   rewriteSpec,
 } from "../../../src/oci/rewrite.ts";
 
@@ -245,4 +247,34 @@ Deno.test("rewriteSpec() keeps podman's init as pid 1 in front of dhyve", () => 
   const args = rewriteSpec(spec, "/app", HOST).process!.args!;
   assert.deepEqual(args.slice(0, 3), ["/run/podman-init", "--", HOST.deno]);
   assert.deepEqual(args.slice(-3), ["/app", "--", "x"]);
+});
+
+Deno.test("rewriteSpec() stores the container's shared options for exec, and exec reuses them", () => {
+  const out = rewriteSpec(podmanSpec(), "/app", HOST);
+  const stored = JSON.parse(out.annotations![EXEC_OPTIONS_ANNOTATION]!);
+  assert.deepEqual(stored, [
+    "--file-isolation",
+    "normal",
+    "--tempdir",
+    "/tmp",
+    "--file-mapping",
+    "/etc/hosts:/etc/hosts",
+    "--file-mapping",
+    "/data:/data:ro",
+  ]);
+  assert.equal(out.annotations!["io.podman.annotations.autoremove"], "TRUE");
+  const exec = rewriteExecProcess(
+    { args: ["/tool", "-v"], env: ["B=2"], cwd: "/", terminal: true },
+    "/tool",
+    { containerOptions: stored, host: HOST },
+  );
+  const entry = exec.args!.indexOf("/opt/dhyve/src/oci/container_main.ts");
+  assert.deepEqual(exec.args!.slice(entry + 1), [...stored, "-e", "B=2", "/tool", "--", "-v"]);
+  assert.deepEqual(exec.args!.slice(3, entry), [
+    "--allow-ffi",
+    "--allow-read=/tool,/etc/hosts,/data,/tmp",
+    "--allow-write=/etc/hosts,/tmp",
+  ]);
+  assert.equal(exec.terminal, true, "runc's fields stay");
+  assert.ok(exec.env!.includes("DENO_NO_UPDATE_CHECK=1"));
 });

@@ -59,3 +59,25 @@ Deno.test("parseRuncArgs() of --version or no command has no command", () => {
   assert.equal(parseRuncArgs(["--version"]).command, undefined);
   assert.deepEqual(parseRuncArgs([]).runcArgs, []);
 });
+
+Deno.test("parseRuncArgs() reads exec's --process file and container id, and the global options", () => {
+  const got = parseRuncArgs([
+    "--root",
+    "/run/runc",
+    "exec",
+    "--detach",
+    "--pid-file",
+    "/p",
+    "--process",
+    "/tmp/process.json",
+    "ctr1",
+  ]);
+  assert.equal(got.command, "exec");
+  assert.equal(got.processFile, "/tmp/process.json");
+  assert.equal(got.containerId, "ctr1");
+  assert.deepEqual(got.globalArgs, ["--root", "/run/runc"]);
+  assert.equal(got.bundle, undefined);
+  const inline = parseRuncArgs(["exec", "-e", "A=1", "ctr2", "/bin/sh", "-c", "x"]);
+  assert.equal(inline.processFile, undefined);
+  assert.equal(inline.containerId, "ctr2");
+});
