@@ -64,6 +64,21 @@ async function podman(args: readonly string[]): Promise<string> {
   return out.stdout.trim();
 }
 
+/** `rounds` rounds of `count` runs of podman `args` at once; their wall times. */
+async function batch(args: string[], count: number, rounds: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const runs = await Promise.all(
+      Array.from({ length: count }, () => timeProcess("podman", args)),
+    );
+    for (const r of runs) {
+      if (r.code !== 0) throw new Error(`podman ${args.join(" ")}: exit ${r.code}\n${r.stderr}`);
+      times.push(r.ms);
+    }
+  }
+  return times;
+}
+
 const unavailable = containerTestsUnavailable(["podman", "runc", "conmon"]);
 if (unavailable !== null) {
   // deno-lint-ignore no-console
@@ -95,20 +110,6 @@ try {
     image,
     "/bin/true",
   ];
-  /** `rounds` rounds of `count` runs of podman `args` at once; their wall times. */
-  async function batch(args: string[], count: number, rounds: number): Promise<number[]> {
-    const times: number[] = [];
-    for (let round = 0; round < rounds; round++) {
-      const runs = await Promise.all(
-        Array.from({ length: count }, () => timeProcess("podman", args)),
-      );
-      for (const r of runs) {
-        if (r.code !== 0) throw new Error(`podman ${args.join(" ")}: exit ${r.code}\n${r.stderr}`);
-        times.push(r.ms);
-      }
-    }
-    return times;
-  }
   const aloneHermit = await batch(hello, 1, 5);
   const aloneLinux = await batch(linux, 1, 5);
   const times = await batch(hello, GUESTS, ROUNDS);
@@ -144,12 +145,15 @@ try {
     ["create-to-exit, p99", `${quantile(times, 0.99).toFixed(0)} ms`, "same runs"],
     [
       "create-to-exit, one alone",
-      `${
-        (await timeProcess("podman", [...PODMAN, "run", "--rm", ...RUN, image, "/hello"])).ms
-          .toFixed(0)
-      } ms`,
-      "the same with nothing else starting",
+      `${median(aloneHermit).toFixed(0)} ms`,
+      "one podman run --rm … /hello at a time, median of 5",
     ],
+    [
+      "baseline: runc + busybox true, 20 at once",
+      `${median(linuxTimes).toFixed(0)} / ${quantile(linuxTimes, 0.99).toFixed(0)} ms`,
+      `median / p99: podman run --rm --runtime runc … /bin/true, ${GUESTS} at a time`,
+    ],
+    ["baseline: runc + busybox true, alone", `${median(aloneLinux).toFixed(0)} ms`, "median of 5"],
     [
       "memory per guest: container cgroup",
       `${(cgroups / GUESTS / MIB).toFixed(1)} MiB`,
