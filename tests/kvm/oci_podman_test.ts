@@ -147,25 +147,34 @@ Deno.test({
         assert.equal(await waitExit(id), 143);
       });
 
-      await t.step("--init: a SIGTERM at once after the start still gives 143", async () => {
-        // Without an init, a signal that reaches pid 1 before it has a handler is dropped
-        // (see src/oci/container_main.ts); with podman's catatonit in front it never is.
-        const id = name();
-        const started = await podman([
-          "run",
-          "-d",
-          "--init",
-          "--name",
-          id,
-          "--runtime",
-          DHYVE_OCI,
-          ...RUN,
-          image,
-          "/spin",
-        ]);
-        assert.equal(started.code, 0, describe(started));
-        assert.equal((await podman(["kill", "--signal", "TERM", id])).code, 0);
-        assert.equal(await waitExit(id), 143);
+      const noInit = which("catatonit") === null;
+      if (noInit) {
+        // deno-lint-ignore no-console
+        console.error("SKIP: oci_podman_test.ts: no catatonit: the --init step is skipped");
+      }
+      await t.step({
+        name: "--init: a SIGTERM at once after the start still gives 143",
+        ignore: noInit,
+        fn: async () => {
+          // Without an init, a signal that reaches pid 1 before it has a handler is dropped
+          // (see src/oci/container_main.ts); with podman's catatonit in front it never is.
+          const id = name();
+          const started = await podman([
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            id,
+            "--runtime",
+            DHYVE_OCI,
+            ...RUN,
+            image,
+            "/spin",
+          ]);
+          assert.equal(started.code, 0, describe(started));
+          assert.equal((await podman(["kill", "--signal", "TERM", id])).code, 0);
+          assert.equal(await waitExit(id), 143);
+        },
       });
 
       await t.step("podman kill ends it with 137 (SIGKILL)", async () => {
