@@ -14,11 +14,13 @@ import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
 import { type CommandResult, DHYVE_OCI, run, staticBusybox, which } from "../_helpers/oci.ts";
 import { buildElf } from "../_helpers/elf_builder.ts";
+import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";
 
 /** A bundle: rootfs with the hello and exit_code guests, a static busybox (when there is one). */
 async function makeBundle(
   args: string[],
   edit?: (spec: Record<string, unknown>) => void,
+  fill?: (rootfs: string) => Promise<void>,
 ): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "dhyve-oci-bundle-" });
   await Deno.mkdir(`${dir}/rootfs/bin`, { recursive: true });
@@ -65,6 +67,7 @@ async function makeBundle(
     },
   };
   edit?.(spec);
+  await fill?.(`${dir}/rootfs`);
   await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(spec, null, "\t"));
   return dir;
 }
@@ -134,6 +137,22 @@ kvmTest("dhyve-oci run: runc runs the rewritten bundle (read-only root, no netwo
   try {
     const result = await run(DHYVE_OCI, ["--root", state, "run", "--bundle", bundle, id]);
     assert.equal(result.code, 9, describe(result));
+    // A Hermit image (gzip'd tar with hermit.toml) as the program: dhyve unpacks it itself.
+    const packed = await makeBundle(["/app.hermit"], undefined, async (rootfs) => {
+      const kernel = await Deno.readFile(await buildGuest("exit_code", { iface: 2, pie: true }));
+      const tar = buildTar([
+        { name: "hermit.toml", data: hermitToml({ kernel: "app", appArgs: ["11"] }) },
+        { name: "app", data: kernel },
+      ]);
+      await Deno.writeFile(`${rootfs}/app.hermit`, gzip(tar));
+    });
+    try {
+      const image = await run(DHYVE_OCI, ["--root", state, "run", "--bundle", packed, `${id}-i`]);
+      assert.equal(image.code, 11, describe(image));
+    } finally {
+      await run("runc", ["--root", state, "delete", "-f", `${id}-i`]);
+      await Deno.remove(packed, { recursive: true });
+    }
     const hello = await makeBundle(["/hello"]);
     try {
       const out = await run(DHYVE_OCI, ["--root", state, "run", "--bundle", hello, `${id}-h`]);
