@@ -36,6 +36,11 @@ export interface CommandResult {
 
 const decoder = new TextDecoder();
 
+/** A command's exit code and output, for assertion messages. */
+export function describeResult(result: CommandResult): string {
+  return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+}
+
 /** Runs `cmd args`, feeding `stdin` when given, and collects its output. */
 export async function run(
   cmd: string,

@@ -12,7 +12,14 @@
 import assert from "node:assert/strict";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { type CommandResult, DHYVE_OCI, run, staticBusybox, which } from "../_helpers/oci.ts";
+import {
+  type CommandResult,
+  describeResult,
+  DHYVE_OCI,
+  run,
+  staticBusybox,
+  which,
+} from "../_helpers/oci.ts";
 import { buildElf } from "../_helpers/elf_builder.ts";
 import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";
 
@@ -72,15 +79,11 @@ async function makeBundle(
   return dir;
 }
 
-function describe(result: CommandResult): string {
-  return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
-}
-
 /** Asserts one `dhyve-oci: error:` line on stderr matching `pattern`, and exit `code`. */
 function assertOneError(result: CommandResult, code: number, pattern: RegExp): void {
-  assert.equal(result.code, code, describe(result));
+  assert.equal(result.code, code, describeResult(result));
   const lines = result.stderr.split("\n").filter((l) => l !== "");
-  assert.equal(lines.length, 1, describe(result));
+  assert.equal(lines.length, 1, describeResult(result));
   assert.match(lines[0]!, /^dhyve-oci: error: /);
   assert.match(lines[0]!, pattern);
 }
@@ -98,7 +101,7 @@ kvmTest("dhyve-oci create leaves a Linux program's config.json byte for byte", a
         bundle,
         "x",
       ]);
-      assert.equal(result.code, 0, describe(result));
+      assert.equal(result.code, 0, describeResult(result));
       assert.deepEqual(await Deno.readFile(`${bundle}/config.json`), before, args.join(" "));
     } finally {
       await Deno.remove(bundle, { recursive: true });
@@ -110,7 +113,7 @@ kvmTest("dhyve-oci create rewrites a Hermit kernel's config.json for dhyve", asy
   const bundle = await makeBundle(["/hello", "a"]);
   try {
     const result = await run(DHYVE_OCI, ["--runc", "/bin/true", "create", "-b", bundle, "x"]);
-    assert.equal(result.code, 0, describe(result));
+    assert.equal(result.code, 0, describeResult(result));
     const spec = JSON.parse(await Deno.readTextFile(`${bundle}/config.json`));
     const args: string[] = spec.process.args;
     assert.equal(args[0], await Deno.realPath(Deno.execPath()));
@@ -136,7 +139,7 @@ kvmTest("dhyve-oci run: runc runs the rewritten bundle (read-only root, no netwo
   const id = `dhyve-oci-bundle-${Deno.pid}`;
   try {
     const result = await run(DHYVE_OCI, ["--root", state, "run", "--bundle", bundle, id]);
-    assert.equal(result.code, 9, describe(result));
+    assert.equal(result.code, 9, describeResult(result));
     // A Hermit image (gzip'd tar with hermit.toml) as the program: dhyve unpacks it itself.
     const packed = await makeBundle(["/app.hermit"], undefined, async (rootfs) => {
       const kernel = await Deno.readFile(await buildGuest("exit_code", { iface: 2, pie: true }));
@@ -148,7 +151,7 @@ kvmTest("dhyve-oci run: runc runs the rewritten bundle (read-only root, no netwo
     });
     try {
       const image = await run(DHYVE_OCI, ["--root", state, "run", "--bundle", packed, `${id}-i`]);
-      assert.equal(image.code, 11, describe(image));
+      assert.equal(image.code, 11, describeResult(image));
     } finally {
       await run("runc", ["--root", state, "delete", "-f", `${id}-i`]);
       await Deno.remove(packed, { recursive: true });
@@ -156,7 +159,7 @@ kvmTest("dhyve-oci run: runc runs the rewritten bundle (read-only root, no netwo
     const hello = await makeBundle(["/hello"]);
     try {
       const out = await run(DHYVE_OCI, ["--root", state, "run", "--bundle", hello, `${id}-h`]);
-      assert.equal(out.code, 0, describe(out));
+      assert.equal(out.code, 0, describeResult(out));
       assert.match(out.stdout, /Hello from dhyve guest \(v2, pie\)!/);
     } finally {
       await run("runc", ["--root", state, "delete", "-f", `${id}-h`]);

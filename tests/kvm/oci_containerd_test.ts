@@ -14,6 +14,7 @@ import {
   buildTestRootfsTar,
   type CommandResult,
   containerTestsUnavailable,
+  describeResult,
   DHYVE_OCI,
   run,
   waitFor,
@@ -91,10 +92,6 @@ async function ociArchive(rootfsTar: string, dir: string, ref: string): Promise<
   return archive;
 }
 
-function describe(result: CommandResult): string {
-  return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
-}
-
 Deno.test({
   name: "dhyve-oci runs Hermit guests under containerd (ctr run --runc-binary)",
   ignore,
@@ -134,11 +131,11 @@ Deno.test({
       await waitFor("containerd to answer", async () => (await ctr(["version"])).code === 0);
       const archive = await ociArchive(built.tar, base, ref);
       const imported = await ctr(["image", "import", archive]);
-      assert.equal(imported.code, 0, describe(imported));
+      assert.equal(imported.code, 0, describeResult(imported));
 
       await t.step("ctr run: the guest's output and exit code", async () => {
         const hello = await ctr(["run", "--rm", "--runc-binary", DHYVE_OCI, ref, id(), "/hello"]);
-        assert.equal(hello.code, 0, describe(hello));
+        assert.equal(hello.code, 0, describeResult(hello));
         assert.match(hello.stdout, /Hello from dhyve guest \(v2, pie\)!/);
         const exit = await ctr([
           "run",
@@ -150,7 +147,7 @@ Deno.test({
           "/exit_code",
           "5",
         ]);
-        assert.equal(exit.code, 5, describe(exit));
+        assert.equal(exit.code, 5, describeResult(exit));
       });
 
       for (const [signal, code] of [["SIGKILL", 137], ["SIGTERM", 143]] as const) {
@@ -183,7 +180,7 @@ Deno.test({
           });
           assert.match(seen, /spin: spinning/);
           const killed = await ctr(["task", "kill", "-s", signal, name]);
-          assert.equal(killed.code, 0, describe(killed));
+          assert.equal(killed.code, 0, describeResult(killed));
           reader.releaseLock();
           const status = await child.output();
           assert.equal(status.code, code, new TextDecoder().decode(status.stderr));

@@ -16,6 +16,7 @@ import {
   buildTestRootfsTar,
   type CommandResult,
   containerTestsUnavailable,
+  describeResult,
   DHYVE_OCI,
   run,
   waitFor,
@@ -32,10 +33,6 @@ const RUN = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"];
 
 function podman(args: readonly string[], stdin?: string): Promise<CommandResult> {
   return run("podman", [...PODMAN, ...args], stdin === undefined ? {} : { stdin });
-}
-
-function describe(result: CommandResult): string {
-  return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
 }
 
 Deno.test({
@@ -57,10 +54,11 @@ Deno.test({
     const logs = async (id: string): Promise<string> => (await podman(["logs", id])).stdout;
     const waitExit = async (id: string): Promise<number> => {
       const waited = await podman(["wait", id]);
-      assert.equal(waited.code, 0, describe(waited));
+      assert.equal(waited.code, 0, describeResult(waited));
       return Number(waited.stdout.trim());
     };
-    const startSpinning = async (): Promise<string> => {
+    /** `podman run -d` of `args` (options, image, command) under dhyve-oci; the container's name. */
+    const detached = async (args: readonly string[]): Promise<string> => {
       const id = name();
       const started = await podman([
         "run",
@@ -70,72 +68,51 @@ Deno.test({
         "--runtime",
         DHYVE_OCI,
         ...RUN,
-        image,
-        "/spin",
+        ...args,
       ]);
-      assert.equal(started.code, 0, describe(started));
+      assert.equal(started.code, 0, describeResult(started));
+      return id;
+    };
+    const startSpinning = async (): Promise<string> => {
+      const id = await detached([image, "/spin"]);
       await waitFor(`${id} to spin`, async () => (await logs(id)).includes("spin: spinning"));
       return id;
     };
     try {
       const imported = await podman(["import", built.tar, image]);
-      assert.equal(imported.code, 0, describe(imported));
+      assert.equal(imported.code, 0, describeResult(imported));
 
       await t.step("the guest's output and exit code are the container's", async () => {
         const hello = await dhyve([image, "/hello"]);
-        assert.equal(hello.code, 0, describe(hello));
+        assert.equal(hello.code, 0, describeResult(hello));
         assert.match(hello.stdout, /Hello from dhyve guest \(v2, pie\)!\n/);
         assert.match(hello.stderr, /hello via fd 2/);
         const exit = await dhyve([image, "/exit_code", "7"]);
-        assert.equal(exit.code, 7, describe(exit));
+        assert.equal(exit.code, 7, describeResult(exit));
       });
 
       await t.step("arguments and -e reach the guest", async () => {
         const probe = await dhyve(["-e", "GREETING=hi there", image, "/oci_probe", "env:GREETING"]);
-        assert.equal(probe.code, 0, describe(probe));
+        assert.equal(probe.code, 0, describeResult(probe));
         assert.match(probe.stdout, /^env GREETING=hi there$/m);
       });
 
       await t.step("-i: the container's stdin is the guest's", async () => {
         const echo = await dhyve(["-i", image, "/stdin_echo"], "one\ntwo\n");
-        assert.equal(echo.code, 2, describe(echo));
+        assert.equal(echo.code, 2, describeResult(echo));
         assert.match(echo.stdout, /got: one\ngot: two\n/);
       });
 
       await t.step("-t: the guest writes to a terminal", async () => {
         const tty = await dhyve(["-t", image, "/hello"]);
-        assert.equal(tty.code, 0, describe(tty));
+        assert.equal(tty.code, 0, describeResult(tty));
         assert.match(tty.stdout, /Hello from dhyve guest \(v2, pie\)!\r\n/);
       });
 
       await t.step("-d and podman logs", async () => {
-        const id = name();
-        const started = await podman([
-          "run",
-          "-d",
-          "--name",
-          id,
-          "--runtime",
-          DHYVE_OCI,
-          ...RUN,
-          image,
-          "/exit_code",
-          "3",
-        ]);
-        assert.equal(started.code, 0, describe(started));
+        const id = await detached([image, "/exit_code", "3"]);
         assert.equal(await waitExit(id), 3);
-        const hello = name();
-        await podman([
-          "run",
-          "-d",
-          "--name",
-          hello,
-          "--runtime",
-          DHYVE_OCI,
-          ...RUN,
-          image,
-          "/hello",
-        ]);
+        const hello = await detached([image, "/hello"]);
         assert.equal(await waitExit(hello), 0);
         assert.match(await logs(hello), /Hello from dhyve guest/);
       });
@@ -143,7 +120,7 @@ Deno.test({
       await t.step("podman stop ends a running guest with 143 (SIGTERM)", async () => {
         const id = await startSpinning();
         const stopped = await podman(["stop", "-t", "20", id]);
-        assert.equal(stopped.code, 0, describe(stopped));
+        assert.equal(stopped.code, 0, describeResult(stopped));
         assert.equal(await waitExit(id), 143);
       });
 
@@ -158,20 +135,7 @@ Deno.test({
         fn: async () => {
           // Without an init, a signal that reaches pid 1 before it has a handler is dropped
           // (see src/oci/container_main.ts); with podman's catatonit in front it never is.
-          const id = name();
-          const started = await podman([
-            "run",
-            "-d",
-            "--init",
-            "--name",
-            id,
-            "--runtime",
-            DHYVE_OCI,
-            ...RUN,
-            image,
-            "/spin",
-          ]);
-          assert.equal(started.code, 0, describe(started));
+          const id = await detached(["--init", image, "/spin"]);
           assert.equal((await podman(["kill", "--signal", "TERM", id])).code, 0);
           assert.equal(await waitExit(id), 143);
         },
@@ -180,7 +144,7 @@ Deno.test({
       await t.step("podman kill ends it with 137 (SIGKILL)", async () => {
         const id = await startSpinning();
         const killed = await podman(["kill", id]);
-        assert.equal(killed.code, 0, describe(killed));
+        assert.equal(killed.code, 0, describeResult(killed));
         assert.equal(await waitExit(id), 137);
       });
 
@@ -194,14 +158,14 @@ Deno.test({
         assert.equal(await status(), "running");
         // exec runs a Linux program beside dhyve (here the image's busybox): pid 1 is dhyve.
         const exec = await podman(["exec", id, "/bin/busybox", "cat", "/proc/1/cmdline"]);
-        assert.equal(exec.code, 0, describe(exec));
+        assert.equal(exec.code, 0, describeResult(exec));
         const cmdline = exec.stdout.split("\0");
-        assert.ok(cmdline.includes("/spin"), describe(exec));
+        assert.ok(cmdline.includes("/spin"), describeResult(exec));
         assert.ok(
           cmdline.some((arg) => arg.endsWith("/src/oci/container_main.ts")),
-          describe(exec),
+          describeResult(exec),
         );
-        assert.ok(cmdline.includes("--no-prompt"), describe(exec));
+        assert.ok(cmdline.includes("--no-prompt"), describeResult(exec));
         // exec of a Hermit kernel starts a second VM in the container, with its own args and stdin.
         const second = await podman([
           "exec",
@@ -211,13 +175,13 @@ Deno.test({
           "/oci_probe",
           "env:GREETING",
         ]);
-        assert.equal(second.code, 0, describe(second));
+        assert.equal(second.code, 0, describeResult(second));
         assert.match(second.stdout, /^ram=64MiB cpus=1$/m);
         assert.match(second.stdout, /^env GREETING=second$/m);
         const code = await podman(["exec", id, "/exit_code", "6"]);
-        assert.equal(code.code, 6, describe(code));
+        assert.equal(code.code, 6, describeResult(code));
         const input = await podman(["exec", "-i", id, "/stdin_echo"], "x\n");
-        assert.equal(input.code, 1, describe(input));
+        assert.equal(input.code, 1, describeResult(input));
         assert.match(input.stdout, /got: x\n/);
         assert.equal((await podman(["stop", "-t", "20", id])).code, 0);
         assert.equal(await waitExit(id), 143);
@@ -225,13 +189,13 @@ Deno.test({
 
       await t.step("--memory and --cpus size the guest", async () => {
         const small = await dhyve(["--memory", "256m", image, "/oci_probe"]);
-        assert.equal(small.code, 0, describe(small));
+        assert.equal(small.code, 0, describeResult(small));
         assert.match(small.stdout, /^ram=192MiB cpus=1$/m); // 256 MiB less dhyve's 64 MiB
         const two = await dhyve(["--memory", "512m", "--cpus", "2", image, "/oci_probe"]);
-        assert.equal(two.code, 0, describe(two));
+        assert.equal(two.code, 0, describeResult(two));
         assert.match(two.stdout, /^ram=400MiB cpus=2$/m); // 512 MiB less 112 MiB for 2 vCPUs
         const smp = await dhyve(["--cpus", "2", image, "/smp_count"]);
-        assert.equal(smp.code, 0, describe(smp));
+        assert.equal(smp.code, 0, describeResult(smp));
         assert.match(smp.stdout, /all 2 cpus online/);
         const annotated = await dhyve([
           "--annotation",
@@ -239,7 +203,7 @@ Deno.test({
           image,
           "/oci_probe",
         ]);
-        assert.match(annotated.stdout, /^ram=32MiB cpus=1$/m, describe(annotated));
+        assert.match(annotated.stdout, /^ram=32MiB cpus=1$/m, describeResult(annotated));
       });
 
       await t.step("-v gives the guest a host directory, :ro read-only", async () => {
@@ -254,7 +218,7 @@ Deno.test({
             "read:/data/hello.txt",
             "write:/data/out.txt",
           ]);
-          assert.equal(rw.code, 0, describe(rw));
+          assert.equal(rw.code, 0, describeResult(rw));
           assert.match(rw.stdout, /^read \/data\/hello.txt: hello from the host$/m);
           assert.match(rw.stdout, /^write \/data\/out.txt: ok$/m);
           assert.equal(await Deno.readTextFile(`${dir}/out.txt`), "probe\n");
@@ -266,7 +230,7 @@ Deno.test({
             "read:/data/hello.txt",
             "write:/data/ro.txt",
           ]);
-          assert.equal(ro.code, 0, describe(ro));
+          assert.equal(ro.code, 0, describeResult(ro));
           assert.match(ro.stdout, /^read \/data\/hello.txt: hello from the host$/m);
           assert.match(ro.stdout, /^write \/data\/ro.txt: error -\d+$/m);
           await assert.rejects(Deno.stat(`${dir}/ro.txt`), Deno.errors.NotFound);
@@ -283,7 +247,7 @@ Deno.test({
           "write:/tmp/scratch",
           "read:/tmp/scratch",
         ]);
-        assert.equal(ro.code, 0, describe(ro));
+        assert.equal(ro.code, 0, describeResult(ro));
         assert.match(ro.stdout, /^write \/tmp\/scratch: ok$/m);
         assert.match(ro.stdout, /^read \/tmp\/scratch: probe$/m);
       });
@@ -295,10 +259,10 @@ Deno.test({
           image,
           "/hello",
         ]);
-        assert.notEqual(bad.code, 0, describe(bad));
+        assert.notEqual(bad.code, 0, describeResult(bad));
         assert.match(bad.stderr, /Bad annotation org\.hermit-os\.dhyve\.memory="lots"/);
         const tiny = await dhyve(["--memory", "64m", image, "/hello"]);
-        assert.notEqual(tiny.code, 0, describe(tiny));
+        assert.notEqual(tiny.code, 0, describeResult(tiny));
         assert.match(tiny.stderr, /memory limit \(64 MiB\) is too small for a Hermit guest/);
       });
 

@@ -28,6 +28,18 @@ const HOST: HostRuntime = {
   kvm: { major: 10, minor: 232 },
 };
 
+/** The options podmanSpec()'s container gives every guest: Landlock, temp dir, its two binds. */
+const SHARED_OPTIONS = [
+  "--file-isolation",
+  "normal",
+  "--tempdir",
+  "/tmp",
+  "--file-mapping",
+  "/etc/hosts:/etc/hosts",
+  "--file-mapping",
+  "/data:/data:ro",
+];
+
 /** What Podman 4.3 writes for `podman run -v /srv/data:/data:ro -e A=1 img /app x -y`, trimmed. */
 function podmanSpec(): OciSpec {
   return {
@@ -81,14 +93,7 @@ Deno.test("rewriteSpec() makes the process Deno running dhyve on the kernel, wit
     "144MiB",
     "-c",
     "2",
-    "--file-isolation",
-    "normal",
-    "--tempdir",
-    "/tmp",
-    "--file-mapping",
-    "/etc/hosts:/etc/hosts",
-    "--file-mapping",
-    "/data:/data:ro",
+    ...SHARED_OPTIONS,
     "-e",
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "-e",
@@ -252,16 +257,7 @@ Deno.test("rewriteSpec() keeps podman's init as pid 1 in front of dhyve", () => 
 Deno.test("rewriteSpec() stores the container's shared options for exec, and exec reuses them", () => {
   const out = rewriteSpec(podmanSpec(), "/app", HOST);
   const stored = JSON.parse(out.annotations![EXEC_OPTIONS_ANNOTATION]!);
-  assert.deepEqual(stored, [
-    "--file-isolation",
-    "normal",
-    "--tempdir",
-    "/tmp",
-    "--file-mapping",
-    "/etc/hosts:/etc/hosts",
-    "--file-mapping",
-    "/data:/data:ro",
-  ]);
+  assert.deepEqual(stored, SHARED_OPTIONS);
   assert.equal(out.annotations!["io.podman.annotations.autoremove"], "TRUE");
   const exec = rewriteExecProcess(
     { args: ["/tool", "-v"], env: ["B=2"], cwd: "/", terminal: true },
