@@ -68,7 +68,7 @@ import { VcpuStats } from "./vcpu/stats.ts";
 import { runSmp } from "./vcpu/smp.ts";
 import { signalStop, STOP_SIGNALS, type StopSignal, timeoutStop } from "./vcpu/timeout.ts";
 import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./landlock.ts";
-import { LIBC_PATH } from "./kvm.ts";
+import { LIBC_SONAME, LibcLoadError } from "./kvm.ts";
 import {
   checkGranted,
   dhyveSourceDir,
@@ -602,7 +602,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       tempDir: params.tempDir ?? null,
       output: null,
       envHost: false,
-      libcPath: LIBC_PATH,
+      libcPath: LIBC_SONAME,
       ...optionPermissionInput(params, dhyveSourceDir()),
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
@@ -853,7 +853,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       const code = error.permission ? EXIT_CODE.PERMISSION : EXIT_CODE.HOST_ERROR;
       throw new VmError(error.message, code, { cause: error });
     }
-    if (error instanceof KvmUnavailableError) {
+    if (error instanceof KvmUnavailableError || error instanceof LibcLoadError) {
       throw new VmError(error.message, EXIT_CODE.KVM_UNAVAILABLE, { cause: error });
     }
     if (error instanceof ImageFormatError) {

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { join } from "node:path/posix";
+import { dirname, join } from "node:path/posix";
+import { libcCandidates, readLdCache } from "../libc_path.ts";
 import { fileURLToPath } from "node:url";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { elfInterpreter } from "./elf_interp.ts";
@@ -24,20 +25,40 @@ export function moduleCacheDir(root: string): string {
 }
 
 /**
- * The dynamic loader Deno names (`PT_INTERP`) when it is not in a directory
- * dhyve mounts anyway; its libraries sit beside libc, which the rewrite
- * mounts for dhyve's FFI.
+ * The host's libc directory, found as dhyve finds libc (the loader's cache,
+ * then the usual directories), and the dynamic loader Deno names
+ * (`PT_INTERP`): Deno's own libraries sit beside libc on the distributions
+ * dhyve knows.
+ * @throws {OciError} (exit 69) when there is no libc to mount.
  */
-function loaderBinds(deno: string): HostBind[] {
+function libraryBinds(deno: string): HostBind[] {
+  const libc = libcCandidates(readLdCache()).find((path) => {
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  });
+  if (libc === undefined) {
+    throw new OciError(
+      "Cannot find the host's C library (libc.so.6), which Deno and dhyve need in the container",
+      EXIT_CODE.KVM_UNAVAILABLE,
+    );
+  }
+  const libDir = dirname(libc);
+  const binds: HostBind[] = [{ source: libDir, destination: libDir }];
   const file = Deno.openSync(deno);
   try {
     const head = new Uint8Array(4096);
     const n = file.readSync(head) ?? 0;
     const interp = elfInterpreter(head.subarray(0, n));
-    return interp === null ? [] : [{ source: interp, destination: interp }];
+    if (interp !== null && dirname(interp) !== libDir) {
+      binds.push({ source: interp, destination: interp });
+    }
   } finally {
     file.close();
   }
+  return binds;
 }
 
 /** Linux's `major()`/`minor()` of a device number. */
@@ -82,7 +103,7 @@ export function discoverHost(): HostRuntime {
     deno,
     dhyveRoot: root,
     denoDir: moduleCacheDir(root),
-    libraries: loaderBinds(deno),
+    libraries: libraryBinds(deno),
     kvm,
   };
 }

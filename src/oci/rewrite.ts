@@ -9,7 +9,7 @@
  * @module
  */
 
-import { dirname, normalize } from "node:path/posix";
+import { normalize } from "node:path/posix";
 import { type CliEnvironment, commandLinePermissions } from "../cli.ts";
 import { ConfigError } from "../config.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
@@ -81,8 +81,9 @@ export interface HostRuntime {
   /** Deno's cache for dhyve's modules (`DENO_DIR`), read-only in the container; null: none. */
   readonly denoDir: string | null;
   /**
-   * The dynamic loader Deno needs (its libraries are expected beside libc,
-   * whose directory is mounted for dhyve's FFI).
+   * The host's libc directory (dhyve loads libc through FFI, trying the usual
+   * directories; Deno's own libraries are expected beside it) and the
+   * dynamic loader Deno names, mounted at their host paths.
    */
   readonly libraries: readonly HostBind[];
   /** `/dev/kvm`'s device numbers. */
@@ -293,7 +294,6 @@ export function rewriteExecProcess(
  */
 export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): OciSpec {
   const dhyve = dhyveProcess(dhyveArguments(spec, kernel), spec.process?.cwd ?? "/", host);
-  const permissions = dhyve.permissions;
   const root = host.dhyveRoot.replace(/\/+$/, "");
   const mounts = [...(spec.mounts ?? [])];
   if (!mounts.some((m) => normalize(m.destination) === CONTAINER_TEMP_DIR)) {
@@ -313,14 +313,7 @@ export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): O
     ...(host.denoDir === null || within(host.denoDir, root)
       ? []
       : [{ source: host.denoDir, destination: host.denoDir }]),
-    // The libraries dhyve loads through FFI (libc), and beside them those Deno links to.
-    ...[...new Set(permissions.ffi.map((lib) => dirname(lib)))].map((dir) => ({
-      source: dir,
-      destination: dir,
-    })),
-    ...host.libraries.filter((lib) =>
-      !permissions.ffi.some((f) => dirname(f) === dirname(lib.destination))
-    ),
+    ...host.libraries,
   ];
   for (const bind of binds) {
     mounts.push({

@@ -21,10 +21,10 @@ const HOST: HostRuntime = {
   deno: "/opt/dhyve/node_modules/deno/deno",
   dhyveRoot: "/opt/dhyve",
   denoDir: "/opt/dhyve/.build/oci-deno-dir",
-  libraries: [{
-    source: "/lib64/ld-linux-x86-64.so.2",
-    destination: "/lib64/ld-linux-x86-64.so.2",
-  }],
+  libraries: [
+    { source: "/lib/x86_64-linux-gnu", destination: "/lib/x86_64-linux-gnu" },
+    { source: "/lib64/ld-linux-x86-64.so.2", destination: "/lib64/ld-linux-x86-64.so.2" },
+  ],
   kvm: { major: 10, minor: 232 },
 };
 
@@ -129,7 +129,7 @@ Deno.test("rewriteSpec() adds /dev/kvm with its cgroup rule after the engine's r
   assert.deepEqual(out.linux!.namespaces, [{ type: "pid" }]);
 });
 
-Deno.test("rewriteSpec() mounts dhyve, libc's directory and the loader read-only, and a /tmp", () => {
+Deno.test("rewriteSpec() mounts dhyve and the host's libraries read-only, and a /tmp", () => {
   const out = rewriteSpec(podmanSpec(), "/app", HOST);
   const added = out.mounts!.slice(podmanSpec().mounts!.length + 1);
   const ro = ["bind", "ro", "nosuid", "nodev"];
