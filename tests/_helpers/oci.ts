@@ -8,6 +8,7 @@
 
 import { buildGuest } from "./guests.ts";
 import { kvmAvailable } from "./kvm.ts";
+import { isRoot } from "./skip.ts";
 
 const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 
@@ -97,7 +98,7 @@ export function staticBusybox(): string | null {
  * missing), or null when they can.
  */
 export function containerTestsUnavailable(tools: readonly string[]): string | null {
-  if (Deno.uid() !== 0) return "not root (the engines run rootful here)";
+  if (!isRoot()) return "not root (the engines run rootful here)";
   if (!kvmAvailable()) return "/dev/kvm is not available";
   for (const tool of tools) if (which(tool) === null) return `${tool} is not installed`;
   if (staticBusybox() === null) return "no static busybox (apt-get install busybox-static)";

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { isRoot } from "../_helpers/skip.ts";
 import {
   type CommandResult,
   describeResult,
@@ -126,7 +127,7 @@ kvmTest("dhyve-oci create rewrites a Hermit kernel's config.json for dhyve", asy
   }
 });
 
-const runcUnavailable = Deno.uid() !== 0 ? "not root" : which("runc") === null ? "no runc" : null;
+const runcUnavailable = !isRoot() ? "not root" : which("runc") === null ? "no runc" : null;
 kvmTest("dhyve-oci run: runc runs the rewritten bundle (read-only root, no network)", async (t) => {
   if (runcUnavailable !== null) {
     // deno-lint-ignore no-console
