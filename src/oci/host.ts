@@ -65,8 +65,8 @@ function libraryBinds(deno: string): HostBind[] {
 export function deviceNumbers(rdev: number): { major: number; minor: number } {
   const dev = BigInt(rdev);
   return {
-    major: Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)),
-    minor: Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn)),
+    major: Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n)),
+    minor: Number((dev & 0xffn) | ((dev >> 12n) & 0xffffff00n)),
   };
 }
 
