@@ -44,11 +44,10 @@ export function findRunc(invocation: RuncInvocation): string {
   const explicit = invocation.runcPath ?? Deno.env.get(RUNC_ENV);
   if (explicit !== undefined && explicit !== "") {
     if (!isExecutable(explicit)) {
+      const from = invocation.runcPath !== undefined ? "--runc" : RUNC_ENV;
       throw new OciError(
-        `The runc binary "${explicit}" (from ${
-          invocation.runcPath !== undefined ? "--runc" : RUNC_ENV
-        }) ` +
-          "is not an executable file: give the path of runc",
+        `The runc binary "${explicit}" (from ${from}) is not an executable file: ` +
+          "give the path of runc",
         EXIT_CODE.KVM_UNAVAILABLE,
       );
     }
@@ -75,7 +74,8 @@ export function findRunc(invocation: RuncInvocation): string {
     return candidate;
   }
   throw new OciError(
-    `No runc found on PATH: install runc (apt-get install runc), or give its path with --runc PATH or ${RUNC_ENV}`,
+    "No runc found on PATH: install runc (apt-get install runc), or give its path with " +
+      `--runc PATH or ${RUNC_ENV}`,
     EXIT_CODE.KVM_UNAVAILABLE,
   );
 }
