@@ -19,7 +19,7 @@ import {
   type ResolvedProgram,
   type RootView,
 } from "./program.ts";
-import { initPrefix, type OciSpec, rewriteExecProcess, rewriteSpec } from "./rewrite.ts";
+import { initPrefix, isBind, type OciSpec, rewriteExecProcess, rewriteSpec } from "./rewrite.ts";
 import type { RuncInvocation } from "./runc_cli.ts";
 
 /** The host file system as {@linkcode findProgram} sees it. */
@@ -142,10 +142,7 @@ function hermitProgram(
 /** The bind mounts of `spec`, for resolving paths inside the container. */
 function bindMounts(spec: OciSpec): BindMount[] {
   return (spec.mounts ?? [])
-    .filter((m) =>
-      m.source !== undefined &&
-      (m.type === "bind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind"))
-    )
+    .filter((m) => m.source !== undefined && isBind(m))
     .map((m) => ({ destination: m.destination, source: m.source! }));
 }
 

@@ -123,11 +123,13 @@ export const KVM_DEVICE = "/dev/kvm";
 /** Container paths whose mounts are the system's, never a guest's files. */
 const SYSTEM_MOUNT = /^\/(proc|sys|dev)(\/|$)/;
 
-function isBind(mount: OciMount): boolean {
+/** Whether `mount` is a bind mount (by its type or its options, as engines write either). */
+export function isBind(mount: OciMount): boolean {
   return mount.type === "bind" ||
     (mount.options ?? []).some((o) => o === "bind" || o === "rbind");
 }
 
+/** Whether `path` is `dir` or lies beneath it. */
 function within(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir === "/" ? "/" : `${dir}/`);
 }
