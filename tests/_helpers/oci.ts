@@ -8,9 +8,8 @@
 
 import { buildGuest } from "./guests.ts";
 import { kvmAvailable } from "./kvm.ts";
+import { REPO_ROOT } from "./repo.ts";
 import { isRoot } from "./skip.ts";
-
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 
 /** The launcher the engines are given as their runtime. */
 export const DHYVE_OCI = `${REPO_ROOT}/bin/dhyve-oci`;
