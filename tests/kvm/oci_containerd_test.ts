@@ -19,6 +19,7 @@ import {
   run,
   waitFor,
 } from "../_helpers/oci.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
 const unavailable = containerTestsUnavailable([
   "containerd",
@@ -132,6 +133,18 @@ Deno.test({
       const archive = await ociArchive(built.tar, base, ref);
       const imported = await ctr(["image", "import", archive]);
       assert.equal(imported.code, 0, describeResult(imported));
+
+      await t.step("the README's CRI runtime config is one containerd takes", async () => {
+        const readme = await Deno.readTextFile(`${REPO_ROOT}/README.md`);
+        const block = /```toml\n(version = 2\n[^`]*runtimes\.dhyve[^`]*)```/.exec(readme);
+        assert.ok(block !== null, "README.md has the containerd runtimes.dhyve block");
+        await Deno.writeTextFile(`${base}/cri.toml`, block[1]!);
+        const dump = await run("containerd", ["--config", `${base}/cri.toml`, "config", "dump"]);
+        assert.equal(dump.code, 0, describeResult(dump));
+        assert.match(dump.stdout, /runtime_type = "io\.containerd\.runc\.v2"/);
+        assert.match(dump.stdout, /pod_annotations = \["org\.hermit-os\.dhyve\.\*"\]/);
+        assert.match(dump.stdout, /BinaryName = "\/opt\/dhyve\/bin\/dhyve-oci"/);
+      });
 
       await t.step("ctr run: the guest's output and exit code", async () => {
         const hello = await ctr(["run", "--rm", "--runc-binary", DHYVE_OCI, ref, id(), "/hello"]);
