@@ -22,6 +22,7 @@ export const IMAGE_GUESTS = [
   "smp_count",
   "exit_code",
   "oci_probe",
+  "mem_touch",
 ] as const;
 
 /** Where a static busybox is looked for (Debian's busybox-static installs /bin/busybox). */
@@ -124,7 +125,9 @@ export async function buildTestRootfsTar(): Promise<{ tar: string; dir: string; 
   const rootfs = `${dir}/rootfs`;
   await Deno.mkdir(`${rootfs}/bin`, { recursive: true });
   for (const name of IMAGE_GUESTS) {
-    await Deno.copyFile(await buildGuest(name, { iface: 2, pie: true }), `${rootfs}/${name}`);
+    // mem_touch needs the legacy boot map, which covers all of RAM (see its source).
+    const build = { iface: 2, pie: true, versionNote: name !== "mem_touch" } as const;
+    await Deno.copyFile(await buildGuest(name, build), `${rootfs}/${name}`);
     await Deno.chmod(`${rootfs}/${name}`, 0o755);
   }
   await Deno.copyFile(staticBusybox()!, `${rootfs}/bin/busybox`);

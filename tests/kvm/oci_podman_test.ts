@@ -206,6 +206,25 @@ Deno.test({
         assert.match(annotated.stdout, /^ram=32MiB cpus=1$/m, describeResult(annotated));
       });
 
+      await t.step("a guest that touches all its RAM stays within the memory limit", async () => {
+        // All of the guest's RAM backed, plus dhyve and Deno: an OOM kill would be 137.
+        const noAslr = ["--annotation", "org.hermit-os.dhyve.aslr=false"];
+        const one = await dhyve(["--memory", "256m", ...noAslr, image, "/mem_touch"]);
+        assert.equal(one.code, 0, describeResult(one));
+        assert.match(one.stdout, /^touched \d+ MiB of 192 MiB$/m);
+        const two = await dhyve([
+          "--memory",
+          "512m",
+          "--cpus",
+          "2",
+          ...noAslr,
+          image,
+          "/mem_touch",
+        ]);
+        assert.equal(two.code, 0, describeResult(two));
+        assert.match(two.stdout, /^touched \d+ MiB of 400 MiB$/m);
+      });
+
       await t.step("-v gives the guest a host directory, :ro read-only", async () => {
         const dir = await Deno.makeTempDir({ prefix: "dhyve-oci-vol-" });
         try {
