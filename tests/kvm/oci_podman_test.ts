@@ -91,6 +91,12 @@ Deno.test({
         assert.equal(exit.code, 7, describeResult(exit));
       });
 
+      await t.step("--user: a container user other than root runs the guest too", async () => {
+        // Deno, dhyve's checkout and its module cache must be readable, /dev/kvm usable.
+        const user = await dhyve(["--user", "1000:1000", image, "/exit_code", "4"]);
+        assert.equal(user.code, 4, describeResult(user));
+      });
+
       await t.step("arguments and -e reach the guest", async () => {
         const probe = await dhyve(["-e", "GREETING=hi there", image, "/oci_probe", "env:GREETING"]);
         assert.equal(probe.code, 0, describeResult(probe));
