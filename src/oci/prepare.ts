@@ -200,6 +200,15 @@ export async function prepareExec(runc: string, invocation: RuncInvocation): Pro
 /** Replaces `path` with `value` as JSON, atomically. */
 function writeJson(path: string, value: unknown): void {
   const tmp = `${path}.dhyve-oci-${Deno.pid}`;
-  Deno.writeTextFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
-  Deno.renameSync(tmp, path);
+  try {
+    Deno.writeTextFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+    Deno.renameSync(tmp, path);
+  } catch (error) {
+    try {
+      Deno.removeSync(tmp);
+    } catch {
+      // never written
+    }
+    throw new OciError(`Cannot rewrite ${path}: ${describe(error)}`, EXIT_CODE.HOST_ERROR);
+  }
 }
