@@ -25,7 +25,7 @@ import {
   fileWriteV1,
   fileWriteV2,
 } from "./file.ts";
-import { hex } from "./protocol.ts";
+import { hex } from "../hex.ts";
 import { serialReadBuffer, serialReadByteOut } from "./serial_input.ts";
 import { serialWriteBufferV1, serialWriteBufferV2, serialWriteByte } from "./serial.ts";
 

@@ -7,6 +7,7 @@
  */
 
 import { ImageFormatError } from "./errors.ts";
+import { hex } from "../hex.ts";
 
 /** ELF `e_type` of a fixed-address executable. */
 export const ET_EXEC = 2;
@@ -179,9 +180,6 @@ const RELOCATION_NAMES: ReadonlyMap<number, string> = new Map([
 ]);
 
 /** Formats a number as `0x…` hex. */
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
-}
 
 /** Name of a relocation type for messages, e.g. `R_X86_64_TPOFF64 (18)`. */
 export function relocationTypeName(type: number): string {
