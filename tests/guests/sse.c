@@ -7,7 +7,9 @@
  *   - #NM with CR0.TS set (lazy FPU switching, as Hermit does): the handler
  *     clears TS and the instruction runs again;
  *   - #GP for a misaligned MOVAPS and a non-canonical address;
- *   - #PF with CR2 and the error code for an unmapped address.
+ *   - #PF with CR2 and the error code for an unmapped address, from SSE
+ *     loads and from FXSAVE/FXRSTOR/XSAVE/XRSTOR (the lazy FPU switch's
+ *     instructions, which dhyve also runs itself where KVM cannot).
  * Prints "sse: <check> ok" per check and exits 0, or "sse: FAIL ..." and
  * exits 1. With the argument "unsupported" it runs RSQRTPS (which dhyve does
  * not emulate) and prints "sse: still running" if that returns.
@@ -91,6 +93,23 @@ __asm__(
     "  ret\n"
     "t_rsqrtps:\n"
     "  rsqrtps %xmm0, %xmm0\n"
+    "  ret\n"
+    /* the FPU-state instructions on (rdi), 3 bytes each; XSAVE/XRSTOR with RFBM = x87|SSE */
+    "t_fxsave:\n"
+    "  fxsave (%rdi)\n"
+    "  ret\n"
+    "t_fxrstor:\n"
+    "  fxrstor (%rdi)\n"
+    "  ret\n"
+    "t_xsave:\n"
+    "  movl $3, %eax\n"
+    "  xorl %edx, %edx\n"
+    "  xsave (%rdi)\n"
+    "  ret\n"
+    "t_xrstor:\n"
+    "  movl $3, %eax\n"
+    "  xorl %edx, %edx\n"
+    "  xrstor (%rdi)\n"
     "  ret\n");
 
 void t_fp(const uint64_t in[2], uint64_t out[4]);
@@ -105,6 +124,10 @@ void t_movaps_load(const void *p);
 void t_movups_load(const void *p);
 uint64_t t_ones(void);
 void t_rsqrtps(void);
+void t_fxsave(void *p);
+void t_fxrstor(const void *p);
+void t_xsave(void *p);
+void t_xrstor(const void *p);
 
 /* ---- exceptions ---- */
 struct trap_frame {
@@ -292,6 +315,58 @@ int main(void) {
   expect_u64("#PF error code (read, not present, supervisor)", g_error, 0);
   expect_u64("three exceptions", g_traps, 3);
   passed("exceptions", f);
+
+  f = failures;
+  static uint8_t area[4096] __attribute__((aligned(64)));
+  void *unmapped = (void *)0x7f0000000000ull;
+  t_ldmxcsr(0x1f80 | 0x6000); /* round toward zero: a value to find in the save area */
+  t_fxsave(area);
+  expect_u64("fxsave: MXCSR at byte 24", *(volatile uint32_t *)(area + 24), 0x1f80 | 0x6000);
+  t_ldmxcsr(0x1f80);
+  t_fxrstor(area);
+  expect_u64("fxrstor: MXCSR restored", t_stmxcsr(), 0x1f80 | 0x6000);
+  t_ldmxcsr(0x1f80);
+  g_traps = 0;
+  g_skip = 3;
+  t_fxsave(unmapped);
+  expect_u64("unmapped fxsave: #PF", g_vector, 14);
+  expect_u64("fxsave #PF CR2", g_cr2, 0x7f0000000000ull);
+  expect_u64("fxsave #PF error code (write, not present)", g_error, 2);
+  g_skip = 3;
+  g_cr2 = 0;
+  t_fxrstor((const uint8_t *)unmapped + 0x1000);
+  expect_u64("unmapped fxrstor: #PF", g_vector, 14);
+  expect_u64("fxrstor #PF CR2", g_cr2, 0x7f0000001000ull);
+  expect_u64("fxrstor #PF error code (read, not present)", g_error, 0);
+  expect_u64("two exceptions", g_traps, 2);
+  uint32_t eax, ebx, ecx, edx;
+  __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
+  if (ecx & (1u << 26)) { /* XSAVE: enable it (CR4.OSXSAVE, XCR0 = x87 | SSE) as Hermit does */
+    uint64_t cr4;
+    __asm__ volatile("movq %%cr4, %0" : "=r"(cr4));
+    __asm__ volatile("movq %0, %%cr4" : : "r"(cr4 | (1ull << 18)) : "memory");
+    __asm__ volatile("xsetbv" : : "a"(3), "d"(0), "c"(0));
+    g_traps = 0;
+    g_skip = 3;
+    g_cr2 = 0;
+    t_xsave((uint8_t *)unmapped + 0x2000);
+    expect_u64("unmapped xsave: #PF", g_vector, 14);
+    expect_u64("xsave #PF CR2", g_cr2, 0x7f0000002000ull);
+    expect_u64("xsave #PF error code (write, not present)", g_error, 2);
+    g_skip = 3;
+    g_cr2 = 0;
+    t_xrstor((const uint8_t *)unmapped + 0x3000);
+    expect_u64("unmapped xrstor: #PF", g_vector, 14);
+    expect_u64("xrstor #PF CR2", g_cr2, 0x7f0000003000ull);
+    expect_u64("xrstor #PF error code (read, not present)", g_error, 0);
+    expect_u64("two more exceptions", g_traps, 2);
+    t_xsave(area);
+    expect_u64("xsave: XSTATE_BV has x87|SSE bits only", area[512] & ~3u, 0);
+    t_xrstor(area);
+  } else {
+    rt_puts("sse: no XSAVE on this CPU: XSAVE/XRSTOR checks skipped\n");
+  }
+  passed("fxsave/xsave", f);
 
   if (failures != 0) return 1;
   rt_puts("sse: all checks passed\n");
