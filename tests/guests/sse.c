@@ -124,10 +124,11 @@ void t_movaps_load(const void *p);
 void t_movups_load(const void *p);
 uint64_t t_ones(void);
 void t_rsqrtps(void);
-void t_fxsave(void *p);
-void t_fxrstor(const void *p);
-void t_xsave(void *p);
-void t_xrstor(const void *p);
+/* hidden: their addresses are taken, and the fixed-address variants link above 4 GiB */
+__attribute__((visibility("hidden"))) void t_fxsave(void *p);
+__attribute__((visibility("hidden"))) void t_fxrstor(const void *p);
+__attribute__((visibility("hidden"))) void t_xsave(void *p);
+__attribute__((visibility("hidden"))) void t_xrstor(const void *p);
 
 /* ---- exceptions ---- */
 struct trap_frame {
@@ -220,6 +221,20 @@ static int failures;
 static void expect_u64(const char *what, uint64_t got, uint64_t want) {
   if (got != want) {
     rt_printf("sse: FAIL %s: got %p, expected %p\n", what, (void *)got, (void *)want);
+    failures++;
+  }
+}
+
+/* Runs fn(addr) (a 3-byte instruction on an unmapped page): a #PF with CR2 = addr and `error`. */
+static void expect_pf(const char *what, void (*fn)(void *), uint64_t addr, uint64_t error) {
+  g_skip = 3;
+  g_cr2 = 0;
+  g_vector = 0;
+  fn((void *)addr);
+  if (g_vector != 14 || g_cr2 != addr || g_error != error) {
+    rt_printf("sse: FAIL unmapped %s: vector %lu CR2 %p error %lu, expected #PF at %p error %lu\n",
+              what, (unsigned long)g_vector, (void *)g_cr2, (unsigned long)g_error, (void *)addr,
+              (unsigned long)error);
     failures++;
   }
 }
@@ -318,7 +333,6 @@ int main(void) {
 
   f = failures;
   static uint8_t area[4096] __attribute__((aligned(64)));
-  void *unmapped = (void *)0x7f0000000000ull;
   t_ldmxcsr(0x1f80 | 0x6000); /* round toward zero: a value to find in the save area */
   t_fxsave(area);
   expect_u64("fxsave: MXCSR at byte 24", *(volatile uint32_t *)(area + 24), 0x1f80 | 0x6000);
@@ -327,18 +341,8 @@ int main(void) {
   expect_u64("fxrstor: MXCSR restored", t_stmxcsr(), 0x1f80 | 0x6000);
   t_ldmxcsr(0x1f80);
   g_traps = 0;
-  g_skip = 3;
-  t_fxsave(unmapped);
-  expect_u64("unmapped fxsave: #PF", g_vector, 14);
-  expect_u64("fxsave #PF CR2", g_cr2, 0x7f0000000000ull);
-  expect_u64("fxsave #PF error code (write, not present)", g_error, 2);
-  g_skip = 3;
-  g_cr2 = 0;
-  t_fxrstor((const uint8_t *)unmapped + 0x1000);
-  expect_u64("unmapped fxrstor: #PF", g_vector, 14);
-  expect_u64("fxrstor #PF CR2", g_cr2, 0x7f0000001000ull);
-  expect_u64("fxrstor #PF error code (read, not present)", g_error, 0);
-  expect_u64("two exceptions", g_traps, 2);
+  expect_pf("fxsave", t_fxsave, 0x7f0000000000ull, 2);
+  expect_pf("fxrstor", (void (*)(void *))t_fxrstor, 0x7f0000001000ull, 0);
   uint32_t eax, ebx, ecx, edx;
   __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
   if (ecx & (1u << 26)) { /* XSAVE: enable it (CR4.OSXSAVE, XCR0 = x87 | SSE) as Hermit does */
@@ -346,24 +350,14 @@ int main(void) {
     __asm__ volatile("movq %%cr4, %0" : "=r"(cr4));
     __asm__ volatile("movq %0, %%cr4" : : "r"(cr4 | (1ull << 18)) : "memory");
     __asm__ volatile("xsetbv" : : "a"(3), "d"(0), "c"(0));
-    g_traps = 0;
-    g_skip = 3;
-    g_cr2 = 0;
-    t_xsave((uint8_t *)unmapped + 0x2000);
-    expect_u64("unmapped xsave: #PF", g_vector, 14);
-    expect_u64("xsave #PF CR2", g_cr2, 0x7f0000002000ull);
-    expect_u64("xsave #PF error code (write, not present)", g_error, 2);
-    g_skip = 3;
-    g_cr2 = 0;
-    t_xrstor((const uint8_t *)unmapped + 0x3000);
-    expect_u64("unmapped xrstor: #PF", g_vector, 14);
-    expect_u64("xrstor #PF CR2", g_cr2, 0x7f0000003000ull);
-    expect_u64("xrstor #PF error code (read, not present)", g_error, 0);
-    expect_u64("two more exceptions", g_traps, 2);
+    expect_pf("xsave", t_xsave, 0x7f0000002000ull, 2);
+    expect_pf("xrstor", (void (*)(void *))t_xrstor, 0x7f0000003000ull, 0);
+    expect_u64("four exceptions", g_traps, 4);
     t_xsave(area);
     expect_u64("xsave: XSTATE_BV has x87|SSE bits only", area[512] & ~3u, 0);
     t_xrstor(area);
   } else {
+    expect_u64("two exceptions", g_traps, 2);
     rt_puts("sse: no XSAVE on this CPU: XSAVE/XRSTOR checks skipped\n");
   }
   passed("fxsave/xsave", f);
