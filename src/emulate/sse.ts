@@ -34,6 +34,7 @@ import {
   takeImmediate,
   X86Instruction,
 } from "./decode.ts";
+import { hex } from "../hex.ts";
 import type { MemoryFault, VirtualMemory } from "../memory/guest_virtual.ts";
 
 /**
@@ -251,7 +252,7 @@ function memoryFault(f: MemoryFault | null): SseResult | null {
   if ("notRam" in f) {
     return {
       kind: "unsupported",
-      reason: `its memory operand at 0x${f.notRam.toString(16)} is not guest RAM`,
+      reason: `its memory operand at ${hex(f.notRam)} is not guest RAM`,
     };
   }
   return { kind: "exception", vector: VECTOR_PF, errorCode: f.errorCode, address: f.pageFault };
@@ -1531,7 +1532,7 @@ export function executeSse(insn: SseInstruction, state: SseState, mem: VirtualMe
     return {
       kind: "unsupported",
       reason: `${insn.mnemonic} raised an unmasked SIMD floating-point exception ` +
-        `(MXCSR 0x${state.mxcsr.toString(16)}, flags 0x${unmasked.toString(16)})`,
+        `(MXCSR ${hex(state.mxcsr)}, flags ${hex(unmasked)})`,
     };
   }
   if (x.outReg >= 0) {

@@ -240,7 +240,7 @@ class ElfReader {
     if (hi > MAX_HIGH_WORD) {
       const big = this.#view.getBigUint64(offset, true);
       throw new ImageFormatError(
-        `Malformed ELF: ${what} is 0x${big.toString(16)}, above the largest value dhyve ` +
+        `Malformed ELF: ${what} is ${hex(big)}, above the largest value dhyve ` +
           `handles (2^53 - 1)`,
       );
     }
