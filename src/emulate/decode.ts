@@ -138,11 +138,11 @@ export class X86Instruction {
  * Returns false when the bytes end first or the prefixes alone fill 15 bytes.
  */
 export function decodeOpcode(bytes: Uint8Array, insn: X86Instruction): boolean {
-  let opsize = false;
-  let repeat: X86Instruction["repeat"] = 0;
-  let lock = false;
-  let segment: X86Instruction["segment"] = 0;
-  let addr32 = false;
+  insn.opsize = false;
+  insn.repeat = 0;
+  insn.lock = false;
+  insn.segment = 0;
+  insn.addr32 = false;
   let rex = 0;
   let i = 0;
   const n = bytes.length < MAX_INSTRUCTION_LENGTH ? bytes.length : MAX_INSTRUCTION_LENGTH;
@@ -152,56 +152,18 @@ export function decodeOpcode(bytes: Uint8Array, insn: X86Instruction): boolean {
       rex = b; // counts only if the opcode follows (reset below otherwise)
       continue;
     }
-    switch (b) {
-      case 0x66:
-        opsize = true;
-        break;
-      case 0xf2:
-      case 0xf3:
-        repeat = b;
-        break;
-      case 0xf0:
-        lock = true;
-        break;
-      case 0x64:
-      case 0x65:
-        segment = b;
-        break;
-      case 0x67:
-        addr32 = true;
-        break;
-      case 0x26:
-      case 0x2e:
-      case 0x36:
-      case 0x3e:
-        break; // null segments in 64-bit mode: no effect at all
-      default:
-        return opcodeAt(bytes, insn, i, opsize, repeat, lock, segment, addr32, rex);
-    }
+    if (b === 0x66) insn.opsize = true;
+    else if (b === 0xf2 || b === 0xf3) insn.repeat = b;
+    else if (b === 0x64 || b === 0x65) insn.segment = b;
+    else if (b === 0xf0) insn.lock = true;
+    else if (b === 0x67) insn.addr32 = true;
+    else if (b !== 0x2e && b !== 0x3e && b !== 0x26 && b !== 0x36) break; // the opcode
+    // (26/2E/36/3E: null segments in 64-bit mode, no effect at all)
     rex = 0;
   }
-  return false;
-}
-
-function opcodeAt(
-  bytes: Uint8Array,
-  insn: X86Instruction,
-  start: number,
-  opsize: boolean,
-  repeat: X86Instruction["repeat"],
-  lock: boolean,
-  segment: X86Instruction["segment"],
-  addr32: boolean,
-  rex: number,
-): boolean {
-  insn.opsize = opsize;
-  insn.repeat = repeat;
-  insn.lock = lock;
-  insn.segment = segment;
-  insn.addr32 = addr32;
+  if (i === n) return false; // only prefixes
   insn.rex = rex;
-  insn.opcodeStart = start;
-  let i = start;
+  insn.opcodeStart = i;
   let opcode = bytes[i++]!;
   let map: X86Instruction["map"] = 1;
   if (opcode === 0x0f) {

@@ -156,7 +156,7 @@ function signExtend(v: number, bits: number): bigint {
 }
 
 /** The front end's scratch instruction (decoding allocates nothing else). */
-const insn = new X86Instruction();
+const scratch = new X86Instruction();
 
 /**
  * Runs the instruction at the start of `bytes` against `state` (GPRs,
@@ -165,7 +165,21 @@ const insn = new X86Instruction();
  * address is declined (the CPU would raise #GP there).
  */
 export function runInteger(bytes: Uint8Array, state: SseState): IntegerStep | null {
-  if (!decodeOpcode(bytes, insn) || insn.lock || insn.repeat !== 0) return null;
+  return decodeOpcode(bytes, scratch) ? runIntegerOperands(bytes, scratch, state) : null;
+}
+
+/**
+ * {@linkcode runInteger} for `bytes` whose prefixes and opcode `insn` already
+ * holds ({@linkcode decodeOpcode}); reads the rest of `bytes` into `insn`.
+ */
+export function runIntegerOperands(
+  bytes: Uint8Array,
+  insn: X86Instruction,
+  state: SseState,
+): IntegerStep | null {
+  if (insn.lock || insn.repeat !== 0) return null;
+  insn.length = insn.opcodeEnd; // an earlier reader may have gone past the opcode
+  insn.mod = 3;
   const rex = insn.rex;
   const opcode = insn.opcode;
   const map = insn.map;

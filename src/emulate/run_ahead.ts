@@ -10,10 +10,14 @@
  * @module
  */
 
-import { runInteger } from "./int.ts";
-import { MAX_INSTRUCTION_LENGTH as MAX_INSTRUCTION } from "./decode.ts";
+import { runIntegerOperands } from "./int.ts";
+import {
+  decodeOpcode,
+  MAX_INSTRUCTION_LENGTH as MAX_INSTRUCTION,
+  X86Instruction,
+} from "./decode.ts";
 import type { VirtualMemory } from "../memory/guest_virtual.ts";
-import { decodeSse, executeSse, SSE_CHANGED, type SseState } from "./sse.ts";
+import { decodeSseOperands, executeSse, SSE_CHANGED, type SseState } from "./sse.ts";
 
 const RFLAGS_TF = 0x100;
 
@@ -49,6 +53,9 @@ function fetch(memory: VirtualMemory, rip: bigint): Uint8Array | null {
   return memory.read(rip, head) === null ? head : null;
 }
 
+/** The front end's scratch instruction. */
+const front = new X86Instruction();
+
 function tally(map: Map<string, number> | undefined, mnemonic: string): void {
   if (map !== undefined) map.set(mnemonic, (map.get(mnemonic) ?? 0) + 1);
 }
@@ -70,7 +77,9 @@ export function runAhead(
   while (result.count < options.limit) {
     const bytes = fetch(memory, state.rip);
     if (bytes === null) break;
-    const insn = decodeSse(bytes, state);
+    // Each instruction's prefixes and opcode are read once, for both emulators.
+    if (!decodeOpcode(bytes, front)) break;
+    const insn = decodeSseOperands(bytes, front, state);
     if (insn !== null) {
       const r = executeSse(insn, state, memory);
       if (r.kind !== "done") break; // faults and the unsupported are left to KVM
@@ -81,7 +90,7 @@ export function runAhead(
       continue;
     }
     if (++sinceSse > options.maxIntegerGap) break;
-    const step = runInteger(bytes, state);
+    const step = runIntegerOperands(bytes, front, state);
     if (step === null) break;
     result.changed |= SSE_CHANGED.GPR | SSE_CHANGED.RFLAGS;
     result.count++;

@@ -1411,13 +1411,26 @@ const front = new X86Instruction();
  * can.
  */
 export function decodeSse(bytes: Uint8Array, state: SseState): SseInstruction | null {
-  return decode(bytes, state);
+  return decodeOpcode(bytes, front) ? decode(bytes, front, state) : null;
 }
 
-function decode(bytes: Uint8Array, state: SseState): Decoded | null {
-  const insn = front;
-  const first = lookup(bytes, insn);
-  if (first === null || !decodeModrm(bytes, insn)) return null;
+/**
+ * {@linkcode decodeSse} for `bytes` whose prefixes and opcode `insn` already
+ * holds ({@linkcode decodeOpcode}), so that a caller that decodes anyway
+ * (the run-ahead) reads them once. Reads the rest of `bytes` into `insn`.
+ */
+export function decodeSseOperands(
+  bytes: Uint8Array,
+  insn: X86Instruction,
+  state: SseState,
+): SseInstruction | null {
+  return decode(bytes, insn, state);
+}
+
+function decode(bytes: Uint8Array, insn: X86Instruction, state: SseState): Decoded | null {
+  if (insn.map === 1) return null;
+  const first = TABLE.get(sseKey(insn));
+  if (first === undefined || !decodeModrm(bytes, insn)) return null;
   let entry = first;
   const groupEntries = entry.group;
   if (groupEntries !== undefined) {
@@ -1452,12 +1465,6 @@ function decode(bytes: Uint8Array, state: SseState): Decoded | null {
 /** The table key of the 0F-map opcode decoded into `insn`. */
 function sseKey(insn: X86Instruction): number {
   return insn.map << 10 | prefixIndex(insn.mandatoryPrefix) << 8 | insn.opcode;
-}
-
-/** The table entry of the instruction in `bytes`, decoded into `insn` up to its opcode. */
-function lookup(bytes: Uint8Array, insn: X86Instruction): Op | null {
-  if (!decodeOpcode(bytes, insn) || insn.map === 1) return null;
-  return TABLE.get(sseKey(insn)) ?? null;
 }
 
 /**
