@@ -1,5 +1,5 @@
 /**
- * The command line: uhyve 0.8's flags (and the `HERMIT_*` environment
+ * The command line: uhyve 0.9.1's flags (and the `HERMIT_*` environment
  * variables and `uhyve.toml` it honours) → one run request. Pure parsing plus
  * the config-file read; `main.ts` does the run.
  * @module
@@ -16,24 +16,30 @@ import {
   parseAffinity,
   parseConfig,
 } from "./config.ts";
-import { LIBC_PATH } from "./kvm.ts";
+import { LIBC_SONAME } from "./kvm.ts";
 import {
   DEFAULT_GDB_PORT,
   parseDuration,
   parseEnvEntry,
   parseFileIsolation,
+  parseHermitImageMode,
   parseIoMode,
   parseMemorySize,
   UsageError,
   validateCpuCount,
   type VmParams,
 } from "./params.ts";
-import { denoCommandLine, optionPermissionInput, requiredPermissions } from "./permissions.ts";
+import {
+  denoCommandLine,
+  optionPermissionInput,
+  type RequiredPermissions,
+  requiredPermissions,
+} from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
 
 /** The help text (`--help`). */
-export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.8 compatible)
+export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.9.1 compatible)
 
 Usage: deno run --allow-ffi --allow-read=KERNEL main.ts [OPTIONS] KERNEL [-- ARGS...]
 
@@ -69,6 +75,9 @@ Files:
                           or strict (refuses to run without it)
       --io-mode host=direct|sync
                           flags for files the guest creates (uhyve compatible)
+      --hermit-image-mode external|internal
+                          a Hermit image's files: served by dhyve (external,
+                          default) or handed to the kernel as an initrd
 
 Output and diagnostics:
   -o, --output FILE       guest output to a new FILE ("none" discards it)
@@ -174,6 +183,7 @@ const OPTIONS = {
   "max-temp-size": { type: "string" },
   "file-isolation": { type: "string" },
   "io-mode": { type: "string" },
+  "hermit-image-mode": { type: "string" },
   output: { type: "string", short: "o" },
   stats: { type: "boolean" },
   config: { type: "string" },
@@ -281,6 +291,9 @@ export function parseCommandLine(
       ? undefined
       : parseFileIsolation(values["file-isolation"]),
     ioMode: values["io-mode"] === undefined ? undefined : parseIoMode(values["io-mode"]),
+    hermitImageMode: values["hermit-image-mode"] === undefined
+      ? undefined
+      : parseHermitImageMode(values["hermit-image-mode"]),
     output: values.output,
     stats: statsJson ? "json" : values.stats ? true : undefined,
     noAslr: values["no-aslr"] ? true : undefined,
@@ -332,6 +345,7 @@ export function parseCommandLine(
   if (merged.fileMappings.length > 0) params.fileMappings = merged.fileMappings;
   if (merged.tempDir !== undefined) params.tempDir = merged.tempDir;
   if (merged.ioMode !== undefined) params.ioMode = merged.ioMode;
+  if (merged.hermitImageMode !== undefined) params.hermitImageMode = merged.hermitImageMode;
   if (merged.cpuPm) params.cpuPm = true;
   if (merged.envHost) params.envHost = true;
   if (merged.gdbPort !== undefined) params.gdbPort = merged.gdbPort;
@@ -350,6 +364,7 @@ export function parseCommandLine(
         output: merged.output,
         configPath,
         cwd: sys.cwd(),
+        dhyveRoot: dhyveRoot(),
       }),
     };
   }
@@ -366,18 +381,35 @@ export function parseCommandLine(
   };
 }
 
+/** What, beside the parameters, decides a run's Deno permissions. */
+interface PermissionContext {
+  envHost: boolean;
+  output: string | undefined;
+  configPath: string | null;
+  cwd: string;
+  /** dhyve's root directory as the run will see it (its Workers read modules there), or null. */
+  dhyveRoot: string | null;
+}
+
 /** The minimal `deno run` line for these options (`--print-permissions`). */
 function minimalCommandLine(
   kernel: string,
   params: VmParams,
-  extra: {
-    argv: readonly string[];
-    envHost: boolean;
-    output: string | undefined;
-    configPath: string | null;
-    cwd: string;
-  },
+  extra: PermissionContext & { argv: readonly string[] },
 ): string {
+  const req = runPermissions(kernel, params, extra);
+  const entry = new URL(import.meta.url).protocol === "file:"
+    ? fileURLToPath(new URL("../main.ts", import.meta.url))
+    : "main.ts";
+  return denoCommandLine(req, entry, extra.argv);
+}
+
+/** The Deno permissions a run of `kernel` with `params` needs. */
+function runPermissions(
+  kernel: string,
+  params: VmParams,
+  extra: PermissionContext,
+): RequiredPermissions {
   let map: FileMap;
   try {
     map = FileMap.fromSpecs(params.fileMappings ?? [], extra.cwd);
@@ -397,14 +429,37 @@ function minimalCommandLine(
       ? null
       : extra.output,
     envHost: extra.envHost,
-    libcPath: LIBC_PATH,
-    ...optionPermissionInput(params, dhyveRoot()),
+    libcPath: LIBC_SONAME,
+    ...optionPermissionInput(params, extra.dhyveRoot),
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);
-  const entry = new URL(import.meta.url).protocol === "file:"
-    ? fileURLToPath(new URL("../main.ts", import.meta.url))
-    : "main.ts";
-  return denoCommandLine(req, entry, extra.argv);
+  return req;
+}
+
+/**
+ * The minimal Deno permissions for running dhyve with command line `argv`
+ * (what `--print-permissions` prints, as data), where dhyve's root directory
+ * is `dhyveRoot` and files and the environment are as `sys` shows them. For
+ * `dhyve-oci`, which starts dhyve inside a container.
+ * @throws {UsageError} for a bad command line, or one that runs no kernel.
+ * @throws {ConfigError} for a bad config file.
+ */
+export function commandLinePermissions(
+  argv: readonly string[],
+  sys: CliEnvironment,
+  dhyveRoot: string,
+): RequiredPermissions {
+  const request = parseCommandLine(argv, sys);
+  if (request.kind !== "run") {
+    throw new UsageError("The command line runs no kernel: it has no permissions to compute");
+  }
+  return runPermissions(request.kernel, request.params, {
+    envHost: request.params.envHost ?? false,
+    output: request.output,
+    configPath: request.configPath,
+    cwd: sys.cwd(),
+    dhyveRoot,
+  });
 }
 
 function dhyveRoot(): string | null {
