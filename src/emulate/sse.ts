@@ -1411,7 +1411,7 @@ const front = new X86Instruction();
  * can.
  */
 export function decodeSse(bytes: Uint8Array, state: SseState): SseInstruction | null {
-  return decodeOpcode(bytes, front) ? decode(bytes, front, state) : null;
+  return decodeOpcode(bytes, front) ? decodeSseOperands(bytes, front, state) : null;
 }
 
 /**
@@ -1424,10 +1424,6 @@ export function decodeSseOperands(
   insn: X86Instruction,
   state: SseState,
 ): SseInstruction | null {
-  return decode(bytes, insn, state);
-}
-
-function decode(bytes: Uint8Array, insn: X86Instruction, state: SseState): Decoded | null {
   if (insn.map === 1) return null;
   const first = TABLE.get(sseKey(insn));
   if (first === undefined || !decodeModrm(bytes, insn)) return null;
@@ -1448,7 +1444,7 @@ function decode(bytes: Uint8Array, insn: X86Instruction, state: SseState): Decod
     imm8 = b & 0xff;
   }
   const rexW = insn.rexW;
-  return {
+  const decoded: Decoded = {
     mnemonic: rexW && entry.mnemonicW !== undefined ? entry.mnemonicW : entry.mnemonic,
     length: insn.length,
     prefix: insn.mandatoryPrefix,
@@ -1460,6 +1456,7 @@ function decode(bytes: Uint8Array, insn: X86Instruction, state: SseState): Decod
     imm8,
     op: entry,
   };
+  return decoded;
 }
 
 /** The table key of the 0F-map opcode decoded into `insn`. */
