@@ -196,7 +196,10 @@ export function requiredPermissions(
   const run = input.passtSocketParent !== undefined && input.passtSocketParent !== null
     ? [PASST_COMMAND]
     : [];
-  if (run.length > 0) reasons[PASST_COMMAND] ??= "starting passt (--net passt)";
+  if (run.length > 0) {
+    reasons[PASST_COMMAND] ??=
+      "user-mode networking, --net passt; if it is not installed: apt install passt";
+  }
   reasons[input.libcPath] ??= "libc, for KVM";
   const net = input.gdbStub === true ? [...GDB_HOSTS] : [];
   if (input.gdbStub === true) reasons[GDB_HOSTS[0]!] ??= "the GDB stub";

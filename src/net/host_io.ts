@@ -189,6 +189,11 @@ export function connectUnixSocket(path: string): number {
   return fd;
 }
 
+/** The process's effective uid (without `--allow-sys`). */
+export function effectiveUid(): number {
+  return libc().geteuid();
+}
+
 /** Host address of a buffer that lives as long as its owner (for iovecs). */
 export function bufferAddress(buffer: Uint8Array<ArrayBuffer>): number {
   const ptr = Deno.UnsafePointer.of(buffer);

@@ -15,7 +15,7 @@ import { ERRNO } from "../errno.ts";
 
 const { EACCES, EAGAIN, ECONNREFUSED, ENOENT, EPERM } = ERRNO;
 import { EXIT_CODE } from "../exit_codes.ts";
-import { closeFd, connectUnixSocket } from "./host_io.ts";
+import { closeFd, connectUnixSocket, effectiveUid } from "./host_io.ts";
 import {
   PASST_COMMAND,
   PASST_NETWORK,
@@ -175,7 +175,10 @@ export async function startPasst(
 ): Promise<PasstConnection> {
   let dir: string;
   try {
-    dir = Deno.makeTempDirSync({ dir: options.parent ?? PASST_SOCKET_PARENT, prefix: "dhyve-" });
+    dir = Deno.makeTempDirSync({
+      dir: options.parent ?? PASST_SOCKET_PARENT,
+      prefix: "dhyve-passt-",
+    });
   } catch (error) {
     return fail(
       `Cannot make a directory for passt's socket in ${options.parent ?? PASST_SOCKET_PARENT}: ` +
@@ -189,7 +192,7 @@ export async function startPasst(
   try {
     // passt refuses to keep root and becomes nobody: let nobody make its socket here.
     let runAs: string | undefined;
-    if (Deno.uid() === 0) {
+    if (effectiveUid() === 0) {
       runAs = `${NOBODY}:${NOBODY}`;
       Deno.chownSync(dir, NOBODY, NOBODY);
     }

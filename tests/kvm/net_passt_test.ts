@@ -1,0 +1,664 @@
+/**
+ * `--net passt` end to end, with dhyve running as an unprivileged user
+ * (nobody, through setpriv): the `net_echo` guest comes up on the address
+ * dhyve gives passt (10.0.5.3), echoes UDP and a TCP connection that the host
+ * makes to a forwarded loopback port, pings through passt where the kernel
+ * lets nobody open ICMP sockets, and leaves no passt process and no socket
+ * file behind after a normal exit, SIGTERM or SIGKILL. `--net passt:SOCKET`
+ * attaches to a passt started by the test; a missing passt is one line. With
+ * root, the same session also runs in a network namespace of its own (where
+ * ICMP is allowed, so the ping part must pass).
+ *
+ * What the unprivileged user needs is staged in a temp dir (dhyve's sources,
+ * its two npm packages, the guest), since the checkout may sit in a 0700
+ * directory. `/dev/kvm` is usually root's only: each run gets a private
+ * mount namespace whose `/dev/kvm` is a fresh node of the same device that
+ * the user may open, so the host's device file is not touched. Needs root
+ * (setpriv, unshare, mknod), passt, python3 and KVM; where any is missing the
+ * tests print a loud SKIP line.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
+import { kvmAvailable } from "../_helpers/kvm.ts";
+
+const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
+const V2_PIE: GuestBuild = { iface: 2, pie: true, versionNote: false };
+const NOBODY = "65534";
+const decoder = new TextDecoder();
+
+/** Runs a command to completion within `timeoutMs` (killed after); never throws for exit codes. */
+async function run(
+  cmd: string[],
+  options: { timeoutMs?: number; env?: Record<string, string>; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(cmd[0]!, {
+    args: cmd.slice(1),
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...options.env },
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, options.timeoutMs ?? 30_000);
+  try {
+    const out = await child.output();
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Why these tests cannot run here, or null. */
+async function unavailable(): Promise<string | null> {
+  if (!kvmAvailable()) return "/dev/kvm cannot be opened";
+  if (Deno.uid() !== 0) return "not root (the test drops to nobody with setpriv)";
+  for (const tool of [["passt", "--version"], ["python3", "--version"], ["setpriv", "--version"]]) {
+    try {
+      if ((await run(tool)).code !== 0) return `${tool[0]} does not run`;
+    } catch {
+      return `${tool[0]} is not installed${tool[0] === "passt" ? " (apt install passt)" : ""}`;
+    }
+  }
+  return null;
+}
+
+const skip = await unavailable();
+if (skip !== null) {
+  // deno-lint-ignore no-console
+  console.log(`SKIP tests/kvm/net_passt_test.ts: ${skip}`);
+}
+
+/** dhyve's sources, npm packages, the guest and a Deno dir, readable by nobody. */
+interface Stage {
+  dir: string;
+  guest: string;
+  deno: string;
+  /** Parent of passt's socket directory (--tempdir): must be empty after every run. */
+  tmp: string;
+}
+
+let staged: Promise<Stage> | undefined;
+
+/** Copies what an unprivileged dhyve needs into a fresh world-readable temp dir (once). */
+function stage(): Promise<Stage> {
+  staged ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "dhyve-passt-test-" });
+    const guest = await buildGuest("net_echo", V2_PIE);
+    const copies = [
+      ["main.ts"],
+      ["deno.json"],
+      ["package.json"],
+      ["src"],
+      ["node_modules/@logtape"],
+      ["node_modules/smol-toml"],
+    ];
+    await Deno.mkdir(`${dir}/node_modules`);
+    for (const [path] of copies) {
+      const r = await run(["cp", "-r", `${REPO_ROOT}/${path}`, `${dir}/${path}`]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await Deno.copyFile(guest, `${dir}/net_echo`);
+    // Deno itself: use it in place if nobody may run it, else a copy.
+    let deno = Deno.execPath();
+    if (
+      (await run([
+        "setpriv",
+        `--reuid=${NOBODY}`,
+        `--regid=${NOBODY}`,
+        "--clear-groups",
+        deno,
+        "--version",
+      ])).code !== 0
+    ) {
+      await Deno.copyFile(deno, `${dir}/deno`);
+      deno = `${dir}/deno`;
+    }
+    for (const sub of ["tmp", "deno_dir", "dev"]) await Deno.mkdir(`${dir}/${sub}`);
+    assert.equal((await run(["chmod", "-R", "a+rX", dir])).code, 0);
+    assert.equal(
+      (await run(["chown", `${NOBODY}:${NOBODY}`, `${dir}/tmp`, `${dir}/deno_dir`])).code,
+      0,
+    );
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+    return { dir, guest: `${dir}/net_echo`, deno, tmp: `${dir}/tmp` };
+  })();
+  return staged;
+}
+
+/**
+ * A shell script that gives the (private) mount namespace a /dev/kvm that
+ * nobody may open, then runs "$@" as nobody.
+ */
+const AS_NOBODY = `
+set -e
+dev="$DHYVE_STAGE/dev"
+mount -t tmpfs -o mode=0755 dhyve-kvm "$dev"
+mknod "$dev/kvm" c $(stat -c '%Hr %Lr' /dev/kvm)
+chmod 0666 "$dev/kvm"
+mount --bind "$dev/kvm" /dev/kvm
+exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups "$@"
+`;
+
+/** The command prefix that runs the rest as nobody, in namespace `ns` if given. */
+function asNobody(s: Stage, ns?: string): string[] {
+  return [
+    ...(ns === undefined ? [] : ["ip", "netns", "exec", ns]),
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    AS_NOBODY,
+    "sh",
+  ];
+}
+
+/** Environment of the unprivileged dhyve. */
+function nobodyEnv(s: Stage): Record<string, string> {
+  return {
+    DHYVE_STAGE: s.dir,
+    HOME: s.tmp,
+    DENO_DIR: `${s.dir}/deno_dir`,
+    PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+  };
+}
+
+/** The `deno run` flags dhyve's own --print-permissions asks for these options. */
+async function printedPermissions(s: Stage, dhyveArgs: string[]): Promise<string[]> {
+  const r = await run(
+    [
+      ...asNobody(s),
+      s.deno,
+      "run",
+      "--quiet",
+      "--allow-read",
+      `${s.dir}/main.ts`,
+      "--print-permissions",
+      ...dhyveArgs,
+    ],
+    { env: nobodyEnv(s), timeoutMs: 60_000, cwd: s.dir },
+  );
+  assert.equal(r.code, 0, `--print-permissions: ${r.stderr}`);
+  const flags = r.stdout.trim().split(/\s+/).filter((w) => w.startsWith("--allow-"));
+  const starts = dhyveArgs.includes("passt");
+  assert.equal(flags.includes("--allow-run=passt"), starts, `--allow-run=passt in ${r.stdout}`);
+  return flags;
+}
+
+/** A dhyve process (as nobody) whose output is read as it comes. */
+class Dhyve {
+  readonly #child: Deno.ChildProcess;
+  readonly #timer: ReturnType<typeof setTimeout>;
+  #stdout = "";
+  #stderr = "";
+  readonly #done: Promise<number>;
+
+  constructor(cmd: string[], env: Record<string, string>, timeoutMs: number, cwd: string) {
+    this.#child = new Deno.Command(cmd[0]!, {
+      args: cmd.slice(1),
+      cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1", ...env },
+    }).spawn();
+    this.#timer = setTimeout(() => this.signal("SIGKILL"), timeoutMs);
+    const collect = async (stream: ReadableStream<Uint8Array>, err: boolean): Promise<void> => {
+      for await (const chunk of stream) {
+        if (err) this.#stderr += decoder.decode(chunk);
+        else this.#stdout += decoder.decode(chunk);
+      }
+    };
+    const reading = Promise.all([
+      collect(this.#child.stdout, false),
+      collect(this.#child.stderr, true),
+    ]);
+    this.#done = this.#child.status.then(async (st) => {
+      await reading;
+      clearTimeout(this.#timer);
+      return st.signal === "SIGKILL" ? 137 : st.code;
+    });
+  }
+
+  get output(): string {
+    return `stdout:\n${this.#stdout}\nstderr:\n${this.#stderr}`;
+  }
+
+  get stdout(): string {
+    return this.#stdout;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Waits until stdout+stderr match `pattern`; fails if the process ends first or time runs out. */
+  async waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    let ended = false;
+    this.#done.then(() => (ended = true));
+    for (;;) {
+      const m = pattern.exec(this.#stdout + this.#stderr);
+      if (m !== null) return m;
+      if (ended || Date.now() > deadline) assert.fail(`no ${pattern} from dhyve\n${this.output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  exit(): Promise<number> {
+    return this.#done;
+  }
+
+  /** The real uid the process runs as now (unshare and setpriv exec into deno: same pid). */
+  async uid(): Promise<number> {
+    const status = await Deno.readTextFile(`/proc/${this.#child.pid}/status`);
+    return Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+  }
+
+  /** Signals the process the test started (unshare, which becomes dhyve through exec). */
+  signal(sig: Deno.Signal): void {
+    try {
+      this.#child.kill(sig);
+    } catch { /* already gone */ }
+  }
+}
+
+/** A free loopback port (TCP and UDP both free is checked by the bind in passt). */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Starts dhyve as nobody with `--net passt`, publishing `port` (TCP and UDP) to guest port 7. */
+async function startDhyve(
+  s: Stage,
+  port: number,
+  options: { ns?: string; guestArgs?: string[]; net?: string[] } = {},
+): Promise<Dhyve> {
+  const netArgs = options.net ??
+    ["--net", "passt", "--publish", `${port}:7`, "--publish", `127.0.0.1:${port}:7/udp`];
+  const dhyveArgs = ["-vv", "--tempdir", s.tmp, "--timeout", "120s", ...netArgs, s.guest];
+  const flags = await printedPermissions(s, dhyveArgs);
+  const cmd = [
+    ...asNobody(s, options.ns),
+    s.deno,
+    "run",
+    "--quiet",
+    ...flags,
+    `${s.dir}/main.ts`,
+    ...dhyveArgs,
+    ...(options.guestArgs === undefined ? [] : ["--", ...options.guestArgs]),
+  ];
+  const dhyve = new Dhyve(cmd, nobodyEnv(s), 150_000, s.dir);
+  await dhyve.waitFor(/net: up mac=02:00:0a:00:05:03 irq=11 link=1 mtu=1500/, 90_000);
+  return dhyve;
+}
+
+/** UDP and TCP clients: each prints what came back, as hex, one line per exchange. */
+const CLIENT = `
+import socket, sys
+port = int(sys.argv[1])
+mode = sys.argv[2]
+if mode == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(20)
+    for hexdata in sys.argv[3:]:
+        s.sendto(bytes.fromhex(hexdata), ("127.0.0.1", port))
+        reply, _ = s.recvfrom(65535)
+        print(reply.hex(), flush=True)
+else:
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    for hexdata in sys.argv[3:]:
+        data = bytes.fromhex(hexdata)
+        c.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        print(got.hex(), flush=True)
+    c.shutdown(socket.SHUT_WR)
+    print("eof" if c.recv(1) == b"" else "more", flush=True)
+    c.close()
+`;
+
+function hex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function payload(n: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length: n }, (_, j) => (j * 31 + seed * 7 + 1) & 0xff);
+}
+
+/** Runs the python client (in namespace `ns` if given); returns its output lines. */
+async function client(
+  port: number,
+  mode: "udp" | "tcp",
+  data: Uint8Array[],
+  ns?: string,
+): Promise<string[]> {
+  const r = await run([
+    ...(ns === undefined ? [] : ["ip", "netns", "exec", ns]),
+    "python3",
+    "-c",
+    CLIENT,
+    String(port),
+    mode,
+    ...data.map(hex),
+  ], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `${mode} client: ${r.stderr}`);
+  return r.stdout.trim().split("\n");
+}
+
+/** Whether process `pid` is gone (or a zombie nobody reaps: not a running passt). */
+async function gone(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return stat.split(") ")[1]?.startsWith("Z") ?? false;
+  } catch {
+    return true;
+  }
+}
+
+/** Waits (up to 10 s) until process `pid` is gone. */
+async function waitGone(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await gone(pid))) {
+    if (Date.now() > deadline) assert.fail(`passt (pid ${pid}) is still running`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** passt's pid from dhyve's -vv line. */
+async function passtPid(dhyve: Dhyve): Promise<number> {
+  const m = await dhyve.waitFor(/--net: passt \(pid (\d+)\)/, 10_000);
+  return Number(m[1]);
+}
+
+/**
+ * No passt socket directory (dhyve-passt-*) is left in the stage's temp dir.
+ * (The VM's own temp dir, dhyve-*, does outlive a SIGKILL: nothing can remove it then.)
+ */
+async function assertNoSocketLeft(s: Stage): Promise<void> {
+  const left: string[] = [];
+  for await (const e of Deno.readDir(s.tmp)) {
+    if (e.name.startsWith("dhyve-passt-")) left.push(e.name);
+  }
+  assert.deepEqual(left, [], `passt's socket directory is gone from ${s.tmp}`);
+}
+
+/** The host's own IPv4 address (what the guest pings through passt), or null. */
+async function hostAddress(ns?: string): Promise<string | null> {
+  const r = await run([
+    ...(ns === undefined ? [] : ["ip", "netns", "exec", ns]),
+    "ip",
+    "-4",
+    "-o",
+    "addr",
+    "show",
+    "scope",
+    "global",
+  ]);
+  return /inet (\d+\.\d+\.\d+\.\d+)/.exec(r.stdout)?.[1] ?? null;
+}
+
+/** Whether nobody may open ICMP echo sockets (net.ipv4.ping_group_range) in `ns`. */
+async function pingAllowed(ns?: string): Promise<boolean> {
+  const r = await run([
+    ...(ns === undefined ? [] : ["ip", "netns", "exec", ns]),
+    "cat",
+    "/proc/sys/net/ipv4/ping_group_range",
+  ]);
+  const [lo, hi] = r.stdout.trim().split(/\s+/).map(Number);
+  return lo !== undefined && hi !== undefined && lo <= Number(NOBODY) && Number(NOBODY) <= hi;
+}
+
+/**
+ * The whole session: address, ping (where allowed), UDP and TCP echo through
+ * the forwarded port, the exit datagram, and no passt or socket left.
+ */
+async function echoSession(ns?: string, requirePing = false): Promise<void> {
+  const s = await stage();
+  const port = freePort();
+  const target = await hostAddress(ns);
+  const ping = target !== null && (await pingAllowed(ns));
+  if (!ping) {
+    // deno-lint-ignore no-console
+    console.log(
+      `SKIP (part) ping through passt${ns === undefined ? "" : ` in ${ns}`}: ` +
+        (target === null
+          ? "the host has no global IPv4 address to ping"
+          : `net.ipv4.ping_group_range does not include gid ${NOBODY}, so passt cannot open ICMP sockets`),
+    );
+  }
+  assert.ok(ping || !requirePing, "ping must be possible in the test's own namespace");
+  const dhyve = await startDhyve(s, port, {
+    ...(ns ? { ns } : {}),
+    guestArgs: ping ? [`ping=${target}`] : [],
+  });
+  try {
+    const pid = await passtPid(dhyve);
+    if (ping) {
+      await dhyve.waitFor(
+        new RegExp(`net: ping reply from ${target!.replaceAll(".", "\\.")}`),
+        30_000,
+      );
+    }
+    const udp = [1, 64, 1000, 1472].map((n, i) => payload(n, i));
+    assert.deepEqual(await client(port, "udp", udp, ns), udp.map(hex), "UDP echoed byte for byte");
+    const tcp = [5, 1460, 4000, 20_000].map((n, i) => payload(n, i + 10));
+    assert.deepEqual(
+      await client(port, "tcp", tcp, ns),
+      [...tcp.map(hex), "eof"],
+      "TCP echoed, then closed",
+    );
+    await dhyve.waitFor(/net: tcp closed bytes=25465/, 20_000);
+    assert.deepEqual(await client(port, "udp", [new TextEncoder().encode("dhyve-net-exit")], ns), [
+      hex(new TextEncoder().encode("bye")),
+    ]);
+    assert.equal(await dhyve.exit(), 0, dhyve.output);
+    assert.match(dhyve.stdout, /net: done rx=\d+ tx=\d+/);
+    assert.match(dhyve.stderr, /--net: \d+ frames to the guest, \d+ from it, 0 dropped/);
+    await waitGone(pid);
+    await assertNoSocketLeft(s);
+  } finally {
+    dhyve.signal("SIGKILL");
+    await dhyve.exit();
+  }
+}
+
+Deno.test({
+  name:
+    "--net passt as nobody: UDP and TCP echo through forwarded loopback ports, ping where allowed",
+  ignore: skip !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () => echoSession(),
+});
+
+Deno.test({
+  name: "--net passt as nobody in a network namespace of its own: ping, UDP and TCP echo",
+  ignore: skip !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const ns = `dhyve-passt-${Deno.pid}`;
+    const steps = [
+      ["ip", "netns", "add", ns],
+      ["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"],
+      // passt wants an interface with a default route to take its host side from.
+      ["ip", "netns", "exec", ns, "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+      ["ip", "netns", "exec", ns, "ip", "addr", "add", "198.51.100.2/24", "dev", "d0"],
+      ["ip", "netns", "exec", ns, "ip", "link", "set", "d1", "up"],
+      ["ip", "netns", "exec", ns, "ip", "link", "set", "d0", "up"],
+      ["ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", "198.51.100.1"],
+      ["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"],
+    ];
+    try {
+      for (const step of steps) {
+        const r = await run(step);
+        assert.equal(r.code, 0, `${step.join(" ")}: ${r.stderr}`);
+      }
+      await echoSession(ns, true);
+    } finally {
+      await run(["ip", "netns", "del", ns]);
+    }
+  },
+});
+
+for (const sig of ["SIGTERM", "SIGINT", "SIGKILL"] as const) {
+  Deno.test({
+    name: `--net passt: after ${sig} of dhyve no passt process and no socket file are left`,
+    ignore: skip !== null,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const s = await stage();
+      const dhyve = await startDhyve(s, freePort());
+      try {
+        const pid = await passtPid(dhyve);
+        assert.ok(!(await gone(pid)), "passt runs while the guest does");
+        await assertNoSocketLeft(s); // removed as soon as dhyve connected
+        dhyve.signal(sig);
+        const code = await dhyve.exit();
+        assert.equal(code, { SIGTERM: 143, SIGINT: 130, SIGKILL: 137 }[sig], dhyve.output);
+        await waitGone(pid); // after SIGKILL: passt's --one-off sees the socket close
+        await assertNoSocketLeft(s);
+      } finally {
+        dhyve.signal("SIGKILL");
+        await dhyve.exit();
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: "--net passt:SOCKET attaches to a passt the user started, and TCP echo works through it",
+  ignore: skip !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const s = await stage();
+    const port = freePort();
+    const socket = `${s.tmp}/own-passt.socket`;
+    const passt = new Deno.Command("setpriv", {
+      args: [
+        `--reuid=${NOBODY}`,
+        `--regid=${NOBODY}`,
+        "--clear-groups",
+        "passt",
+        "--foreground",
+        "--one-off",
+        "--quiet",
+        "--socket",
+        socket,
+        "--address",
+        "10.0.5.3",
+        "--netmask",
+        "24",
+        "--gateway",
+        "10.0.5.1",
+        "--tcp-ports",
+        `127.0.0.1/${port}:7`,
+        "--udp-ports",
+        `127.0.0.1/${port}:7`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      const deadline = Date.now() + 10_000;
+      while ((await run(["test", "-S", socket])).code !== 0) {
+        assert.ok(Date.now() < deadline, "passt made its socket");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const dhyve = await startDhyve(s, port, { net: ["--net", `passt:${socket}`] });
+      try {
+        const tcp = [payload(3000, 1)];
+        assert.deepEqual(await client(port, "tcp", tcp), [...tcp.map(hex), "eof"]);
+        await client(port, "udp", [new TextEncoder().encode("dhyve-net-exit")]);
+        assert.equal(await dhyve.exit(), 0, dhyve.output);
+      } finally {
+        dhyve.signal("SIGKILL");
+        await dhyve.exit();
+      }
+      // dhyve closed its end: the user's passt (--one-off) ends too.
+      const status = await passt.status;
+      assert.equal(status.success, true);
+    } finally {
+      try {
+        passt.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await passt.status;
+      await Deno.remove(socket).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "--net passt without passt on PATH: one line naming apt install passt, exit 71",
+  ignore: skip !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const s = await stage();
+    const empty = `${s.dir}/empty-path`;
+    await Deno.mkdir(empty, { recursive: true });
+    const r = await run([
+      s.deno,
+      "run",
+      "--quiet",
+      "--allow-ffi",
+      "--allow-read",
+      `--allow-write=${s.tmp}`,
+      "--allow-run",
+      `${s.dir}/main.ts`,
+      "--tempdir",
+      s.tmp,
+      "--net",
+      "passt",
+      s.guest,
+    ], { env: { PATH: empty, DENO_DIR: `${s.dir}/deno_dir` }, timeoutMs: 60_000 });
+    assert.equal(r.code, 71, r.stderr);
+    assert.match(r.stderr, /apt install passt/);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    await assertNoSocketLeft(s);
+    // Scoped to passt, Deno cannot find it either: the permission line says how to get it.
+    const scoped = await run(
+      [
+        s.deno,
+        "run",
+        "--quiet",
+        "--allow-ffi",
+        "--allow-read",
+        `--allow-write=${s.tmp}`,
+        "--allow-run=passt",
+        `${s.dir}/main.ts`,
+        "--tempdir",
+        s.tmp,
+        "--net",
+        "passt",
+        s.guest,
+      ],
+      { env: { PATH: empty, DENO_DIR: `${s.dir}/deno_dir` }, timeoutMs: 60_000 },
+    );
+    assert.equal(scoped.code, 77, scoped.stderr);
+    assert.match(scoped.stderr, /--allow-run=passt/);
+    assert.match(scoped.stderr, /apt install passt/);
+  },
+});
