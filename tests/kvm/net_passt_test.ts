@@ -150,7 +150,7 @@ exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups "$@"
 `;
 
 /** The command prefix that runs the rest as nobody, in namespace `ns` if given. */
-function asNobody(s: Stage, ns?: string): string[] {
+function asNobody(ns?: string): string[] {
   return [
     ...(ns === undefined ? [] : ["ip", "netns", "exec", ns]),
     "unshare",
@@ -178,7 +178,7 @@ function nobodyEnv(s: Stage): Record<string, string> {
 async function printedPermissions(s: Stage, dhyveArgs: string[]): Promise<string[]> {
   const r = await run(
     [
-      ...asNobody(s),
+      ...asNobody(),
       s.deno,
       "run",
       "--quiet",
@@ -293,7 +293,7 @@ async function startDhyve(
   const dhyveArgs = ["-vv", "--tempdir", s.tmp, "--timeout", "120s", ...netArgs, s.guest];
   const flags = await printedPermissions(s, dhyveArgs);
   const cmd = [
-    ...asNobody(s, options.ns),
+    ...asNobody(options.ns),
     s.deno,
     "run",
     "--quiet",
@@ -495,7 +495,7 @@ Deno.test({
   ignore: skip !== null,
   sanitizeResources: false,
   sanitizeOps: false,
-  async fn() {
+  async fn(): Promise<void> {
     const ns = `dhyve-passt-${Deno.pid}`;
     const steps = [
       ["ip", "netns", "add", ns],
@@ -526,7 +526,7 @@ for (const sig of ["SIGTERM", "SIGINT", "SIGKILL"] as const) {
     ignore: skip !== null,
     sanitizeResources: false,
     sanitizeOps: false,
-    async fn() {
+    async fn(): Promise<void> {
       const s = await stage();
       const dhyve = await startDhyve(s, freePort());
       try {
@@ -551,7 +551,7 @@ Deno.test({
   ignore: skip !== null,
   sanitizeResources: false,
   sanitizeOps: false,
-  async fn() {
+  async fn(): Promise<void> {
     const s = await stage();
     const port = freePort();
     const socket = `${s.tmp}/own-passt.socket`;
@@ -615,7 +615,7 @@ Deno.test({
   ignore: skip !== null,
   sanitizeResources: false,
   sanitizeOps: false,
-  async fn() {
+  async fn(): Promise<void> {
     const s = await stage();
     const empty = `${s.dir}/empty-path`;
     await Deno.mkdir(empty, { recursive: true });
