@@ -329,7 +329,8 @@ export class NetDataPath {
     const s = this.#state;
     let used = false;
     for (;;) {
-      if (this.#txBlocked || (this.#txPad > 0 && !this.#flushPad())) return used;
+      // (A blocked socket is tried again: a full one just says EAGAIN.)
+      if (this.#txPad > 0 && !this.#flushPad()) return used;
       const n = tx.pending();
       if (n < 0) return this.#fail(-n);
       if (n === 0) return used;
