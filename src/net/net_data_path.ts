@@ -458,20 +458,12 @@ export class NetDataPath {
   /** Fills receive buffers from the host end until either runs out; true if any were used. */
   #receive(): boolean {
     if (this.#stream) return this.#hostDead ? false : this.#receiveStream();
-    const rx = this.#rx;
     const chain = this.#chain;
     const s = this.#state;
     let used = false;
     for (;;) {
-      const n = rx.pending();
-      if (n < 0) return this.#fail(-n);
-      if (n === 0) {
-        this.#rxStarved = true;
-        return used;
-      }
-      const bad = rx.peek(chain, "device-writes");
-      if (bad !== 0) return this.#fail(bad);
-      if (chain.total <= NET_HDR_SIZE) return this.#fail(DEVICE_ERROR.CHAIN_TOO_SHORT);
+      const next = this.#nextRx(chain);
+      if (next <= 0) return next === 0 && used;
       // A vnet TAP writes the header itself (all but num_buffers).
       const count = this.#iovecs(chain, this.#vnetHdr ? 0 : NET_HDR_SIZE, chain.total, 0);
       let got = this.#io.readv(this.#init.tapFd, count);
@@ -489,12 +481,35 @@ export class NetDataPath {
       } else {
         this.#writeHeader(chain);
       }
-      rx.take();
-      rx.pushUsed(chain.head, NET_HDR_SIZE + got);
-      Atomics.add(s, WORD.RX_PACKETS, 1);
-      Atomics.add(s, WORD.RX_BYTES, got);
+      this.#rxDone(chain, got);
       used = true;
     }
+  }
+
+  /**
+   * Peeks the next receive chain into `chain`: 1 when there is a usable one,
+   * 0 when the driver gave none (starved), -1 after failing the device.
+   */
+  #nextRx(chain: Chain): number {
+    const rx = this.#rx;
+    const n = rx.pending();
+    if (n === 0) {
+      this.#rxStarved = true;
+      return 0;
+    }
+    let bad = n < 0 ? -n : rx.peek(chain, "device-writes");
+    if (bad === 0 && chain.total <= NET_HDR_SIZE) bad = DEVICE_ERROR.CHAIN_TOO_SHORT;
+    if (bad === 0) return 1;
+    this.#fail(bad);
+    return -1;
+  }
+
+  /** Hands a filled receive chain (a `length`-byte frame behind its header) back to the driver. */
+  #rxDone(chain: Chain, length: number): void {
+    this.#rx.take();
+    this.#rx.pushUsed(chain.head, NET_HDR_SIZE + length);
+    Atomics.add(this.#state, WORD.RX_PACKETS, 1);
+    Atomics.add(this.#state, WORD.RX_BYTES, length);
   }
 
   /**
@@ -503,7 +518,6 @@ export class NetDataPath {
    * length prefix. True if any buffer was used.
    */
   #receiveStream(): boolean {
-    const rx = this.#rx;
     const chain = this.#rxChain;
     const r = this.#receiver;
     const s = this.#state;
@@ -512,15 +526,8 @@ export class NetDataPath {
       let count = 0;
       if (r.state === RX_STATE.FRAME) {
         if (!this.#rxHeld) {
-          const n = rx.pending();
-          if (n < 0) return this.#fail(-n);
-          if (n === 0) {
-            this.#rxStarved = true;
-            return used;
-          }
-          const bad = rx.peek(chain, "device-writes");
-          if (bad !== 0) return this.#fail(bad);
-          if (chain.total <= NET_HDR_SIZE) return this.#fail(DEVICE_ERROR.CHAIN_TOO_SHORT);
+          const next = this.#nextRx(chain);
+          if (next <= 0) return next === 0 && used;
           if (chain.total - NET_HDR_SIZE < r.frameLength) {
             r.skipCurrent(); // no room in this buffer: the frame is lost, the buffer stays
             Atomics.add(s, WORD.DROPPED, 1);
@@ -548,11 +555,8 @@ export class NetDataPath {
       const events = r.advance(got);
       if ((events & RX_EVENT.FRAME) !== 0) {
         this.#writeHeader(chain);
-        rx.take();
-        rx.pushUsed(chain.head, NET_HDR_SIZE + r.completedLength);
+        this.#rxDone(chain, r.completedLength);
         this.#rxHeld = false;
-        Atomics.add(s, WORD.RX_PACKETS, 1);
-        Atomics.add(s, WORD.RX_BYTES, r.completedLength);
         used = true;
       }
       if ((events & (RX_EVENT.BAD_LENGTH | RX_EVENT.BROKEN)) !== 0) {

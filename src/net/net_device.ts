@@ -17,7 +17,8 @@ import { createNetState, WORD } from "../virtio/net_state.ts";
 import { closeFd, createEventFd, openTap, signalEventFd, TapError } from "./host_io.ts";
 import { PASST_GUEST_MAC, type PasstNetOption, TUN_DEVICE } from "./net_option.ts";
 import type { NetWorkerInit, NetWorkerMessage } from "./net_data_path.ts";
-import { attachPasst, type PasstConnection, PasstError, startPasst } from "./passt.ts";
+import { NetSetupError } from "./net_setup_error.ts";
+import { attachPasst, type PasstConnection, startPasst } from "./passt.ts";
 
 /** What a vCPU thread needs to build its register file (structured-clone friendly). */
 export interface NetShared {
@@ -33,18 +34,7 @@ export interface NetShared {
   txNotifyFd: number;
 }
 
-/** Setting up networking failed before the guest ran. */
-export class NetSetupError extends Error {
-  /** Process exit code (exit_codes.ts). */
-  readonly exitCode: number;
-  /** Builds the error; the message is the one line shown to the user. */
-  constructor(message: string, exitCode: number, options?: ErrorOptions) {
-    super(message, options);
-    this.exitCode = exitCode;
-  }
-  /** Error name. */
-  override name = "NetSetupError";
-}
+export { NetSetupError };
 
 /** One line, with the fix, for a TAP that cannot be opened. */
 export function describeTapError(name: string, error: TapError): NetSetupError {
@@ -262,19 +252,13 @@ export class NetDevice {
    * @throws {NetSetupError} with a one-line message and exit code.
    */
   static async openPasst(option: PasstNetOption, socketParent?: string): Promise<NetDevice> {
-    let connection: PasstConnection;
-    try {
-      connection = option.socket !== undefined ? attachPasst(option.socket) : await startPasst({
+    const connection: PasstConnection = option.socket !== undefined
+      ? attachPasst(option.socket)
+      : await startPasst({
         publish: option.publish ?? [],
         mtu: NET_MTU,
         ...(socketParent !== undefined ? { parent: socketParent } : {}),
       });
-    } catch (error) {
-      if (error instanceof PasstError) {
-        throw new NetSetupError(error.message, error.exitCode, { cause: error });
-      }
-      throw error;
-    }
     const name = option.socket !== undefined
       ? `passt at ${option.socket}`
       : `passt (pid ${connection.pid})`;

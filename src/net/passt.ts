@@ -16,6 +16,7 @@ import { ERRNO } from "../errno.ts";
 const { EACCES, EAGAIN, ECONNREFUSED, ENOENT, EPERM } = ERRNO;
 import { EXIT_CODE } from "../exit_codes.ts";
 import { closeFd, connectUnixSocket, effectiveUid } from "./host_io.ts";
+import { NetSetupError } from "./net_setup_error.ts";
 import {
   PASST_COMMAND,
   PASST_NETWORK,
@@ -31,19 +32,6 @@ const CONNECT_RETRY_MS = 5;
 const QUIT_MS = 2_000;
 /** passt's stderr kept for the error message when it fails to start. */
 const STDERR_TAIL = 2048;
-
-/** Starting or reaching passt failed; the message is one line with the fix. */
-export class PasstError extends Error {
-  /** Process exit code (exit_codes.ts). */
-  readonly exitCode: number;
-  /** Builds the error. */
-  constructor(message: string, exitCode: number, options?: ErrorOptions) {
-    super(message, options);
-    this.exitCode = exitCode;
-  }
-  /** Error name. */
-  override name = "PasstError";
-}
 
 /** passt's `-t`/`-u` value for the forwards of one protocol ("none" when there are none). */
 export function passtPortSpec(publish: readonly PortForward[], protocol: "tcp" | "udp"): string {
@@ -162,13 +150,13 @@ export function attachPasst(socket: string): PasstConnection {
 }
 
 function fail(message: string, exitCode: number, cause?: unknown): never {
-  throw new PasstError(message, exitCode, cause === undefined ? undefined : { cause });
+  throw new NetSetupError(message, exitCode, cause === undefined ? undefined : { cause });
 }
 
 /**
  * Starts passt with a socket in a fresh directory below `parent`, connects to
  * it, and removes the socket and directory again.
- * @throws {PasstError} when passt is missing, fails to start, or never listens.
+ * @throws {NetSetupError} when passt is missing, fails to start, or never listens.
  */
 export async function startPasst(
   options: { publish: readonly PortForward[]; mtu: number; parent?: string },

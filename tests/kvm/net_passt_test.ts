@@ -22,41 +22,11 @@
 import assert from "node:assert/strict";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
+import { run, WatchedProcess } from "../_helpers/net_process.ts";
 
 const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 const V2_PIE: GuestBuild = { iface: 2, pie: true, versionNote: false };
 const NOBODY = "65534";
-const decoder = new TextDecoder();
-
-/** Runs a command to completion within `timeoutMs` (killed after); never throws for exit codes. */
-async function run(
-  cmd: string[],
-  options: { timeoutMs?: number; env?: Record<string, string>; cwd?: string } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(cmd[0]!, {
-    args: cmd.slice(1),
-    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }, options.timeoutMs ?? 30_000);
-  try {
-    const out = await child.output();
-    return {
-      code: out.code,
-      stdout: decoder.decode(out.stdout),
-      stderr: decoder.decode(out.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Why these tests cannot run here, or null. */
 async function unavailable(): Promise<string | null> {
@@ -196,82 +166,10 @@ async function printedPermissions(s: Stage, dhyveArgs: string[]): Promise<string
   return flags;
 }
 
-/** A dhyve process (as nobody) whose output is read as it comes. */
-class Dhyve {
-  readonly #child: Deno.ChildProcess;
-  readonly #timer: ReturnType<typeof setTimeout>;
-  #stdout = "";
-  #stderr = "";
-  readonly #done: Promise<number>;
-
-  constructor(cmd: string[], env: Record<string, string>, timeoutMs: number, cwd: string) {
-    this.#child = new Deno.Command(cmd[0]!, {
-      args: cmd.slice(1),
-      cwd,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1", ...env },
-    }).spawn();
-    this.#timer = setTimeout(() => this.signal("SIGKILL"), timeoutMs);
-    const collect = async (stream: ReadableStream<Uint8Array>, err: boolean): Promise<void> => {
-      for await (const chunk of stream) {
-        if (err) this.#stderr += decoder.decode(chunk);
-        else this.#stdout += decoder.decode(chunk);
-      }
-    };
-    const reading = Promise.all([
-      collect(this.#child.stdout, false),
-      collect(this.#child.stderr, true),
-    ]);
-    this.#done = this.#child.status.then(async (st) => {
-      await reading;
-      clearTimeout(this.#timer);
-      return st.signal === "SIGKILL" ? 137 : st.code;
-    });
-  }
-
-  get output(): string {
-    return `stdout:\n${this.#stdout}\nstderr:\n${this.#stderr}`;
-  }
-
-  get stdout(): string {
-    return this.#stdout;
-  }
-
-  get stderr(): string {
-    return this.#stderr;
-  }
-
-  /** Waits until stdout+stderr match `pattern`; fails if the process ends first or time runs out. */
-  async waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    let ended = false;
-    this.#done.then(() => (ended = true));
-    for (;;) {
-      const m = pattern.exec(this.#stdout + this.#stderr);
-      if (m !== null) return m;
-      if (ended || Date.now() > deadline) assert.fail(`no ${pattern} from dhyve\n${this.output}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  exit(): Promise<number> {
-    return this.#done;
-  }
-
-  /** The real uid the process runs as now (unshare and setpriv exec into deno: same pid). */
-  async uid(): Promise<number> {
-    const status = await Deno.readTextFile(`/proc/${this.#child.pid}/status`);
-    return Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
-  }
-
-  /** Signals the process the test started (unshare, which becomes dhyve through exec). */
-  signal(sig: Deno.Signal): void {
-    try {
-      this.#child.kill(sig);
-    } catch { /* already gone */ }
-  }
+/** The real uid process `pid` runs as (unshare and setpriv exec into deno: same pid). */
+async function uidOf(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
 }
 
 /** A free loopback port (TCP and UDP both free is checked by the bind in passt). */
@@ -287,7 +185,7 @@ async function startDhyve(
   s: Stage,
   port: number,
   options: { ns?: string; guestArgs?: string[]; net?: string[] } = {},
-): Promise<Dhyve> {
+): Promise<WatchedProcess> {
   const netArgs = options.net ??
     ["--net", "passt", "--publish", `${port}:7`, "--publish", `127.0.0.1:${port}:7/udp`];
   const dhyveArgs = ["-vv", "--tempdir", s.tmp, "--timeout", "120s", ...netArgs, s.guest];
@@ -302,7 +200,7 @@ async function startDhyve(
     ...dhyveArgs,
     ...(options.guestArgs === undefined ? [] : ["--", ...options.guestArgs]),
   ];
-  const dhyve = new Dhyve(cmd, nobodyEnv(s), 150_000, s.dir);
+  const dhyve = new WatchedProcess(cmd, { env: nobodyEnv(s), timeoutMs: 150_000, cwd: s.dir });
   await dhyve.waitFor(/net: up mac=02:00:0a:00:05:03 irq=11 link=1 mtu=1500/, 90_000);
   return dhyve;
 }
@@ -384,8 +282,8 @@ async function waitGone(pid: number): Promise<void> {
 }
 
 /** passt's pid from dhyve's -vv line. */
-async function passtPid(dhyve: Dhyve): Promise<number> {
-  const m = await dhyve.waitFor(/--net: passt \(pid (\d+)\)/, 10_000);
+async function passtPid(dhyve: WatchedProcess): Promise<number> {
+  const m = await dhyve.waitFor(/--net: passt \(pid (\d+)\)/, 10_000, { stderr: true });
   return Number(m[1]);
 }
 
@@ -619,44 +517,29 @@ Deno.test({
     const s = await stage();
     const empty = `${s.dir}/empty-path`;
     await Deno.mkdir(empty, { recursive: true });
-    const r = await run([
-      s.deno,
-      "run",
-      "--quiet",
-      "--allow-ffi",
-      "--allow-read",
-      `--allow-write=${s.tmp}`,
-      "--allow-run",
-      `${s.dir}/main.ts`,
-      "--tempdir",
-      s.tmp,
-      "--net",
-      "passt",
-      s.guest,
-    ], { env: { PATH: empty, DENO_DIR: `${s.dir}/deno_dir` }, timeoutMs: 60_000 });
-    assert.equal(r.code, 71, r.stderr);
-    assert.match(r.stderr, /apt install passt/);
-    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
-    await assertNoSocketLeft(s);
-    // Scoped to passt, Deno cannot find it either: the permission line says how to get it.
-    const scoped = await run(
-      [
+    const withoutPasst = (allowRun: string): ReturnType<typeof run> =>
+      run([
         s.deno,
         "run",
         "--quiet",
         "--allow-ffi",
         "--allow-read",
         `--allow-write=${s.tmp}`,
-        "--allow-run=passt",
+        allowRun,
         `${s.dir}/main.ts`,
         "--tempdir",
         s.tmp,
         "--net",
         "passt",
         s.guest,
-      ],
-      { env: { PATH: empty, DENO_DIR: `${s.dir}/deno_dir` }, timeoutMs: 60_000 },
-    );
+      ], { env: { PATH: empty, DENO_DIR: `${s.dir}/deno_dir` }, timeoutMs: 60_000 });
+    const r = await withoutPasst("--allow-run");
+    assert.equal(r.code, 71, r.stderr);
+    assert.match(r.stderr, /apt install passt/);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    await assertNoSocketLeft(s);
+    // Scoped to passt, Deno cannot find it either: the permission line says how to get it.
+    const scoped = await withoutPasst("--allow-run=passt");
     assert.equal(scoped.code, 77, scoped.stderr);
     assert.match(scoped.stderr, /--allow-run=passt/);
     assert.match(scoped.stderr, /apt install passt/);
