@@ -12,7 +12,8 @@
  *   - TCP to ECHO_PORT: a minimal responder for one connection at a time (SYN/ACK, in-order data
  *     echoed back segment by segment, FIN answered with FIN; no retransmission: the peer is a
  *     host stack one hop away). "net: tcp open", "net: tcp closed bytes=N" on stdout.
- * Output: "net: up mac=.. irq=N" once ready; at exit "net: done rx=N tx=N irqs=N isr=N".
+ * Output: "net: up mac=.. irq=N link=N mtu=N csum=0|1" once ready; at exit "net: done rx=N tx=N
+ * irqs=N isr=N partial=N" (partial: frames that arrived with a partial checksum, GUEST_CSUM).
  *
  * Options (any order, before nothing else):
  *   csum          negotiate checksum offload (CSUM, GUEST_CSUM) when the device offers it: TCP
@@ -236,7 +237,7 @@ static uint16_t csum(const uint8_t *p, unsigned n) {
   return (uint16_t)~s;
 }
 
-static uint64_t rx_count, tx_count;
+static uint64_t rx_count, tx_count, partial_count;
 
 /*
  * Sleeps until the device moves the used index past `seen`: the interrupt wakes the CPU from hlt.
@@ -532,6 +533,7 @@ static int serve(void) {
     struct used_elem e = rxq.used.ring[rxq.last_used % QSIZE];
     rxq.last_used++;
     rx_count++;
+    if (e.id < QSIZE && (rxbuf[e.id][0] & 1)) partial_count++; /* NEEDS_CSUM: the host left it to us */
     int r = e.id < QSIZE && e.len > HDR ? answer(rxbuf[e.id] + HDR, e.len - HDR) : 0;
     if (r > 0) send(r);
     give_rx(e.id < QSIZE ? e.id : 0);
@@ -672,7 +674,7 @@ int main(void) {
   }
   serve();
   uint8_t isr_bits = *(vu8 *)isr;
-  rt_printf("net: done rx=%lu tx=%lu irqs=%lu isr=%u\n", (unsigned long)rx_count,
-            (unsigned long)tx_count, (unsigned long)irq_count, isr_bits);
+  rt_printf("net: done rx=%lu tx=%lu irqs=%lu isr=%u partial=%lu\n", (unsigned long)rx_count,
+            (unsigned long)tx_count, (unsigned long)irq_count, isr_bits, (unsigned long)partial_count);
   return 0;
 }
