@@ -275,10 +275,15 @@ async function measure(backend: NetBackend): Promise<NetBenchResult | null> {
   }
 }
 
-/** Runs the network benchmark for every backend that can run here. */
-export async function netBenchmarks(): Promise<NetBenchResult[]> {
+/** The backends measured, in order. */
+export const NET_BACKENDS: readonly NetBackend[] = ["tap", "tap+csum", "passt"];
+
+/** Runs the network benchmark for `backends` (default: all) that can run here. */
+export async function netBenchmarks(
+  backends: readonly NetBackend[] = NET_BACKENDS,
+): Promise<NetBenchResult[]> {
   const results: NetBenchResult[] = [];
-  for (const backend of ["tap", "tap+csum", "passt"] as const) {
+  for (const backend of backends) {
     const r = await measure(backend);
     if (r !== null) results.push(r);
   }
@@ -286,7 +291,9 @@ export async function netBenchmarks(): Promise<NetBenchResult[]> {
 }
 
 if (import.meta.main) {
-  const r = await netBenchmarks();
+  // `deno run -A bench/net.ts [tap] [tap+csum] [passt]`: only those backends.
+  const picked = NET_BACKENDS.filter((b) => Deno.args.includes(b));
+  const r = await netBenchmarks(picked.length > 0 ? picked : NET_BACKENDS);
   // deno-lint-ignore no-console
   console.log(JSON.stringify(r, null, 2));
 }
