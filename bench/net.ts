@@ -213,7 +213,16 @@ async function measure(backend: NetBackend): Promise<NetBenchResult | null> {
     // The guest is up once it echoes.
     const deadline = Date.now() + 60_000;
     while ((await run(inNs("python3", "-c", UDP_PROBE, ip, port))).code !== 0) {
-      if (Date.now() > deadline) throw new Error("the guest did not come up");
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        const out = await output;
+        child = null;
+        throw new Error(
+          `the guest did not come up; dhyve said: ${dec.decode(out.stdout)}${
+            dec.decode(out.stderr)
+          }`,
+        );
+      }
     }
     let pingMs: NetBenchResult["pingMs"] = null;
     if (!passt) {
@@ -284,8 +293,12 @@ export async function netBenchmarks(
 ): Promise<NetBenchResult[]> {
   const results: NetBenchResult[] = [];
   for (const backend of backends) {
-    const r = await measure(backend);
-    if (r !== null) results.push(r);
+    try {
+      const r = await measure(backend);
+      if (r !== null) results.push(r);
+    } catch (error) {
+      Deno.stderr.writeSync(new TextEncoder().encode(`FAILED bench/net.ts ${backend}: ${error}\n`));
+    }
   }
   return results;
 }
