@@ -1,5 +1,5 @@
 /**
- * The command line: uhyve 0.8's flags (and the `HERMIT_*` environment
+ * The command line: uhyve 0.9.1's flags (and the `HERMIT_*` environment
  * variables and `uhyve.toml` it honours) → one run request. Pure parsing plus
  * the config-file read; `main.ts` does the run.
  * @module
@@ -16,12 +16,13 @@ import {
   parseAffinity,
   parseConfig,
 } from "./config.ts";
-import { LIBC_PATH } from "./kvm.ts";
+import { LIBC_SONAME } from "./kvm.ts";
 import {
   DEFAULT_GDB_PORT,
   parseDuration,
   parseEnvEntry,
   parseFileIsolation,
+  parseHermitImageMode,
   parseIoMode,
   parseMemorySize,
   UsageError,
@@ -33,7 +34,7 @@ import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
 
 /** The help text (`--help`). */
-export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.8 compatible)
+export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.9.1 compatible)
 
 Usage: deno run --allow-ffi --allow-read=KERNEL main.ts [OPTIONS] KERNEL [-- ARGS...]
 
@@ -76,6 +77,9 @@ Files:
                           or strict (refuses to run without it)
       --io-mode host=direct|sync
                           flags for files the guest creates (uhyve compatible)
+      --hermit-image-mode external|internal
+                          a Hermit image's files: served by dhyve (external,
+                          default) or handed to the kernel as an initrd
 
 Output and diagnostics:
   -o, --output FILE       guest output to a new FILE ("none" discards it)
@@ -181,6 +185,7 @@ const OPTIONS = {
   "max-temp-size": { type: "string" },
   "file-isolation": { type: "string" },
   "io-mode": { type: "string" },
+  "hermit-image-mode": { type: "string" },
   output: { type: "string", short: "o" },
   stats: { type: "boolean" },
   config: { type: "string" },
@@ -303,6 +308,9 @@ export function parseCommandLine(
       ? undefined
       : parseFileIsolation(values["file-isolation"]),
     ioMode: values["io-mode"] === undefined ? undefined : parseIoMode(values["io-mode"]),
+    hermitImageMode: values["hermit-image-mode"] === undefined
+      ? undefined
+      : parseHermitImageMode(values["hermit-image-mode"]),
     output: values.output,
     stats: statsJson ? "json" : values.stats ? true : undefined,
     noAslr: values["no-aslr"] ? true : undefined,
@@ -354,6 +362,7 @@ export function parseCommandLine(
   if (merged.fileMappings.length > 0) params.fileMappings = merged.fileMappings;
   if (merged.tempDir !== undefined) params.tempDir = merged.tempDir;
   if (merged.ioMode !== undefined) params.ioMode = merged.ioMode;
+  if (merged.hermitImageMode !== undefined) params.hermitImageMode = merged.hermitImageMode;
   if (merged.cpuPm) params.cpuPm = true;
   if (merged.envHost) params.envHost = true;
   if (merged.gdbPort !== undefined) params.gdbPort = merged.gdbPort;
@@ -419,7 +428,7 @@ function minimalCommandLine(
       ? null
       : extra.output,
     envHost: extra.envHost,
-    libcPath: LIBC_PATH,
+    libcPath: LIBC_SONAME,
     ...optionPermissionInput(params, dhyveRoot()),
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);

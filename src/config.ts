@@ -7,11 +7,13 @@
  */
 
 import { posix } from "node:path";
-import { parse, TomlError } from "smol-toml";
+import { parse, TomlError } from "npm:smol-toml@1.9.1";
 import {
   type FileIsolation,
+  type HermitImageMode,
   parseEnvEntry,
   parseFileIsolation,
+  parseHermitImageMode,
   parseIoMode,
   parseMemorySize,
   UsageError,
@@ -75,6 +77,8 @@ export interface CliOptions {
   fileIsolation?: FileIsolation | undefined;
   /** `--io-mode`. */
   ioMode?: IoMode | undefined;
+  /** `--hermit-image-mode`. */
+  hermitImageMode?: HermitImageMode | undefined;
   /** `-o`: a file to create, or `"none"`/`"None"` to discard the guest's output. */
   output?: string | undefined;
   /** `--stats` (`true`) or `--stats=json`. */
@@ -234,6 +238,9 @@ const SCHEMA: Readonly<Record<string, Readonly<Record<string, KeyReader | null>>
     },
     io_mode(value, into, key): void {
       into.ioMode = validated(key, () => parseIoMode(asString(key, value)));
+    },
+    hermit_image_mode(value, into, key): void {
+      into.hermitImageMode = validated(key, () => parseHermitImageMode(asString(key, value)));
     },
     gdb_port(value, into, key): void {
       const port = asInteger(key, value);
@@ -494,6 +501,7 @@ export function mergeConfig(cli: CliOptions, file: ConfigFile): CliOptions {
     tempDir: cli.tempDir ?? f.tempDir,
     fileIsolation: cli.fileIsolation ?? f.fileIsolation,
     ioMode: cli.ioMode ?? f.ioMode,
+    hermitImageMode: cli.hermitImageMode ?? f.hermitImageMode,
     output: cli.output ?? f.output,
     stats: cli.stats ?? f.stats,
     noAslr: cli.noAslr ?? f.noAslr,

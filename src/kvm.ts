@@ -743,8 +743,8 @@ export const REQUIRED_CAPS: readonly { cap: number; name: string }[] = [
   { cap: CAP.EXT_CPUID, name: "KVM_CAP_EXT_CPUID" },
 ];
 
-/** The libc dhyve loads (for `--allow-ffi=<path>` in permission hints). */
-export { LIBC_PATH } from "./libc.ts";
+/** libc's soname (permission hints) and the error when no libc can be loaded. */
+export { LIBC_SONAME, LibcLoadError } from "./libc.ts";
 
 const SYS_GETTID = 186;
 const SYS_TGKILL = 234;

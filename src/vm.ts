@@ -43,13 +43,15 @@ import {
 } from "./kvm.ts";
 import { detectFormat, type KernelImage, parseKernel } from "./loader/elf.ts";
 import { ImageFormatError, LayoutError } from "./loader/errors.ts";
-import { chooseLayout, type Layout } from "./loader/layout.ts";
+import { chooseLayout, type Layout, placeInitrd } from "./loader/layout.ts";
 import { loadKernel } from "./loader/load.ts";
 import { logger } from "./log.ts";
 import { GuestMemory } from "./memory/guest_memory.ts";
 import { buildIdentityMap, translateRange } from "./memory/paging.ts";
 import {
   DEFAULT_MEMORY_SIZE,
+  type HermitImageMode,
+  parseHermitImageMode,
   UsageError,
   validateCpuCount,
   validateMemorySize,
@@ -68,7 +70,7 @@ import { VcpuStats } from "./vcpu/stats.ts";
 import { runSmp } from "./vcpu/smp.ts";
 import { signalStop, STOP_SIGNALS, type StopSignal, timeoutStop } from "./vcpu/timeout.ts";
 import { applyLandlock, denoRuntimeRules, LandlockError, sandboxRules } from "./landlock.ts";
-import { LIBC_PATH } from "./kvm.ts";
+import { LIBC_SONAME, LibcLoadError } from "./kvm.ts";
 import {
   checkGranted,
   dhyveSourceDir,
@@ -188,6 +190,20 @@ function prepareKernel(
     if (error instanceof LayoutError) {
       throw new VmError(error.message, EXIT_CODE.USAGE, { cause: error });
     }
+    throw error;
+  }
+}
+
+/** Places the internal-mode initrd after the kernel; a misfit is a usage error (exit 64). */
+function placeImageInitrd(
+  layout: Layout,
+  memorySize: number,
+  tar: Uint8Array,
+): { start: number; end: number } {
+  try {
+    return placeInitrd(layout, memorySize, tar.length);
+  } catch (error) {
+    if (error instanceof LayoutError) throw new UsageError(error.message, { cause: error });
     throw error;
   }
 }
@@ -395,8 +411,11 @@ async function unpackImage(
     memorySize: number;
     cpuCount: number;
     envHost: boolean;
+    mode: HermitImageMode;
   },
-): Promise<{ kernel: Uint8Array; args: string[]; env: [string, string][] }> {
+): Promise<
+  { kernel: Uint8Array; args: string[]; env: [string, string][]; initrd: Uint8Array | null }
+> {
   let image;
   try {
     image = await (await hermitImageModule()).readHermitImage(bytes);
@@ -412,7 +431,9 @@ async function unpackImage(
     }
     throw error;
   }
-  for (const [guestPath, content] of image.files) {
+  // Internal mode: the kernel reads the archive itself; the file map stays as given.
+  const served = run.mode === "external" ? image.files : new Map<string, Uint8Array>();
+  for (const [guestPath, content] of served) {
     try {
       map.addVirtual(guestPath, content);
     } catch (error) {
@@ -433,7 +454,12 @@ async function unpackImage(
   });
   for (const note of applied.notes) log.info(note);
   if (applied.errors.length > 0) throw new UsageError(applied.errors.join("; "));
-  return { kernel: image.kernel, args: applied.args, env: applied.env };
+  return {
+    kernel: image.kernel,
+    args: applied.args,
+    env: applied.env,
+    initrd: run.mode === "internal" ? image.tar : null,
+  };
 }
 
 /**
@@ -589,6 +615,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const memorySize = validateMemorySize(params.memorySize ?? DEFAULT_MEMORY_SIZE);
   const cpuCount = validateCpuCount(params.cpuCount ?? 1);
   if (params.affinity !== undefined) validateAffinity(params.affinity, cpuCount);
+  // Library callers too: an unknown mode is one usage line, never a silent fallback.
+  const imageMode = parseHermitImageMode(params.hermitImageMode ?? "external");
   let args = params.args ?? [];
   let env = params.env ?? [];
 
@@ -610,13 +638,14 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       tempDir: params.tempDir ?? null,
       output: null,
       envHost: false,
-      libcPath: LIBC_PATH,
+      libcPath: LIBC_SONAME,
       ...optionPermissionInput(params, dhyveSourceDir()),
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
   }
 
   let bytes = await readKernel(kernelPath);
+  let initrdBytes: Uint8Array | null = null;
   if (bytes.length >= 3 && bytes[0] === 0x1f && bytes[1] === 0x8b && bytes[2] === 0x08) {
     // A Hermit image: the kernel and its files come from the archive, its
     // config supplies default arguments, environment and requirements.
@@ -626,7 +655,9 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       memorySize,
       cpuCount,
       envHost: params.envHost ?? false,
+      mode: imageMode,
     });
+    initrdBytes = unpacked.initrd;
     bytes = unpacked.kernel;
     args = unpacked.args;
     env = unpacked.env;
@@ -640,6 +671,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
     ...(params.random ? { random: params.random } : {}),
   });
   const { guestAddress, kernelAddress, kernelEnd } = layout;
+  const initrd = initrdBytes === null ? null : placeImageInitrd(layout, memorySize, initrdBytes);
   if (params.net !== undefined) checkNetKernel(image);
   log.debug(
     `Kernel: ${image.kind}, interface v${image.interfaceVersion}, guest RAM at 0x${
@@ -697,6 +729,8 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
 
     const mem = new GuestMemory(res.memory.buffer, guestAddress);
     const loaded = loadKernel(mem, bytes, image, kernelAddress);
+    // The pages after the initrd's end stay zero: the mapping is fresh.
+    if (initrd !== null && initrdBytes !== null) mem.write(initrd.start, initrdBytes);
 
     const cpuid = adjustCpuid(kvm.supportedCpuid());
     const gdt = writeGdt(mem, guestAddress);
@@ -711,11 +745,21 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
 
     let fdt: Uint8Array;
     try {
-      fdt = buildHermitFdt({ guestAddress, memorySize, tscKhz, mounts: map.mounts(), args, env });
+      fdt = buildHermitFdt({
+        guestAddress,
+        memorySize,
+        tscKhz,
+        mounts: map.mounts(),
+        args,
+        env,
+        cpuCount,
+        ...(initrd !== null ? { initrd } : {}),
+      });
     } catch (error) {
       if (error instanceof FdtSizeError) {
         throw new UsageError(
-          "The kernel arguments and environment are too long to fit in the device tree (16 KiB)",
+          "The kernel arguments, environment and vCPU list are too long to fit in the device " +
+            "tree (16 KiB)",
         );
       }
       throw error;
@@ -733,7 +777,9 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       cpuFreqKhz: tscKhz ?? 0,
       bootTimeNs: wallClockNs(),
     });
-    buildIdentityMap(mem, { guestAddress, kernelEnd, legacy: image.legacyMapping });
+    // As uhyve 0.9.1: the identity map reaches the initrd's end too.
+    const mappedEnd = initrd === null ? kernelEnd : Math.max(kernelEnd, initrd.end);
+    buildIdentityMap(mem, { guestAddress, kernelEnd: mappedEnd, legacy: image.legacyMapping });
 
     applyFileIsolation(params.fileIsolation ?? "none", kernelPath, map, sandbox);
 
@@ -861,7 +907,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       const code = error.permission ? EXIT_CODE.PERMISSION : EXIT_CODE.HOST_ERROR;
       throw new VmError(error.message, code, { cause: error });
     }
-    if (error instanceof KvmUnavailableError) {
+    if (error instanceof KvmUnavailableError || error instanceof LibcLoadError) {
       throw new VmError(error.message, EXIT_CODE.KVM_UNAVAILABLE, { cause: error });
     }
     if (error instanceof ImageFormatError) {

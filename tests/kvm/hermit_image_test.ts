@@ -18,7 +18,12 @@ import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { CaptureSink } from "../../src/io/guest_output.ts";
 import { UsageError, type VmParams } from "../../src/params.ts";
 import { runVm, type VmResult } from "../../src/vm.ts";
-import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
+import {
+  buildGuest,
+  type GuestBuild,
+  type GuestIface,
+  guestVariantName,
+} from "../_helpers/guests.ts";
 import {
   buildTar,
   gzip,
@@ -26,10 +31,7 @@ import {
   type HermitTomlSpec,
 } from "../_helpers/hermit_image_builder.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
-const decoder = new TextDecoder();
+import { assertOneErrorLine, type CliRun, describeRun, runDhyve } from "../_helpers/cli.ts";
 
 const V1: GuestBuild = { iface: 1, pie: true };
 const V2: GuestBuild = { iface: 2, pie: true };
@@ -83,43 +85,8 @@ async function runImage(
   return { result, stdout: out.text() };
 }
 
-/** The outcome of one `deno run main.ts …`. */
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function dhyve(args: readonly string[]): Promise<CliRun> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-ffi", "--allow-read", MAIN, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-function describeRun(run: CliRun): string {
-  return `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
-}
-
-/** Exit `code`, exactly one `dhyve: error:` line, no stack frames, nothing on stdout. */
-function assertOneErrorLine(run: CliRun, code: number, ...mentions: RegExp[]): void {
-  const context = describeRun(run);
-  assert.equal(run.code, code, context);
-  const errors = run.stderr.split("\n").filter((l) => l !== "");
-  assert.equal(errors.length, 1, context);
-  assert.match(errors[0]!, /^dhyve: error: \S/, context);
-  assert.doesNotMatch(run.stderr, / {4}at /, context);
-  assert.equal(run.stdout, "", context);
-  for (const pattern of mentions) assert.match(errors[0]!, pattern, context);
+function dhyve(args: readonly string[]): Promise<CliRun> {
+  return runDhyve(args);
 }
 
 /** What the `args` guest prints for argv, env and kernel args. */
@@ -151,7 +118,7 @@ const ARGS_TOML: HermitTomlSpec = {
  * kernel and application words and takes env from `env=` words.
  */
 function expectedArgs(
-  iface: 1 | 2,
+  iface: GuestIface,
   path: string,
   args: readonly string[],
   env: readonly string[],
@@ -251,9 +218,9 @@ kvmTest("image: requirements cpus > -c exits 64 with one line naming -c", async 
 });
 
 /** `read_virtual`'s report for the whole of `bytes` read in `chunk`-byte reads. */
-function readReport(iface: 1 | 2, bytes: Uint8Array, chunk: number): string {
+function readReport(iface: GuestIface, bytes: Uint8Array, chunk: number): string {
   const reads = Math.ceil(bytes.length / chunk) + 1; // the last read returns 0
-  const write = iface === 2 ? "-30" : "n/a"; // EROFS; v1 FileWrite has no result
+  const write = iface !== 1 ? "-30" : "n/a"; // EROFS; v1 FileWrite has no result
   return `bytes=${bytes.length} reads=${reads} fnv=${fnv1a(bytes)} write=${write}\n`;
 }
 

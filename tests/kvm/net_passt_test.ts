@@ -23,10 +23,10 @@ import assert from "node:assert/strict";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
 import { run, WatchedProcess } from "../_helpers/net_process.ts";
+import { AS_NOBODY, NOBODY_ID, stageDhyve } from "../_helpers/stage.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 const V2_PIE: GuestBuild = { iface: 2, pie: true, versionNote: false };
-const NOBODY = "65534";
+const NOBODY = String(NOBODY_ID);
 
 /** Why these tests cannot run here, or null. */
 async function unavailable(): Promise<string | null> {
@@ -48,59 +48,47 @@ if (skip !== null) {
   console.log(`SKIP tests/kvm/net_passt_test.ts: ${skip}`);
 }
 
-/** dhyve's sources, npm packages, the guest and a Deno dir, readable by nobody. */
-interface Stage {
-  dir: string;
-  guest: string;
+/** A staged dhyve (tests/_helpers/stage.ts) plus what these tests add to it. */
+interface PasstStage {
+  /** The staged main.ts and deno binary. */
+  main: string;
   deno: string;
-  /** Parent of passt's socket directory (--tempdir): must be empty after every run. */
+  /** The staged guest. */
+  guest: string;
+  /** nobody's home: the cwd of its runs. */
+  home: string;
+  /** Parent of passt's socket directory (--tempdir): must hold none after every run. */
   tmp: string;
+  /** The environment of nobody's runs (HOME, DENO_DIR, PATH, and where /dev/kvm's node goes). */
+  env: Record<string, string>;
 }
 
-let staged: Promise<Stage> | undefined;
+let staged: Promise<PasstStage> | undefined;
 
-/** Copies what an unprivileged dhyve needs into a fresh world-readable temp dir (once). */
-function stage(): Promise<Stage> {
+/** Stages dhyve and the guest for nobody, once; removed when the test file ends. */
+function stage(): Promise<PasstStage> {
   staged ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "dhyve-passt-test-" });
     const guest = await buildGuest("net_echo", V2_PIE);
-    const copies = [
-      ["main.ts"],
-      ["deno.json"],
-      ["package.json"],
-      ["src"],
-      ["node_modules/@logtape"],
-      ["node_modules/smol-toml"],
-    ];
-    await Deno.mkdir(`${dir}/node_modules`);
-    for (const [path] of copies) {
-      const r = await run(["cp", "-r", `${REPO_ROOT}/${path}`, `${dir}/${path}`]);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    await Deno.copyFile(guest, `${dir}/net_echo`);
-    // Deno itself: use it in place if nobody may run it, else a copy.
-    let deno = Deno.execPath();
-    if (
-      (await run([
-        "setpriv",
-        `--reuid=${NOBODY}`,
-        `--regid=${NOBODY}`,
-        "--clear-groups",
-        deno,
-        "--version",
-      ])).code !== 0
-    ) {
-      await Deno.copyFile(deno, `${dir}/deno`);
-      deno = `${dir}/deno`;
-    }
-    for (const sub of ["tmp", "deno_dir", "dev"]) await Deno.mkdir(`${dir}/${sub}`);
-    assert.equal((await run(["chmod", "-R", "a+rX", dir])).code, 0);
-    assert.equal(
-      (await run(["chown", `${NOBODY}:${NOBODY}`, `${dir}/tmp`, `${dir}/deno_dir`])).code,
-      0,
-    );
-    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-    return { dir, guest: `${dir}/net_echo`, deno, tmp: `${dir}/tmp` };
+    const st = await stageDhyve([guest]);
+    const root = st.home.slice(0, st.home.lastIndexOf("/"));
+    globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
+    const tmp = `${st.home}/tmp`;
+    const dev = `${root}/dev`;
+    await Deno.mkdir(tmp);
+    await Deno.chown(tmp, NOBODY_ID, NOBODY_ID);
+    await Deno.mkdir(dev, { mode: 0o755 });
+    return {
+      main: st.main,
+      deno: st.deno,
+      guest: st.files.get(guest)!,
+      home: st.home,
+      tmp,
+      env: {
+        ...st.env,
+        DHYVE_KVM_DIR: dev,
+        PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+      },
+    };
   })();
   return staged;
 }
@@ -109,14 +97,14 @@ function stage(): Promise<Stage> {
  * A shell script that gives the (private) mount namespace a /dev/kvm that
  * nobody may open, then runs "$@" as nobody.
  */
-const AS_NOBODY = `
+const NOBODY_WITH_KVM = `
 set -e
-dev="$DHYVE_STAGE/dev"
+dev="$DHYVE_KVM_DIR"
 mount -t tmpfs -o mode=0755 dhyve-kvm "$dev"
 mknod "$dev/kvm" c $(stat -c '%Hr %Lr' /dev/kvm)
 chmod 0666 "$dev/kvm"
 mount --bind "$dev/kvm" /dev/kvm
-exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups "$@"
+exec ${AS_NOBODY.join(" ")} "$@"
 `;
 
 /** The command prefix that runs the rest as nobody, in namespace `ns` if given. */
@@ -129,23 +117,13 @@ function asNobody(ns?: string): string[] {
     "private",
     "sh",
     "-c",
-    AS_NOBODY,
+    NOBODY_WITH_KVM,
     "sh",
   ];
 }
 
-/** Environment of the unprivileged dhyve. */
-function nobodyEnv(s: Stage): Record<string, string> {
-  return {
-    DHYVE_STAGE: s.dir,
-    HOME: s.tmp,
-    DENO_DIR: `${s.dir}/deno_dir`,
-    PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-  };
-}
-
 /** The `deno run` flags dhyve's own --print-permissions asks for these options. */
-async function printedPermissions(s: Stage, dhyveArgs: string[]): Promise<string[]> {
+async function printedPermissions(s: PasstStage, dhyveArgs: string[]): Promise<string[]> {
   const r = await run(
     [
       ...asNobody(),
@@ -153,11 +131,11 @@ async function printedPermissions(s: Stage, dhyveArgs: string[]): Promise<string
       "run",
       "--quiet",
       "--allow-read",
-      `${s.dir}/main.ts`,
+      s.main,
       "--print-permissions",
       ...dhyveArgs,
     ],
-    { env: nobodyEnv(s), timeoutMs: 60_000, cwd: s.dir },
+    { env: s.env, timeoutMs: 60_000, cwd: s.home },
   );
   assert.equal(r.code, 0, `--print-permissions: ${r.stderr}`);
   const flags = r.stdout.trim().split(/\s+/).filter((w) => w.startsWith("--allow-"));
@@ -182,7 +160,7 @@ function freePort(): number {
 
 /** Starts dhyve as nobody with `--net passt`, publishing `port` (TCP and UDP) to guest port 7. */
 async function startDhyve(
-  s: Stage,
+  s: PasstStage,
   port: number,
   options: { ns?: string; guestArgs?: string[]; net?: string[] } = {},
 ): Promise<WatchedProcess> {
@@ -196,11 +174,11 @@ async function startDhyve(
     "run",
     "--quiet",
     ...flags,
-    `${s.dir}/main.ts`,
+    s.main,
     ...dhyveArgs,
     ...(options.guestArgs === undefined ? [] : ["--", ...options.guestArgs]),
   ];
-  const dhyve = new WatchedProcess(cmd, { env: nobodyEnv(s), timeoutMs: 150_000, cwd: s.dir });
+  const dhyve = new WatchedProcess(cmd, { env: s.env, timeoutMs: 150_000, cwd: s.home });
   await dhyve.waitFor(/net: up mac=02:00:0a:00:05:03 irq=11 link=1 mtu=1500/, 90_000);
   return dhyve;
 }
@@ -291,7 +269,7 @@ async function passtPid(dhyve: WatchedProcess): Promise<number> {
  * No passt socket directory (dhyve-passt-*) is left in the stage's temp dir.
  * (The VM's own temp dir, dhyve-*, does outlive a SIGKILL: nothing can remove it then.)
  */
-async function assertNoSocketLeft(s: Stage): Promise<void> {
+async function assertNoSocketLeft(s: PasstStage): Promise<void> {
   const left: string[] = [];
   for await (const e of Deno.readDir(s.tmp)) {
     if (e.name.startsWith("dhyve-passt-")) left.push(e.name);
@@ -350,6 +328,7 @@ async function echoSession(ns?: string, requirePing = false): Promise<void> {
   });
   try {
     const pid = await passtPid(dhyve);
+    assert.equal(await uidOf(dhyve.pid), NOBODY_ID, "dhyve runs as nobody");
     if (ping) {
       await dhyve.waitFor(
         new RegExp(`net: ping reply from ${target!.replaceAll(".", "\\.")}`),
@@ -453,11 +432,9 @@ Deno.test({
     const s = await stage();
     const port = freePort();
     const socket = `${s.tmp}/own-passt.socket`;
-    const passt = new Deno.Command("setpriv", {
+    const passt = new Deno.Command(AS_NOBODY[0]!, {
       args: [
-        `--reuid=${NOBODY}`,
-        `--regid=${NOBODY}`,
-        "--clear-groups",
+        ...AS_NOBODY.slice(1),
         "passt",
         "--foreground",
         "--one-off",
@@ -515,7 +492,7 @@ Deno.test({
   sanitizeOps: false,
   async fn(): Promise<void> {
     const s = await stage();
-    const empty = `${s.dir}/empty-path`;
+    const empty = `${s.home}/empty-path`;
     await Deno.mkdir(empty, { recursive: true });
     const withoutPasst = (allowRun: string): ReturnType<typeof run> =>
       run([
@@ -526,13 +503,13 @@ Deno.test({
         "--allow-read",
         `--allow-write=${s.tmp}`,
         allowRun,
-        `${s.dir}/main.ts`,
+        s.main,
         "--tempdir",
         s.tmp,
         "--net",
         "passt",
         s.guest,
-      ], { env: { PATH: empty, DENO_DIR: `${s.dir}/deno_dir` }, timeoutMs: 60_000 });
+      ], { env: { PATH: empty, DENO_DIR: s.env.DENO_DIR! }, timeoutMs: 60_000 });
     const r = await withoutPasst("--allow-run");
     assert.equal(r.code, 71, r.stderr);
     assert.match(r.stderr, /apt install passt/);

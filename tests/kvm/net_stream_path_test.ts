@@ -22,7 +22,9 @@ const RX_BUF = BASE + 0x9_0000;
 const RX_ROOM = 2048;
 
 /** A rig whose host end is a connected UNIX socket; `peer` is the test's end. */
-async function withStreamRig(fn: (rig: Rig, peer: Deno.UnixConn) => Promise<void>): Promise<void> {
+async function withStreamRig(
+  fn: (rig: Rig, peer: Deno.UnixConn) => Promise<void> | void,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "dhyve-stream-test-" });
   const path = `${dir}/s`;
   const listener = Deno.listen({ transport: "unix", path });
@@ -174,7 +176,7 @@ Deno.test("stream data path: a corrupt length takes the link down and tells the 
 });
 
 Deno.test("stream data path: a peer that closes takes the link down; guest frames are not stuck", async () => {
-  await withStreamRig(async (rig, peer) => {
+  await withStreamRig((rig, peer) => {
     offerRx(rig, 2);
     assert.equal(Atomics.load(rig.state, WORD.LINK), 1);
     peer.close();
