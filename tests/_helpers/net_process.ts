@@ -1,7 +1,8 @@
 /**
  * Subprocesses for the networking tests: {@linkcode run} runs one to its end
  * within a deadline, {@linkcode WatchedProcess} keeps one running while the
- * test reads its output as it comes (and kills it at its deadline). Neither
+ * test reads its output as it comes (and kills it at its deadline), and
+ * {@linkcode echoClient} talks UDP or TCP to an echo server (python3). None
  * throws for an exit code.
  * @module
  */
@@ -139,4 +140,63 @@ export class WatchedProcess {
   kill(): void {
     this.signal("SIGKILL");
   }
+}
+
+/** Bytes as lowercase hex. */
+export function hex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The echo client: UDP sends each payload and prints the reply as hex; TCP
+ * sends each payload over one connection, prints the echo as hex, then shuts
+ * its side down and prints "eof" when the server closes too.
+ */
+const ECHO_CLIENT = `
+import socket, sys
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if mode == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(20)
+    for hexdata in sys.argv[4:]:
+        s.sendto(bytes.fromhex(hexdata), (host, port))
+        reply, _ = s.recvfrom(65535)
+        print(reply.hex(), flush=True)
+else:
+    c = socket.create_connection((host, port), timeout=30)
+    for hexdata in sys.argv[4:]:
+        data = bytes.fromhex(hexdata)
+        c.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        print(got.hex(), flush=True)
+    c.shutdown(socket.SHUT_WR)
+    print("eof" if c.recv(1) == b"" else "more", flush=True)
+    c.close()
+`;
+
+/** Runs the echo client (in network namespace `ns` if given); returns its output lines. */
+export async function echoClient(options: {
+  host: string;
+  port: number;
+  mode: "udp" | "tcp";
+  data: Uint8Array[];
+  ns?: string;
+}): Promise<string[]> {
+  const r = await run([
+    ...(options.ns === undefined ? [] : ["ip", "netns", "exec", options.ns]),
+    "python3",
+    "-c",
+    ECHO_CLIENT,
+    options.host,
+    String(options.port),
+    options.mode,
+    ...options.data.map(hex),
+  ], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `${options.mode} client: ${r.stderr}`);
+  return r.stdout.trim().split("\n");
 }

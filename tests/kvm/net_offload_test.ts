@@ -14,12 +14,13 @@
 import assert from "node:assert/strict";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
-import { run, WatchedProcess } from "../_helpers/net_process.ts";
+import { echoClient, hex, run, WatchedProcess } from "../_helpers/net_process.ts";
 
 const MAIN = decodeURIComponent(new URL("../../main.ts", import.meta.url).pathname);
 const PERMS = ["--allow-ffi", "--allow-read", "--allow-write=/dev/net/tun"];
 const TAP = "otap0";
 const MTU = 1400;
+const EXIT = new TextEncoder().encode("dhyve-net-exit");
 
 async function unavailable(): Promise<string | null> {
   if (!kvmAvailable()) return "/dev/kvm cannot be opened";
@@ -41,33 +42,6 @@ const skip = await unavailable();
 if (skip !== null) {
   // deno-lint-ignore no-console
   console.log(`SKIP tests/kvm/net_offload_test.ts: ${skip} (needs root and KVM)`);
-}
-
-/** A TCP client in the namespace: sends each payload, prints the echo as hex, then "eof". */
-const TCP_CLIENT = `
-import socket, sys
-c = socket.create_connection(("10.0.5.3", 7), timeout=30)
-for hexdata in sys.argv[1:]:
-    data = bytes.fromhex(hexdata)
-    c.sendall(data)
-    got = b""
-    while len(got) < len(data):
-        chunk = c.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    print(got.hex(), flush=True)
-c.shutdown(socket.SHUT_WR)
-print("eof" if c.recv(1) == b"" else "more", flush=True)
-c.close()
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.settimeout(10)
-u.sendto(b"dhyve-net-exit", ("10.0.5.3", 7))
-print(u.recvfrom(100)[0].decode(), flush=True)
-`;
-
-function hex(bytes: Uint8Array): string {
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Boots net_echo on a TAP with MTU 1400 (guest option `csum` or not) and echoes TCP through it. */
@@ -98,11 +72,13 @@ async function tcpSession(csum: boolean): Promise<string> {
       const payloads = [5, 1000, MTU - 40, 12_000].map((n, i) =>
         Uint8Array.from({ length: n }, (_, j) => (j * 17 + i) & 0xff)
       );
-      const r = await run(inNs(["python3", "-c", TCP_CLIENT, ...payloads.map(hex)]), {
-        timeoutMs: 60_000,
-      });
-      assert.equal(r.code, 0, `client: ${r.stderr}\n${dhyve.output}`);
-      assert.deepEqual(r.stdout.trim().split("\n"), [...payloads.map(hex), "eof", "bye"]);
+      const echo = { host: "10.0.5.3", port: 7, ns };
+      assert.deepEqual(await echoClient({ ...echo, mode: "tcp", data: payloads }), [
+        ...payloads.map(hex),
+        "eof",
+      ]);
+      const bye = await echoClient({ ...echo, mode: "udp", data: [EXIT] });
+      assert.deepEqual(bye, [hex(new TextEncoder().encode("bye"))]);
       assert.equal(await dhyve.exit(), 0, dhyve.output);
       return dhyve.stdout;
     } finally {

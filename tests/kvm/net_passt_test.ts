@@ -22,7 +22,7 @@
 import assert from "node:assert/strict";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
-import { run, WatchedProcess } from "../_helpers/net_process.ts";
+import { echoClient, hex, run, WatchedProcess } from "../_helpers/net_process.ts";
 import { AS_NOBODY, NOBODY_ID, stageDhyve } from "../_helpers/stage.ts";
 
 const V2_PIE: GuestBuild = { iface: 2, pie: true, versionNote: false };
@@ -183,61 +183,18 @@ async function startDhyve(
   return dhyve;
 }
 
-/** UDP and TCP clients: each prints what came back, as hex, one line per exchange. */
-const CLIENT = `
-import socket, sys
-port = int(sys.argv[1])
-mode = sys.argv[2]
-if mode == "udp":
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(20)
-    for hexdata in sys.argv[3:]:
-        s.sendto(bytes.fromhex(hexdata), ("127.0.0.1", port))
-        reply, _ = s.recvfrom(65535)
-        print(reply.hex(), flush=True)
-else:
-    c = socket.create_connection(("127.0.0.1", port), timeout=30)
-    for hexdata in sys.argv[3:]:
-        data = bytes.fromhex(hexdata)
-        c.sendall(data)
-        got = b""
-        while len(got) < len(data):
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        print(got.hex(), flush=True)
-    c.shutdown(socket.SHUT_WR)
-    print("eof" if c.recv(1) == b"" else "more", flush=True)
-    c.close()
-`;
-
-function hex(bytes: Uint8Array): string {
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 function payload(n: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: n }, (_, j) => (j * 31 + seed * 7 + 1) & 0xff);
 }
 
-/** Runs the python client (in namespace `ns` if given); returns its output lines. */
-async function client(
+/** The echo client on 127.0.0.1:`port` (in namespace `ns` if given); its output lines. */
+function client(
   port: number,
   mode: "udp" | "tcp",
   data: Uint8Array[],
   ns?: string,
 ): Promise<string[]> {
-  const r = await run([
-    ...(ns === undefined ? [] : ["ip", "netns", "exec", ns]),
-    "python3",
-    "-c",
-    CLIENT,
-    String(port),
-    mode,
-    ...data.map(hex),
-  ], { timeoutMs: 60_000 });
-  assert.equal(r.code, 0, `${mode} client: ${r.stderr}`);
-  return r.stdout.trim().split("\n");
+  return echoClient({ host: "127.0.0.1", port, mode, data, ...(ns === undefined ? {} : { ns }) });
 }
 
 /** Whether process `pid` is gone (or a zombie nobody reaps: not a running passt). */
