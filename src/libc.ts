@@ -81,6 +81,8 @@ const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /** int connect(int fd, const struct sockaddr *addr, socklen_t len) */
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** int socketpair(int domain, int type, int protocol, int sv[2]) */
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   /** uid_t geteuid(void) */
   geteuid: { parameters: [], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -163,6 +165,8 @@ export interface Libc {
   socket(domain: number, type: number, protocol: number): number;
   /** connect(2). */
   connect(fd: number, addr: Uint8Array<ArrayBuffer>, len: number): number;
+  /** socketpair(2). */
+  socketpair(domain: number, type: number, protocol: number, sv: Uint8Array<ArrayBuffer>): number;
   /** geteuid(2) (Deno.uid() would need --allow-sys). */
   geteuid(): number;
 }

@@ -189,6 +189,19 @@ export function connectUnixSocket(path: string): number {
   return fd;
 }
 
+/**
+ * A connected pair of non-blocking UNIX stream sockets: one end stands in for
+ * passt's socket where tests and benchmarks drive the stream data path.
+ */
+export function streamSocketPair(): [number, number] {
+  const sv = new Uint8Array(8);
+  if (libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+    throw new Error(`Cannot create a socket pair (errno ${errno()})`);
+  }
+  const v = new DataView(sv.buffer);
+  return [v.getInt32(0, true), v.getInt32(4, true)];
+}
+
 /** The process's effective uid (without `--allow-sys`). */
 export function effectiveUid(): number {
   return libc().geteuid();

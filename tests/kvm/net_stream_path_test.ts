@@ -1,18 +1,23 @@
 /**
- * The net data path on passt's stream protocol, over a real UNIX socket
+ * The net data path on passt's stream protocol, over a real UNIX socket pair
  * (the test plays passt at the other end) and real rings in mmap'd memory,
  * without KVM: frames go out with their length prefix; frames come in whole
  * however the bytes arrive; a frame over the MTU or a runt is skipped and
  * counted; a corrupt length or a peer that closes takes the link down and
  * tells the driver, and later guest frames are dropped, not stuck; a peer
  * that does not read fills the socket without blocking the data path, and
- * the stream stays in step when it drains. Needs `--allow-ffi`,
- * `--allow-read`/`--allow-write` on a temp dir.
+ * the stream stays in step when it drains. Needs `--allow-ffi`.
  * @module
  */
 
 import assert from "node:assert/strict";
-import { connectUnixSocket, drainEventFd } from "../../src/net/host_io.ts";
+import {
+  bufferAddress,
+  closeFd,
+  drainEventFd,
+  FdIo,
+  streamSocketPair,
+} from "../../src/net/host_io.ts";
 import { ISR } from "../../src/virtio/layout.ts";
 import { WORD } from "../../src/virtio/net_state.ts";
 import { BASE, QSIZE, Rig, WRITE } from "../_helpers/net_rig.ts";
@@ -21,27 +26,56 @@ const TX_BUF = BASE + 0x8_0000;
 const RX_BUF = BASE + 0x9_0000;
 const RX_ROOM = 2048;
 
-/** A rig whose host end is a connected UNIX socket; `peer` is the test's end. */
+/** The test's end of the socket pair: plays passt, synchronously (FFI readv/writev). */
+class Peer {
+  readonly #fd: number;
+  readonly #io = new FdIo(1, 1);
+  #open = true;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  /** Writes all of `bytes` (the socket has room: the tests write a few KiB at a time). */
+  write(bytes: Uint8Array): Promise<number> {
+    const copy = bytes.slice();
+    let done = 0;
+    while (done < copy.length) {
+      this.#io.setIov(0, bufferAddress(copy) + done, copy.length - done);
+      const n = this.#io.writev(this.#fd, 1);
+      assert.ok(n > 0, `peer write: ${n}`);
+      done += n;
+    }
+    return Promise.resolve(done);
+  }
+
+  /** Reads what is there into `into`: the byte count, or null at the end of the stream. */
+  read(into: Uint8Array<ArrayBuffer>): Promise<number | null> {
+    this.#io.setIov(0, bufferAddress(into), into.length);
+    const n = this.#io.readv(this.#fd, 1);
+    assert.ok(n >= 0, `peer read: nothing there (${n})`);
+    return Promise.resolve(n === 0 ? null : n);
+  }
+
+  close(): void {
+    if (this.#open) closeFd(this.#fd);
+    this.#open = false;
+  }
+}
+
+/** A rig whose host end is one of a connected socket pair; `peer` is the test's end. */
 async function withStreamRig(
-  fn: (rig: Rig, peer: Deno.UnixConn) => Promise<void> | void,
+  fn: (rig: Rig, peer: Peer) => Promise<void> | void,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "dhyve-stream-test-" });
-  const path = `${dir}/s`;
-  const listener = Deno.listen({ transport: "unix", path });
-  const fd = connectUnixSocket(path);
-  assert.ok(fd >= 0, `connect: errno ${-fd}`);
-  const peer = await listener.accept();
+  const [fd, other] = streamSocketPair();
+  const peer = new Peer(other);
   const rig = new Rig({ fd, backend: "stream" });
   try {
     rig.setUp();
     await fn(rig, peer);
   } finally {
     rig.close();
-    try {
-      peer.close();
-    } catch { /* closed by the test */ }
-    listener.close();
-    await Deno.remove(dir, { recursive: true });
+    peer.close();
   }
 }
 
@@ -79,7 +113,7 @@ function queueTx(rig: Rig, slot: number, n: number, data: Uint8Array): void {
 }
 
 /** Reads exactly `n` bytes from the peer. */
-async function readExactly(peer: Deno.UnixConn, n: number): Promise<Uint8Array> {
+async function readExactly(peer: Peer, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
   let got = 0;
   while (got < n) {
