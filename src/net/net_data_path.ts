@@ -289,11 +289,15 @@ export class NetDataPath {
       this.#receiver.skipCurrent();
       Atomics.add(this.#state, WORD.DROPPED, 1);
     }
-    if (this.#txSent > 0) {
-      this.#txPad += LENGTH_PREFIX + this.#txFrameLength - this.#txSent;
-      this.#txSent = 0;
-      Atomics.add(this.#state, WORD.DROPPED, 1);
-    }
+    this.#dropHalfSent();
+  }
+
+  /** Owes the stream zero bytes for the rest of a frame half written (see above). */
+  #dropHalfSent(): void {
+    if (this.#txSent === 0) return;
+    this.#txPad += LENGTH_PREFIX + this.#txFrameLength - this.#txSent;
+    this.#txSent = 0;
+    Atomics.add(this.#state, WORD.DROPPED, 1);
   }
 
   /**
@@ -370,7 +374,7 @@ export class NetDataPath {
     const length = chain.total - NET_HDR_SIZE;
     if (this.#txSent > 0 && length !== this.#txFrameLength) {
       // The driver rewrote a chain the device was still sending: finish the frame with zeros.
-      this.#dropHeldFrames();
+      this.#dropHalfSent();
       if (!this.#flushPad()) return false;
     }
     if (this.#hostDead || length < ETH_HEADER_SIZE || length > this.#maxFrame) {
