@@ -79,6 +79,7 @@ import {
 } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { type NetCounters, NetDevice, netRegisters, NetSetupError } from "./net/net_device.ts";
+import type { NetOption } from "./net/net_option.ts";
 import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
 import { denoHostFs } from "./sandbox/host_fs.ts";
@@ -342,9 +343,14 @@ function checkNetKernel(image: KernelImage): void {
   }
 }
 
-/** Opens the TAP for `--net`; warns when attaching made a temporary interface. */
-function openNetDevice(name: string, mac: Uint8Array | undefined): NetDevice {
-  const net = NetDevice.open(name, mac);
+/**
+ * Opens the host end for `--net`: the TAP (warning when attaching made a
+ * temporary interface), or passt (started, or attached to).
+ */
+async function openNetDevice(option: NetOption, tempDir: string | undefined): Promise<NetDevice> {
+  if (option.mode === "passt") return await NetDevice.openPasst(option, tempDir);
+  const name = option.name;
+  const net = NetDevice.open(name, option.mac);
   if (!net.persistent) {
     log.warn(
       `TAP device "${name}" did not exist: dhyve made a temporary one, without an address and ` +
@@ -373,7 +379,7 @@ async function connectNetDevice(
   });
   await net.start(ram, (message) => log.warn(message));
   const mac = [...net.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
-  log.debug(`--net: TAP ${net.tapName}, guest MAC ${mac}`);
+  log.debug(`--net: ${net.hostName}, guest MAC ${mac}`);
 }
 
 /** The `-v` line about the network at the end of a run. */
@@ -381,7 +387,9 @@ function netSummary(c: NetCounters): string {
   const frames = c.rxPackets + c.txPackets;
   const perFrame = frames === 0 ? 0 : c.serviceUs / frames;
   return `--net: ${c.rxPackets} frames to the guest, ${c.txPackets} from it, ${c.dropped} ` +
-    `dropped, ${c.interrupts} interrupts; data path busy ${perFrame.toFixed(1)} µs per frame`;
+    `dropped, ${c.interrupts} interrupts; data path busy ${perFrame.toFixed(1)} µs per frame` +
+    (c.badLength > 0 ? `; ${c.badLength} frames from passt with a bad length` : "") +
+    (c.linkUp ? "" : "; the link went down (passt closed its socket)");
 }
 
 /**
@@ -688,7 +696,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   const stderr = new GuestOutput(params.stderr ?? hostOutputSink(2));
   try {
     // Before KVM and the guest: a TAP problem is one line and an exit code.
-    if (params.net !== undefined) res.net = openNetDevice(params.net.name, params.net.mac);
+    if (params.net !== undefined) res.net = await openNetDevice(params.net, params.tempDir);
     res.kvm = openKvm();
     const kvm = res.kvm;
     res.vm = kvm.createVm();
