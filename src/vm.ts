@@ -79,6 +79,7 @@ import { dirname } from "./posix_path.ts";
 import { traceMark } from "./startup_trace.ts";
 // The GDB stub, the network device and the SMP Workers are loaded only by runs that use them.
 import type { NetCounters, NetDevice } from "./net/net_device.ts";
+import type { NetOption } from "./net/net_option.ts";
 type NetModule = typeof import("./net/net_device.ts");
 type GdbModule = typeof import("./gdb/run.ts");
 import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
@@ -346,9 +347,18 @@ function checkNetKernel(image: KernelImage): void {
   }
 }
 
-/** Opens the TAP for `--net`; warns when attaching made a temporary interface. */
-function openNetDevice(netModule: NetModule, name: string, mac: Uint8Array | undefined): NetDevice {
-  const net = netModule.NetDevice.open(name, mac);
+/**
+ * Opens the host end for `--net`: the TAP (warning when attaching made a
+ * temporary interface), or passt (started, or attached to).
+ */
+async function openNetDevice(
+  netModule: NetModule,
+  option: NetOption,
+  tempDir: string | undefined,
+): Promise<NetDevice> {
+  if (option.mode === "passt") return await netModule.NetDevice.openPasst(option, tempDir);
+  const name = option.name;
+  const net = netModule.NetDevice.open(name, option.mac);
   if (!net.persistent) {
     log.warn(
       `TAP device "${name}" did not exist: dhyve made a temporary one, without an address and ` +
@@ -377,7 +387,7 @@ async function connectNetDevice(
   });
   await net.start(ram, (message) => log.warn(message));
   const mac = [...net.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
-  log.debug(`--net: TAP ${net.tapName}, guest MAC ${mac}`);
+  log.debug(`--net: ${net.hostName}, guest MAC ${mac}`);
 }
 
 /** The `-v` line about the network at the end of a run. */
@@ -385,7 +395,9 @@ function netSummary(c: NetCounters): string {
   const frames = c.rxPackets + c.txPackets;
   const perFrame = frames === 0 ? 0 : c.serviceUs / frames;
   return `--net: ${c.rxPackets} frames to the guest, ${c.txPackets} from it, ${c.dropped} ` +
-    `dropped, ${c.interrupts} interrupts; data path busy ${perFrame.toFixed(1)} µs per frame`;
+    `dropped, ${c.interrupts} interrupts; data path busy ${perFrame.toFixed(1)} µs per frame` +
+    (c.badLength > 0 ? `; ${c.badLength} frames from passt with a bad length` : "") +
+    (c.linkUp ? "" : "; the link went down (passt closed its socket)");
 }
 
 /**
@@ -700,7 +712,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   try {
     // Before KVM and the guest: a TAP problem is one line and an exit code.
     if (params.net !== undefined && netModule !== null) {
-      res.net = openNetDevice(netModule, params.net.name, params.net.mac);
+      res.net = await openNetDevice(netModule, params.net, params.tempDir);
     }
     res.kvm = openKvm();
     const kvm = res.kvm;

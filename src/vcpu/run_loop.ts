@@ -17,7 +17,7 @@ import {
 import { ERRNO } from "../errno.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { type HypercallContext, RESUME, VmStop, WOULD_BLOCK } from "../hypercall/context.ts";
-import { hex } from "../hypercall/protocol.ts";
+import { hex } from "../hex.ts";
 import { V2 } from "../hypercall/abi.ts";
 import { readSerialByte } from "../hypercall/serial_input.ts";
 import {
