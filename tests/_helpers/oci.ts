@@ -6,7 +6,7 @@
  * @module
  */
 
-import { buildGuest } from "./guests.ts";
+import { buildGuest, type GuestBuild } from "./guests.ts";
 import { kvmAvailable } from "./kvm.ts";
 import { REPO_ROOT } from "./repo.ts";
 import { isRoot } from "./skip.ts";
@@ -118,15 +118,22 @@ export function announceSkip(file: string, why: string | null): boolean {
  * Builds the test rootfs in a new temp dir: every guest of
  * {@linkcode IMAGE_GUESTS} at `/<name>` and busybox at `/bin/busybox` (with
  * `sh`, `true`, `cat` and `echo` linked to it), and packs it as a tar.
+ * `extra` adds further guests at `/<name>`, built as given.
  * @returns the tar's path and the directory (remove it when done).
  */
-export async function buildTestRootfsTar(): Promise<{ tar: string; dir: string; rootfs: string }> {
+export async function buildTestRootfsTar(
+  extra: Readonly<Record<string, GuestBuild>> = {},
+): Promise<{ tar: string; dir: string; rootfs: string }> {
   const dir = await Deno.makeTempDir({ prefix: "dhyve-oci-test-" });
   const rootfs = `${dir}/rootfs`;
   await Deno.mkdir(`${rootfs}/bin`, { recursive: true });
   for (const name of IMAGE_GUESTS) {
     // mem_touch needs the legacy boot map, which covers all of RAM (see its source).
     const build = { iface: 2, pie: true, versionNote: name !== "mem_touch" } as const;
+    await Deno.copyFile(await buildGuest(name, build), `${rootfs}/${name}`);
+    await Deno.chmod(`${rootfs}/${name}`, 0o755);
+  }
+  for (const [name, build] of Object.entries(extra)) {
     await Deno.copyFile(await buildGuest(name, build), `${rootfs}/${name}`);
     await Deno.chmod(`${rootfs}/${name}`, 0o755);
   }

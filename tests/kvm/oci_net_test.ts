@@ -1,0 +1,164 @@
+/**
+ * `dhyve-oci` with the `org.hermit-os.dhyve.net=passt` annotation under
+ * rootful Podman: the container's dhyve starts passt (the host's binary,
+ * mounted read-only) inside the container's own network namespace, with no
+ * network privileges, and the `net_echo` guest gets its network from it. With
+ * Podman's default network, `podman run -p 127.0.0.1:PORT:7` forwards a host
+ * loopback port to the container's port 7, where passt (the `publish`
+ * annotation) forwards it on to the guest: a host client's UDP datagrams and
+ * TCP connection are echoed by the guest. With `--network none` (no
+ * interface but loopback, and Podman forwards no ports) the guest still gets
+ * passt's network, reached from inside the container's namespace. Needs root,
+ * /dev/kvm, podman, runc, conmon, passt, python3 and busybox-static;
+ * otherwise one SKIP line.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  announceSkip,
+  buildTestRootfsTar,
+  type CommandResult,
+  containerTestsUnavailable,
+  describeResult,
+  DHYVE_OCI,
+  run,
+  waitFor,
+} from "../_helpers/oci.ts";
+import { echoClient, hex } from "../_helpers/net_process.ts";
+
+const unavailable = containerTestsUnavailable(["podman", "runc", "conmon", "passt", "python3"]);
+const ignore = announceSkip("oci_net_test.ts", unavailable);
+
+/** Podman's global options that work on these machines (crun refuses the hybrid cgroups). */
+const PODMAN = ["--cgroup-manager", "cgroupfs", "--events-backend", "file"];
+/** `podman run` options every container gets. */
+const RUN = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"];
+/** The guest's echo port (UDP and TCP), see tests/guests/net_echo.c. */
+const ECHO_PORT = 7;
+/** The annotations giving the guest passt's network, with the echo port forwarded. */
+const NET_ANNOTATIONS = [
+  "--annotation",
+  "org.hermit-os.dhyve.net=passt",
+  "--annotation",
+  // Podman's --annotation splits its value at commas: the list is separated by a space.
+  `org.hermit-os.dhyve.publish=${ECHO_PORT} ${ECHO_PORT}/udp`,
+  "--annotation",
+  "org.hermit-os.dhyve.log-level=info",
+];
+
+function podman(args: readonly string[]): Promise<CommandResult> {
+  return run("podman", [...PODMAN, ...args]);
+}
+
+/** A free loopback port on the host (for TCP; the UDP one is checked by podman's bind). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+function payload(size: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length: size }, (_, i) => (i * 31 + seed * 7) & 0xff);
+}
+
+Deno.test({
+  name: "dhyve-oci: the net=passt annotation gives a container's guest a network through passt",
+  ignore,
+  sanitizeResources: false,
+  async fn(t): Promise<void> {
+    const image = `localhost/dhyve-oci-net-test:${Deno.pid}`;
+    const built = await buildTestRootfsTar({ net_echo: { iface: 2, pie: true, versionNote: false } });
+    const names: string[] = [];
+    const logs = async (id: string): Promise<string> => {
+      const r = await podman(["logs", id]);
+      return r.stdout + r.stderr;
+    };
+    /** Starts net_echo detached under dhyve-oci with `options`; the container's name. */
+    const startEcho = async (options: readonly string[]): Promise<string> => {
+      const id = `dhyve-oci-net-test-${Deno.pid}-${names.length}`;
+      names.push(id);
+      const started = await podman([
+        "run",
+        "-d",
+        "--name",
+        id,
+        "--runtime",
+        DHYVE_OCI,
+        ...RUN,
+        ...NET_ANNOTATIONS,
+        ...options,
+        image,
+        "/net_echo",
+      ]);
+      assert.equal(started.code, 0, describeResult(started));
+      await waitFor(`${id}'s guest network to come up`, async () => {
+        const out = await logs(id);
+        if (/dhyve-oci: error|dhyve: error/.test(out)) assert.fail(out);
+        return /net: up mac=02:00:0a:00:05:03/.test(out);
+      }, 120_000);
+      return id;
+    };
+    const waitExit = async (id: string): Promise<number> => {
+      const waited = await podman(["wait", id]);
+      assert.equal(waited.code, 0, describeResult(waited));
+      return Number(waited.stdout.trim());
+    };
+    try {
+      const imported = await podman(["import", built.tar, image]);
+      assert.equal(imported.code, 0, describeResult(imported));
+
+      await t.step(
+        "default network: a host client reaches the guest through podman -p and passt",
+        async () => {
+          const port = freePort();
+          const id = await startEcho([
+            "-p",
+            `127.0.0.1:${port}:${ECHO_PORT}`,
+            "-p",
+            `127.0.0.1:${port}:${ECHO_PORT}/udp`,
+          ]);
+          const client = (mode: "udp" | "tcp", data: Uint8Array[]): Promise<string[]> =>
+            echoClient({ host: "127.0.0.1", port, mode, data });
+          const udp = [1, 64, 1000, 1472].map((n, i) => payload(n, i));
+          assert.deepEqual(await client("udp", udp), udp.map(hex), "UDP echoed byte for byte");
+          const tcp = [5, 1460, 4000, 20_000].map((n, i) => payload(n, i + 10));
+          assert.deepEqual(await client("tcp", tcp), [...tcp.map(hex), "eof"], "TCP echoed");
+          await waitFor("the TCP connection to close", async () =>
+            /net: tcp closed bytes=25465/.test(await logs(id)));
+          const bye = await client("udp", [new TextEncoder().encode("dhyve-net-exit")]);
+          assert.deepEqual(bye, [hex(new TextEncoder().encode("bye"))]);
+          assert.equal(await waitExit(id), 0, await logs(id));
+          const out = await logs(id);
+          assert.match(out, /net: done rx=\d+ tx=\d+/);
+          assert.match(out, /--net: \d+ frames to the guest, \d+ from it, 0 dropped/);
+        },
+      );
+
+      await t.step(
+        "--network none: the guest gets passt's network, reached inside the container",
+        async () => {
+          const id = await startEcho(["--network", "none"]);
+          // busybox nc in the container's own namespace, to passt's port 7 on its loopback.
+          const said = await podman([
+            "exec",
+            id,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            `echo dhyve-net-exit | /bin/busybox nc -u -w 10 127.0.0.1 ${ECHO_PORT}`,
+          ]);
+          assert.equal(said.code, 0, describeResult(said));
+          assert.match(said.stdout, /bye/);
+          assert.equal(await waitExit(id), 0, await logs(id));
+          assert.match(await logs(id), /net: done rx=\d+ tx=\d+/);
+        },
+      );
+    } finally {
+      for (const id of names) await podman(["rm", "-f", "-t", "0", id]);
+      await podman(["rmi", "-f", image]);
+      await Deno.remove(built.dir, { recursive: true });
+    }
+  },
+});
