@@ -42,6 +42,41 @@ export function describeResult(result: CommandResult): string {
   return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
 }
 
+/** Podman's global options that work on these machines (crun refuses the hybrid cgroups). */
+export const PODMAN = ["--cgroup-manager", "cgroupfs", "--events-backend", "file"];
+/** `podman run` options every container gets (root here lacks CAP_SYS_RESOURCE). */
+export const PODMAN_RUN = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"];
+
+/** `podman` with {@linkcode PODMAN}'s global options, feeding `stdin` when given. */
+export function podman(args: readonly string[], stdin?: string): Promise<CommandResult> {
+  return run("podman", [...PODMAN, ...args], stdin === undefined ? {} : { stdin });
+}
+
+/**
+ * `podman run -d --name NAME` under dhyve-oci with {@linkcode PODMAN_RUN} and
+ * `args` (options, image, command); fails the test unless podman started it.
+ */
+export async function podmanDetached(name: string, args: readonly string[]): Promise<void> {
+  const started = await podman([
+    "run",
+    "-d",
+    "--name",
+    name,
+    "--runtime",
+    DHYVE_OCI,
+    ...PODMAN_RUN,
+    ...args,
+  ]);
+  if (started.code !== 0) throw new Error(`podman run -d failed: ${describeResult(started)}`);
+}
+
+/** `podman wait NAME`: the container's exit status (fails the test if podman cannot say). */
+export async function podmanWait(name: string): Promise<number> {
+  const waited = await podman(["wait", name]);
+  if (waited.code !== 0) throw new Error(`podman wait failed: ${describeResult(waited)}`);
+  return Number(waited.stdout.trim());
+}
+
 /** Runs `cmd args`, feeding `stdin` when given, and collects its output. */
 export async function run(
   cmd: string,

@@ -15,25 +15,14 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  announceSkip,
-  buildTestRootfsTar,
-  type CommandResult,
-  containerTestsUnavailable,
-  describeResult,
-  DHYVE_OCI,
-  run,
-  waitFor,
-} from "../_helpers/oci.ts";
 import { echoClient, hex } from "../_helpers/net_process.ts";
+import * as oci from "../_helpers/oci.ts";
 
-const unavailable = containerTestsUnavailable(["podman", "runc", "conmon", "passt", "python3"]);
-const ignore = announceSkip("oci_net_test.ts", unavailable);
+const { describeResult, podman, podmanDetached, podmanWait, waitFor } = oci;
 
-/** Podman's global options that work on these machines (crun refuses the hybrid cgroups). */
-const PODMAN = ["--cgroup-manager", "cgroupfs", "--events-backend", "file"];
-/** `podman run` options every container gets. */
-const RUN = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"];
+const unavailable = oci.containerTestsUnavailable(["podman", "runc", "conmon", "passt", "python3"]);
+const ignore = oci.announceSkip("oci_net_test.ts", unavailable);
+
 /** The guest's echo port (UDP and TCP), see tests/guests/net_echo.c. */
 const ECHO_PORT = 7;
 /** The annotations giving the guest passt's network, with the echo port forwarded. */
@@ -46,10 +35,6 @@ const NET_ANNOTATIONS = [
   "--annotation",
   "org.hermit-os.dhyve.log-level=info",
 ];
-
-function podman(args: readonly string[]): Promise<CommandResult> {
-  return run("podman", [...PODMAN, ...args]);
-}
 
 /** A free loopback port on the host (for TCP; the UDP one is checked by podman's bind). */
 function freePort(): number {
@@ -101,7 +86,7 @@ Deno.test({
   sanitizeResources: false,
   async fn(t): Promise<void> {
     const image = `localhost/dhyve-oci-net-test:${Deno.pid}`;
-    const built = await buildTestRootfsTar({
+    const built = await oci.buildTestRootfsTar({
       net_echo: { iface: 2, pie: true, versionNote: false },
     });
     const names: string[] = [];
@@ -109,28 +94,22 @@ Deno.test({
       const r = await podman(["logs", id]);
       return r.stdout + r.stderr;
     };
-    /** Starts net_echo detached under dhyve-oci with `options`; the container's name. */
-    const startEcho = async (
+    /** `podman run -d` of net_echo under dhyve-oci with `options`; the container's name. */
+    const runEcho = async (
       options: readonly string[],
       guestArgs: readonly string[] = [],
     ): Promise<string> => {
       const id = `dhyve-oci-net-test-${Deno.pid}-${names.length}`;
       names.push(id);
-      const started = await podman([
-        "run",
-        "-d",
-        "--name",
-        id,
-        "--runtime",
-        DHYVE_OCI,
-        ...RUN,
-        ...NET_ANNOTATIONS,
-        ...options,
-        image,
-        "/net_echo",
-        ...guestArgs,
-      ]);
-      assert.equal(started.code, 0, describeResult(started));
+      await podmanDetached(id, [...NET_ANNOTATIONS, ...options, image, "/net_echo", ...guestArgs]);
+      return id;
+    };
+    /** {@linkcode runEcho}, then waits until the guest's network is up. */
+    const startEcho = async (
+      options: readonly string[],
+      guestArgs: readonly string[] = [],
+    ): Promise<string> => {
+      const id = await runEcho(options, guestArgs);
       await waitFor(`${id}'s guest network to come up`, async () => {
         const out = await logs(id);
         if (/dhyve-oci: error|dhyve: error/.test(out)) assert.fail(out);
@@ -138,11 +117,7 @@ Deno.test({
       }, 120_000);
       return id;
     };
-    const waitExit = async (id: string): Promise<number> => {
-      const waited = await podman(["wait", id]);
-      assert.equal(waited.code, 0, describeResult(waited));
-      return Number(waited.stdout.trim());
-    };
+    const waitExit = podmanWait;
     try {
       const imported = await podman(["import", built.tar, image]);
       assert.equal(imported.code, 0, describeResult(imported));
@@ -190,23 +165,7 @@ Deno.test({
         "--network none: the guest gets passt's network, reached inside the container " +
           "(where passt runs without a default route)",
         async () => {
-          const id = `dhyve-oci-net-test-${Deno.pid}-none`;
-          names.push(id);
-          const started = await podman([
-            "run",
-            "-d",
-            "--name",
-            id,
-            "--runtime",
-            DHYVE_OCI,
-            ...RUN,
-            ...NET_ANNOTATIONS,
-            "--network",
-            "none",
-            image,
-            "/net_echo",
-          ]);
-          assert.equal(started.code, 0, describeResult(started));
+          const id = await runEcho(["--network", "none"]);
           await waitFor(`${id}'s guest network to come up, or passt to refuse`, async () => {
             const out = await logs(id);
             return /net: up mac=|dhyve: error/.test(out);
