@@ -54,26 +54,34 @@ async function podmanGateway(): Promise<string> {
   return gateway.gateway;
 }
 
+/**
+ * Passt children of `parent` with their network namespaces, and those of
+ * `parent` and of the host, read by a shell (Deno reads other processes'
+ * /proc entries only under --allow-all).
+ */
+const NETNS_SCRIPT = `
+for s in /proc/[0-9]*/stat; do
+  read -r pid comm state ppid rest < "$s" 2>/dev/null || continue
+  [ "$comm" = "(passt)" ] && [ "$ppid" = "$1" ] && echo "passt $(readlink /proc/$pid/ns/net)"
+done
+echo "dhyve $(readlink /proc/$1/ns/net)"
+echo "host $(readlink /proc/$$/ns/net)"
+`;
+
 /** Asserts that the container's dhyve started passt, and that passt lives in the container's netns. */
 async function assertPasstInContainerNetns(id: string): Promise<void> {
   const inspected = await podman(["inspect", "-f", "{{.State.Pid}}", id]);
   assert.equal(inspected.code, 0, describeResult(inspected));
-  const dhyvePid = inspected.stdout.trim();
-  const passt: string[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (stat.includes("(passt)") && fields[1] === dhyvePid) passt.push(entry.name);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  assert.equal(passt.length, 1, `one passt child of the container's dhyve (pid ${dhyvePid})`);
-  const netns = (pid: string): string => Deno.readLinkSync(`/proc/${pid}/ns/net`);
-  assert.equal(netns(passt[0]!), netns(dhyvePid), "passt runs in the container's netns");
-  assert.notEqual(netns(passt[0]!), netns("self"), "not in the host's");
+  const found = await oci.run("sh", ["-c", NETNS_SCRIPT, "sh", inspected.stdout.trim()]);
+  assert.equal(found.code, 0, describeResult(found));
+  const lines = found.stdout.trim().split("\n").map((l) => l.split(" "));
+  const passt = lines.filter(([what]) => what === "passt").map(([, ns]) => ns);
+  const dhyve = lines.find(([what]) => what === "dhyve")?.[1];
+  const host = lines.find(([what]) => what === "host")?.[1];
+  assert.equal(passt.length, 1, `one passt child of the container's dhyve:\n${found.stdout}`);
+  assert.match(dhyve ?? "", /^net:\[\d+\]$/);
+  assert.equal(passt[0], dhyve, "passt runs in the container's netns");
+  assert.notEqual(passt[0], host, "not in the host's");
 }
 
 function payload(size: number, seed: number): Uint8Array {
