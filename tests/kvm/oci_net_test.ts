@@ -86,6 +86,11 @@ async function assertPasstInContainerNetns(id: string): Promise<void> {
   assert.notEqual(passt[0], host, "not in the host's");
 }
 
+/** `podman run -p` forwarding host loopback `port` (TCP and UDP) to the container's echo port. */
+function forwarded(port: number): string[] {
+  return ["-p", `127.0.0.1:${port}:${ECHO_PORT}`, "-p", `127.0.0.1:${port}:${ECHO_PORT}/udp`];
+}
+
 function payload(size: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: size }, (_, i) => (i * 31 + seed * 7) & 0xff);
 }
@@ -128,6 +133,32 @@ Deno.test({
       return id;
     };
     const waitExit = podmanWait;
+    /**
+     * A host client's UDP datagrams of `udpSizes` and one TCP connection
+     * carrying `tcpSizes` through 127.0.0.1:`port`, echoed by the guest of
+     * container `id`; then the exit datagram, and the container's exit 0.
+     */
+    const echoThrough = async (
+      id: string,
+      port: number,
+      udpSizes: readonly number[],
+      tcpSizes: readonly number[],
+    ): Promise<void> => {
+      const client = (mode: "udp" | "tcp", data: Uint8Array[]): Promise<string[]> =>
+        echoClient({ host: "127.0.0.1", port, mode, data });
+      const udp = udpSizes.map((n, i) => payload(n, i));
+      assert.deepEqual(await client("udp", udp), udp.map(hex), "UDP echoed byte for byte");
+      const tcp = tcpSizes.map((n, i) => payload(n, i + 10));
+      assert.deepEqual(await client("tcp", tcp), [...tcp.map(hex), "eof"], "TCP echoed");
+      const bytes = tcpSizes.reduce((a, b) => a + b, 0);
+      await waitFor(
+        "the TCP connection to close",
+        async () => (await logs(id)).includes(`net: tcp closed bytes=${bytes}`),
+      );
+      const bye = await client("udp", [new TextEncoder().encode("dhyve-net-exit")]);
+      assert.deepEqual(bye, [hex(new TextEncoder().encode("bye"))]);
+      assert.equal(await waitExit(id), 0, await logs(id));
+    };
     try {
       const imported = await podman(["import", built.tar, image]);
       assert.equal(imported.code, 0, describeResult(imported));
@@ -139,10 +170,7 @@ Deno.test({
           const port = freePort();
           const gateway = await podmanGateway();
           const id = await startEcho([
-            "-p",
-            `127.0.0.1:${port}:${ECHO_PORT}`,
-            "-p",
-            `127.0.0.1:${port}:${ECHO_PORT}/udp`,
+            ...forwarded(port),
             // passt (as nobody) pings through ICMP sockets, which this sysctl allows.
             "--sysctl",
             "net.ipv4.ping_group_range=0 2147483647",
@@ -152,19 +180,7 @@ Deno.test({
             `the guest's ping of ${gateway} to be answered`,
             async () => (await logs(id)).includes(`net: ping reply from ${gateway}`),
           );
-          const client = (mode: "udp" | "tcp", data: Uint8Array[]): Promise<string[]> =>
-            echoClient({ host: "127.0.0.1", port, mode, data });
-          const udp = [1, 64, 1000, 1472].map((n, i) => payload(n, i));
-          assert.deepEqual(await client("udp", udp), udp.map(hex), "UDP echoed byte for byte");
-          const tcp = [5, 1460, 4000, 20_000].map((n, i) => payload(n, i + 10));
-          assert.deepEqual(await client("tcp", tcp), [...tcp.map(hex), "eof"], "TCP echoed");
-          await waitFor(
-            "the TCP connection to close",
-            async () => /net: tcp closed bytes=25465/.test(await logs(id)),
-          );
-          const bye = await client("udp", [new TextEncoder().encode("dhyve-net-exit")]);
-          assert.deepEqual(bye, [hex(new TextEncoder().encode("bye"))]);
-          assert.equal(await waitExit(id), 0, await logs(id));
+          await echoThrough(id, port, [1, 64, 1000, 1472], [5, 1460, 4000, 20_000]);
           const out = await logs(id);
           assert.match(out, /net: done rx=\d+ tx=\d+/);
           assert.match(out, /--net: \d+ frames to the guest, \d+ from it, 0 dropped/);
@@ -184,23 +200,10 @@ Deno.test({
           const id = await startEcho([
             "--network",
             "slirp4netns",
-            "-p",
-            `127.0.0.1:${port}:${ECHO_PORT}`,
-            "-p",
-            `127.0.0.1:${port}:${ECHO_PORT}/udp`,
+            ...forwarded(port),
           ]);
           await assertPasstInContainerNetns(id);
-          const client = (mode: "udp" | "tcp", data: Uint8Array[]): Promise<string[]> =>
-            echoClient({ host: "127.0.0.1", port, mode, data });
-          const tcp = [payload(3000, 1)];
-          assert.deepEqual(await client("tcp", tcp), [...tcp.map(hex), "eof"], "TCP echoed");
-          await waitFor(
-            "the TCP connection to close",
-            async () => /net: tcp closed bytes=3000/.test(await logs(id)),
-          );
-          const bye = await client("udp", [new TextEncoder().encode("dhyve-net-exit")]);
-          assert.deepEqual(bye, [hex(new TextEncoder().encode("bye"))]);
-          assert.equal(await waitExit(id), 0, await logs(id));
+          await echoThrough(id, port, [100], [3000]);
         },
       });
 
