@@ -7,7 +7,8 @@
  * loopback port to the container's port 7, where passt (the `publish`
  * annotation) forwards it on to the guest: a host client's UDP datagrams and
  * TCP connection are echoed by the guest; the same with `--network
- * slirp4netns` (skipped when it is not installed). With `--network none` (no
+ * slirp4netns` (skipped when it is not installed) and as a non-root
+ * container user (port 7 then needs net.ipv4.ip_unprivileged_port_start). With `--network none` (no
  * interface but loopback, and Podman forwards no ports) passt of Debian 12
  * refuses to start, which the container reports in one line (exit 71); a
  * passt that runs there would be reached from inside the container. Needs root,
@@ -19,6 +20,7 @@
 import assert from "node:assert/strict";
 import { echoClient, hex } from "../_helpers/net_process.ts";
 import * as oci from "../_helpers/oci.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
 const { describeResult, podman, podmanDetached, podmanWait, waitFor } = oci;
 
@@ -203,6 +205,32 @@ Deno.test({
             ...forwarded(port),
           ]);
           await assertPasstInContainerNetns(id);
+          await echoThrough(id, port, [100], [3000]);
+        },
+      });
+
+      // Deno, dhyve's checkout and its module cache must be readable by that user.
+      const checkoutPrivate = ((await Deno.stat(REPO_ROOT)).mode! & 0o005) !== 0o005;
+      if (checkoutPrivate) {
+        // deno-lint-ignore no-console
+        console.error("SKIP: oci_net_test.ts: the checkout is private: the --user step is skipped");
+      }
+      await t.step({
+        name: "--user: passt runs as the container's user; port 7 needs ip_unprivileged_port_start",
+        ignore: checkoutPrivate,
+        fn: async () => {
+          const port = freePort();
+          const user = ["--user", "1000:1000", ...forwarded(port)];
+          const refused = await runEcho(user);
+          const said = /passt stopped before the guest could connect \(exit code 1\): (.*)/;
+          await waitFor("passt to refuse port 7", async () => said.test(await logs(refused)));
+          assert.match(said.exec(await logs(refused))![1]!, /Failed to bind any port/);
+          assert.equal(await waitExit(refused), 71);
+          const id = await startEcho([
+            ...user,
+            "--sysctl",
+            "net.ipv4.ip_unprivileged_port_start=0",
+          ]);
           await echoThrough(id, port, [100], [3000]);
         },
       });
