@@ -88,6 +88,20 @@ async function assertPasstInContainerNetns(id: string): Promise<void> {
   assert.notEqual(passt[0], host, "not in the host's");
 }
 
+/** A step that is registered with `ignore` and a SKIP line when `why` is not null. */
+async function optionalStep(
+  t: Deno.TestContext,
+  name: string,
+  why: string | null,
+  fn: () => Promise<void>,
+): Promise<void> {
+  if (why !== null) {
+    // deno-lint-ignore no-console
+    console.error(`SKIP: oci_net_test.ts: ${why}: the step "${name}" is skipped`);
+  }
+  await t.step({ name, ignore: why !== null, fn });
+}
+
 /** `podman run -p` forwarding host loopback `port` (TCP and UDP) to the container's echo port. */
 function forwarded(port: number): string[] {
   return ["-p", `127.0.0.1:${port}:${ECHO_PORT}`, "-p", `127.0.0.1:${port}:${ECHO_PORT}/udp`];
@@ -189,15 +203,11 @@ Deno.test({
         },
       );
 
-      const slirp = oci.which("slirp4netns") === null;
-      if (slirp) {
-        // deno-lint-ignore no-console
-        console.error("SKIP: oci_net_test.ts: slirp4netns is not installed: that step is skipped");
-      }
-      await t.step({
-        name: "--network slirp4netns: the same two hops through slirp4netns's port forwarding",
-        ignore: slirp,
-        fn: async () => {
+      await optionalStep(
+        t,
+        "--network slirp4netns: the same two hops through slirp4netns's port forwarding",
+        oci.which("slirp4netns") === null ? "slirp4netns is not installed" : null,
+        async () => {
           const port = freePort();
           const id = await startEcho([
             "--network",
@@ -207,18 +217,15 @@ Deno.test({
           await assertPasstInContainerNetns(id);
           await echoThrough(id, port, [100], [3000]);
         },
-      });
+      );
 
       // Deno, dhyve's checkout and its module cache must be readable by that user.
       const checkoutPrivate = ((await Deno.stat(REPO_ROOT)).mode! & 0o005) !== 0o005;
-      if (checkoutPrivate) {
-        // deno-lint-ignore no-console
-        console.error("SKIP: oci_net_test.ts: the checkout is private: the --user step is skipped");
-      }
-      await t.step({
-        name: "--user: passt runs as the container's user; port 7 needs ip_unprivileged_port_start",
-        ignore: checkoutPrivate,
-        fn: async () => {
+      await optionalStep(
+        t,
+        "--user: passt runs as the container's user; port 7 needs ip_unprivileged_port_start",
+        checkoutPrivate ? "the checkout is private" : null,
+        async () => {
           const port = freePort();
           const user = ["--user", "1000:1000", ...forwarded(port)];
           const refused = await runEcho(user);
@@ -233,7 +240,7 @@ Deno.test({
           ]);
           await echoThrough(id, port, [100], [3000]);
         },
-      });
+      );
 
       await t.step(
         "--network none: the guest gets passt's network, reached inside the container " +
