@@ -79,6 +79,7 @@ import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { type NetCounters, NetDevice, netRegisters, NetSetupError } from "./net/net_device.ts";
 import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
+import { busZero } from "./devices/pci_config.ts";
 import { denoHostFs } from "./sandbox/host_fs.ts";
 
 const log = logger("vm");
@@ -320,8 +321,9 @@ function enableCpuPm(vm: VmFd): void {
 function checkNetKernel(image: KernelImage): void {
   const v = image.hermitVersion;
   if (v !== null && v.major === 0 && (v.minor < 13 || (v.minor === 13 && v.patch < 2))) {
-    throw new UsageError(
+    throw new VmError(
       `--net needs a kernel built with Hermit 0.13.2 or newer; this one is ${v.major}.${v.minor}.${v.patch}`,
+      EXIT_CODE.BAD_KERNEL,
     );
   }
 }
@@ -770,6 +772,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
           control,
           xsaveLayout,
           net: netRegs,
+          pci: busZero(netRegs),
         };
       });
       const loadOffset = kernelAddress - image.firstVaddr;
@@ -805,6 +808,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         control: new Int32Array(new SharedArrayBuffer(4)),
         xsaveLayout,
         net: netRegs,
+        pci: busZero(netRegs),
       }, params.timeoutMs).finally(() => {
         if (savedMask !== null) restoreAffinity(savedMask);
       });

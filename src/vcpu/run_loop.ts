@@ -31,12 +31,11 @@ import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
 import type { XsaveLayout } from "../emulate/xsave.ts";
 import type * as Emulation from "./emulate.ts";
 import { registerDump } from "./dump.ts";
-import { inNetWindow, type NetRegisters, pciConfigOffset } from "../virtio/net_registers.ts";
+import { inNetWindow, type NetRegisters } from "../virtio/net_registers.ts";
+import { PCI_CONFIG_PORTS, type PciConfigSpace } from "../devices/pci_config.ts";
 import { NET_MMIO_BASE } from "../virtio/layout.ts";
 import type { VcpuStats } from "./stats.ts";
 
-const PCI_CONFIG_ADDRESS = 0xcf8;
-const PCI_CONFIG_DATA = 0xcfc;
 /** First port of the hypercall region; unknown ports in it are protocol errors. */
 const HYPERCALL_REGION_START = 0x400;
 
@@ -77,8 +76,13 @@ export interface RunLoopOptions {
   readonly yieldEveryMs?: number;
   /** Carries a WOULD_BLOCK hypercall across calls of runVcpu; keep one per vCPU. */
   readonly pending?: PendingHypercall;
-  /** The virtio-net registers (`--net`): PCI config cycles and its MMIO window go there. */
+  /** The virtio-net registers (`--net`): its MMIO window goes there. */
   readonly net?: NetRegisters | null;
+  /**
+   * The PCI configuration ports (0xCF8–0xCFF) with this thread's functions;
+   * kept across calls, since the latched address is guest-visible state.
+   */
+  readonly pci: PciConfigSpace;
 }
 
 /**
@@ -170,7 +174,7 @@ export function runVcpu(options: RunLoopOptions): VmStop {
   const syncRegs = vcpu.syncRegs;
   const net = options.net ?? null;
   const runBytes = new Uint8Array(run.buffer, run.byteOffset, run.byteLength);
-  let pciAddress = 0;
+  const pci = options.pci;
   let fpu: Parameters<typeof Emulation.emulateFpuStateAccess>[0] | undefined;
   let sse: Parameters<typeof Emulation.emulateSseInstruction>[0] | undefined;
   let sseRunAhead: number | undefined;
@@ -248,13 +252,9 @@ export function runVcpu(options: RunLoopOptions): VmStop {
               pending.arg = arg;
               return WAITING;
             }
-          } else if (port === PCI_CONFIG_ADDRESS && size === 4) {
+          } else if (port - PCI_CONFIG_PORTS.start >>> 0 < PCI_CONFIG_PORTS.length) {
             stats.portWrites++;
-            pciAddress = run.getUint32(dataOffset, true);
-          } else if (net !== null && port >= PCI_CONFIG_DATA && port < PCI_CONFIG_DATA + 4) {
-            stats.portWrites++;
-            const offset = pciConfigOffset(pciAddress);
-            if (offset >= 0) net.write(offset + port - PCI_CONFIG_DATA, size, runBytes, dataOffset);
+            pci.write(port, size, runBytes, dataOffset);
           } else if (port >= HYPERCALL_REGION_START && port < MAX_HYPERCALL_PORT) {
             return fail(
               EXIT_CODE.GUEST_PROTOCOL,
@@ -266,18 +266,13 @@ export function runVcpu(options: RunLoopOptions): VmStop {
         } else {
           stats.portReads++;
           const n = size * run.getUint32(RUN.ioCount, true);
-          if (port === PCI_CONFIG_ADDRESS && size === 4) {
-            run.setUint32(dataOffset, pciAddress, true);
+          if (port - PCI_CONFIG_PORTS.start >>> 0 < PCI_CONFIG_PORTS.length) {
+            pci.read(port, size, n, runBytes, dataOffset);
           } else if (port === V2.SERIAL_READ_BYTE) {
             hypercalls[port]!++;
             const byte = readSerialByte(ctx);
             for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, byte < 0 ? 0xff : 0);
             if (byte >= 0) run.setUint8(dataOffset, byte);
-          } else if (
-            net !== null && port >= PCI_CONFIG_DATA && port < PCI_CONFIG_DATA + 4 &&
-            pciConfigOffset(pciAddress) >= 0
-          ) {
-            net.read(pciConfigOffset(pciAddress) + port - PCI_CONFIG_DATA, n, runBytes, dataOffset);
           } else {
             // No device answers (PCI data port included): all ones, as on real hardware.
             for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, 0xff);

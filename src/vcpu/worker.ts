@@ -24,6 +24,7 @@ import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
 import { INTERRUPTED, KICKED, loadEmulator, runVcpu, WAITING } from "./run_loop.ts";
 import { hostOutputSink, hostStdin } from "./host_stdio.ts";
 import { VcpuStats } from "./stats.ts";
+import { busZero } from "../devices/pci_config.ts";
 
 /** How often a Worker looks again at output waiting for a slow reader. */
 const OUTPUT_POLL_MS = 10;
@@ -86,6 +87,7 @@ function start(init: WorkerInit): void {
     },
   };
   const stats = new VcpuStats(init.cpu);
+  const net = init.net === null ? null : netRegisters(init.net, mem);
   const options = {
     vcpu,
     mem,
@@ -95,7 +97,8 @@ function start(init: WorkerInit): void {
     control,
     xsaveLayout: new Map<number, XsaveComponent>(init.xsaveLayout),
     pending: { entry: null, arg: 0 },
-    net: init.net === null ? null : netRegisters(init.net, mem),
+    net,
+    pci: busZero(net),
   };
   let stop = runVcpu(options);
   while (stop === INTERRUPTED || stop === WAITING) {
