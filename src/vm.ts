@@ -21,7 +21,6 @@ import { EXIT_CODE } from "./exit_codes.ts";
 import { checkCommandLine } from "./hypercall/args.ts";
 import { SERIAL_PORT_BASE } from "./hypercall/abi.ts";
 import { type GuestCommandLine, type HypercallContext, VmStop } from "./hypercall/context.ts";
-import { buildHypercallTable } from "./hypercall/table.ts";
 import { flushAll, GuestOutput } from "./io/guest_output.ts";
 import { hostOutputSink, hostStdin } from "./vcpu/host_stdio.ts";
 import {
@@ -56,13 +55,11 @@ import {
   type VmParams,
 } from "./params.ts";
 import {
-  INTERRUPTED,
   loadEmulator,
-  NEEDS_EMULATOR,
+  OUTCOME,
   type RunLoopOptions,
-  runVcpu,
-  WAITING,
-  YIELDED,
+  vcpuBuses,
+  VcpuLoop,
 } from "./vcpu/run_loop.ts";
 import { VcpuStats } from "./vcpu/stats.ts";
 import { runSmp } from "./vcpu/smp.ts";
@@ -79,7 +76,6 @@ import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { type NetCounters, NetDevice, netRegisters, NetSetupError } from "./net/net_device.ts";
 import { NET_IRQ_LINE, NET_MMIO_BASE, NOTIFY_OFF_MULTIPLIER, REGION } from "./virtio/layout.ts";
 import { Sandbox } from "./sandbox/sandbox.ts";
-import { busZero } from "./devices/pci_config.ts";
 import { denoHostFs } from "./sandbox/host_fs.ts";
 
 const log = logger("vm");
@@ -489,12 +485,12 @@ async function runUntilStopped(
   Deno.addSignalListener("SIGALRM", tick);
   const ticker = ThreadTicker.start(currentThreadId(), Math.min(TICK_MS, timeoutMs ?? TICK_MS));
   if (ticker === null) log.debug("No thread timer: signals may wait for the next guest exit");
-  const loop = { ...options, yieldEveryMs: YIELD_EVERY_MS, pending: { entry: null, arg: 0 } };
+  const loop = new VcpuLoop(options);
   let final: VmStop | null = null; // the guest has stopped; its last output waits for a reader
   try {
     for (;;) {
-      const stop: VmStop = final ?? runVcpu(loop);
-      if (stop === INTERRUPTED) {
+      const outcome = final === null ? loop.run() : OUTCOME.STOPPED;
+      if (outcome === OUTCOME.INTERRUPTED) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
           signalled,
@@ -502,13 +498,15 @@ async function runUntilStopped(
         ]);
         clearTimeout(timer);
         signalled = new Promise<void>((resolve) => (wake = resolve));
-      } else if (stop === YIELDED) {
+      } else if (outcome === OUTCOME.YIELDED) {
         await new Promise((resolve) => setTimeout(resolve, 0));
-      } else if (stop === WAITING) {
+      } else if (outcome === OUTCOME.WAITING) {
         await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
-      } else if (stop === NEEDS_EMULATOR) {
+      } else if (outcome === OUTCOME.NEEDS_EMULATOR) {
         await loadEmulator();
       } else {
+        const stop: VmStop = final ?? loop.stop ??
+          new VmStop("error", EXIT_CODE.INTERNAL, "The vCPU stopped without a reason");
         if (flushAll(options.ctx.stdout, options.ctx.stderr)) return stop;
         final = stop;
         await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
@@ -763,17 +761,17 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       const control = new Int32Array(new SharedArrayBuffer(4));
       const loops = res.vcpus.map((vcpu) => {
         vcpu.enableSyncRegs(syncRegs);
-        return {
+        const ctx = contextFor(vcpu);
+        const stats = new VcpuStats(vcpu.id);
+        return new VcpuLoop({
           vcpu,
           mem,
-          table: buildHypercallTable(),
-          ctx: contextFor(vcpu),
-          stats: new VcpuStats(vcpu.id),
+          ctx,
+          stats,
           control,
           xsaveLayout,
-          net: netRegs,
-          pci: busZero(netRegs),
-        };
+          buses: vcpuBuses(vcpu, { ctx, stats, net: netRegs }),
+        });
       });
       const loadOffset = kernelAddress - image.firstVaddr;
       notify(
@@ -789,7 +787,7 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
         timeoutMs: params.timeoutMs,
         notify,
       });
-      stats = loops.map((l) => l.stats);
+      stats = loops.map((l) => l.options.stats);
       await drainOutput(stdout, stderr); // a slow reader of the last lines only delays the end
     } else if (cpuCount === 1) {
       // One vCPU runs on this thread: no Worker to start, the fastest start-up.
@@ -802,13 +800,12 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
       stop = await runUntilStopped({
         vcpu: boot,
         mem,
-        table: buildHypercallTable(),
         ctx,
         stats: one,
         control: new Int32Array(new SharedArrayBuffer(4)),
         xsaveLayout,
-        net: netRegs,
-        pci: busZero(netRegs),
+        buses: vcpuBuses(boot, { ctx, stats: one, net: netRegs }),
+        yieldEveryMs: YIELD_EVERY_MS,
       }, params.timeoutMs).finally(() => {
         if (savedMask !== null) restoreAffinity(savedMask);
       });

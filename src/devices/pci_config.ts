@@ -9,6 +9,9 @@
  * @module
  */
 
+import type { BusDevice, DeviceResult } from "../bus/bus.ts";
+import { RESUME } from "../hypercall/context.ts";
+
 /** Port of the CONFIG_ADDRESS register. */
 export const PCI_CONFIG_ADDRESS = 0xcf8;
 /** First port of the CONFIG_DATA window (four bytes). */
@@ -31,7 +34,9 @@ export interface PciFunction {
  * The host bridge's configuration ports with the functions of bus 0. One per
  * thread that handles exits, kept for the whole run.
  */
-export class PciConfigSpace {
+export class PciConfigSpace implements BusDevice {
+  /** Bus device name. */
+  readonly name = "pci-config";
   /** Functions by `device << 3 | function` on bus 0. */
   readonly #functions: (PciFunction | undefined)[] = new Array(256).fill(undefined);
   #address = 0;
@@ -54,17 +59,18 @@ export class PciConfigSpace {
    * 0xCF8 latches the address; other sizes there are ignored (legacy
    * mechanism #2 is not offered).
    */
-  write(port: number, size: number, src: Uint8Array, at: number): void {
+  write(port: number, size: number, src: Uint8Array, at: number): DeviceResult {
     if (port === PCI_CONFIG_ADDRESS) {
       if (size === 4) {
         this.#address = (src[at]! | src[at + 1]! << 8 | src[at + 2]! << 16 | src[at + 3]! << 24) >>>
           0;
       }
-      return;
+      return RESUME;
     }
-    if (port < PCI_CONFIG_DATA) return;
+    if (port < PCI_CONFIG_DATA) return RESUME;
     const fn = this.#selected();
     if (fn !== undefined) fn.write((this.#address & 0xfc) + port - PCI_CONFIG_DATA, size, src, at);
+    return RESUME;
   }
 
   /**
@@ -72,21 +78,19 @@ export class PciConfigSpace {
    * address register reads back as latched; data reads of an empty slot or a
    * disabled address give all ones.
    */
-  read(port: number, size: number, n: number, out: Uint8Array, at: number): void {
+  read(port: number, size: number, n: number, out: Uint8Array, at: number): DeviceResult {
     if (port === PCI_CONFIG_ADDRESS && size === 4) {
       const a = this.#address;
       out[at] = a & 0xff;
       out[at + 1] = a >>> 8 & 0xff;
       out[at + 2] = a >>> 16 & 0xff;
       out[at + 3] = a >>> 24;
-      return;
+      return RESUME;
     }
     const fn = port >= PCI_CONFIG_DATA ? this.#selected() : undefined;
-    if (fn === undefined) {
-      out.fill(0xff, at, at + n);
-      return;
-    }
-    fn.read((this.#address & 0xfc) + port - PCI_CONFIG_DATA, n, out, at);
+    if (fn === undefined) out.fill(0xff, at, at + n);
+    else fn.read((this.#address & 0xfc) + port - PCI_CONFIG_DATA, n, out, at);
+    return RESUME;
   }
 
   /** The function the latched address selects, if enabled, on bus 0 and present. */

@@ -19,17 +19,11 @@ import { VmStop } from "../hypercall/context.ts";
 import { currentThreadId, ThreadTicker, type VcpuFd } from "../kvm.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import {
-  DEBUG_STOP,
   type DebugControl,
-  EMULATED_STEP,
-  INT3_STOP,
-  INTERRUPTED,
-  KICKED,
   loadEmulator,
-  type RunLoopOptions,
-  runVcpu,
-  WAITING,
-  YIELDED,
+  OUTCOME,
+  type Outcome,
+  type VcpuLoop,
 } from "../vcpu/run_loop.ts";
 import { signalStop, STOP_SIGNALS, timeoutStop } from "../vcpu/timeout.ts";
 import { acceptDebugger, Connection } from "./connection.ts";
@@ -43,8 +37,8 @@ export { GdbListenError } from "./connection.ts";
 export interface DebugRunOptions {
   /** TCP port on 127.0.0.1 (and ::1 where possible); 0 picks a free one. */
   readonly port: number;
-  /** The run-loop options of each vCPU (main-thread contexts), in vCPU order. */
-  readonly loops: readonly RunLoopOptions[];
+  /** The run loop of each vCPU (main-thread contexts), in vCPU order. */
+  readonly loops: readonly VcpuLoop[];
   /** Guest RAM. */
   readonly mem: GuestMemory;
   /** How far the kernel was moved from its link address (reported by `qOffsets`). */
@@ -160,10 +154,8 @@ class DebugRun {
   readonly #session: GdbSession;
   /** Per vCPU: tells the run loop when a single step is wanted. */
   readonly #controls: DebugControl[];
-  /** Run-loop options while the debugger is attached (debug stops reported)... */
-  readonly #debugLoops: RunLoopOptions[];
-  /** ...and after it left (no debug state). */
-  readonly #plainLoops: RunLoopOptions[];
+  /** The vCPUs' run loops; their `debug` is set while the debugger is attached. */
+  readonly #loops: readonly VcpuLoop[];
   #lastReply: Uint8Array | null = null;
   /** A guest fault the debugger is looking at; the guest cannot run on after it. */
   #fault: VmStop | null = null;
@@ -176,17 +168,12 @@ class DebugRun {
     this.#options = options;
     this.#conn = conn;
     this.#signals = signals;
-    this.#vcpus = options.loops.map((l) => l.vcpu);
+    this.#vcpus = options.loops.map((l) => l.options.vcpu);
     this.#target = new KvmGdbTarget(this.#vcpus, options.mem, options.loadOffset);
     this.#session = new GdbSession(this.#target);
     this.#controls = options.loops.map(() => ({ stepping: false }));
-    this.#debugLoops = options.loops.map((l, i) => ({
-      ...l,
-      yieldEveryMs: SLICE_MS,
-      pending: l.pending ?? { entry: null, arg: 0 },
-      debug: this.#controls[i]!,
-    }));
-    this.#plainLoops = this.#debugLoops.map(({ debug: _, ...plain }) => plain);
+    this.#loops = options.loops;
+    for (const loop of this.#loops) loop.yieldEveryMs = SLICE_MS;
   }
 
   /** Serves packets until the VM stops (or runs on after the debugger left). */
@@ -365,18 +352,26 @@ class DebugRun {
     t: number,
     how: { stepping: boolean; plain: boolean },
   ): Promise<RunResult | null> {
-    const loop = (how.plain ? this.#plainLoops : this.#debugLoops)[t - 1]!;
+    const loop = this.#loops[t - 1]!;
+    loop.debug = how.plain ? null : this.#controls[t - 1]!;
     for (;;) {
       const started = performance.now();
-      const stop = runVcpu(loop);
+      const outcome = loop.run();
       this.#ranMs += performance.now() - started;
-      if (stop === DEBUG_STOP || stop === INT3_STOP || stop === EMULATED_STEP) {
-        if (!how.plain) return { type: "debug", event: this.#debugEvent(t, stop) };
-      } else if (stop === WAITING) {
+      if (
+        outcome === OUTCOME.DEBUG || outcome === OUTCOME.INT3 ||
+        outcome === OUTCOME.EMULATED_STEP
+      ) {
+        if (!how.plain) return { type: "debug", event: this.#debugEvent(t, outcome) };
+      } else if (outcome === OUTCOME.WAITING) {
         await sleep(INPUT_POLL_MS);
-      } else if (stop === INTERRUPTED || stop === YIELDED || stop === KICKED) {
+      } else if (outcome === OUTCOME.NEEDS_EMULATOR) {
+        await loadEmulator();
+      } else if (outcome !== OUTCOME.STOPPED) {
         await sleep(0); // the event loop's turn: socket input, signals
       } else {
+        const stop = loop.stop ??
+          new VmStop("error", EXIT_CODE.INTERNAL, "Stopped without a reason");
         return { type: "vm", stop, thread: t };
       }
       const pending = this.#checkBetweenSlices(t, how.plain);
@@ -403,10 +398,10 @@ class DebugRun {
   }
 
   /** Why thread `t` stopped (KVM_EXIT_DEBUG leaves the details in kvm_run). */
-  #debugEvent(t: number, stop: VmStop): StopEvent {
+  #debugEvent(t: number, outcome: Outcome): StopEvent {
     const trap = { type: "signal", thread: t, signal: SIGNAL.SIGTRAP } as const;
-    if (stop === INT3_STOP) return { ...trap, reason: { kind: "swbreak" } };
-    if (stop === EMULATED_STEP) return trap;
+    if (outcome === OUTCOME.INT3) return { ...trap, reason: { kind: "swbreak" } };
+    if (outcome === OUTCOME.EMULATED_STEP) return trap;
     const run = this.#vcpus[t - 1]!.runView;
     if (run.getUint32(RUN.debugException, true) === DEBUG_VECTOR.BP) {
       return { ...trap, reason: { kind: "swbreak" } };

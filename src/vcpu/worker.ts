@@ -12,7 +12,6 @@
 
 import type { XsaveComponent } from "../emulate/xsave.ts";
 import type { HypercallContext } from "../hypercall/context.ts";
-import { buildHypercallTable } from "../hypercall/table.ts";
 import { flushAll, GuestOutput, type OutputSink } from "../io/guest_output.ts";
 import { currentThreadId, pinCurrentThread, Sregs, VcpuFd } from "../kvm.ts";
 import { SREGS } from "../abi/kvm.ts";
@@ -21,10 +20,9 @@ import { translateRange } from "../memory/paging.ts";
 import { ChannelFiles } from "./file_channel.ts";
 import { netRegisters } from "../net/net_device.ts";
 import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
-import { INTERRUPTED, KICKED, loadEmulator, runVcpu, WAITING } from "./run_loop.ts";
+import { loadEmulator, OUTCOME, vcpuBuses, VcpuLoop } from "./run_loop.ts";
 import { hostOutputSink, hostStdin } from "./host_stdio.ts";
 import { VcpuStats } from "./stats.ts";
-import { busZero } from "../devices/pci_config.ts";
 
 /** How often a Worker looks again at output waiting for a slow reader. */
 const OUTPUT_POLL_MS = 10;
@@ -88,25 +86,26 @@ function start(init: WorkerInit): void {
   };
   const stats = new VcpuStats(init.cpu);
   const net = init.net === null ? null : netRegisters(init.net, mem);
-  const options = {
+  const loop = new VcpuLoop({
     vcpu,
     mem,
-    table: buildHypercallTable(),
     ctx,
     stats,
     control,
     xsaveLayout: new Map<number, XsaveComponent>(init.xsaveLayout),
-    pending: { entry: null, arg: 0 },
-    net,
-    pci: busZero(net),
-  };
-  let stop = runVcpu(options);
-  while (stop === INTERRUPTED || stop === WAITING) {
+    buses: vcpuBuses(vcpu, { ctx, stats, net }),
+  });
+  let outcome = loop.run();
+  while (outcome === OUTCOME.INTERRUPTED || outcome === OUTCOME.WAITING) {
     // Waiting for stdin: sleep a little, but wake at once when the VM stops.
-    if (stop === WAITING) Atomics.wait(control, CONTROL.STOP, 0, 10);
-    stop = runVcpu(options);
+    if (outcome === OUTCOME.WAITING) Atomics.wait(control, CONTROL.STOP, 0, 10);
+    outcome = loop.run();
   }
-  if (stop !== KICKED && Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0) {
+  const stop = loop.stop;
+  if (
+    outcome === OUTCOME.STOPPED && stop !== null &&
+    Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0
+  ) {
     post({
       type: "stop",
       cpu: init.cpu,
