@@ -224,3 +224,29 @@ export const MP_STATE_RUNNABLE = 0;
 
 /** The KVM API version every modern kernel reports. */
 export const KVM_API_VERSION = 12;
+
+/** One CPUID entry, as in KVM's `kvm_cpuid_entry2` (all fields unsigned 32-bit). */
+export interface CpuidEntry {
+  /** Leaf (EAX input). */
+  function: number;
+  /** Sub-leaf (ECX input), meaningful when `flags` says so. */
+  index: number;
+  /** KVM_CPUID_FLAG_* bits. */
+  flags: number;
+  /** EAX output. */
+  eax: number;
+  /** EBX output. */
+  ebx: number;
+  /** ECX output. */
+  ecx: number;
+  /** EDX output. */
+  edx: number;
+}
+
+/** One MSR write. */
+export interface MsrEntry {
+  /** MSR index. */
+  readonly index: number;
+  /** Value to write. */
+  readonly data: number;
+}

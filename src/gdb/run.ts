@@ -13,7 +13,7 @@
  * @module
  */
 
-import { DEBUG_VECTOR, RUN } from "../abi/kvm.ts";
+import { DEBUG_VECTOR } from "../abi/kvm.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { VmStop } from "../hypercall/context.ts";
 import { currentThreadId, ThreadTicker, type VcpuFd } from "../kvm.ts";
@@ -402,12 +402,12 @@ class DebugRun {
     const trap = { type: "signal", thread: t, signal: SIGNAL.SIGTRAP } as const;
     if (outcome === OUTCOME.INT3) return { ...trap, reason: { kind: "swbreak" } };
     if (outcome === OUTCOME.EMULATED_STEP) return trap;
-    const run = this.#vcpus[t - 1]!.runView;
-    if (run.getUint32(RUN.debugException, true) === DEBUG_VECTOR.BP) {
+    const run = this.#vcpus[t - 1]!.kvmRun;
+    if (run.debugException === DEBUG_VECTOR.BP) {
       return { ...trap, reason: { kind: "swbreak" } };
     }
     const bp = this.#session.breakpoints;
-    const slot = bp.slotFromDr6(run.getUint32(RUN.debugDr6, true));
+    const slot = bp.slotFromDr6(run.debugDr6);
     const armed = slot < 0 ? null : bp.hardwareSlots[slot]!;
     if (armed === null) return trap; // DR6.BS (a single step), or a #DB nobody asked for
     if (armed.kind === "exec") return { ...trap, reason: { kind: "hwbreak" } };

@@ -9,14 +9,7 @@
  * @module
  */
 
-import {
-  EMULATION_FLAG_INSTRUCTION_BYTES,
-  EXIT,
-  INTERNAL_ERROR,
-  IO_OUT,
-  RUN,
-  SREGS,
-} from "../abi/kvm.ts";
+import { EMULATION_FLAG_INSTRUCTION_BYTES, EXIT, INTERNAL_ERROR, SREGS } from "../abi/kvm.ts";
 import type { BusDevice } from "../bus/bus.ts";
 import { buildBuses, type Buses } from "../devices/board.ts";
 import { HypercallPorts, type RdiSource } from "../devices/hypercall_ports.ts";
@@ -34,7 +27,10 @@ import { hex } from "../hypercall/protocol.ts";
 import { buildHypercallTable } from "../hypercall/table.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translate } from "../memory/paging.ts";
-import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
+import { KvmError } from "../kvm/errors.ts";
+import { Regs, Sregs } from "../kvm/regs.ts";
+import type { KvmRun } from "../kvm/run.ts";
+import type { VcpuFd } from "../kvm/vcpu.ts";
 import type { XsaveLayout } from "../emulate/xsave.ts";
 import type * as Emulation from "./emulate.ts";
 import { registerDump } from "./dump.ts";
@@ -118,14 +114,11 @@ const EXITS_PER_CLOCK_CHECK = 16;
 
 /** RDI of a vCPU: from the synced registers in `kvm_run` when KVM offers them, else KVM_GET_REGS. */
 export function rdiOf(vcpu: VcpuFd): RdiSource {
-  const run = vcpu.runView;
+  const run = vcpu.kvmRun;
   const regs = new Regs();
   return {
     rdi(): number {
-      if (vcpu.syncRegs) {
-        return run.getUint32(RUN.syncRegs + 40, true) +
-          run.getInt32(RUN.syncRegs + 44, true) * 0x1_0000_0000;
-      }
+      if (vcpu.syncRegs) return run.rdi();
       vcpu.getRegs(regs);
       return Number(BigInt.asIntN(64, regs.getBig("rdi")));
     },
@@ -167,7 +160,7 @@ export class VcpuLoop {
   /** See `RunLoopOptions.yieldEveryMs`; a run mode may change it (the GDB stub's time slice). */
   yieldEveryMs: number | undefined;
 
-  readonly #run: DataView;
+  readonly #run: KvmRun;
   readonly #runBytes: Uint8Array;
   readonly #regs = new Regs();
   readonly #sregs = new Sregs();
@@ -186,9 +179,8 @@ export class VcpuLoop {
   constructor(options: RunLoopOptions) {
     this.options = options;
     this.yieldEveryMs = options.yieldEveryMs;
-    const run = options.vcpu.runView;
-    this.#run = run;
-    this.#runBytes = new Uint8Array(run.buffer, run.byteOffset, run.byteLength);
+    this.#run = options.vcpu.kvmRun;
+    this.#runBytes = this.#run.bytes;
   }
 
   /**
@@ -252,15 +244,15 @@ export class VcpuLoop {
         if (err === ERRNO.EAGAIN) continue;
         throw new KvmError("run the vCPU", err);
       }
-      const reason = run.getUint32(RUN.exitReason, true);
+      const reason = run.exitReason;
       exits[reason < exits.length ? reason : 0]!++;
 
       if (reason === EXIT.IO) {
-        const port = run.getUint16(RUN.ioPort, true);
-        const size = run.getUint8(RUN.ioSize);
-        const at = run.getUint32(RUN.ioDataOffset, true);
-        const out = run.getUint8(RUN.ioDirection) === IO_OUT;
-        const n = size * run.getUint32(RUN.ioCount, true);
+        const port = run.ioPort;
+        const size = run.ioSize;
+        const at = run.ioDataOffset;
+        const out = run.ioIsOut;
+        const n = size * run.ioCount;
         const device = ports.find(port);
         if (out) {
           if (device !== hypercalls) stats.portWrites++;
@@ -290,10 +282,9 @@ export class VcpuLoop {
 
       switch (reason) {
         case EXIT.MMIO: {
-          const addr = run.getUint32(RUN.mmioPhysAddr, true) +
-            run.getUint32(RUN.mmioPhysAddr + 4, true) * 0x1_0000_0000;
-          const len = run.getUint32(RUN.mmioLen, true);
-          const isWrite = run.getUint8(RUN.mmioIsWrite) !== 0;
+          const addr = run.mmioAddress;
+          const len = run.mmioLength;
+          const isWrite = run.mmioIsWrite;
           if (isWrite) stats.mmioWrites++;
           else stats.mmioReads++;
           const device = len <= 8 ? mmio.find(addr) : null;
@@ -306,8 +297,8 @@ export class VcpuLoop {
             );
           }
           const result = isWrite
-            ? device.write(addr, len, runBytes, RUN.mmioData)
-            : device.read(addr, len, len, runBytes, RUN.mmioData);
+            ? device.write(addr, len, runBytes, run.mmioDataOffset)
+            : device.read(addr, len, len, runBytes, run.mmioDataOffset);
           if (result === RESUME) continue;
           // MMIO devices never wait: an access cannot be repeated once the guest ran on.
           return this.#stopWith(
@@ -329,7 +320,7 @@ export class VcpuLoop {
           );
         }
         case EXIT.FAIL_ENTRY: {
-          const why = run.getBigUint64(RUN.failEntryReason, true);
+          const why = run.failEntryReason;
           return this.#fail(
             EXIT_CODE.GUEST_VCPU_ERROR,
             `KVM could not enter the guest (hardware entry failure reason 0x${why.toString(16)})`,
@@ -354,7 +345,7 @@ export class VcpuLoop {
     const { vcpu, mem, stats } = this.options;
     const regs = this.#regs;
     const sregs = this.#sregs;
-    const suberror = this.#run.getUint32(RUN.internalSuberror, true);
+    const suberror = this.#run.internalSuberror;
     if (suberror !== INTERNAL_ERROR.EMULATION) {
       vcpu.getRegs(regs);
       return this.#fail(
@@ -434,12 +425,8 @@ export class VcpuLoop {
   /** The bytes at RIP: from KVM's emulation-failure record, else from guest memory. */
   #instructionBytes(): Uint8Array | null {
     const { vcpu, mem } = this.options;
-    const run = this.#run;
-    const flags = run.getUint32(RUN.emulationFlags, true);
-    const size = run.getUint8(RUN.emulationInsnSize);
-    if ((flags & EMULATION_FLAG_INSTRUCTION_BYTES) !== 0 && size > 0 && size <= 15) {
-      return new Uint8Array(run.buffer, run.byteOffset + RUN.emulationInsnBytes, size).slice();
-    }
+    const reported = this.#run.emulationInstruction(EMULATION_FLAG_INSTRUCTION_BYTES);
+    if (reported !== null) return reported;
     vcpu.getRegs(this.#regs);
     vcpu.getSregs(this.#sregs);
     const gpa = translate(mem, this.#sregs.getU64(SREGS.cr3), this.#regs.get("rip"));

@@ -14,6 +14,7 @@ import type { XsaveComponent } from "../emulate/xsave.ts";
 import type { HypercallContext } from "../hypercall/context.ts";
 import { flushAll, GuestOutput, type OutputSink } from "../io/guest_output.ts";
 import { currentThreadId, pinCurrentThread, Sregs, VcpuFd } from "../kvm.ts";
+import { viewOf } from "../host/mappings.ts";
 import { SREGS } from "../abi/kvm.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { translateRange } from "../memory/paging.ts";
@@ -42,13 +43,6 @@ class PostSink implements OutputSink {
     post({ type: "output", stream: this.#stream, bytes }, [bytes.buffer]);
     return p.length;
   }
-}
-
-function viewOf(address: number, size: number): ArrayBuffer {
-  const ptr = Deno.UnsafePointer.create(BigInt(address));
-  if (ptr === null) throw new Error("Null mapping address");
-  // UNSAFE: the main thread keeps these mappings until every Worker has ended.
-  return Deno.UnsafePointerView.getArrayBuffer(ptr, size);
 }
 
 function start(init: WorkerInit): void {

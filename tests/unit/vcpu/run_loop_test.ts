@@ -13,6 +13,7 @@ import { ERRNO } from "../../../src/errno.ts";
 import { EXIT_CODE } from "../../../src/exit_codes.ts";
 import { V1, V2 } from "../../../src/hypercall/abi.ts";
 import type { VcpuFd } from "../../../src/kvm.ts";
+import { KvmRun } from "../../../src/kvm/run.ts";
 import { OUTCOME, vcpuBuses, VcpuLoop } from "../../../src/vcpu/run_loop.ts";
 import { VcpuStats } from "../../../src/vcpu/stats.ts";
 import { NetRegisters } from "../../../src/virtio/net_registers.ts";
@@ -29,6 +30,7 @@ class FakeVcpu {
   readonly id = 0;
   readonly syncRegs = true;
   readonly runView = new DataView(new ArrayBuffer(2 * 4096));
+  readonly kvmRun = new KvmRun(this.runView);
   readonly script: Step[] = [];
   entries = 0;
   run(): number {
