@@ -221,6 +221,21 @@ export const DISABLE_EXITS = { MWAIT: 1, HLT: 2, PAUSE: 4, CSTATE: 8 } as const;
 
 /** `kvm_mp_state.mp_state` value for a runnable vCPU. */
 export const MP_STATE_RUNNABLE = 0;
+/** `kvm_mp_state.mp_state` of a vCPU that executed HLT and waits for an interrupt. */
+export const MP_STATE_HALTED = 3;
+
+/**
+ * Byte offsets in `struct kvm_vcpu_events` of the "injected" and "pending"
+ * flags of each event kind (exception, interrupt, NMI, SMI).
+ */
+export const VCPU_EVENTS = {
+  exceptionInjected: 0,
+  exceptionPending: 3,
+  interruptInjected: 8,
+  nmiInjected: 12,
+  nmiPending: 13,
+  smiPending: 25,
+} as const;
 
 /** The KVM API version every modern kernel reports. */
 export const KVM_API_VERSION = 12;

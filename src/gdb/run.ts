@@ -25,7 +25,8 @@ import {
   type Outcome,
   type VcpuLoop,
 } from "../vcpu/run_loop.ts";
-import { signalStop, STOP_SIGNALS, timeoutStop } from "../vcpu/timeout.ts";
+import { timeoutStop } from "../vcpu/timeout.ts";
+import type { Supervisor } from "../machine/supervisor.ts";
 import { acceptDebugger, Connection } from "./connection.ts";
 import { KvmGdbTarget } from "./kvm_target.ts";
 import { encodePacket } from "./packet.ts";
@@ -47,6 +48,8 @@ export interface DebugRunOptions {
   readonly timeoutMs?: number | undefined;
   /** Host-side notices for the user (listening port, load address). */
   readonly notify: (message: string) => void;
+  /** The run's supervisor: SIGINT/SIGTERM end the run (its clock is not used: see timeoutMs). */
+  readonly supervisor: Supervisor;
 }
 
 /** The guest's time slice before the next vCPU's turn (and a look at the socket). */
@@ -97,58 +100,28 @@ function faultSignal(stop: VmStop): number | null {
  * @throws {GdbListenError} when the port cannot be opened.
  */
 export async function runUnderDebugger(options: DebugRunOptions): Promise<VmStop> {
-  const signals = new StopSignals();
+  const signals = options.supervisor;
   await loadEmulator(); // the stepping loop expects it ready
   try {
-    const raw = await acceptDebugger(options.port, options.notify, signals.received);
+    const raw = await acceptDebugger(options.port, options.notify, signals.woken);
     if (raw === null) return signals.stop ?? new VmStop("error", EXIT_CODE.SIGINT, "Stopped");
     return await new DebugRun(options, new Connection(raw), signals).serve();
   } finally {
-    signals.remove();
+    for (const loop of options.loops) loop.debug = null;
   }
 }
 
-/** SIGINT/SIGTERM while debugging: they end the run with the usual exit codes. */
-class StopSignals {
-  /** The stop a signal asked for, once one came. */
-  stop: VmStop | null = null;
-  /** Resolves when a signal came. */
-  readonly received: Promise<void>;
-  readonly #listeners: { signal: Deno.Signal; listener: () => void }[] = [];
-
-  /** Listens for SIGINT and SIGTERM until {@linkcode StopSignals.remove}. */
-  constructor() {
-    let wake: () => void = () => {};
-    this.received = new Promise<void>((resolve) => (wake = resolve));
-    for (const s of STOP_SIGNALS) {
-      const listener = (): void => {
-        this.stop ??= signalStop(s);
-        wake();
-      };
-      Deno.addSignalListener(s.signal, listener);
-      this.#listeners.push({ signal: s.signal, listener });
-    }
-  }
-
-  /** The stop reply for the signal that came: X02 (SIGINT) or X0f (SIGTERM). */
-  terminated(): StopEvent {
-    const code = this.stop?.code ?? EXIT_CODE.SIGINT;
-    return { type: "terminated", signal: code - 128 };
-  }
-
-  /** Removes the listeners. */
-  remove(): void {
-    for (const { signal, listener } of this.#listeners) {
-      Deno.removeSignalListener(signal, listener);
-    }
-  }
+/** The stop reply for a signal that ended the run: X02 (SIGINT) or X0f (SIGTERM). */
+function terminated(stop: VmStop | null): StopEvent {
+  const code = stop?.code ?? EXIT_CODE.SIGINT;
+  return { type: "terminated", signal: code - 128 };
 }
 
 /** One debugging session: the connection, the protocol state and the vCPUs. */
 class DebugRun {
   readonly #options: DebugRunOptions;
   readonly #conn: Connection;
-  readonly #signals: StopSignals;
+  readonly #signals: Supervisor;
   readonly #vcpus: VcpuFd[];
   readonly #target: KvmGdbTarget;
   readonly #session: GdbSession;
@@ -164,7 +137,7 @@ class DebugRun {
   /** The vCPU whose turn comes next when the guest continues. */
   #nextThread = 1;
 
-  constructor(options: DebugRunOptions, conn: Connection, signals: StopSignals) {
+  constructor(options: DebugRunOptions, conn: Connection, signals: Supervisor) {
     this.#options = options;
     this.#conn = conn;
     this.#signals = signals;
@@ -181,9 +154,9 @@ class DebugRun {
     const conn = this.#conn;
     const session = this.#session;
     for (;;) {
-      const input = await conn.next(this.#signals.received);
+      const input = await conn.next(this.#signals.woken);
       if (this.#signals.stop !== null) {
-        await this.#reply(session.stopReply(this.#signals.terminated()));
+        await this.#reply(session.stopReply(terminated(this.#signals.stop)));
         return this.#end(this.#signals.stop);
       }
       if (input === null) return await this.#leave("disconnected");
@@ -228,7 +201,7 @@ class DebugRun {
       }
       await this.#reply(session.stopReply(
         stop === this.#signals.stop
-          ? this.#signals.terminated()
+          ? terminated(this.#signals.stop)
           : { type: "exited", code: stop.code },
       ));
       return this.#end(stop);

@@ -17,7 +17,7 @@ let alarmHandlerKept = false;
  * SIGALRM's default action (terminate) when its last listener is removed, and
  * a tick still queued when a ticker stops would then kill the process.
  */
-function keepAlarmHandler(): void {
+export function keepAlarmHandler(): void {
   if (alarmHandlerKept) return;
   alarmHandlerKept = true;
   Deno.addSignalListener("SIGALRM", () => {});

@@ -17,7 +17,7 @@ import { check, closeFd, KvmUnavailableError } from "./errors.ts";
 import { VmFd } from "./vm.ts";
 
 /** The system fd: `/dev/kvm` itself. */
-export class Kvm {
+export class Kvm implements Disposable {
   /** The open file descriptor. */
   readonly fd: number;
 
@@ -98,6 +98,11 @@ export class Kvm {
   createVm(): VmFd {
     const fd = check(libc().ioctl_val(this.fd, KVM_IOCTL.CREATE_VM, 0), "create a VM");
     return new VmFd(fd, this);
+  }
+
+  /** Same as {@linkcode Kvm.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Closes the fd. */

@@ -14,6 +14,7 @@ import {
   KVM_XCRS_SIZE,
   KVM_XSAVE_SIZE,
   MP_STATE_RUNNABLE,
+  VCPU_EVENTS,
 } from "../abi/kvm.ts";
 import type { CpuidEntry, MsrEntry } from "../abi/kvm.ts";
 import { KVM_IOCTL } from "../abi/ioctl.ts";
@@ -30,7 +31,7 @@ const KVM_RUN_REQUEST = BigInt(KVM_IOCTL.RUN);
  * A vCPU fd with its mapped `kvm_run`. {@linkcode VcpuFd.run} is the hot path:
  * one synchronous ioctl, no allocation, errors returned as an errno.
  */
-export class VcpuFd {
+export class VcpuFd implements Disposable {
   /** The open file descriptor. */
   readonly fd: number;
   /** The vCPU id (0 is the boot CPU). */
@@ -42,6 +43,8 @@ export class VcpuFd {
   readonly #ioctl: (fd: number, request: bigint, arg: bigint) => number;
   readonly #xcrs = new Uint8Array(KVM_XCRS_SIZE);
   readonly #guestDebug = new Uint8Array(KVM_GUEST_DEBUG_SIZE);
+  readonly #mpState = new Uint8Array(4);
+  readonly #events = new Uint8Array(KVM_VCPU_EVENTS_SIZE);
 
   readonly #ownsMapping: boolean;
 
@@ -144,6 +147,24 @@ export class VcpuFd {
     const buf = new Uint8Array(4);
     new DataView(buf.buffer).setUint32(0, MP_STATE_RUNNABLE, true);
     check(libc().ioctl_buf(this.fd, KVM_IOCTL.SET_MP_STATE, buf), "make the vCPU runnable");
+  }
+
+  /** KVM_GET_MP_STATE: `MP_STATE_RUNNABLE`, `MP_STATE_HALTED`, … */
+  mpState(): number {
+    const buf = this.#mpState;
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.GET_MP_STATE, buf), "read the vCPU's run state");
+    return new DataView(buf.buffer).getUint32(0, true);
+  }
+
+  /**
+   * KVM_GET_VCPU_EVENTS: true when an exception, interrupt, NMI or SMI is
+   * injected or pending, i.e. something will run on this vCPU.
+   */
+  eventsPending(): boolean {
+    const buf = this.#events;
+    check(libc().ioctl_buf(this.fd, KVM_IOCTL.GET_VCPU_EVENTS, buf), "read the vCPU's events");
+    for (const at of Object.values(VCPU_EVENTS)) if (buf[at] !== 0) return true;
+    return false;
   }
 
   /** KVM_GET_TSC_KHZ, or null when KVM cannot tell. */
@@ -250,6 +271,11 @@ export class VcpuFd {
   /** Host address and size of the `kvm_run` mapping (for a vCPU Worker). */
   get runMapping(): { address: number; size: number } {
     return { ...this.#runMapping };
+  }
+
+  /** Same as {@linkcode VcpuFd.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Unmaps `kvm_run` and closes the fd (only the thread that created them). */

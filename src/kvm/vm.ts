@@ -16,7 +16,7 @@ import type { Kvm } from "./system.ts";
 import { VcpuFd } from "./vcpu.ts";
 
 /** A VM fd. */
-export class VmFd {
+export class VmFd implements Disposable {
   /** The open file descriptor. */
   readonly fd: number;
   /** The system fd it came from. */
@@ -131,6 +131,11 @@ export class VmFd {
   createVcpu(id: number): VcpuFd {
     const fd = check(libc().ioctl_val(this.fd, KVM_IOCTL.CREATE_VCPU, id), `create vCPU ${id}`);
     return new VcpuFd(fd, id, this.kvm.vcpuMmapSize());
+  }
+
+  /** Same as {@linkcode VmFd.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Closes the fd. */
