@@ -20,7 +20,7 @@ import { EXIT_CODE } from "../exit_codes.ts";
 import { runUnderDebugger } from "../gdb/run.ts";
 import { SERIAL_PORT_BASE } from "../hypercall/abi.ts";
 import type { GuestCommandLine, VmStop } from "../hypercall/context.ts";
-import { GuestOutput } from "../io/guest_output.ts";
+import { flushAll, GuestOutput } from "../io/guest_output.ts";
 import {
   currentAffinity,
   type HostMapping,
@@ -64,7 +64,7 @@ import { runSmp } from "./run_smp.ts";
 import { VcpuStats } from "../vcpu/stats.ts";
 import { toVmError, VmError } from "./errors.ts";
 import { applyFileIsolation } from "./isolation.ts";
-import { type PreparedKernel, prepareKernelFile } from "./kernel.ts";
+import { type KernelRequest, type PreparedKernel, prepareKernelFile } from "./kernel.ts";
 import { configureVm, openKvm, setUpVcpu } from "./kvm_setup.ts";
 import { connectNetDevice, netSummary, openNetDevice } from "./net.ts";
 import { runOneVcpu, YIELD_EVERY_MS } from "./run_one.ts";
@@ -114,35 +114,30 @@ export async function runVm(kernelPath: string, params: VmParams = {}): Promise<
   }
 }
 
-/** The recipe. Each `using`/`stack` line takes a resource that is given back in reverse. */
+/** The recipe. Every resource a step takes goes on `stack` and is given back in reverse. */
 async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   const t0 = performance.now();
   await using stack = new AsyncDisposableStack();
+  // 1. Options that need no host resource: sizes, affinity, file map, Deno permissions.
   const plan = checkOptions(kernelPath, params);
-  const kernel = await prepareKernelFile(kernelPath, plan.map, {
-    args: params.args ?? [],
-    env: params.env ?? [],
-    memorySize: plan.memorySize,
-    cpuCount: plan.cpuCount,
-    envHost: params.envHost ?? false,
-    aslr: params.aslr ?? true,
-    random: params.random,
-    net: params.net !== undefined,
-  });
+  // 2. The kernel: read it (or unpack a Hermit image), parse it, choose where it goes.
+  const kernel = await prepareKernelFile(kernelPath, plan.map, kernelRequest(params, plan));
+  // 3. The guest's files and output.
   const sandbox = stack.adopt(openSandbox(plan.map, params), (s) => s.dispose());
   const stdout = new GuestOutput(params.stdout ?? hostOutputSink(1));
   const stderr = new GuestOutput(params.stderr ?? hostOutputSink(2));
-  stack.defer(() => void (stdout.flush(), stderr.flush()));
-  // Before KVM and the guest: a TAP problem is one line and an exit code.
+  stack.defer(() => void flushAll(stdout, stderr));
+  // 4. The TAP (--net), before KVM: a problem there is one line and an exit code.
   const net = params.net === undefined ? null : openNetDevice(params.net.name, params.net.mac);
   const closeNet = once(() => net?.close());
   stack.defer(closeNet);
+  // 5. KVM, the VM and guest RAM.
   const kvm = stack.use(openKvm());
   const vm = stack.use(kvm.createVm());
   const ram = mapRam(stack, vm, plan.memorySize, kernel.layout.guestAddress, params);
   configureVm(vm, params);
+  // 6. The network device inside the VM; its Worker reads guest RAM, so it stops first.
   if (net !== null) {
-    // The net Worker reads guest RAM: it stops before RAM is unmapped.
     await connectNetDevice(vm, net, {
       address: ram.mapping.address,
       size: plan.memorySize,
@@ -150,14 +145,17 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
     });
     stack.defer(closeNet);
   }
-  const boot = createMachine(stack, { kvm, vm, mem: ram.mem, kernel, plan });
+  // 7. The kernel in RAM, the vCPUs and the boot state.
+  const machine = createMachine(stack, { kvm, vm, mem: ram.mem, kernel, plan });
+  // 8. Landlock (--file-isolation): from here on only the run's own paths.
   applyFileIsolation(params.fileIsolation ?? "none", kernelPath, plan.map, sandbox);
-
   const bootMs = performance.now() - t0;
-  using supervisor = new Supervisor({ timeoutMs: params.timeoutMs ?? null });
+
+  // 9. Run, under one supervisor. Under the debugger --timeout counts guest time only.
+  const timeoutMs = params.gdbPort === undefined ? params.timeoutMs : undefined;
+  using supervisor = new Supervisor({ timeoutMs });
   const ran = await runGuest({
-    ...boot,
-    vm,
+    ...machine,
     mem: ram.mem,
     memAddress: ram.mapping.address,
     cmdline: kernel.cmdline,
@@ -172,16 +170,34 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   });
   // A vCPU Worker that did not end may still touch guest RAM: keep it mapped.
   if (ran.abandoned) ram.keepMapped();
-  const runMs = Math.max(...ran.stats.map((s) => s.stoppedAt - s.startedAt));
+
+  // 10. The result; the stack then gives everything back.
   if (net !== null) log.info(netSummary(net.counters()));
   return result(ran.stop, {
     stats: ran.stats,
     layout: kernel.layout,
     kernel: kernel.image,
     bootMs,
-    runMs,
+    runMs: Math.max(...ran.stats.map((s) => s.stoppedAt - s.startedAt)),
     net: net?.counters() ?? null,
   });
+}
+
+/** What the kernel step needs from the options. */
+function kernelRequest(
+  params: VmParams,
+  plan: { memorySize: number; cpuCount: number },
+): KernelRequest {
+  return {
+    args: params.args ?? [],
+    env: params.env ?? [],
+    memorySize: plan.memorySize,
+    cpuCount: plan.cpuCount,
+    envHost: params.envHost ?? false,
+    aslr: params.aslr ?? true,
+    random: params.random,
+    net: params.net !== undefined,
+  };
 }
 
 /** Step 1: the options that need no host resource (sizes, affinity, file map, permissions). */
@@ -236,7 +252,7 @@ function openSandbox(map: FileMap, params: VmParams): Sandbox {
   });
 }
 
-/** Step 6: guest RAM, mapped on the host and into the VM. */
+/** Step 5: guest RAM, mapped on the host and into the VM. */
 function mapRam(
   stack: AsyncDisposableStack,
   vm: VmFd,
@@ -276,7 +292,7 @@ interface Machine {
 }
 
 /**
- * Steps 7–8: load the kernel, create the vCPUs with their boot registers,
+ * Step 7: load the kernel, create the vCPUs with their boot registers,
  * then the boot state the kernel reads (FDT, boot info, page tables).
  */
 function createMachine(
@@ -343,7 +359,6 @@ function createMachine(
 
 /** What a run mode needs. */
 interface RunInput extends Machine {
-  readonly vm: VmFd;
   readonly mem: GuestMemory;
   readonly memAddress: number;
   readonly cmdline: GuestCommandLine;
@@ -366,7 +381,7 @@ interface Ran {
 }
 
 /**
- * Step 10: run the guest in the mode the options ask for: under the
+ * Step 9: run the guest in the mode the options ask for: under the
  * debugger (every vCPU on this thread, in turns), one vCPU on this thread,
  * or one Worker per vCPU.
  */

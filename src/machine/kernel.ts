@@ -101,18 +101,32 @@ function hermitImageModule(): Promise<typeof import("../loader/hermit_image.ts")
   return import("../loader/hermit_image.ts");
 }
 
+/** What the guest is asked to run with, before a Hermit image's defaults apply. */
+export interface KernelRequest {
+  /** The guest's arguments. */
+  readonly args: readonly string[];
+  /** The guest's environment. */
+  readonly env: readonly (readonly [string, string])[];
+  /** Guest RAM size (an image may require more). */
+  readonly memorySize: number;
+  /** vCPU count (an image may require more). */
+  readonly cpuCount: number;
+  /** `-e host`: the whole host environment. */
+  readonly envHost: boolean;
+  /** Load a relocatable kernel at a random address. */
+  readonly aslr: boolean;
+  /** The random source for ASLR (tests). */
+  readonly random?: (() => number) | undefined;
+  /** `--net` is asked for (it needs Hermit ≥ 0.13.2). */
+  readonly net: boolean;
+}
+
 /** Unpacks a Hermit image: virtual files into the map, config into args/env. */
 async function unpackImage(
   path: string,
   bytes: Uint8Array,
   map: FileMap,
-  run: {
-    args: readonly string[];
-    env: readonly (readonly [string, string])[];
-    memorySize: number;
-    cpuCount: number;
-    envHost: boolean;
-  },
+  run: KernelRequest,
 ): Promise<{ kernel: Uint8Array; args: string[]; env: [string, string][] }> {
   let image;
   try {
@@ -178,16 +192,7 @@ export interface PreparedKernel {
 export async function prepareKernelFile(
   path: string,
   map: FileMap,
-  run: {
-    args: readonly string[];
-    env: readonly (readonly [string, string])[];
-    memorySize: number;
-    cpuCount: number;
-    envHost: boolean;
-    aslr: boolean;
-    random?: (() => number) | undefined;
-    net: boolean;
-  },
+  run: KernelRequest,
 ): Promise<PreparedKernel> {
   let bytes = await readKernel(path);
   let args = run.args;
