@@ -9,37 +9,14 @@
  * @module
  */
 
-import { writeBootInfo } from "../boot/boot_info.ts";
-import { adjustCpuid } from "../boot/cpuid.ts";
-import { buildHermitFdt, FdtSizeError } from "../boot/fdt.ts";
-import { writeGdt } from "../boot/gdt.ts";
-import { BOOT_INFO_OFFSET, BOOT_STACK_SIZE, FDT_OFFSET } from "../boot/layout.ts";
-import { CAP } from "../abi/kvm.ts";
-import { type XsaveLayout, xsaveLayoutFromCpuid } from "../emulate/xsave.ts";
-import { EXIT_CODE } from "../exit_codes.ts";
-import { runUnderDebugger } from "../gdb/run.ts";
-import { SERIAL_PORT_BASE } from "../hypercall/abi.ts";
-import type { GuestCommandLine, VmStop } from "../hypercall/context.ts";
 import { flushAll, GuestOutput } from "../io/guest_output.ts";
-import {
-  currentAffinity,
-  type HostMapping,
-  type Kvm,
-  LIBC_PATH,
-  mapGuestMemory,
-  pinCurrentThread,
-  restoreAffinity,
-  type VcpuFd,
-  type VmFd,
-} from "../kvm.ts";
+import { EXIT_CODE } from "../exit_codes.ts";
+import { type HostMapping, LIBC_PATH, mapGuestMemory, type VmFd } from "../kvm.ts";
 import type { KernelImage } from "../loader/elf.ts";
 import type { Layout } from "../loader/layout.ts";
-import { loadKernel } from "../loader/load.ts";
 import { logger } from "../log.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
-import { buildIdentityMap } from "../memory/paging.ts";
-import type { NetCounters, NetDevice } from "../net/net_device.ts";
-import { netRegisters } from "../net/net_device.ts";
+import type { NetCounters } from "../net/net_device.ts";
 import {
   DEFAULT_MEMORY_SIZE,
   UsageError,
@@ -57,17 +34,16 @@ import {
 import { FileMap, FileMapError } from "../sandbox/file_map.ts";
 import { denoHostFs } from "../sandbox/host_fs.ts";
 import { Sandbox } from "../sandbox/sandbox.ts";
-import { vcpuContext } from "../vcpu/context.ts";
-import { hostOutputSink, hostStdin } from "../vcpu/host_stdio.ts";
-import { vcpuBuses, VcpuLoop } from "../vcpu/run_loop.ts";
-import { runSmp } from "./run_smp.ts";
-import { VcpuStats } from "../vcpu/stats.ts";
+import { hostOutputSink } from "../vcpu/host_stdio.ts";
+import type { VcpuStats } from "../vcpu/stats.ts";
+import type { VmStop } from "../hypercall/context.ts";
+import { createMachine } from "./boot_state.ts";
 import { toVmError, VmError } from "./errors.ts";
 import { applyFileIsolation } from "./isolation.ts";
-import { type KernelRequest, type PreparedKernel, prepareKernelFile } from "./kernel.ts";
-import { configureVm, openKvm, setUpVcpu } from "./kvm_setup.ts";
+import { type KernelRequest, prepareKernelFile } from "./kernel.ts";
+import { configureVm, openKvm } from "./kvm_setup.ts";
 import { connectNetDevice, netSummary, openNetDevice } from "./net.ts";
-import { runOneVcpu, YIELD_EVERY_MS } from "./run_one.ts";
+import { runGuest } from "./run_guest.ts";
 import { Supervisor } from "./supervisor.ts";
 
 const log = logger("vm");
@@ -281,194 +257,6 @@ function mapRam(
   };
 }
 
-/** What the machine is made of once the boot state is written. */
-interface Machine {
-  /** Every vCPU, set up to enter the kernel. */
-  readonly vcpus: readonly VcpuFd[];
-  /** KVM copies registers into kvm_run on exits. */
-  readonly syncRegs: boolean;
-  /** Where XSAVE components live (CPUID leaf 0xD), for FPU-state emulation. */
-  readonly xsaveLayout: XsaveLayout;
-}
-
-/**
- * Step 7: load the kernel, create the vCPUs with their boot registers,
- * then the boot state the kernel reads (FDT, boot info, page tables).
- */
-function createMachine(
-  stack: AsyncDisposableStack,
-  m: {
-    kvm: Kvm;
-    vm: VmFd;
-    mem: GuestMemory;
-    kernel: PreparedKernel;
-    plan: { memorySize: number; cpuCount: number; map: FileMap };
-  },
-): Machine {
-  const { kvm, vm, mem, kernel, plan } = m;
-  const { guestAddress, kernelAddress, kernelEnd } = kernel.layout;
-  const loaded = loadKernel(mem, kernel.bytes, kernel.image, kernelAddress);
-  const cpuid = adjustCpuid(kvm.supportedCpuid());
-  const gdt = writeGdt(mem, guestAddress);
-  const stack0 = kernelAddress - BOOT_STACK_SIZE;
-  const vcpus: VcpuFd[] = [];
-  for (let id = 0; id < plan.cpuCount; id++) {
-    const vcpu = stack.use(vm.createVcpu(id));
-    vcpus.push(vcpu);
-    setUpVcpu(vcpu, { entry: loaded.entry, guestAddress, stack: stack0, gdt, cpuid });
-  }
-  const tscKhz = vcpus[0]!.tscKhz();
-  let fdt: Uint8Array;
-  try {
-    fdt = buildHermitFdt({
-      guestAddress,
-      memorySize: plan.memorySize,
-      tscKhz,
-      mounts: plan.map.mounts(),
-      args: kernel.args,
-      env: kernel.env,
-    });
-  } catch (error) {
-    if (error instanceof FdtSizeError) {
-      throw new UsageError(
-        "The kernel arguments and environment are too long to fit in the device tree (16 KiB)",
-      );
-    }
-    throw error;
-  }
-  mem.write(guestAddress + FDT_OFFSET, fdt);
-  writeBootInfo(mem, guestAddress + BOOT_INFO_OFFSET, {
-    physAddrStart: guestAddress,
-    physAddrEnd: guestAddress + plan.memorySize,
-    serialPortBase: SERIAL_PORT_BASE[kernel.image.interfaceVersion],
-    deviceTree: guestAddress + FDT_OFFSET,
-    kernelImageStart: kernelAddress,
-    kernelImageEnd: kernelEnd,
-    tls: loaded.tls,
-    numCpus: plan.cpuCount,
-    cpuFreqKhz: tscKhz ?? 0,
-    bootTimeNs: wallClockNs(),
-  });
-  buildIdentityMap(mem, { guestAddress, kernelEnd, legacy: kernel.image.legacyMapping });
-  return {
-    vcpus,
-    syncRegs: kvm.checkExtension(CAP.SYNC_REGS) !== 0,
-    xsaveLayout: xsaveLayoutFromCpuid(cpuid),
-  };
-}
-
-/** What a run mode needs. */
-interface RunInput extends Machine {
-  readonly mem: GuestMemory;
-  readonly memAddress: number;
-  readonly cmdline: GuestCommandLine;
-  readonly sandbox: Sandbox;
-  readonly stdout: GuestOutput;
-  readonly stderr: GuestOutput;
-  readonly net: NetDevice | null;
-  readonly params: VmParams;
-  readonly supervisor: Supervisor;
-  readonly kernelAddress: number;
-  readonly loadOffset: number;
-}
-
-/** How a run mode ended. */
-interface Ran {
-  readonly stop: VmStop;
-  readonly stats: VcpuStats[];
-  /** A vCPU Worker did not end in time (guest RAM must stay mapped). */
-  readonly abandoned: boolean;
-}
-
-/**
- * Step 9: run the guest in the mode the options ask for: under the
- * debugger (every vCPU on this thread, in turns), one vCPU on this thread,
- * or one Worker per vCPU.
- */
-async function runGuest(r: RunInput): Promise<Ran> {
-  const { params, supervisor } = r;
-  if (params.gdbPort !== undefined) {
-    if (params.affinity) log.warn("--affinity has no effect under --gdb-port");
-    const loops = mainThreadLoops(r);
-    const offset = r.loadOffset.toString(16);
-    notify(
-      `Kernel loaded at 0x${r.kernelAddress.toString(16)}: symbol offset 0x${offset} ` +
-        `(gdb: add-symbol-file KERNEL -o 0x${offset})`,
-    );
-    const stop = await runUnderDebugger({
-      port: params.gdbPort,
-      loops,
-      mem: r.mem,
-      loadOffset: r.loadOffset,
-      timeoutMs: params.timeoutMs,
-      notify,
-      supervisor,
-    });
-    supervisor.claim(stop);
-    await supervisor.drain(r.stdout, r.stderr);
-    return { stop, stats: loops.map((l) => l.options.stats), abandoned: false };
-  }
-  if (r.vcpus.length === 1) {
-    const [loop] = mainThreadLoops(r, YIELD_EVERY_MS);
-    // Pin this (the caller's) thread for the run only, then give it back its mask.
-    const savedMask = params.affinity ? currentAffinity() : null;
-    if (params.affinity) pinOrWarn(params.affinity[0]!);
-    try {
-      const stop = await runOneVcpu(loop!, supervisor, params.timeoutMs);
-      return { stop, stats: [loop!.options.stats], abandoned: false };
-    } finally {
-      if (savedMask !== null) restoreAffinity(savedMask);
-    }
-  }
-  return await runSmp({
-    vcpus: r.vcpus,
-    mem: r.mem,
-    memAddress: r.memAddress,
-    syncRegs: r.syncRegs,
-    xsaveLayout: r.xsaveLayout,
-    cmdline: r.cmdline,
-    files: r.sandbox,
-    sinks: params.stdout === undefined && params.stderr === undefined
-      ? null
-      : { stdout: params.stdout ?? Deno.stdout, stderr: params.stderr ?? Deno.stderr },
-    affinity: params.affinity ?? null,
-    supervisor,
-    warn: (message) => log.warn(message),
-    net: r.net?.shared ?? null,
-  });
-}
-
-/** Run loops for vCPUs driven from this thread (one vCPU, or all under the debugger). */
-function mainThreadLoops(r: RunInput, yieldEveryMs?: number): VcpuLoop[] {
-  // The device's registers for vCPUs run on this thread (Workers make their own).
-  const net = r.net === null ? null : netRegisters(r.net.shared, r.mem);
-  const control = new Int32Array(new SharedArrayBuffer(4));
-  return r.vcpus.map((vcpu) => {
-    vcpu.enableSyncRegs(r.syncRegs);
-    const stats = new VcpuStats(vcpu.id);
-    const ctx = vcpuContext({
-      vcpu,
-      mem: r.mem,
-      stdout: r.stdout,
-      stderr: r.stderr,
-      cmdline: r.cmdline,
-      files: r.sandbox,
-      stdin: r.params.stdin ?? hostStdin(),
-      warn: (message) => log.warn(message),
-    });
-    return new VcpuLoop({
-      vcpu,
-      mem: r.mem,
-      ctx,
-      stats,
-      control,
-      xsaveLayout: r.xsaveLayout,
-      buses: vcpuBuses(vcpu, { ctx, stats, net }),
-      ...(yieldEveryMs === undefined ? {} : { yieldEveryMs }),
-    });
-  });
-}
-
 /** The result record for a stop. */
 function result(
   stop: VmStop,
@@ -488,28 +276,4 @@ function result(
 function once(fn: () => Promise<void> | void): () => Promise<void> {
   let done: Promise<void> | null = null;
   return () => (done ??= Promise.resolve(fn()));
-}
-
-function pinOrWarn(core: number): void {
-  const err = pinCurrentThread(core);
-  if (err !== 0) log.warn(`Cannot pin the vCPU to core ${core} (errno ${err})`);
-}
-
-/**
- * The wall clock in nanoseconds (as precise as the platform gives), like
- * uhyve's `SystemTime::now()`, for the boot info.
- */
-function wallClockNs(): bigint {
-  const ms = performance.timeOrigin + performance.now();
-  const whole = Math.floor(ms);
-  return BigInt(whole) * 1_000_000n + BigInt(Math.floor((ms - whole) * 1e6));
-}
-
-/** A host-side notice for the user (the GDB stub's port and load address), on stderr. */
-function notify(message: string): void {
-  try {
-    Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${message}\n`));
-  } catch {
-    // stderr is closed: the notice has nowhere to go, and the run goes on.
-  }
 }
