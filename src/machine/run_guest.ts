@@ -27,22 +27,35 @@ const log = logger("vm");
 
 /** What a run mode needs. */
 export interface RunInput extends Machine {
+  /** Guest RAM. */
   readonly mem: GuestMemory;
+  /** Host address of guest RAM (vCPU Workers map it again). */
   readonly memAddress: number;
+  /** argv/env for Cmdsize/Cmdval. */
   readonly cmdline: GuestCommandLine;
+  /** The guest's files. */
   readonly sandbox: Sandbox;
+  /** Guest stdout (serial and fd 1) for vCPUs on this thread. */
   readonly stdout: GuestOutput;
+  /** Guest stderr (fd 2) for vCPUs on this thread. */
   readonly stderr: GuestOutput;
+  /** The virtio-net device (`--net`), or null. */
   readonly net: NetDevice | null;
+  /** The run's options. */
   readonly params: VmParams;
+  /** Signals, --timeout, the first stop, output drain, dead guests. */
   readonly supervisor: Supervisor;
+  /** Where the kernel was loaded (for the debugger's notice). */
   readonly kernelAddress: number;
+  /** How far the kernel moved from its link address (`qOffsets`). */
   readonly loadOffset: number;
 }
 
 /** How a run mode ended. */
 export interface Ran {
+  /** Why the VM stopped. */
   readonly stop: VmStop;
+  /** Every vCPU's counters. */
   readonly stats: VcpuStats[];
   /** A vCPU Worker did not end in time (guest RAM must stay mapped). */
   readonly abandoned: boolean;
