@@ -16,7 +16,7 @@ import {
   parseAffinity,
   parseConfig,
 } from "./config.ts";
-import { LIBC_PATH } from "./kvm.ts";
+import { LIBC_SONAME } from "./kvm.ts";
 import {
   DEFAULT_GDB_PORT,
   parseDuration,
@@ -397,7 +397,7 @@ function minimalCommandLine(
       ? null
       : extra.output,
     envHost: extra.envHost,
-    libcPath: LIBC_PATH,
+    libcPath: LIBC_SONAME,
     ...optionPermissionInput(params, dhyveRoot()),
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);

@@ -7,7 +7,7 @@
  */
 
 import { posix } from "node:path";
-import { parse, TomlError } from "smol-toml";
+import { parse, TomlError } from "npm:smol-toml@1.9.1";
 import { EXIT_CODE } from "./exit_codes.ts";
 import {
   checkCores,

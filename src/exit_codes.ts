@@ -14,7 +14,7 @@ export const EXIT_CODE = {
   BAD_KERNEL: 65,
   /** The kernel (or another input file) is missing or unreadable. */
   NO_INPUT: 66,
-  /** /dev/kvm is missing or cannot be opened, or KVM lacks a needed feature. */
+  /** /dev/kvm is missing or cannot be opened, KVM lacks a needed feature, or libc cannot be found. */
   KVM_UNAVAILABLE: 69,
   /** A bug in dhyve: an unexpected exception (please report it). */
   INTERNAL: 70,

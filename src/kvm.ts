@@ -27,5 +27,5 @@ export {
 export { ThreadTicker } from "./host/ticker.ts";
 export { fdReadable, fdWritable } from "./host/poll.ts";
 
-/** The libc dhyve loads (for `--allow-ffi=<path>` in permission hints). */
-export { LIBC_PATH } from "./libc.ts";
+/** libc's soname (permission hints) and the error when no libc can be loaded. */
+export { LIBC_SONAME, LibcLoadError } from "./libc.ts";

@@ -12,8 +12,9 @@
  * @module
  */
 
-/** Where glibc lives on Debian/Ubuntu x86_64; an absolute path lets `--allow-ffi=<path>` match. */
-export const LIBC_PATH = "/lib/x86_64-linux-gnu/libc.so.6";
+import { libcCandidates, openFirst, readLdCache } from "./libc_path.ts";
+
+export { LIBC_SONAME, LibcLoadError } from "./libc_path.ts";
 
 const SYMBOLS = {
   /** int open(const char *path, int flags, mode_t mode) */
@@ -149,12 +150,6 @@ export interface Libc {
   poll(fds: Uint8Array<ArrayBuffer>, n: number, timeoutMs: number): number;
 }
 
-/** Raised when libc cannot be loaded (for example without `--allow-ffi`). */
-export class LibcLoadError extends Error {
-  /** Error name. */
-  override name = "LibcLoadError";
-}
-
 let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
 let symbols: Libc | undefined;
 let errnoView: Int32Array | undefined;
@@ -162,16 +157,12 @@ let errnoView: Int32Array | undefined;
 /**
  * Loads libc once per thread (each Worker has its own copy of this module).
  * @throws {Deno.errors.NotCapable} when `--allow-ffi` is missing (passed through).
- * @throws {LibcLoadError} when the library cannot be opened.
+ * @throws {LibcLoadError} when no candidate path opens (one line naming them).
  */
 export function libc(): Libc {
   if (symbols === undefined) {
-    try {
-      lib = Deno.dlopen(LIBC_PATH, SYMBOLS);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotCapable) throw error;
-      throw new LibcLoadError(`Cannot load libc from ${LIBC_PATH}`, { cause: error });
-    }
+    // Tried path by path (see libc_path.ts): Deno cannot dlopen by soname.
+    lib = openFirst(libcCandidates(readLdCache()), (path) => Deno.dlopen(path, SYMBOLS)).library;
     symbols = lib.symbols as unknown as Libc;
   }
   return symbols;

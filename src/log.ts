@@ -12,7 +12,7 @@ import {
   type Logger,
   type LogLevel,
   type LogRecord,
-} from "@logtape/logtape";
+} from "npm:@logtape/logtape@2.4.2";
 
 /** The logger for one part of dhyve, e.g. `logger("loader")`. */
 export function logger(category: string): Logger {

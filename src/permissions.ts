@@ -52,7 +52,7 @@ export interface PermissionInput {
   readonly output: string | null;
   /** `-e host`: the whole host environment is passed to the guest. */
   readonly envHost: boolean;
-  /** The libc that `src/libc.ts` loads (`LIBC_PATH`). */
+  /** libc as named in messages (`LIBC_SONAME`); `--allow-ffi` is unscoped anyway (see above). */
   readonly libcPath: string;
   /**
    * dhyve's source directory when the run starts vCPU Workers (SMP), since
@@ -277,7 +277,7 @@ function nameable(path: string): string {
 }
 
 /**
- * The minimal command line for `req`: `deno run --allow-ffi=… --allow-read=…
+ * The minimal command line for `req`: `deno run --allow-ffi --allow-read=…
  * --allow-write=… [--allow-env] <entry> <args>`, shell-quoted where needed.
  * `entry` is the path of `main.ts` (or a module URL). Any other `entry` is
  * taken as a binary from `deno compile`, whose permissions are fixed when it

@@ -8,7 +8,7 @@
  */
 
 import { gunzip } from "node:zlib";
-import { parse, TomlError } from "smol-toml";
+import { parse, TomlError } from "npm:smol-toml@1.9.1";
 import { formatSize, MEMORY_ALIGN, MIN_MEMORY_SIZE, parseMemorySize } from "../params.ts";
 import { ImageFormatError } from "./errors.ts";
 

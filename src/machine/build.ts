@@ -11,7 +11,7 @@
 
 import { flushAll, GuestOutput } from "../io/guest_output.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
-import { type HostMapping, LIBC_PATH, mapGuestMemory, type VmFd } from "../kvm.ts";
+import { type HostMapping, LIBC_SONAME, mapGuestMemory, type VmFd } from "../kvm.ts";
 import type { KernelImage } from "../loader/elf.ts";
 import type { Layout } from "../loader/layout.ts";
 import { logger } from "../log.ts";
@@ -204,7 +204,7 @@ function checkOptions(
       tempDir: params.tempDir ?? null,
       output: null,
       envHost: false,
-      libcPath: LIBC_PATH,
+      libcPath: LIBC_SONAME,
       ...optionPermissionInput(params, dhyveSourceDir()),
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);

@@ -12,6 +12,7 @@ import { FdtSizeError } from "../boot/fdt.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { GdbListenError } from "../gdb/connection.ts";
 import { KvmError, KvmUnavailableError } from "../kvm/errors.ts";
+import { LibcLoadError } from "../libc_path.ts";
 import { LandlockError } from "../landlock.ts";
 import { ImageFormatError, LayoutError } from "../loader/errors.ts";
 import { UsageError } from "../params.ts";
@@ -57,7 +58,9 @@ export function toVmError(error: unknown, kernelPath?: string): VmError | null {
     const what = kernelPath === undefined ? "The kernel" : `"${kernelPath}"`;
     return wrap(`${what} is not a usable Hermit kernel: ${error.message}`, EXIT_CODE.BAD_KERNEL);
   }
-  if (error instanceof KvmUnavailableError) return wrap(error.message, EXIT_CODE.KVM_UNAVAILABLE);
+  if (error instanceof KvmUnavailableError || error instanceof LibcLoadError) {
+    return wrap(error.message, EXIT_CODE.KVM_UNAVAILABLE);
+  }
   if (error instanceof KvmError) return wrap(error.message, EXIT_CODE.HOST_ERROR);
   if (error instanceof GdbListenError) {
     return wrap(error.message, error.permission ? EXIT_CODE.PERMISSION : EXIT_CODE.HOST_ERROR);

@@ -1,3 +1,4 @@
+import { REPO_ROOT } from "./repo.ts";
 /**
  * Builds the freestanding C test guests of `tests/guests/` with gcc at test time.
  *
@@ -28,8 +29,6 @@ export const FIXED_LINK_ADDRESS: Readonly<Record<GuestIface, number>> = Object.f
   2: 0x1_0080_0000,
 });
 
-// No node: imports: `deno check` cannot resolve @types/node with this repo's manual node_modules.
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 const GUESTS_DIR = `${REPO_ROOT}/tests/guests`;
 const RUNTIME_DIR = `${GUESTS_DIR}/runtime`;
 const CACHE_DIR = `${REPO_ROOT}/.build/guests`;

@@ -7,6 +7,7 @@
  */
 
 import { Kvm } from "../../src/kvm.ts";
+import { testUnless } from "./skip.ts";
 
 const KVM_PATH = "/dev/kvm";
 
@@ -60,13 +61,22 @@ export function kvmAvailable(): boolean {
   return probe.ok;
 }
 
+/** Options of {@linkcode kvmTest}. */
+export interface KvmTestOptions {
+  /** Another reason this test cannot run here (e.g. "needs root"), or null. */
+  skip?: string | null;
+}
+
 /**
  * Registers a KVM test: it runs when {@linkcode kvmAvailable} is true, and is
  * registered as ignored (after one SKIP line for the file) when it is not.
+ * With `options.skip`, it is also ignored, after a SKIP line naming the test
+ * and the reason.
  */
 export function kvmTest(
   name: string,
   fn: (t: Deno.TestContext) => void | Promise<void>,
+  options: KvmTestOptions = {},
 ): void {
   const ok = kvmAvailable();
   if (!ok && !announced) {
@@ -75,5 +85,6 @@ export function kvmTest(
     // deno-lint-ignore no-console
     console.error(`SKIP: ${KVM_PATH} is not available here${why}: KVM tests skipped`);
   }
-  Deno.test({ name, ignore: !ok, fn });
+  if (!ok) Deno.test({ name, ignore: true, fn });
+  else testUnless(options.skip ?? null, name, fn);
 }

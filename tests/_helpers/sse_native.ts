@@ -1,3 +1,4 @@
+import { REPO_ROOT } from "./repo.ts";
 /**
  * Builds and drives `sse_native.c`, which runs single SSE instructions on
  * the host CPU, for the differential tests of the SSE emulator. The binary
@@ -7,7 +8,6 @@
  * @module
  */
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 const SOURCE = `${REPO_ROOT}/tests/_helpers/sse_native.c`;
 const CACHE_DIR = `${REPO_ROOT}/.build/sse_native`;
 const FLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-fcf-protection=none"];

@@ -10,55 +10,15 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
-const decoder = new TextDecoder();
-
-/** The outcome of one `deno run main.ts …`. */
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { assertOneErrorLine, type CliRun, runDhyve } from "../_helpers/cli.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
 /** Runs `deno run <permissions> main.ts <args>` from the repository root. */
-async function dhyve(
+function dhyve(
   args: string[],
   permissions: string[] = ["--allow-ffi", "--allow-read"],
 ): Promise<CliRun> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...permissions, MAIN, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-/** The non-empty lines of `text`. */
-function lines(text: string): string[] {
-  return text.split("\n").filter((line) => line !== "");
-}
-
-/** Asserts exit `code` and exactly one `dhyve: error:` line on stderr, without a stack trace. */
-function assertOneErrorLine(run: CliRun, code: number, ...mentions: RegExp[]): string {
-  const context = `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
-  assert.equal(run.code, code, context);
-  const errors = lines(run.stderr);
-  assert.equal(errors.length, 1, context);
-  const [line] = errors as [string];
-  assert.match(line, /^dhyve: error: /, context);
-  assert.doesNotMatch(run.stderr, /\n\s+at /, "no stack trace");
-  for (const pattern of mentions) assert.match(line, pattern);
-  assert.equal(run.stdout, "", "nothing on stdout");
-  return line;
+  return runDhyve(args, { perms: permissions });
 }
 
 async function withTempFile<T>(bytes: Uint8Array, fn: (path: string) => Promise<T>): Promise<T> {

@@ -7,11 +7,11 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
+const root = `${REPO_ROOT}/`;
 const denort = Deno.env.get("DENORT_BIN");
 const dec = new TextDecoder();
 

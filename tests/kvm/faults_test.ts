@@ -15,9 +15,9 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { denoCommand, dhyveArgs } from "../_helpers/cli.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const decoder = new TextDecoder();
 
 const BUILDS: readonly GuestBuild[] = [
@@ -56,35 +56,28 @@ function command(
   extra: string[] = [],
   stdin: "null" | "piped" = "null",
 ): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-ffi",
-      // Two vCPUs start Workers, whose modules Deno must be allowed to read.
-      `--allow-read=${kernel},${dirs.data},${dirs.tempParent}${
-        extra.includes("-c") ? `,${REPO_ROOT}/src` : ""
-      }`,
-      `--allow-write=${dirs.data},${dirs.tempParent}`,
-      MAIN,
-      "--file-mapping",
-      `${dirs.data}:/root/data`,
-      "--tempdir",
-      dirs.tempParent,
-      "--file-isolation",
-      "normal",
-      "--no-aslr",
-      ...extra,
-      kernel,
-      "--",
-      name,
-    ],
-    cwd: REPO_ROOT,
-    stdin,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-  });
+  const perms = [
+    "--allow-ffi",
+    // Two vCPUs start Workers, whose modules Deno must be allowed to read.
+    `--allow-read=${kernel},${dirs.data},${dirs.tempParent}${
+      extra.includes("-c") ? `,${REPO_ROOT}/src` : ""
+    }`,
+    `--allow-write=${dirs.data},${dirs.tempParent}`,
+  ];
+  const args = [
+    "--file-mapping",
+    `${dirs.data}:/root/data`,
+    "--tempdir",
+    dirs.tempParent,
+    "--file-isolation",
+    "normal",
+    "--no-aslr",
+    ...extra,
+    kernel,
+    "--",
+    name,
+  ];
+  return denoCommand(dhyveArgs(args, { perms }), { pipeStdin: stdin === "piped" });
 }
 
 /** The outcome of one subprocess. */

@@ -20,10 +20,8 @@ import type { FileIsolation } from "../../src/params.ts";
 import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
-const decoder = new TextDecoder();
+import { MAIN } from "../_helpers/repo.ts";
+import { type CliRun, runDeno } from "../_helpers/cli.ts";
 
 /** What the guest finds in /root/data/hello.txt. */
 const HELLO = "hello from the host\n";
@@ -165,27 +163,9 @@ function assertAllOk(stdout: string, context: string): void {
   assert.ok(lines.length >= 50, `${context}: only ${lines.length} checks ran`);
 }
 
-/** The outcome of one subprocess. */
-interface ProcessRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(args: readonly string[]): Promise<ProcessRun> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+/** Runs `deno <args>` from the repository root. */
+function run(args: readonly string[]): Promise<CliRun> {
+  return runDeno(args);
 }
 
 /** The dhyve arguments for one files-guest run. */

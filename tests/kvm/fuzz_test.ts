@@ -16,10 +16,9 @@
 import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest } from "../_helpers/guests.ts";
+import { denoCommand, dhyveArgs } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const decoder = new TextDecoder();
 
 /** Seeds per interface. */
@@ -63,14 +62,8 @@ for (const iface of [1, 2] as const) {
           Deno.writeTextFileSync(`${data}/hello.txt`, "hello\n");
           Deno.symlinkSync(`${other}/secret.txt`, `${data}/escape`);
           Deno.symlinkSync(other, `${data}/outdir`);
-          const output = await new Deno.Command(Deno.execPath(), {
-            args: [
-              "run",
-              "--quiet",
-              "--allow-ffi",
-              `--allow-read=${kernel},${data},${tempParent}`,
-              `--allow-write=${data},${tempParent}`,
-              MAIN,
+          const output = await denoCommand(
+            dhyveArgs([
               "--file-mapping",
               `${data}:/root/data`,
               "--tempdir",
@@ -84,13 +77,14 @@ for (const iface of [1, 2] as const) {
               "--",
               String(seed),
               String(CALLS),
-            ],
-            cwd: REPO_ROOT,
-            stdin: "null",
-            stdout: "piped",
-            stderr: "piped",
-            env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-          }).output();
+            ], {
+              perms: [
+                "--allow-ffi",
+                `--allow-read=${kernel},${data},${tempParent}`,
+                `--allow-write=${data},${tempParent}`,
+              ],
+            }),
+          ).output();
           const stdout = decoder.decode(output.stdout);
           const stderr = decoder.decode(output.stderr);
           const context =

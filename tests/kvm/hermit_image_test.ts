@@ -26,10 +26,7 @@ import {
   type HermitTomlSpec,
 } from "../_helpers/hermit_image_builder.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
-const decoder = new TextDecoder();
+import { assertOneErrorLine, type CliRun, describeRun, runDhyve } from "../_helpers/cli.ts";
 
 const V1: GuestBuild = { iface: 1, pie: true };
 const V2: GuestBuild = { iface: 2, pie: true };
@@ -83,43 +80,8 @@ async function runImage(
   return { result, stdout: out.text() };
 }
 
-/** The outcome of one `deno run main.ts …`. */
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function dhyve(args: readonly string[]): Promise<CliRun> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-ffi", "--allow-read", MAIN, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-function describeRun(run: CliRun): string {
-  return `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
-}
-
-/** Exit `code`, exactly one `dhyve: error:` line, no stack frames, nothing on stdout. */
-function assertOneErrorLine(run: CliRun, code: number, ...mentions: RegExp[]): void {
-  const context = describeRun(run);
-  assert.equal(run.code, code, context);
-  const errors = run.stderr.split("\n").filter((l) => l !== "");
-  assert.equal(errors.length, 1, context);
-  assert.match(errors[0]!, /^dhyve: error: \S/, context);
-  assert.doesNotMatch(run.stderr, / {4}at /, context);
-  assert.equal(run.stdout, "", context);
-  for (const pattern of mentions) assert.match(errors[0]!, pattern, context);
+function dhyve(args: readonly string[]): Promise<CliRun> {
+  return runDhyve(args);
 }
 
 /** What the `args` guest prints for argv, env and kernel args. */

@@ -22,10 +22,10 @@ import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { CaptureSink } from "../../src/io/guest_output.ts";
 import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
+import { denoCommand, dhyveArgs } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const decoder = new TextDecoder();
 
 /** The hostile guest, per interface: PIE, no GNU note (the whole RAM is mapped). */
@@ -229,17 +229,8 @@ async function runFenced(
   fx: Fixture,
   extra: readonly string[] = [],
 ): Promise<Outcome> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-ffi",
-      // Two vCPUs start Workers, whose modules Deno must be allowed to read.
-      `--allow-read=${kernel},${fx.data},${fx.tempParent}${
-        extra.includes("-c") ? `,${REPO_ROOT}/src` : ""
-      }`,
-      `--allow-write=${fx.data},${fx.tempParent}`,
-      MAIN,
+  const output = await denoCommand(
+    dhyveArgs([
       "--file-mapping",
       `${fx.data}:/root/data`,
       "--tempdir",
@@ -254,13 +245,17 @@ async function runFenced(
       "--",
       name,
       fx.canary,
-    ],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-  }).output();
+    ], {
+      perms: [
+        "--allow-ffi",
+        // Two vCPUs start Workers, whose modules Deno must be allowed to read.
+        `--allow-read=${kernel},${fx.data},${fx.tempParent}${
+          extra.includes("-c") ? `,${REPO_ROOT}/src` : ""
+        }`,
+        `--allow-write=${fx.data},${fx.tempParent}`,
+      ],
+    }),
+  ).output();
   const stderr = decoder.decode(output.stderr);
   assert.doesNotMatch(stderr, /\n\s+at /, `${name}: a stack trace on stderr:\n${stderr}`);
   const errors = stderr.split("\n").filter((line) => line.startsWith("dhyve: error: "));

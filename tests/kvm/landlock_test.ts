@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 import {
   denoRuntimeRules,
   handledAccessFs,
@@ -17,6 +18,7 @@ import {
   ruleAccessFs,
   sandboxRules,
 } from "../../src/landlock.ts";
+import { describeRun, runDeno } from "../_helpers/cli.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
 import type { ProbeConfig, ProbeReport } from "../_helpers/landlock_probe.ts";
 
@@ -32,18 +34,11 @@ if (skip) {
 
 /** Runs the probe with `config`; its stdout is one JSON report. */
 async function probe(config: ProbeConfig): Promise<ProbeReport> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    // -A: Deno insists on --allow-all for /proc/self/task (the thread list);
-    // Landlock is what is under test here, not Deno's permissions.
-    args: ["run", "-A", PROBE, JSON.stringify(config)],
-    env: { DENO_NO_UPDATE_CHECK: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(output.stdout);
-  const stderr = new TextDecoder().decode(output.stderr);
-  assert.equal(output.code, 0, `probe failed:\n${stdout}\n${stderr}`);
-  return JSON.parse(stdout) as ProbeReport;
+  // -A: Deno insists on --allow-all for /proc/self/task (the thread list);
+  // Landlock is what is under test here, not Deno's permissions.
+  const output = await runDeno(["run", "-A", PROBE, JSON.stringify(config)]);
+  assert.equal(output.code, 0, `probe failed:\n${describeRun(output)}`);
+  return JSON.parse(output.stdout) as ProbeReport;
 }
 
 function applied(report: ProbeReport): LandlockResult {
@@ -140,7 +135,7 @@ Deno.test("sandboxRules() maps each part of a VM to the narrowest rule", () => {
 });
 
 Deno.test("denoRuntimeRules() lets the process read its modules and use /dev/kvm", () => {
-  const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+  const root = REPO_ROOT;
   const rules = denoRuntimeRules({ denoDir: "/cache/deno", sourceDirs: ["/opt/app"] });
   const byPath = new Map(rules.map((rule) => [rule.path, rule]));
   assert.deepEqual(byPath.get(root), { path: root, access: "dir-read" });

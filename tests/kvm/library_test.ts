@@ -31,9 +31,10 @@ import {
 } from "../../mod.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { describeRun, runDeno } from "../_helpers/cli.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
+import { needsRootAnd } from "../_helpers/skip.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 const V1: GuestBuild = { iface: 1, pie: true };
@@ -82,14 +83,8 @@ kvmTest("mod.ts exports the library API", () => {
 });
 
 kvmTest("deno doc --lint mod.ts passes (every export documented)", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["doc", "--lint", "mod.ts"],
-    cwd: REPO_ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  assert.equal(out.code, 0, decoder.decode(out.stderr) + decoder.decode(out.stdout));
+  const out = await runDeno(["doc", "--lint", "mod.ts"]);
+  assert.equal(out.code, 0, describeRun(out));
 });
 
 for (const variant of [V1, V2]) {
@@ -234,20 +229,9 @@ kvmTest("runVm: a custom InputSource is the guest's stdin (v1 FileRead on fd 0)"
     const result = await runVm(Deno.args[0], { stdin, stdout, timeoutMs: 20000 });
     console.log(JSON.stringify({ exitCode: result.exitCode, out: stdout.text() }));
   `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--quiet", code, kernel],
-    cwd: REPO_ROOT,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(encoder.encode("from the real stdin\n"));
-  await writer.close();
-  const out = await child.output();
-  const stdout = decoder.decode(out.stdout);
-  assert.equal(out.code, 0, `${stdout}\n${decoder.decode(out.stderr)}`);
+  const out = await runDeno(["eval", "--quiet", code, kernel], { stdin: "from the real stdin\n" });
+  const stdout = out.stdout;
+  assert.equal(out.code, 0, describeRun(out));
   assert.deepEqual(JSON.parse(stdout), { exitCode: 2, out: "got: one\ngot: two\n" });
 });
 
@@ -272,25 +256,8 @@ kvmTest("runVm: a missing or bad kernel rejects with VmError and its exit code",
   }
 });
 
-/** Whether `cmd args` runs and succeeds here. */
-async function works(cmd: string, args: string[]): Promise<boolean> {
-  try {
-    return (await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
-
 kvmTest("runVm: no /dev/kvm rejects with VmError, exit code 69 (as documented)", async () => {
   // Hides /dev/kvm in a mount namespace (root only) around a child that calls runVm.
-  const root = await new Deno.Command("id", { args: ["-u"], stdout: "piped" }).output()
-    .then((o) => decoder.decode(o.stdout).trim() === "0", () => false);
-  if (!root || !(await works("unshare", ["-m", "true"]))) {
-    // deno-lint-ignore no-console
-    console.error("SKIP: needs root and unshare -m to hide /dev/kvm");
-    return;
-  }
   const code = `
     import { runVm } from "./mod.ts";
     try {
@@ -300,31 +267,16 @@ kvmTest("runVm: no /dev/kvm rejects with VmError, exit code 69 (as documented)",
       console.log(JSON.stringify({ name: error.name, exitCode: error.exitCode, message: error.message }));
     }
   `;
-  const out = await new Deno.Command("unshare", {
-    args: [
-      "-m",
-      "sh",
-      "-c",
-      'mount -t tmpfs none /dev && exec "$@"',
-      "sh",
-      Deno.execPath(),
-      "eval",
-      "--quiet",
-      code,
-      await buildGuest("noop", V1),
-    ],
-    cwd: REPO_ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const text = decoder.decode(out.stdout);
-  assert.equal(out.code, 0, `${text}\n${decoder.decode(out.stderr)}`);
+  const out = await runDeno(["eval", "--quiet", code, await buildGuest("noop", V1)], {
+    prefix: ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /dev && exec "$@"', "sh"],
+  });
+  const text = out.stdout;
+  assert.equal(out.code, 0, describeRun(out));
   const got = JSON.parse(text) as { name?: string; exitCode?: number; message?: string };
   assert.match(got.message ?? "", /\/dev\/kvm does not exist.*modprobe/);
   assert.equal(got.name, "VmError", text);
   assert.equal(got.exitCode, EXIT_CODE.KVM_UNAVAILABLE, text);
-});
+}, { skip: needsRootAnd("unshare", ["-m", "true"]) });
 
 kvmTest("runVm: bad parameters reject with UsageError before anything runs", async () => {
   const kernel = await buildGuest("noop", V1);

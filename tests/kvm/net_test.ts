@@ -14,10 +14,11 @@
 import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
+import { dhyveArgs } from "../_helpers/cli.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
+import { MAIN } from "../_helpers/repo.ts";
+import { AS_NOBODY, type Stage, stageDhyve } from "../_helpers/stage.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const GUEST_IP = "10.0.5.3";
 const HOST_CIDR = "10.0.5.2/24";
 const TAP = "dtap0";
@@ -86,19 +87,22 @@ if (unavailable !== null) {
  * Runs `main.ts ARGS` in namespace `ns` to its end, with the test's permissions;
  * `wrapper` (e.g. a setpriv command) goes in front of deno.
  */
-function dhyveIn(ns: string, args: string[], wrapper: string[] = []): ReturnType<typeof run> {
+function dhyveIn(
+  ns: string,
+  args: string[],
+  wrapper: string[] = [],
+  stage?: Stage,
+): ReturnType<typeof run> {
+  const deno = stage?.deno ?? Deno.execPath();
+  const main = stage?.main ?? MAIN;
   return run([
     "ip",
     "netns",
     "exec",
     ns,
     ...wrapper,
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    ...PERMS,
-    MAIN,
-    ...args,
+    deno,
+    ...dhyveArgs(args, { perms: PERMS, main }),
   ]);
 }
 
@@ -135,7 +139,7 @@ class DhyveProcess {
 
   constructor(ns: string, args: string[], timeoutMs: number) {
     this.#child = new Deno.Command("ip", {
-      args: ["netns", "exec", ns, Deno.execPath(), "run", "--quiet", ...PERMS, MAIN, ...args],
+      args: ["netns", "exec", ns, Deno.execPath(), ...dhyveArgs(args, { perms: PERMS })],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -411,12 +415,13 @@ netTest(
       assert.equal(asTun.code, EXIT_CODE.HOST_ERROR, asTun.stderr);
       assert.match(asTun.stderr, /^dhyve: error: .*dtap0.*\n$/);
 
-      const nobody = await dhyveIn(ns, ["-n", "tap:nosuchtap", guest], [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-      ]);
+      // A copy nobody can read: the checkout may be private (a clone into a 0700 directory).
+      const stage = await stageDhyve([guest]);
+      const nobody = await dhyveIn(ns, ["-n", "tap:nosuchtap", stage.files.get(guest)!], [
+        ...AS_NOBODY,
+        "env",
+        ...Object.entries(stage.env).map(([name, value]) => `${name}=${value}`),
+      ], stage).finally(() => stage.dispose());
       assert.equal(nobody.code, EXIT_CODE.PERMISSION, nobody.stderr);
       // Which step refuses depends on /dev/net/tun's mode here (0666 on most distributions).
       const mode = (await run(["stat", "-c", "%a", "/dev/net/tun"])).stdout.trim();
@@ -448,7 +453,7 @@ Deno.test({
   fn: async () => {
     const guest = await buildGuest("net_echo", V2_PIE);
     const dhyve = (args: string[], perms = PERMS) =>
-      run([Deno.execPath(), "run", "--quiet", ...perms, MAIN, ...args]);
+      run([Deno.execPath(), ...dhyveArgs(args, { perms })]);
     for (const value of ["udp", "tap:", "tap:waytoolonginterface", "tun:x", "tap:a/b"]) {
       const r = await dhyve(["-n", value, guest]);
       assert.equal(r.code, EXIT_CODE.USAGE, `--net ${value}: ${r.stderr}`);

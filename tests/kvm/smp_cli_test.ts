@@ -14,37 +14,14 @@ import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { type CliRun, runDhyve, spawnDhyve } from "../_helpers/cli.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const PAYLOAD = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
 const decoder = new TextDecoder();
 
-/** The outcome of one `deno run main.ts …`. */
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs `deno run --allow-ffi --allow-read main.ts <args>` from the repository root. */
-async function dhyve(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  const t0 = performance.now();
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-ffi", "--allow-read", "--allow-env", MAIN, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-    ms: performance.now() - t0,
-  };
+/** Runs `deno run --allow-ffi --allow-read --allow-env main.ts <args>` from the repository root. */
+function dhyve(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runDhyve(args, { perms: ["--allow-ffi", "--allow-read", "--allow-env"], env });
 }
 
 function context(run: CliRun): string {
@@ -179,15 +156,8 @@ async function threadAffinities(pid: number): Promise<string[]> {
 }
 
 kvmTest("dhyve -c 2 -a 1,0: each vCPU thread may run on its one host core only", async () => {
-  if (navigator.hardwareConcurrency < 2) return;
   const kernel = await buildGuest("spin", { iface: 1, pie: true });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-ffi", "--allow-read", MAIN, "-c", "2", "-a", "1,0", kernel],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnDhyve(["-c", "2", "-a", "1,0", kernel]);
   const output = child.output();
   const watchdog = setTimeout(() => child.kill("SIGKILL"), 30_000);
   try {
@@ -209,4 +179,4 @@ kvmTest("dhyve -c 2 -a 1,0: each vCPU thread may run on its one host core only",
   } finally {
     clearTimeout(watchdog);
   }
-});
+}, { skip: navigator.hardwareConcurrency < 2 ? "needs 2 host cores" : null });

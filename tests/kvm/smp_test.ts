@@ -15,10 +15,10 @@ import { CaptureSink } from "../../src/io/guest_output.ts";
 import { UsageError, type VmParams } from "../../src/params.ts";
 import { runVm, type VmResult } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
+import { describeRun, runDeno, spawnDhyve } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 
-const REPO_ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
-const MAIN = `${REPO_ROOT}/main.ts`;
 const PIE_VARIANTS: readonly GuestBuild[] = [{ iface: 1, pie: true }, { iface: 2, pie: true }];
 const PAYLOAD = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
 
@@ -324,14 +324,7 @@ for (
 ) {
   kvmTest(`dhyve -c 2 spin stopped by ${signal}: exit ${code}, the process ends`, async () => {
     const kernel = await buildGuest("spin", { iface: 1, pie: true });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-ffi", "--allow-read", MAIN, "-c", "2", kernel],
-      cwd: REPO_ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    const child = spawnDhyve(["-c", "2", kernel]);
     const stderrText = new Response(child.stderr).text();
     // Wait until the guest runs (its first line), so the signal meets dhyve's own handling.
     const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -411,12 +404,14 @@ if (images === null) {
   });
 }
 
+/** Why pinning to core 1 is impossible here, or null. */
+const TWO_CORES = navigator.hardwareConcurrency < 2 ? "needs 2 host cores to pin to core 1" : null;
+
 kvmTest(
   "runVm() with -c 1 and affinity [1] leaves the caller's thread unpinned afterwards",
   async () => {
     // A single vCPU runs on the caller's thread; the pin must not outlive the run (threads the
     // host program starts later would inherit it). Run in a subprocess: it pins its main thread.
-    if (navigator.hardwareConcurrency < 2) return;
     const kernel = await buildGuest("noop", { iface: 1, pie: true });
     const script = `
     import { runVm } from "${REPO_ROOT}/src/vm.ts";
@@ -431,17 +426,12 @@ kvmTest(
     });
     console.log(JSON.stringify({ before, after: await mask(), exit: result.exitCode }));
   `;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--quiet", script],
-      cwd: REPO_ROOT,
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const out = await runDeno(["eval", "--quiet", script]);
+    const text = out.stdout;
+    assert.equal(out.code, 0, describeRun(out));
     const { before, after, exit } = JSON.parse(text);
     assert.equal(exit, 0);
     assert.equal(after, before, "the main thread's CPU mask is restored after the run");
   },
+  { skip: TWO_CORES },
 );

@@ -11,10 +11,10 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
+import { REPO_ROOT } from "../_helpers/repo.ts";
 import { dirname, join, relative } from "node:path";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
+const root = REPO_ROOT;
 
 function sourceFiles(dir: string): string[] {
   const out: string[] = [];
