@@ -101,11 +101,22 @@ function withRdi(step: Step, rdi: number): Step {
   };
 }
 
-function setUp(): { vcpu: FakeVcpu; loop: VcpuLoop; output: () => string; stats: VcpuStats } {
+/** A loop over a fake vCPU; `withNet` adds the virtio-net function, `yieldEveryMs` pauses. */
+function setUp(
+  options: { withNet?: boolean; yieldEveryMs?: number } = {},
+): { vcpu: FakeVcpu; loop: VcpuLoop; output: () => string; stats: VcpuStats } {
   const vcpu = new FakeVcpu();
   const fake = fakeContext();
   const stats = new VcpuStats(0);
   const asVcpu = vcpu as unknown as VcpuFd;
+  const nothing = (): void => {};
+  const net = options.withNet
+    ? new NetRegisters(createNetState(new Uint8Array(6)), fake.mem, {
+      wake: nothing,
+      interrupt: nothing,
+      notify: nothing,
+    })
+    : null;
   const loop = new VcpuLoop({
     vcpu: asVcpu,
     mem: fake.mem,
@@ -113,7 +124,8 @@ function setUp(): { vcpu: FakeVcpu; loop: VcpuLoop; output: () => string; stats:
     stats,
     control: new Int32Array(1),
     xsaveLayout: new Map(),
-    buses: vcpuBuses(asVcpu, { ctx: fake.ctx, stats, net: null }),
+    buses: vcpuBuses(asVcpu, { ctx: fake.ctx, stats, net }),
+    ...(options.yieldEveryMs === undefined ? {} : { yieldEveryMs: options.yieldEveryMs }),
   });
   return { vcpu, loop, output: () => fake.output().stdout, stats };
 }
@@ -217,26 +229,8 @@ Deno.test("VcpuLoop: KVM_EXIT_DEBUG is reported to the caller", () => {
 });
 
 Deno.test("VcpuLoop: with --net, 0xCF8/0xCFC pairs across many yields never read all ones", () => {
-  const vcpu = new FakeVcpu();
-  const fake = fakeContext();
-  const stats = new VcpuStats(0);
-  const asVcpu = vcpu as unknown as VcpuFd;
-  const nothing = (): void => {};
-  const net = new NetRegisters(createNetState(new Uint8Array(6)), fake.mem, {
-    wake: nothing,
-    interrupt: nothing,
-    notify: nothing,
-  });
-  const loop = new VcpuLoop({
-    vcpu: asVcpu,
-    mem: fake.mem,
-    ctx: fake.ctx,
-    stats,
-    control: new Int32Array(1),
-    xsaveLayout: new Map(),
-    buses: vcpuBuses(asVcpu, { ctx: fake.ctx, stats, net }),
-    yieldEveryMs: 0, // return to the caller every few exits
-  });
+  // yieldEveryMs 0: the loop returns to its caller every few exits, as the main thread's does.
+  const { vcpu, loop } = setUp({ withNet: true, yieldEveryMs: 0 });
   const seen: number[] = [];
   const record = (step: Step): Step => (run) => {
     seen.push(run.getUint32(IO_DATA, true));
