@@ -16,6 +16,7 @@ export { runVm, VmError, type VmResult } from "./src/vm.ts";
 export type { Layout } from "./src/loader/layout.ts";
 export type {
   HermitVersion,
+  InterfaceVersion,
   KernelImage,
   Relocation,
   Segment,
@@ -24,6 +25,7 @@ export type {
 export {
   DEFAULT_MEMORY_SIZE,
   type FileIsolation,
+  type HermitImageMode,
   parseEnvEntry,
   parseMemorySize,
   UsageError,

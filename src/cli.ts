@@ -1,5 +1,5 @@
 /**
- * The command line: uhyve 0.8's flags (and the `HERMIT_*` environment
+ * The command line: uhyve 0.9.1's flags (and the `HERMIT_*` environment
  * variables and `uhyve.toml` it honours) → one run request. Pure parsing plus
  * the config-file read; `main.ts` does the run.
  * @module
@@ -22,6 +22,7 @@ import {
   parseDuration,
   parseEnvEntry,
   parseFileIsolation,
+  parseHermitImageMode,
   parseIoMode,
   parseMemorySize,
   UsageError,
@@ -33,7 +34,7 @@ import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
 
 /** The help text (`--help`). */
-export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.8 compatible)
+export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.9.1 compatible)
 
 Usage: deno run --allow-ffi --allow-read=KERNEL main.ts [OPTIONS] KERNEL [-- ARGS...]
 
@@ -69,6 +70,9 @@ Files:
                           or strict (refuses to run without it)
       --io-mode host=direct|sync
                           flags for files the guest creates (uhyve compatible)
+      --hermit-image-mode external|internal
+                          a Hermit image's files: served by dhyve (external,
+                          default) or handed to the kernel as an initrd
 
 Output and diagnostics:
   -o, --output FILE       guest output to a new FILE ("none" discards it)
@@ -174,6 +178,7 @@ const OPTIONS = {
   "max-temp-size": { type: "string" },
   "file-isolation": { type: "string" },
   "io-mode": { type: "string" },
+  "hermit-image-mode": { type: "string" },
   output: { type: "string", short: "o" },
   stats: { type: "boolean" },
   config: { type: "string" },
@@ -281,6 +286,9 @@ export function parseCommandLine(
       ? undefined
       : parseFileIsolation(values["file-isolation"]),
     ioMode: values["io-mode"] === undefined ? undefined : parseIoMode(values["io-mode"]),
+    hermitImageMode: values["hermit-image-mode"] === undefined
+      ? undefined
+      : parseHermitImageMode(values["hermit-image-mode"]),
     output: values.output,
     stats: statsJson ? "json" : values.stats ? true : undefined,
     noAslr: values["no-aslr"] ? true : undefined,
@@ -332,6 +340,7 @@ export function parseCommandLine(
   if (merged.fileMappings.length > 0) params.fileMappings = merged.fileMappings;
   if (merged.tempDir !== undefined) params.tempDir = merged.tempDir;
   if (merged.ioMode !== undefined) params.ioMode = merged.ioMode;
+  if (merged.hermitImageMode !== undefined) params.hermitImageMode = merged.hermitImageMode;
   if (merged.cpuPm) params.cpuPm = true;
   if (merged.envHost) params.envHost = true;
   if (merged.gdbPort !== undefined) params.gdbPort = merged.gdbPort;

@@ -12,9 +12,11 @@ import { EXIT_CODE } from "./exit_codes.ts";
 import {
   checkCores,
   type FileIsolation,
+  type HermitImageMode,
   MAX_CPU_ID,
   parseEnvEntry,
   parseFileIsolation,
+  parseHermitImageMode,
   parseIoMode,
   parseMemorySize,
   UsageError,
@@ -84,6 +86,8 @@ export interface CliOptions {
   fileIsolation?: FileIsolation | undefined;
   /** `--io-mode`. */
   ioMode?: IoMode | undefined;
+  /** `--hermit-image-mode`. */
+  hermitImageMode?: HermitImageMode | undefined;
   /** `-o`: a file to create, or `"none"`/`"None"` to discard the guest's output. */
   output?: string | undefined;
   /** `--stats` (`true`) or `--stats=json`. */
@@ -243,6 +247,9 @@ const SCHEMA: Readonly<Record<string, Readonly<Record<string, KeyReader | null>>
     },
     io_mode(value, into, key): void {
       into.ioMode = validated(key, () => parseIoMode(asString(key, value)));
+    },
+    hermit_image_mode(value, into, key): void {
+      into.hermitImageMode = validated(key, () => parseHermitImageMode(asString(key, value)));
     },
     gdb_port(value, into, key): void {
       const port = asInteger(key, value);
@@ -503,6 +510,7 @@ export function mergeConfig(cli: CliOptions, file: ConfigFile): CliOptions {
     tempDir: cli.tempDir ?? f.tempDir,
     fileIsolation: cli.fileIsolation ?? f.fileIsolation,
     ioMode: cli.ioMode ?? f.ioMode,
+    hermitImageMode: cli.hermitImageMode ?? f.hermitImageMode,
     output: cli.output ?? f.output,
     stats: cli.stats ?? f.stats,
     noAslr: cli.noAslr ?? f.noAslr,

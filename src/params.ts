@@ -92,6 +92,25 @@ export interface VmParams {
   checkPermissions?: boolean;
   /** `-n/--net`: a virtio-net device backed by a host TAP interface (default: none). */
   net?: NetOption;
+  /**
+   * How a Hermit image reaches its kernel (`--hermit-image-mode`): "external"
+   * (default) serves its files through the file map; "internal" copies the
+   * whole archive into guest RAM as an initrd announced in the device tree.
+   */
+  hermitImageMode?: HermitImageMode;
+}
+
+/** `--hermit-image-mode` values (uhyve 0.9.1). */
+export type HermitImageMode = "external" | "internal";
+
+/**
+ * Parses `--hermit-image-mode` (case-insensitive, as uhyve 0.9.1).
+ * @throws {UsageError} for other values (uhyve panics).
+ */
+export function parseHermitImageMode(text: string): HermitImageMode {
+  const v = text.toLowerCase();
+  if (v === "external" || v === "internal") return v;
+  throw new UsageError(`Invalid --hermit-image-mode "${text}": use external or internal`);
 }
 
 /** Landlock modes of `--file-isolation`. */

@@ -99,19 +99,33 @@ function u64Cells(values: readonly number[]): Uint8Array {
   return out;
 }
 
+/** One entry of the DTB's memory-reservation block: guest-physical `[address, address + size)`. */
+export interface FdtReservation {
+  /** First reserved byte. */
+  readonly address: number;
+  /** Reserved bytes. */
+  readonly size: number;
+}
+
 /**
- * Writes a DTB: header, a memory-reservation block holding only the
- * terminating empty entry, the structure block, and a strings block in which
- * each property name appears once. Call {@linkcode FdtWriter.beginNode} for
- * the root node (name `""`) first and close every node before
+ * Writes a DTB: header, the memory-reservation block (the given entries, then
+ * the terminating empty one), the structure block, and a strings block in
+ * which each property name appears once. Call {@linkcode FdtWriter.beginNode}
+ * for the root node (name `""`) first and close every node before
  * {@linkcode FdtWriter.finish}.
  */
 export class FdtWriter {
+  #reservations: Uint8Array;
   #struct = new ByteSink();
   #strings = new ByteSink();
   #stringOffsets = new Map<string, number>();
   #depth = 0;
   #finished = false;
+
+  /** Starts a blob whose reservation block holds `reservations` (default: none), in order. */
+  constructor(reservations: readonly FdtReservation[] = []) {
+    this.#reservations = u64Cells(reservations.flatMap((r) => [r.address, r.size]));
+  }
 
   #checkOpen(what: string): void {
     if (this.#finished) throw new Error(`Cannot ${what}: the device tree is finished`);
@@ -195,7 +209,8 @@ export class FdtWriter {
     this.#struct.u32(FDT_END);
     this.#finished = true;
     const offMemRsvmap = FDT_HEADER_SIZE; // already 8-byte aligned
-    const offDtStruct = offMemRsvmap + 16; // one all-zero terminating entry
+    // The entries, then one all-zero terminating entry.
+    const offDtStruct = offMemRsvmap + this.#reservations.length + 16;
     const sizeDtStruct = this.#struct.length;
     const offDtStrings = offDtStruct + sizeDtStruct;
     const sizeDtStrings = this.#strings.length;
@@ -213,6 +228,7 @@ export class FdtWriter {
     view.setUint32(28, 0); // boot_cpuid_phys
     view.setUint32(32, sizeDtStrings);
     view.setUint32(36, sizeDtStruct);
+    blob.set(this.#reservations, offMemRsvmap);
     blob.set(this.#struct.view(), offDtStruct);
     blob.set(this.#strings.view(), offDtStrings);
     return blob;
@@ -310,16 +326,33 @@ export interface HermitFdtOptions {
   args: readonly string[];
   /** Environment variables for the guest, in order. */
   env: readonly (readonly [string, string])[];
+  /** Number of vCPUs: adds uhyve main's `/cpus` node; absent omits it (uhyve 0.9.1 on x86). */
+  cpuCount?: number;
+  /**
+   * A Hermit image given to the kernel as an initrd (`--hermit-image-mode
+   * internal`): guest-physical `[start, end)` of its bytes. Adds
+   * `linux,initrd-start`/`-end` to `/chosen` and reserves the range, rounded
+   * up to whole 4 KiB pages, in the reservation block.
+   */
+  initrd?: { readonly start: number; readonly end: number };
 }
 
+/** Page granule of the initrd's memory reservation. */
+const INITRD_RESERVE_ALIGN = 0x1000;
+
 /**
- * Builds the FDT uhyve 0.8.0 gives a Hermit kernel, nodes in this order:
- * `/` (`compatible = "hermit,uhyve"`, `#address-cells = #size-cells = <2>`),
- * `/memory@<guestAddress in lowercase hex>` (`device_type = "memory"`,
+ * Builds the FDT uhyve (0.8.0 to main) gives a Hermit kernel, nodes in this
+ * order: `/` (`compatible = "hermit,uhyve"`, `#address-cells = #size-cells =
+ * <2>`), `/memory@<guestAddress in lowercase hex>` (`device_type = "memory"`,
  * `reg = <guestAddress memorySize>` as u64 cells), `/uhyve,mounts` (`mounts`
- * string list, only when `mounts` is non-empty), `/hermit,tsc` (`khz`, only
- * when `tscKhz` is known) and `/chosen` (`bootargs`, see
- * {@linkcode hermitBootargs}).
+ * string list, only when `mounts` is non-empty), `/cpus` (uhyve main:
+ * `#address-cells = <1>`, `#size-cells = <0>`, one `cpu@<decimal id>` child
+ * per vCPU holding only `device_type = "cpu"`; only when `cpuCount` is given),
+ * `/hermit,tsc` (`khz`, only when `tscKhz` is known) and `/chosen`
+ * (`bootargs`, see {@linkcode hermitBootargs}; with `initrd`, then
+ * `linux,initrd-start` and `linux,initrd-end` as u64 cells, the end being the
+ * image's exact end as on uhyve main (0.9.1 rounds it up to 4 KiB), plus a
+ * reservation-block entry for the initrd's whole pages).
  *
  * @throws {FdtSizeError} (a RangeError) if the blob is 0x4000 bytes or more,
  *   i.e. the arguments, environment or mounts are too long for the device tree
@@ -327,8 +360,18 @@ export interface HermitFdtOptions {
  * @throws {RangeError} if an address, size or frequency does not fit its cell
  */
 export function buildHermitFdt(options: HermitFdtOptions): Uint8Array {
-  const { guestAddress, memorySize, tscKhz, mounts, args, env } = options;
-  const fdt = new FdtWriter();
+  const { guestAddress, memorySize, tscKhz, mounts, args, env, cpuCount, initrd } = options;
+  if (initrd !== undefined && !(initrd.end > initrd.start)) {
+    throw new RangeError(
+      `Cannot write device tree: empty or reversed initrd range ${initrd.start}..${initrd.end}`,
+    );
+  }
+  const fdt = new FdtWriter(
+    initrd === undefined ? [] : [{
+      address: initrd.start,
+      size: Math.ceil((initrd.end - initrd.start) / INITRD_RESERVE_ALIGN) * INITRD_RESERVE_ALIGN,
+    }],
+  );
   fdt.beginNode("");
   fdt.propertyString("compatible", "hermit,uhyve");
   fdt.propertyU32("#address-cells", 2);
@@ -345,6 +388,21 @@ export function buildHermitFdt(options: HermitFdtOptions): Uint8Array {
     fdt.endNode();
   }
 
+  if (cpuCount !== undefined) {
+    if (!Number.isSafeInteger(cpuCount) || cpuCount < 1) {
+      throw new RangeError(`Cannot write device tree: invalid vCPU count ${cpuCount}`);
+    }
+    fdt.beginNode("cpus");
+    fdt.propertyU32("#address-cells", 1);
+    fdt.propertyU32("#size-cells", 0);
+    for (let id = 0; id < cpuCount; id++) {
+      fdt.beginNode(`cpu@${id}`);
+      fdt.propertyString("device_type", "cpu");
+      fdt.endNode();
+    }
+    fdt.endNode();
+  }
+
   if (tscKhz !== null && tscKhz !== 0) {
     fdt.beginNode("hermit,tsc");
     fdt.propertyU32("khz", tscKhz);
@@ -353,6 +411,10 @@ export function buildHermitFdt(options: HermitFdtOptions): Uint8Array {
 
   fdt.beginNode("chosen");
   fdt.propertyString("bootargs", hermitBootargs(args, env));
+  if (initrd !== undefined) {
+    fdt.propertyU64Array("linux,initrd-start", [initrd.start]);
+    fdt.propertyU64Array("linux,initrd-end", [initrd.end]);
+  }
   fdt.endNode();
 
   fdt.endNode();

@@ -39,8 +39,12 @@ export const V2 = {
   SHARED_MEM_CLOSE: 0x1210,
 } as const;
 
-/** The serial port the boot info announces, per interface version. */
-export const SERIAL_PORT_BASE = { 1: V1.UART, 2: V2.SERIAL_WRITE_BUFFER } as const;
+/** The serial port the boot info announces, per interface version (v3 as v2, uhyve 0.9.1). */
+export const SERIAL_PORT_BASE = {
+  1: V1.UART,
+  2: V2.SERIAL_WRITE_BUFFER,
+  3: V2.SERIAL_WRITE_BUFFER,
+} as const;
 
 /** A struct layout: field offsets and the total size the host reads. */
 export interface StructLayout {

@@ -28,6 +28,14 @@ export const NT_UHYVE_INTERFACE_VERSION = 0x5b00;
 export const NT_GNU_ABI_TAG = 1;
 /** The one hermit entry version dhyve (like uhyve 0.8) understands. */
 export const HERMIT_ENTRY_VERSION = 4;
+/** A uhyve interface version dhyve runs (the `UHYVEIF` note): 3 (uhyve 0.9) boots like 2. */
+export type InterfaceVersion = 1 | 2 | 3;
+/** The uhyve interface versions dhyve runs, in order. */
+export const INTERFACE_VERSIONS: readonly InterfaceVersion[] = [1, 2, 3];
+/** The one line for a kernel whose `UHYVEIF` note names a version dhyve does not run. */
+export function unsupportedInterfaceMessage(version: number): string {
+  return `Unsupported uhyve interface version ${version}: dhyve supports 1, 2 and 3`;
+}
 /** First word of a GNU ABI-tag note written by a Hermit kernel. */
 export const ELF_NOTE_OS_HERMIT = 6;
 
@@ -114,7 +122,7 @@ export interface KernelImage {
   /** `e_entry`, unrelocated. */
   entry: number;
   /** uhyve interface version: the UHYVEIF note, or 1 without one. */
-  interfaceVersion: 1 | 2;
+  interfaceVersion: InterfaceVersion;
   /** Hermit version from the GNU ABI-tag note, or null without one. */
   hermitVersion: HermitVersion | null;
   /** True when there is no Hermit version or it is below 0.10.0 (§3.2). */
@@ -615,7 +623,7 @@ function nameIs(note: Note, expected: string): boolean {
 /** Reads the HERMIT, UHYVEIF and GNU ABI-tag notes (hermit-abi.md §1.3). */
 function readVersionNotes(
   notes: Note[],
-): { interfaceVersion: 1 | 2; hermitVersion: HermitVersion | null } {
+): { interfaceVersion: InterfaceVersion; hermitVersion: HermitVersion | null } {
   const entryNote = notes.find((n) => nameIs(n, "HERMIT") && n.type === NT_HERMIT_ENTRY_VERSION);
   if (entryNote === undefined) {
     throw new ImageFormatError(
@@ -635,7 +643,7 @@ function readVersionNotes(
     );
   }
 
-  let interfaceVersion: 1 | 2 = 1;
+  let interfaceVersion: InterfaceVersion = 1;
   const ifNote = notes.find((n) => nameIs(n, "UHYVEIF") && n.type === NT_UHYVE_INTERFACE_VERSION);
   if (ifNote !== undefined) {
     if (ifNote.desc.length !== 4) {
@@ -646,10 +654,8 @@ function readVersionNotes(
     }
     const d = ifNote.desc;
     const version = ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0;
-    if (version !== 1 && version !== 2) {
-      throw new ImageFormatError(
-        `Unsupported uhyve interface version ${version}: dhyve supports 1 and 2`,
-      );
+    if (version !== 1 && version !== 2 && version !== 3) {
+      throw new ImageFormatError(unsupportedInterfaceMessage(version));
     }
     interfaceVersion = version;
   }

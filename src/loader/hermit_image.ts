@@ -50,6 +50,8 @@ export interface HermitImage {
   readonly kernel: Uint8Array;
   /** The kernel's guest path in `files`, e.g. `"/hello"`. */
   readonly kernelPath: string;
+  /** The whole decompressed archive (`--hermit-image-mode internal` hands it to the kernel). */
+  readonly tar: Uint8Array;
 }
 
 /** Options of {@linkcode readHermitImage}. */
@@ -128,7 +130,7 @@ export async function readHermitImage(
         "but the image has no such file",
     );
   }
-  return { files, config, kernel, kernelPath };
+  return { files, config, kernel, kernelPath, tar };
 }
 
 const BLOCK = 512;

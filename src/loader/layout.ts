@@ -8,7 +8,7 @@
 
 import { KERNEL_OFFSET } from "../boot/layout.ts";
 import { LayoutError } from "./errors.ts";
-import type { KernelImage } from "./elf.ts";
+import { type InterfaceVersion, type KernelImage, unsupportedInterfaceMessage } from "./elf.ts";
 
 const MIB = 0x10_0000;
 
@@ -24,12 +24,15 @@ export const PCI_GAP: { readonly start: number; readonly end: number } = {
   start: 0xc000_0000,
   end: 0x1_0000_0000,
 };
-/** Address range `[lo, hi]` (both inclusive) for placing RAM, per uhyve interface version. */
+const V2_RANGE = { lo: 0x1_0000_0000, hi: 0x10_0000_0000 } as const;
+/** Address range `[lo, hi]` (both inclusive) for placing RAM, per uhyve
+ * interface version; v3 kernels get v2's range (uhyve 0.9.1 `vm.rs`). */
 export const INTERFACE_RANGES: {
-  readonly [V in 1 | 2]: { readonly lo: number; readonly hi: number };
+  readonly [V in InterfaceVersion]: { readonly lo: number; readonly hi: number };
 } = {
   1: { lo: 0x0, hi: 0xbfff_ffff },
-  2: { lo: 0x1_0000_0000, hi: 0x10_0000_0000 },
+  2: V2_RANGE,
+  3: V2_RANGE,
 };
 
 /** Inputs of {@linkcode chooseLayout} besides the kernel. */
@@ -89,9 +92,7 @@ export function chooseLayout(
   const version = image.interfaceVersion;
   const range = INTERFACE_RANGES[version];
   if (range === undefined) {
-    throw new LayoutError(
-      `Unsupported uhyve interface version ${version}: dhyve supports 1 and 2`,
-    );
+    throw new LayoutError(unsupportedInterfaceMessage(version));
   }
   const { lo, hi } = range;
   const need = image.memSize + memorySize + PIE_KERNEL_OFFSET;
@@ -100,7 +101,7 @@ export function chooseLayout(
     const most = Math.max(0, Math.floor(room / GUEST_ADDRESS_ALIGN) * 2);
     const where = version === 1
       ? "below 3 GiB for a uhyve interface v1 kernel"
-      : `in the uhyve interface v2 range ${hex(lo)}-${hex(hi)}`;
+      : `in the uhyve interface v${version} range ${hex(lo)}-${hex(hi)}`;
     throw new LayoutError(
       `Guest memory of ${size(memorySize)} does not fit ${where}; use at most ${most} MiB`,
     );
@@ -151,4 +152,37 @@ export function chooseLayout(
     );
   }
   return { guestAddress, kernelAddress, kernelEnd, aslrIgnored: image.kind === "fixed" && aslr };
+}
+
+/** Alignment of an initrd's start in guest memory (a 4 KiB page, as uhyve 0.9.1). */
+export const INITRD_ALIGN = 0x1000;
+
+/**
+ * Places an initrd of `length` bytes (a Hermit image in `--hermit-image-mode
+ * internal`) right after the kernel, at the next 4 KiB page, as uhyve 0.9.1
+ * does. Returns its guest-physical `[start, end)`, `end` exact.
+ * @throws {LayoutError} when it is empty or its pages do not fit in guest RAM
+ *   (uhyve panics), naming the memory size that would do.
+ */
+export function placeInitrd(
+  layout: Pick<Layout, "guestAddress" | "kernelEnd">,
+  memorySize: number,
+  length: number,
+): { start: number; end: number } {
+  if (!Number.isSafeInteger(length) || length <= 0) {
+    throw new LayoutError(`Cannot hand an empty Hermit image to the kernel (${length} bytes)`);
+  }
+  const start = Math.ceil(layout.kernelEnd / INITRD_ALIGN) * INITRD_ALIGN;
+  const end = start + length;
+  const pagesEnd = Math.ceil(end / INITRD_ALIGN) * INITRD_ALIGN;
+  const ramEnd = layout.guestAddress + memorySize;
+  if (pagesEnd > ramEnd) {
+    const need = Math.ceil((pagesEnd - layout.guestAddress) / GUEST_ADDRESS_ALIGN) * 2;
+    throw new LayoutError(
+      `The Hermit image (${size(length)}) does not fit in ${size(memorySize)} of guest memory ` +
+        `after the kernel with --hermit-image-mode internal; use -m ${need}MiB or more, or ` +
+        "--hermit-image-mode external",
+    );
+  }
+  return { start, end };
 }

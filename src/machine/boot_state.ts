@@ -49,6 +49,9 @@ export function createMachine(
   const { kvm, vm, mem, kernel, plan } = m;
   const { guestAddress, kernelAddress, kernelEnd } = kernel.layout;
   const loaded = loadKernel(mem, kernel.bytes, kernel.image, kernelAddress);
+  const initrd = kernel.initrd;
+  // The pages after the initrd's end stay zero: the mapping is fresh.
+  if (initrd !== null) mem.write(initrd.start, initrd.bytes);
   const cpuid = adjustCpuid(kvm.supportedCpuid());
   const gdt = writeGdt(mem, guestAddress);
   const stack0 = kernelAddress - BOOT_STACK_SIZE;
@@ -68,11 +71,14 @@ export function createMachine(
       mounts: plan.map.mounts(),
       args: kernel.args,
       env: kernel.env,
+      cpuCount: plan.cpuCount,
+      ...(initrd !== null ? { initrd: { start: initrd.start, end: initrd.end } } : {}),
     });
   } catch (error) {
     if (error instanceof FdtSizeError) {
       throw new UsageError(
-        "The kernel arguments and environment are too long to fit in the device tree (16 KiB)",
+        "The kernel arguments, environment and vCPU list are too long to fit in the device " +
+          "tree (16 KiB)",
       );
     }
     throw error;
@@ -90,7 +96,9 @@ export function createMachine(
     cpuFreqKhz: tscKhz ?? 0,
     bootTimeNs: wallClockNs(),
   });
-  buildIdentityMap(mem, { guestAddress, kernelEnd, legacy: kernel.image.legacyMapping });
+  // As uhyve 0.9.1: the identity map reaches the initrd's end too.
+  const mappedEnd = initrd === null ? kernelEnd : Math.max(kernelEnd, initrd.end);
+  buildIdentityMap(mem, { guestAddress, kernelEnd: mappedEnd, legacy: kernel.image.legacyMapping });
   return {
     vcpus,
     syncRegs: kvm.checkExtension(CAP.SYNC_REGS) !== 0,

@@ -19,6 +19,7 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import type { NetCounters } from "../net/net_device.ts";
 import {
   DEFAULT_MEMORY_SIZE,
+  parseHermitImageMode,
   UsageError,
   validateAffinity,
   validateCpuCount,
@@ -173,6 +174,8 @@ function kernelRequest(
     aslr: params.aslr ?? true,
     random: params.random,
     net: params.net !== undefined,
+    // Library callers too: an unknown mode is one usage line, never a silent fallback.
+    mode: parseHermitImageMode(params.hermitImageMode ?? "external"),
   };
 }
 

@@ -50,7 +50,8 @@ export function toVmError(error: unknown, kernelPath?: string): VmError | null {
   if (error instanceof LayoutError) return wrap(error.message, EXIT_CODE.USAGE);
   if (error instanceof FdtSizeError) {
     return wrap(
-      "The kernel arguments and environment are too long to fit in the device tree (16 KiB)",
+      "The kernel arguments, environment and vCPU list are too long to fit in the device " +
+        "tree (16 KiB)",
       EXIT_CODE.USAGE,
     );
   }

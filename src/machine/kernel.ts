@@ -9,10 +9,10 @@ import { checkCommandLine } from "../hypercall/args.ts";
 import type { GuestCommandLine } from "../hypercall/context.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { detectFormat, type KernelImage, parseKernel } from "../loader/elf.ts";
-import { ImageFormatError } from "../loader/errors.ts";
-import { chooseLayout, type Layout } from "../loader/layout.ts";
+import { ImageFormatError, LayoutError } from "../loader/errors.ts";
+import { chooseLayout, type Layout, placeInitrd } from "../loader/layout.ts";
 import { logger } from "../log.ts";
-import { UsageError } from "../params.ts";
+import { type HermitImageMode, UsageError } from "../params.ts";
 import { type FileMap, FileMapError } from "../sandbox/file_map.ts";
 import { VmError } from "./errors.ts";
 
@@ -69,6 +69,20 @@ function prepareKernel(
   return { image, layout };
 }
 
+/** Places the internal-mode initrd after the kernel; a misfit is a usage error (exit 64). */
+function placeImageInitrd(
+  layout: Layout,
+  memorySize: number,
+  tar: Uint8Array,
+): { start: number; end: number } {
+  try {
+    return placeInitrd(layout, memorySize, tar.length);
+  } catch (error) {
+    if (error instanceof LayoutError) throw new UsageError(error.message, { cause: error });
+    throw error;
+  }
+}
+
 /** The guest command line: argv[0] is the kernel path, then the user's arguments. */
 function commandLine(
   kernelPath: string,
@@ -119,6 +133,8 @@ export interface KernelRequest {
   readonly random?: (() => number) | undefined;
   /** `--net` is asked for (it needs Hermit ≥ 0.13.2). */
   readonly net: boolean;
+  /** How a Hermit image reaches its kernel: its files in the file map, or an initrd. */
+  readonly mode: HermitImageMode;
 }
 
 /** Unpacks a Hermit image: virtual files into the map, config into args/env. */
@@ -127,7 +143,9 @@ async function unpackImage(
   bytes: Uint8Array,
   map: FileMap,
   run: KernelRequest,
-): Promise<{ kernel: Uint8Array; args: string[]; env: [string, string][] }> {
+): Promise<
+  { kernel: Uint8Array; args: string[]; env: [string, string][]; initrd: Uint8Array | null }
+> {
   let image;
   try {
     image = await (await hermitImageModule()).readHermitImage(bytes);
@@ -143,7 +161,9 @@ async function unpackImage(
     }
     throw error;
   }
-  for (const [guestPath, content] of image.files) {
+  // Internal mode: the kernel reads the archive itself; the file map stays as given.
+  const served = run.mode === "external" ? image.files : new Map<string, Uint8Array>();
+  for (const [guestPath, content] of served) {
     try {
       map.addVirtual(guestPath, content);
     } catch (error) {
@@ -164,7 +184,12 @@ async function unpackImage(
   });
   for (const note of applied.notes) log.info(note);
   if (applied.errors.length > 0) throw new UsageError(applied.errors.join("; "));
-  return { kernel: image.kernel, args: applied.args, env: applied.env };
+  return {
+    kernel: image.kernel,
+    args: applied.args,
+    env: applied.env,
+    initrd: run.mode === "internal" ? image.tar : null,
+  };
 }
 
 /** What the kernel step hands on. */
@@ -181,6 +206,10 @@ export interface PreparedKernel {
   readonly args: readonly string[];
   /** The guest's environment (the image's defaults applied). */
   readonly env: readonly (readonly [string, string])[];
+  /** `--hermit-image-mode internal`: the archive and where it goes in guest RAM. */
+  readonly initrd:
+    | { readonly start: number; readonly end: number; readonly bytes: Uint8Array }
+    | null;
 }
 
 /**
@@ -197,11 +226,13 @@ export async function prepareKernelFile(
   let bytes = await readKernel(path);
   let args = run.args;
   let env = run.env;
+  let initrdBytes: Uint8Array | null = null;
   if (bytes.length >= 3 && bytes[0] === 0x1f && bytes[1] === 0x8b && bytes[2] === 0x08) {
     const unpacked = await unpackImage(path, bytes, map, run);
     bytes = unpacked.kernel;
     args = unpacked.args;
     env = unpacked.env;
+    initrdBytes = unpacked.initrd;
   }
   const cmdline = commandLine(path, args, env);
   const tooLong = checkCommandLine(cmdline);
@@ -211,11 +242,14 @@ export async function prepareKernelFile(
     aslr: run.aslr,
     ...(run.random ? { random: run.random } : {}),
   });
+  const initrd = initrdBytes === null
+    ? null
+    : { ...placeImageInitrd(layout, run.memorySize, initrdBytes), bytes: initrdBytes };
   if (run.net) checkNetKernel(image);
   log.debug(
     `Kernel: ${image.kind}, interface v${image.interfaceVersion}, guest RAM at 0x${
       layout.guestAddress.toString(16)
     }, kernel at 0x${layout.kernelAddress.toString(16)}..0x${layout.kernelEnd.toString(16)}`,
   );
-  return { bytes, image, layout, cmdline, args, env };
+  return { bytes, image, layout, cmdline, args, env, initrd };
 }

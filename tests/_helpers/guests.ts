@@ -10,24 +10,50 @@ import { REPO_ROOT } from "./repo.ts";
  * @module
  */
 
-/** The uhyve hypercall interface a guest is built for (hermit-abi.md §5). */
-export type GuestIface = 1 | 2;
+/**
+ * The uhyve interface a guest is built for (hermit-abi.md §5): 1 uses the v1
+ * ports and carries no UHYVEIF note; 2 and 3 use the v2 ports (RDI) and carry
+ * a UHYVEIF note of 2 or 3. A v3 kernel gets the v2 boot state (uhyve 0.9.1).
+ */
+export type GuestIface = 1 | 2 | 3;
 
 /** One build variant of a test guest. */
 export interface GuestBuild {
-  /** Hypercall interface: 1 (no UHYVEIF note) or 2 (UHYVEIF note = 2). */
+  /** Hypercall interface and UHYVEIF note: 1 (v1 ports, no note), 2 or 3 (v2 ports, note = 2/3). */
   iface: GuestIface;
   /** `true`: ET_DYN linked at 0 with RELATIVE relocations; `false`: ET_EXEC at a fixed address. */
   pie: boolean;
   /** Emit the GNU ABI-tag note (Hermit 0.12.0, non-legacy mapping). Default `true`. */
   versionNote?: boolean;
+  /**
+   * Overrides the UHYVEIF note: its value (any u32, e.g. 0 or 4 for a version
+   * dhyve rejects, or 1 for a guest that declares v1 but calls v2 ports), or
+   * `null` for no note. Default: no note for `iface: 1`, else `iface`.
+   */
+  uhyveIfNote?: number | null;
 }
 
-/** Link address of fixed-address (ET_EXEC) guests, per interface. */
+/** Link address of fixed-address (ET_EXEC) guests, per boot interface (v3 boots as v2). */
 export const FIXED_LINK_ADDRESS: Readonly<Record<GuestIface, number>> = Object.freeze({
   1: 0x800000,
   2: 0x1_0080_0000,
+  3: 0x1_0080_0000,
 });
+
+/** The UHYVEIF note a build carries, or `null` for none. */
+export function guestUhyveIfNote(opts: GuestBuild): number | null {
+  if (opts.uhyveIfNote !== undefined) return opts.uhyveIfNote;
+  return opts.iface === 1 ? null : opts.iface;
+}
+
+/**
+ * The boot state the host gives a build: 2 (RAM from 4 GiB, serial port
+ * 0x1030) for a UHYVEIF note of 2 or 3, else 1.
+ */
+export function guestBootIface(opts: GuestBuild): 1 | 2 {
+  const note = guestUhyveIfNote(opts);
+  return note === 2 || note === 3 ? 2 : 1;
+}
 
 const GUESTS_DIR = `${REPO_ROOT}/tests/guests`;
 const RUNTIME_DIR = `${GUESTS_DIR}/runtime`;
@@ -90,14 +116,29 @@ export function guestVariants(): GuestBuild[] {
 }
 
 /**
+ * The two link modes of a version-3 guest (UHYVEIF note 3, v2 ports).
+ *
+ * @returns `[v3 pie, v3 fixed]`, each with the GNU version note.
+ */
+export function v3GuestVariants(): GuestBuild[] {
+  return [{ iface: 3, pie: true }, { iface: 3, pie: false }];
+}
+
+/**
  * A short label for a build variant, for test names and cache directories.
  *
  * @param opts The build variant.
- * @returns For example `"v1-pie"`, `"v2-fixed"` or `"v1-pie-legacy"` (no GNU version note).
+ * @returns For example `"v1-pie"`, `"v3-fixed"`, `"v1-pie-legacy"` (no GNU version note) or
+ *   `"v2-pie-uhyveif1"` / `"v2-pie-nouhyveif"` (an overridden UHYVEIF note).
  */
 export function guestVariantName(opts: GuestBuild): string {
   const legacy = opts.versionNote === false ? "-legacy" : "";
-  return `v${opts.iface}-${opts.pie ? "pie" : "fixed"}${legacy}`;
+  const note = opts.uhyveIfNote === undefined
+    ? ""
+    : opts.uhyveIfNote === null
+    ? "-nouhyveif"
+    : `-uhyveif${opts.uhyveIfNote}`;
+  return `v${opts.iface}-${opts.pie ? "pie" : "fixed"}${legacy}${note}`;
 }
 
 /**
@@ -159,8 +200,14 @@ async function buildOnce(name: string, opts: GuestBuild): Promise<string> {
 }
 
 function gccArgs(source: string, opts: GuestBuild): string[] {
+  const note = guestUhyveIfNote(opts);
+  if (note !== null && !(Number.isInteger(note) && note >= 0 && note <= 0xffff_ffff)) {
+    throw new RangeError(`Cannot build guest: UHYVEIF note ${note} is not a u32`);
+  }
   const defines = [
-    `-DRT_IFACE=${opts.iface}`,
+    `-DRT_IFACE=${opts.iface === 1 ? 1 : 2}`,
+    `-DRT_HAS_UHYVEIF=${note === null ? 0 : 1}`,
+    `-DRT_UHYVEIF=${note ?? 0}`,
     `-DRT_PIE=${opts.pie ? 1 : 0}`,
     `-DRT_GNU_NOTE=${opts.versionNote === false ? 0 : 1}`,
   ];
@@ -174,7 +221,7 @@ function gccArgs(source: string, opts: GuestBuild): string[] {
     : [
       "-static",
       "-no-pie",
-      `-Wl,--defsym=__rt_base=0x${FIXED_LINK_ADDRESS[opts.iface].toString(16)}`,
+      `-Wl,--defsym=__rt_base=0x${FIXED_LINK_ADDRESS[guestBootIface(opts)].toString(16)}`,
       `-Wl,-T,${RUNTIME_DIR}/fixed.ld`,
     ];
   return [

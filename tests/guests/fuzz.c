@@ -4,6 +4,10 @@
  * interface (never Exit, so the run goes on), sometimes the other interface's, and rarely
  * any port of the hypercall ranges (v1 0x400-0x880 step 0x40, v2 0x1010-0x1210 step 0x10),
  * where an unknown one stops the VM (exit 82: a clean stop the test accepts).
+ * argv[3] picks the port set: "base" (default: the v1/v2 calls of uhyve 0.8) or "v3", which
+ * adds uhyve 0.9's Getdents 0x1160, FileStat 0x1170, FileFstat 0x1180 and Mkdir 0x1190 to the
+ * v2 ports and opens directories (O_DIRECTORY) more often, so their fds reach Getdents and
+ * FileFstat. A host without those calls stops at the first one (exit 82).
  *
  * Parameter blocks mostly lie in the guest's own scratch area, rarely across the end of RAM
  * or outside it. Pointers the host may write through (read buffers, Cmdval targets) point
@@ -13,7 +17,7 @@
  * from a list (mapped, unmapped, `..`, symlink escapes, /tmp) or are random bytes, possibly
  * unterminated at the end of RAM.
  *
- * Prints "@fuzz:<i>@" before call i and "fuzz: done <n> calls" at the end, then
+ * Prints "@fuzz:<i>:<port in hex>@" before call i and "fuzz: done <n> calls" at the end, then
  * exits 0. The host must survive every run (tests/kvm/fuzz_test.ts). Built with the legacy
  * mapping (no GNU note) so that the end of RAM is mapped.
  */
@@ -25,6 +29,7 @@ static uint8_t scratch[SCRATCH] __attribute__((aligned(64)));
 static uint64_t state;
 static int fds[16];
 static int nfds;
+static int v3; /* argv[3] == "v3": the uhyve 0.9 calls too */
 
 static uint64_t rnd(void) {
   state ^= state << 13;
@@ -75,6 +80,8 @@ static const char *const paths[] = {
     "/root/data/hello.txt", "/root/data/new.txt", "/root/data/../../etc/passwd",
     "/root/data/escape", "/root/data/outdir/secret.txt", "/tmp/fuzz", "/tmp/fuzz2",
     "/", "/root/data", "", "/root/data/sub/../hello.txt", "/root", "/etc/passwd",
+    "/root/data/newdir", "/root/data/newdir/deeper", "/root/data/outdir/made", "/tmp/fuzzdir",
+    "/root/data/newdir/..", "/tmp", "/root/data/escape/x",
 };
 
 /* A pointer to a C string the host reads as a path. */
@@ -110,6 +117,7 @@ static int32_t fd(void) {
 }
 
 static int32_t flags(void) {
+  if (v3 && chance(300)) return RT_O_DIRECTORY | (chance(900) ? RT_O_RDONLY : (int32_t)below(4));
   static const int32_t common[] = {
       RT_O_RDONLY, RT_O_WRONLY | RT_O_CREAT | RT_O_TRUNC, RT_O_RDWR | RT_O_CREAT,
       RT_O_RDWR | RT_O_CREAT | RT_O_EXCL, RT_O_WRONLY | RT_O_APPEND, RT_O_DIRECTORY,
@@ -139,13 +147,19 @@ static volatile uint8_t *block(uint16_t port, uint64_t *gpa) {
 
 static const uint16_t v1_ports[] = {0x400, 0x440, 0x480, 0x500, 0x580, 0x740,
                                     0x780, 0x800, 0x840, 0x880};
-static const uint16_t v2_ports[] = {0x1020, 0x1030, 0x1040, 0x1050, 0x1100,
-                                    0x1110, 0x1120, 0x1130, 0x1140, 0x1150};
+static const uint16_t v2_ports[] = {0x1020, 0x1030, 0x1040, 0x1050, 0x1100, 0x1110, 0x1120,
+                                    0x1130, 0x1140, 0x1150, 0x1160, 0x1170, 0x1180, 0x1190};
+#define BASE_PORTS 10 /* v2_ports[10..] are uhyve 0.9's (the "v3" port set) */
 
-static void one_call(void) {
+/* A uhyve 0.9 FileAttr is 120 bytes; the host writes it. */
+#define FILE_ATTR_SIZE 120
+
+static uint16_t pick_port(void) {
   uint16_t port;
+  unsigned nv2 = v3 ? sizeof v2_ports / sizeof v2_ports[0] : BASE_PORTS;
   const uint16_t *own = RT_IFACE == 1 ? v1_ports : v2_ports;
   const uint16_t *other = RT_IFACE == 1 ? v2_ports : v1_ports;
+  unsigned nown = RT_IFACE == 1 ? 10 : nv2, nother = RT_IFACE == 1 ? nv2 : 10;
   if (chance(1)) { /* any port of the ranges except Exit: may be unknown (a stop) */
     do {
       int v1 = chance(RT_IFACE == 1 ? 500 : 30);
@@ -154,11 +168,14 @@ static void one_call(void) {
   } else if (chance(RT_IFACE == 1 ? 150 : 1)) {
     /* the other interface: v2 ports work from a v1 guest; v1 ports from a v2 guest (RAM above
      * 4 GiB) get a 32-bit address outside RAM, a stop, so they are rare there */
-    port = other[below(10)];
+    port = other[below(nother)];
   } else {
-    port = own[below(10)];
+    port = own[below(nown)];
   }
+  return port;
+}
 
+static void one_call(uint16_t port) {
   uint64_t gpa;
   volatile uint8_t *b = block(port, &gpa);
   uint64_t len = length();
@@ -230,6 +247,29 @@ static void one_call(void) {
       junk = 0;
       break;
     }
+    case 0x1160: /* Getdents {fd i32, buf, len, tag u32 @24, payload @32} */
+      I32(b, 0) = fd();
+      U64(b, 8) = writable(len);
+      U64(b, 16) = len;
+      U64(b, 24) = 0;
+      U64(b, 32) = 0;
+      break;
+    case 0x1170: /* FileStat {name, kind u32, attr, tag u32 @24, errno @28} */
+      U64(b, 0) = path();
+      U64(b, 8) = chance(900) ? below(2) : rnd(); /* kind: stat, lstat, or junk */
+      U64(b, 16) = writable(FILE_ATTR_SIZE);
+      U64(b, 24) = 0;
+      break;
+    case 0x1180: /* FileFstat {fd i32, attr, tag u32 @16, errno @20} */
+      I32(b, 0) = fd();
+      U64(b, 8) = writable(FILE_ATTR_SIZE);
+      U64(b, 16) = 0;
+      break;
+    case 0x1190: /* Mkdir {path, len (ignored), tag u32 @16, errno @20} */
+      U64(b, 0) = path();
+      U64(b, 8) = length();
+      U64(b, 16) = 0;
+      break;
     case 0x1040: /* SerialReadByte: RDI -> i32 (stdin is empty: -1) */
       junk = 0;
       break;
@@ -258,11 +298,16 @@ int main(void) {
   int64_t seed = 1, count = 300;
   if (rt_argv(1) && rt_parse_i64(rt_argv(1), &seed) != 0) return 2;
   if (rt_argv(2) && rt_parse_i64(rt_argv(2), &count) != 0) return 2;
+  if (rt_argv(3)) {
+    if (strcmp(rt_argv(3), "v3") == 0) v3 = 1;
+    else if (strcmp(rt_argv(3), "base") != 0) return 2;
+  }
   state = 0x9e3779b97f4a7c15ull ^ (uint64_t)seed;
   for (int i = 0; i < 4; i++) rnd();
   for (int64_t i = 0; i < count; i++) {
-    rt_printf("\n@fuzz:%ld@\n", (long)i);
-    one_call();
+    uint16_t port = pick_port();
+    rt_printf("\n@fuzz:%ld:%x@\n", (long)i, port);
+    one_call(port);
   }
   rt_printf("\nfuzz: done %ld calls\n", (long)count);
   return 0;

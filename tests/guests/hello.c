@@ -1,6 +1,6 @@
 /*
  * hello: one line through each output path.
- *   SerialWriteBuffer: "Hello from dhyve guest (v1|v2, pie|fixed)!"
+ *   SerialWriteBuffer: "Hello from dhyve guest (v1|v2|v3, pie|fixed)!"
  *   FileWrite fd 1:    "hello via fd 1"
  *   FileWrite fd 2:    "hello via fd 2"
  *   SerialWriteByte:   "hello via serial byte" (one OUT per byte)
@@ -10,6 +10,8 @@
 
 #if RT_IFACE == 1
 #define IFACE "v1"
+#elif RT_HAS_UHYVEIF && RT_UHYVEIF == 3
+#define IFACE "v3"
 #else
 #define IFACE "v2"
 #endif

@@ -15,44 +15,18 @@ import {
   INTERFACE_RANGES,
   PIE_KERNEL_OFFSET,
 } from "../../src/loader/layout.ts";
-import { UsageError, type VmParams } from "../../src/params.ts";
-import { runVm, type VmResult } from "../../src/vm.ts";
+import { UsageError } from "../../src/params.ts";
+import { runVm } from "../../src/vm.ts";
 import {
   buildGuest,
   FIXED_LINK_ADDRESS,
-  type GuestBuild,
   guestVariantName,
   guestVariants,
 } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { type GuestRun, runGuest } from "../_helpers/run_guest.ts";
 
 const MIB = 1024 * 1024;
-
-/** A run's result plus what the guest wrote to each stream. */
-interface GuestRun {
-  result: VmResult;
-  stdout: string;
-  stderr: string;
-}
-
-/** Builds `name` for `variant` and runs it with captured output. */
-async function runGuest(
-  name: string,
-  variant: GuestBuild,
-  params: VmParams = {},
-): Promise<GuestRun & { kernel: string }> {
-  const kernel = await buildGuest(name, variant);
-  const out = new CaptureSink();
-  const err = new CaptureSink();
-  // No Landlock in this process: it cannot be undone, and it would fence the later tests.
-  const result = await runVm(kernel, {
-    fileIsolation: "none",
-    ...params,
-    stdout: out,
-    stderr: err,
-  });
-  return { kernel, result, stdout: out.text(), stderr: err.text() };
-}
 
 /** Asserts a clean guest exit with `code`, showing the guest's output on failure. */
 function assertExited(run: GuestRun, code: number): void {
@@ -233,7 +207,7 @@ kvmTest("runVm() with ASLR on survives random() = 0 and a value just below 1", a
 });
 
 kvmTest("runVm() with aslr: false places PIE guests at the lowest address", async (t) => {
-  const lowest = { 1: 0, 2: 0x1_0000_0000 } as const;
+  const lowest = { 1: 0, 2: 0x1_0000_0000, 3: 0x1_0000_0000 } as const;
   for (const variant of guestVariants().filter((v) => v.pie)) {
     await t.step(guestVariantName(variant), async () => {
       const run = await runGuest("hello", variant, { aslr: false, random: () => 0.5 });

@@ -78,12 +78,12 @@ function uhyveIfDescriptor(elf: Uint8Array): number {
   throw new Error("no UHYVEIF note in the guest ELF");
 }
 
-kvmTest("bad input: an unsupported interface version (3, 7) exits 65 naming it", async () => {
+kvmTest("bad input: an unsupported interface version (4, 7) exits 65 naming it", async () => {
   const elf = await Deno.readFile(await buildGuest("noop", V2));
   const at = uhyveIfDescriptor(elf);
   assert.deepEqual([...elf.subarray(at, at + 4)], [0, 0, 0, 2]);
   await withTempDir(async (dir) => {
-    for (const version of [3, 7]) {
+    for (const version of [4, 7]) {
       const patched = elf.slice();
       new DataView(patched.buffer).setUint32(at, version, false);
       const path = `${dir}/v${version}`;
@@ -92,7 +92,7 @@ kvmTest("bad input: an unsupported interface version (3, 7) exits 65 naming it",
         await dhyve([path]),
         EXIT_CODE.BAD_KERNEL,
         new RegExp(`interface version ${version}`),
-        /1 and 2/,
+        /1, 2 and 3/,
       );
     }
   });

@@ -18,7 +18,12 @@ import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { CaptureSink } from "../../src/io/guest_output.ts";
 import { UsageError, type VmParams } from "../../src/params.ts";
 import { runVm, type VmResult } from "../../src/vm.ts";
-import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
+import {
+  buildGuest,
+  type GuestBuild,
+  type GuestIface,
+  guestVariantName,
+} from "../_helpers/guests.ts";
 import {
   buildTar,
   gzip,
@@ -113,7 +118,7 @@ const ARGS_TOML: HermitTomlSpec = {
  * kernel and application words and takes env from `env=` words.
  */
 function expectedArgs(
-  iface: 1 | 2,
+  iface: GuestIface,
   path: string,
   args: readonly string[],
   env: readonly string[],
@@ -213,9 +218,9 @@ kvmTest("image: requirements cpus > -c exits 64 with one line naming -c", async 
 });
 
 /** `read_virtual`'s report for the whole of `bytes` read in `chunk`-byte reads. */
-function readReport(iface: 1 | 2, bytes: Uint8Array, chunk: number): string {
+function readReport(iface: GuestIface, bytes: Uint8Array, chunk: number): string {
   const reads = Math.ceil(bytes.length / chunk) + 1; // the last read returns 0
-  const write = iface === 2 ? "-30" : "n/a"; // EROFS; v1 FileWrite has no result
+  const write = iface !== 1 ? "-30" : "n/a"; // EROFS; v1 FileWrite has no result
   return `bytes=${bytes.length} reads=${reads} fnv=${fnv1a(bytes)} write=${write}\n`;
 }
 

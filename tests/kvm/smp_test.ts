@@ -12,42 +12,16 @@
 import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { CaptureSink } from "../../src/io/guest_output.ts";
-import { UsageError, type VmParams } from "../../src/params.ts";
-import { runVm, type VmResult } from "../../src/vm.ts";
+import { UsageError } from "../../src/params.ts";
+import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { describeRun, runDeno, spawnDhyve } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { type GuestRun, runGuest } from "../_helpers/run_guest.ts";
 import { REPO_ROOT } from "../_helpers/repo.ts";
 
 const PIE_VARIANTS: readonly GuestBuild[] = [{ iface: 1, pie: true }, { iface: 2, pie: true }];
 const PAYLOAD = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
-
-/** A run's result, what the guest wrote, and how long runVm took. */
-interface GuestRun {
-  result: VmResult;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Builds `name` for `variant` and runs it in this process with captured output. */
-async function runGuest(
-  name: string,
-  variant: GuestBuild,
-  params: VmParams = {},
-): Promise<GuestRun> {
-  const kernel = await buildGuest(name, variant);
-  const out = new CaptureSink();
-  const err = new CaptureSink();
-  const t0 = performance.now();
-  const result = await runVm(kernel, {
-    fileIsolation: "none", // Landlock cannot be undone: keep it out of the test process
-    ...params,
-    stdout: out,
-    stderr: err,
-  });
-  return { result, stdout: out.text(), stderr: err.text(), ms: performance.now() - t0 };
-}
 
 function context(run: GuestRun): string {
   return `exit ${run.result.exitCode}, error: ${run.result.error}\nstdout:\n${run.stdout}\n` +
@@ -393,7 +367,13 @@ if (images === null) {
       stdout: out,
       stderr: err,
     });
-    const run = { result, stdout: out.text(), stderr: err.text(), ms: performance.now() - t0 };
+    const run = {
+      kernel: `${images}/hello_c`,
+      result,
+      stdout: out.text(),
+      stderr: err.text(),
+      ms: performance.now() - t0,
+    };
     assertExited(run, 0);
     assert.match(run.stdout, /^\[1\]\[INFO\] Entering idle loop for application processor$/m);
     assert.match(run.stdout, /^Hello World!!!$/m);

@@ -351,11 +351,12 @@ function file(options: ConfigFile["options"]): ConfigFile {
   return { path: "u.toml", options, warnings: [] };
 }
 
-/** uhyve's merge test config: every key set. */
+/** uhyve's merge test config (0.9.1): every key set. */
 const FULL = `[uhyve]
 output = 'test.txt'
 stats = true
 tempdir = '/tmp/'
+hermit_image_mode = 'internal'
 file_isolation = 'strict'
 io_mode = 'direct'
 gdb_port = 1
@@ -388,6 +389,7 @@ Deno.test("mergeConfig() reproduces uhyve's merge test: the file fills what the 
     tempDir: "/tmp/",
     fileIsolation: "strict",
     ioMode: { direct: false, sync: false },
+    hermitImageMode: "internal",
     output: "test.txt",
     stats: true,
     noAslr: true,
@@ -408,6 +410,7 @@ Deno.test("mergeConfig() keeps every value the CLI gave, false included", () => 
     tempDir: "/t",
     fileIsolation: "none",
     ioMode: { direct: true, sync: false },
+    hermitImageMode: "external",
     output: "none",
     stats: "json",
     noAslr: false,

@@ -16,8 +16,8 @@
 	.byte 4
 	.balign 4
 
-#if RT_IFACE == 2
-	/* UHYVEIF / 0x5b00: uhyve interface version, a BIG-endian u32. Absent = v1. */
+#if RT_HAS_UHYVEIF
+	/* UHYVEIF / 0x5b00: uhyve interface version RT_UHYVEIF, a BIG-endian u32. Absent = v1. */
 	.section .note.hermit.uhyve-interface-version, "a", @note
 	.balign 4
 	.long 8                          /* namesz: "UHYVEIF\0" */
@@ -25,7 +25,8 @@
 	.long 0x5b00                     /* type */
 	.asciz "UHYVEIF"
 	.balign 4
-	.byte 0, 0, 0, 2
+	.byte ((RT_UHYVEIF) >> 24) & 0xff, ((RT_UHYVEIF) >> 16) & 0xff
+	.byte ((RT_UHYVEIF) >> 8) & 0xff, (RT_UHYVEIF) & 0xff
 	.balign 4
 #endif
 

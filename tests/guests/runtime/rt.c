@@ -29,7 +29,6 @@
 #define PORT_SERIAL_BYTE 0x800
 #define PORT_FILE_UNLINK 0x840
 #define PORT_SERIAL_BUFFER 0x880
-#define SERIAL_PORT_BASE 0x800
 #else
 #define PORT_EXIT 0x1010
 #define PORT_SERIAL_BYTE 0x1020
@@ -40,6 +39,11 @@
 #define PORT_FILE_READ 0x1130
 #define PORT_FILE_LSEEK 0x1140
 #define PORT_FILE_UNLINK 0x1150
+#endif
+/* The boot info's serial port follows the UHYVEIF note, not the ports the guest calls. */
+#if RT_BOOT_IFACE == 1
+#define SERIAL_PORT_BASE 0x800
+#else
 #define SERIAL_PORT_BASE 0x1030
 #endif
 
@@ -373,6 +377,138 @@ __attribute__((noreturn)) static void rt_fail(const char *what) {
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* Device tree                                                                           */
+
+#define FDT_MAX_SIZE 0x4000
+#define FDT_BEGIN_NODE 1
+#define FDT_END_NODE 2
+#define FDT_PROP 3
+#define FDT_NOP 4
+#define FDT_END 9
+
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+uint64_t rt_be64(const void *p) {
+  const uint8_t *b = p;
+  return (uint64_t)be32(b) << 32 | be32(b + 4);
+}
+
+/* The FDT the boot info points to, its header checked; stops the guest on a bad one. */
+static const uint8_t *fdt_blob(void) {
+  uint64_t addr = rt_boot_info->device_tree;
+  if (addr == 0) return 0;
+  const uint8_t *fdt = (const uint8_t *)(uintptr_t)addr;
+  if (be32(fdt) != 0xd00dfeed) rt_fail("FDT: bad magic");
+  uint32_t total = be32(fdt + 4);
+  if (total < 40 || total > FDT_MAX_SIZE) rt_fail("FDT: bad totalsize");
+  if (be32(fdt + 16) > total - 16) rt_fail("FDT: bad reservation block");
+  return fdt;
+}
+
+/* Length of the next '/'-separated component of path. */
+static size_t component_len(const char *path) {
+  size_t n = 0;
+  while (path[n] && path[n] != '/') n++;
+  return n;
+}
+
+const void *rt_fdt_prop(const char *path, const char *name, uint32_t *len) {
+  *len = 0;
+  const uint8_t *fdt = fdt_blob();
+  if (!fdt) return 0;
+  uint32_t total = be32(fdt + 4);
+  uint32_t off_struct = be32(fdt + 8), off_strings = be32(fdt + 12);
+  uint32_t size_strings = be32(fdt + 32);
+  uint32_t size_struct = be32(fdt + 20) >= 17 ? be32(fdt + 36) : total - off_struct;
+  if (off_struct > total || size_struct > total - off_struct) rt_fail("FDT: bad struct block");
+  if (off_strings > total || size_strings > total - off_strings) rt_fail("FDT: bad strings block");
+  const uint8_t *st = fdt + off_struct;
+  const char *strs = (const char *)fdt + off_strings;
+  size_t name_len = strlen(name) + 1;
+
+  /* want: components in path; matched: how many of them the open nodes match;
+   * next: where the first unmatched component starts. The root is depth 1. */
+  int want = 0;
+  for (const char *p = path; *p;) {
+    while (*p == '/') p++;
+    if (*p) want++;
+    p += component_len(p);
+  }
+  const char *next = path;
+  while (*next == '/') next++;
+  const char *starts[8];
+  if (want > 8) rt_fail("FDT: path too deep");
+  uint32_t pos = 0;
+  int depth = 0, matched = 0;
+  for (;;) {
+    if (size_struct - pos < 4) rt_fail("FDT: truncated struct block");
+    uint32_t tok = be32(st + pos);
+    pos += 4;
+    switch (tok) {
+      case FDT_BEGIN_NODE: {
+        const char *node = (const char *)st + pos;
+        size_t n = strnlen(node, size_struct - pos);
+        if (n == size_struct - pos) rt_fail("FDT: unterminated node name");
+        depth++;
+        size_t c = component_len(next);
+        if (depth >= 2 && matched == depth - 2 && matched < want && n == c &&
+            strncmp(node, next, c) == 0) {
+          starts[matched++] = next;
+          next += c;
+          while (*next == '/') next++;
+        }
+        pos += (uint32_t)((n + 1 + 3) & ~(size_t)3);
+        if (pos > size_struct) rt_fail("FDT: node name past the struct block");
+        break;
+      }
+      case FDT_END_NODE:
+        if (depth == 0) rt_fail("FDT: unbalanced END_NODE");
+        if (depth >= 2 && matched == depth - 1) next = starts[--matched];
+        depth--;
+        break;
+      case FDT_PROP: {
+        if (size_struct - pos < 8) rt_fail("FDT: truncated property");
+        uint32_t plen = be32(st + pos), nameoff = be32(st + pos + 4);
+        pos += 8;
+        if (plen > size_struct - pos) rt_fail("FDT: property past the struct block");
+        if (matched == want && depth == want + 1 && nameoff < size_strings &&
+            size_strings - nameoff >= name_len && memcmp(strs + nameoff, name, name_len) == 0) {
+          *len = plen;
+          return st + pos;
+        }
+        pos += (plen + 3) & ~3u;
+        if (pos > size_struct) rt_fail("FDT: property past the struct block");
+        break;
+      }
+      case FDT_NOP:
+        break;
+      case FDT_END:
+        return 0;
+      default:
+        rt_fail("FDT: bad token");
+    }
+  }
+}
+
+int rt_fdt_reservation(int i, uint64_t *addr, uint64_t *size) {
+  const uint8_t *fdt = fdt_blob();
+  if (!fdt || i < 0) return 0;
+  uint32_t total = be32(fdt + 4), off = be32(fdt + 16);
+  for (int k = 0;; k++, off += 16) {
+    if (off > total - 16) rt_fail("FDT: unterminated reservation block");
+    uint64_t a = rt_be64(fdt + off), n = rt_be64(fdt + off + 8);
+    if (a == 0 && n == 0) return 0;
+    if (k == i) {
+      *addr = a;
+      *size = n;
+      return 1;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Files                                                                                 */
 
 int rt_open(const char *path, int flags, int mode) {
@@ -500,84 +636,12 @@ static void load_args(void) {
 
 #else /* RT_IFACE == 2 */
 
-#define FDT_MAX_SIZE 0x4000
-#define FDT_BEGIN_NODE 1
-#define FDT_END_NODE 2
-#define FDT_PROP 3
-#define FDT_NOP 4
-#define FDT_END 9
-
-static uint32_t be32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Finds /chosen/bootargs in the flattened device tree at fdt_addr. Returns NULL (and
- * *len = 0) when there is no FDT or no bootargs; stops the guest on a malformed blob. */
-static const char *fdt_bootargs(uint64_t fdt_addr, size_t *len) {
-  *len = 0;
-  if (fdt_addr == 0) return 0;
-  const uint8_t *fdt = (const uint8_t *)(uintptr_t)fdt_addr;
-  if (be32(fdt) != 0xd00dfeed) rt_fail("FDT: bad magic");
-  uint32_t total = be32(fdt + 4);
-  uint32_t off_struct = be32(fdt + 8);
-  uint32_t off_strings = be32(fdt + 12);
-  uint32_t version = be32(fdt + 20);
-  uint32_t size_strings = be32(fdt + 32);
-  uint32_t size_struct = version >= 17 ? be32(fdt + 36) : total - off_struct;
-  if (total < 40 || total > FDT_MAX_SIZE) rt_fail("FDT: bad totalsize");
-  if (off_struct > total || size_struct > total - off_struct) rt_fail("FDT: bad struct block");
-  if (off_strings > total || size_strings > total - off_strings) rt_fail("FDT: bad strings block");
-  const uint8_t *st = fdt + off_struct;
-  const char *strs = (const char *)fdt + off_strings;
-
-  uint32_t pos = 0;
-  int depth = 0, chosen_depth = 0;
-  for (;;) {
-    if (size_struct - pos < 4) rt_fail("FDT: truncated struct block");
-    uint32_t tok = be32(st + pos);
-    pos += 4;
-    switch (tok) {
-      case FDT_BEGIN_NODE: {
-        const char *name = (const char *)st + pos;
-        size_t n = strnlen(name, size_struct - pos);
-        if (n == size_struct - pos) rt_fail("FDT: unterminated node name");
-        depth++;
-        if (depth == 2 && !chosen_depth && strncmp(name, "chosen", 6) == 0 &&
-            (name[6] == 0 || name[6] == '@')) {
-          chosen_depth = depth;
-        }
-        pos += (uint32_t)((n + 1 + 3) & ~(size_t)3);
-        if (pos > size_struct) rt_fail("FDT: node name past the struct block");
-        break;
-      }
-      case FDT_END_NODE:
-        if (depth == 0) rt_fail("FDT: unbalanced END_NODE");
-        if (depth == chosen_depth) chosen_depth = 0;
-        depth--;
-        break;
-      case FDT_PROP: {
-        if (size_struct - pos < 8) rt_fail("FDT: truncated property");
-        uint32_t plen = be32(st + pos), nameoff = be32(st + pos + 4);
-        pos += 8;
-        if (plen > size_struct - pos) rt_fail("FDT: property past the struct block");
-        if (chosen_depth && depth == chosen_depth && nameoff < size_strings &&
-            size_strings - nameoff >= 9 && memcmp(strs + nameoff, "bootargs", 9) == 0) {
-          const char *v = (const char *)st + pos;
-          *len = strnlen(v, plen);
-          return v;
-        }
-        pos += (plen + 3) & ~3u;
-        if (pos > size_struct) rt_fail("FDT: property past the struct block");
-        break;
-      }
-      case FDT_NOP:
-        break;
-      case FDT_END:
-        return 0;
-      default:
-        rt_fail("FDT: bad token");
-    }
-  }
+/* Finds /chosen/bootargs; NULL (and *len = 0) without one. */
+static const char *fdt_bootargs(size_t *len) {
+  uint32_t plen = 0;
+  const char *v = (const char *)rt_fdt_prop("/chosen", "bootargs", &plen);
+  *len = v ? strnlen(v, plen) : 0;
+  return v;
 }
 
 #define RT_MAX_WORDS (3 * RT_MAX_ARGS)
@@ -689,7 +753,7 @@ static int split_words(const char *s, size_t len, char *out, size_t cap, char **
 
 static void load_args(void) {
   size_t len;
-  const char *bootargs = fdt_bootargs(rt_boot_info->device_tree, &len);
+  const char *bootargs = fdt_bootargs(&len);
   static char *words[RT_MAX_WORDS];
   int n = bootargs ? split_words(bootargs, len, rt_arena, RT_ARENA_SIZE, words) : 0;
 
@@ -799,8 +863,11 @@ static void check_boot(const struct rt_boot_info *bi, uint64_t entry_rsp) {
   check(bi->phys_addr_start <= start, "phys_addr_start <= image start", start,
         bi->phys_addr_start);
   check(end <= bi->phys_addr_end, "image end <= phys_addr_end", end, bi->phys_addr_end);
-#if RT_IFACE == 1
+#if RT_BOOT_IFACE == 1
   check(end <= 0xffffffffu, "v1 image below 4 GiB", 0xffffffffu, end);
+#else
+  check(bi->phys_addr_start >= 0x100000000ull, "v2/v3 RAM from 4 GiB", 0x100000000ull,
+        bi->phys_addr_start);
 #endif
 }
 

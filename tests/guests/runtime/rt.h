@@ -8,6 +8,9 @@
  *
  * Compile-time switches (set by tests/_helpers/guests.ts):
  *   RT_IFACE     1 or 2: the uhyve hypercall interface (hermit-abi.md §5)
+ *   RT_HAS_UHYVEIF, RT_UHYVEIF  whether the UHYVEIF note is emitted, and its value
+ *                (default: v2 guests declare 2, v1 guests none; 3 = uhyve 0.9 kernels)
+ *   RT_BOOT_IFACE  derived: the boot state the host gives (2 for a note of 2 or 3, else 1)
  *   RT_PIE       1 for ET_DYN at vaddr 0, 0 for ET_EXEC at a fixed address
  *   RT_GNU_NOTE  1 to emit the GNU ABI-tag version note (non-legacy mapping), 0 without
  *
@@ -27,6 +30,17 @@
 #endif
 #if RT_IFACE != 1 && RT_IFACE != 2
 #error "RT_IFACE must be 1 or 2"
+#endif
+#ifndef RT_HAS_UHYVEIF
+#define RT_HAS_UHYVEIF (RT_IFACE == 2)
+#endif
+#ifndef RT_UHYVEIF
+#define RT_UHYVEIF RT_IFACE
+#endif
+#if RT_HAS_UHYVEIF && (RT_UHYVEIF == 2 || RT_UHYVEIF == 3)
+#define RT_BOOT_IFACE 2
+#else
+#define RT_BOOT_IFACE 1
 #endif
 
 /* Per-CPU stacks in .bss; keep in sync with start.S (it includes this header). */
@@ -126,6 +140,14 @@ const char *rt_env(int i); /* "KEY=VALUE" */
 int rt_kargc(void);        /* v2 kernel args (words before "--"); always 0 on v1 */
 const char *rt_kargv(int i);
 const char *rt_getenv(const char *key);
+
+/* ---- device tree (the FDT the boot info points to; a malformed one stops the guest) ---- */
+/* Property `name` of the node at `path` ("/chosen", "/cpus/cpu@1", "/" for the root; names
+ * match whole, unit address included): its value and *len, or NULL (*len = 0). */
+const void *rt_fdt_prop(const char *path, const char *name, uint32_t *len);
+/* Memory-reservation entry i: 1 and its range, or 0 past the last one. */
+int rt_fdt_reservation(int i, uint64_t *addr, uint64_t *size);
+uint64_t rt_be64(const void *p); /* a big-endian u64 cell */
 
 /* ---- raw port I/O ---- */
 /* v1: out dx, eax with EAX = (u32)arg.  v2: out dx, eax with RDI = arg, EAX = dummy. */

@@ -50,15 +50,15 @@ Deno.test("parseKernel() reads the UHYVEIF version as big-endian", () => {
   const le = { ...uhyveIfNote(0), desc: new Uint8Array([2, 0, 0, 0]) };
   assertFormatError(
     () => parse({ notes: [hermitNote(), le] }),
-    "Unsupported uhyve interface version 33554432: dhyve supports 1 and 2",
+    "Unsupported uhyve interface version 33554432: dhyve supports 1, 2 and 3",
   );
 });
 
-Deno.test("parseKernel() rejects uhyve interface versions other than 1 and 2", () => {
-  for (const v of [0, 3, 0xffffffff]) {
+Deno.test("parseKernel() rejects uhyve interface versions other than 1, 2 and 3", () => {
+  for (const v of [0, 4, 0xffffffff]) {
     assertFormatError(
       () => parse({ notes: [hermitNote(), uhyveIfNote(v)] }),
-      `Unsupported uhyve interface version ${v}: dhyve supports 1 and 2`,
+      `Unsupported uhyve interface version ${v}: dhyve supports 1, 2 and 3`,
     );
   }
 });

@@ -262,10 +262,10 @@ Deno.test("chooseLayout() rejects invalid memory sizes and interface versions", 
       `Invalid guest memory size: ${memorySize}`,
     );
   }
-  const v3 = { ...PIE_V1, interfaceVersion: 3 } as unknown as Placement;
+  const v4 = { ...PIE_V1, interfaceVersion: 4 } as unknown as Placement;
   assertLayoutError(
-    () => chooseLayout(v3, { memorySize: 64 * MIB, aslr: false }),
-    "Unsupported uhyve interface version 3: dhyve supports 1 and 2",
+    () => chooseLayout(v4, { memorySize: 64 * MIB, aslr: false }),
+    "Unsupported uhyve interface version 4: dhyve supports 1, 2 and 3",
   );
 });
 
