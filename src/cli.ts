@@ -29,7 +29,12 @@ import {
   validateCpuCount,
   type VmParams,
 } from "./params.ts";
-import { denoCommandLine, optionPermissionInput, requiredPermissions } from "./permissions.ts";
+import {
+  denoCommandLine,
+  optionPermissionInput,
+  type RequiredPermissions,
+  requiredPermissions,
+} from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
 
@@ -359,6 +364,7 @@ export function parseCommandLine(
         output: merged.output,
         configPath,
         cwd: sys.cwd(),
+        dhyveRoot: dhyveRoot(),
       }),
     };
   }
@@ -375,18 +381,35 @@ export function parseCommandLine(
   };
 }
 
+/** What, beside the parameters, decides a run's Deno permissions. */
+interface PermissionContext {
+  envHost: boolean;
+  output: string | undefined;
+  configPath: string | null;
+  cwd: string;
+  /** dhyve's root directory as the run will see it (its Workers read modules there), or null. */
+  dhyveRoot: string | null;
+}
+
 /** The minimal `deno run` line for these options (`--print-permissions`). */
 function minimalCommandLine(
   kernel: string,
   params: VmParams,
-  extra: {
-    argv: readonly string[];
-    envHost: boolean;
-    output: string | undefined;
-    configPath: string | null;
-    cwd: string;
-  },
+  extra: PermissionContext & { argv: readonly string[] },
 ): string {
+  const req = runPermissions(kernel, params, extra);
+  const entry = new URL(import.meta.url).protocol === "file:"
+    ? fileURLToPath(new URL("../main.ts", import.meta.url))
+    : "main.ts";
+  return denoCommandLine(req, entry, extra.argv);
+}
+
+/** The Deno permissions a run of `kernel` with `params` needs. */
+function runPermissions(
+  kernel: string,
+  params: VmParams,
+  extra: PermissionContext,
+): RequiredPermissions {
   let map: FileMap;
   try {
     map = FileMap.fromSpecs(params.fileMappings ?? [], extra.cwd);
@@ -407,13 +430,36 @@ function minimalCommandLine(
       : extra.output,
     envHost: extra.envHost,
     libcPath: LIBC_SONAME,
-    ...optionPermissionInput(params, dhyveRoot()),
+    ...optionPermissionInput(params, extra.dhyveRoot),
   }, { cwd: extra.cwd });
   if (extra.configPath !== null) req.read.push(extra.configPath);
-  const entry = new URL(import.meta.url).protocol === "file:"
-    ? fileURLToPath(new URL("../main.ts", import.meta.url))
-    : "main.ts";
-  return denoCommandLine(req, entry, extra.argv);
+  return req;
+}
+
+/**
+ * The minimal Deno permissions for running dhyve with command line `argv`
+ * (what `--print-permissions` prints, as data), where dhyve's root directory
+ * is `dhyveRoot` and files and the environment are as `sys` shows them. For
+ * `dhyve-oci`, which starts dhyve inside a container.
+ * @throws {UsageError} for a bad command line, or one that runs no kernel.
+ * @throws {ConfigError} for a bad config file.
+ */
+export function commandLinePermissions(
+  argv: readonly string[],
+  sys: CliEnvironment,
+  dhyveRoot: string,
+): RequiredPermissions {
+  const request = parseCommandLine(argv, sys);
+  if (request.kind !== "run") {
+    throw new UsageError("The command line runs no kernel: it has no permissions to compute");
+  }
+  return runPermissions(request.kernel, request.params, {
+    envHost: request.params.envHost ?? false,
+    output: request.output,
+    configPath: request.configPath,
+    cwd: sys.cwd(),
+    dhyveRoot,
+  });
 }
 
 function dhyveRoot(): string | null {

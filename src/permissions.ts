@@ -250,23 +250,31 @@ export function checkGranted(req: RequiredPermissions): string | null {
   return `Deno may not ${clauses.join("; ")}: add ${permissionFlags(missing).join(" ")}`;
 }
 
-/** The `--allow-*` flags granting exactly `req` (shell-quoted). */
-function permissionFlags(req: RequiredPermissions): string[] {
-  const flags: string[] = [];
+/**
+ * The `--allow-*` arguments granting exactly `req`, unquoted (one argv word
+ * each, for a process spawned without a shell).
+ */
+export function permissionArgs(req: RequiredPermissions): string[] {
+  const args: string[] = [];
   function scoped(flag: string, paths: readonly string[]): void {
     if (paths.length === 0) return;
-    flags.push(shellQuote(`--allow-${flag}=${cover(paths.map(nameable)).join(",")}`));
+    args.push(`--allow-${flag}=${cover(paths.map(nameable)).join(",")}`);
   }
-  // Unquoted: "[::1]" matches no file a shell could expand it to.
-  if (req.net.length > 0) flags.push(`--allow-net=${req.net.join(",")}`);
-  if (req.ffi.length > 0) flags.push("--allow-ffi");
+  if (req.net.length > 0) args.push(`--allow-net=${req.net.join(",")}`);
+  if (req.ffi.length > 0) args.push("--allow-ffi");
   scoped("read", req.read);
   scoped("write", req.write);
-  if (req.env === true) flags.push("--allow-env");
+  if (req.env === true) args.push("--allow-env");
   else if (Array.isArray(req.env) && req.env.length > 0) {
-    flags.push(shellQuote(`--allow-env=${req.env.join(",")}`));
+    args.push(`--allow-env=${req.env.join(",")}`);
   }
-  return flags;
+  return args;
+}
+
+/** The `--allow-*` flags granting exactly `req` (shell-quoted). */
+function permissionFlags(req: RequiredPermissions): string[] {
+  // Unquoted: "[::1]" matches no file a shell could expand it to.
+  return permissionArgs(req).map((arg) => arg.startsWith("--allow-net=") ? arg : shellQuote(arg));
 }
 
 /** `path`, or its nearest parent without a comma (Deno's flags cannot name a comma). */

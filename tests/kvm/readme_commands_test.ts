@@ -180,6 +180,18 @@ const NOT_RUN: Record<string, string> = {
     "an interactive GDB session; gdb_test.ts loads symbols by the reported offset with gdb -batch",
   "gdb hello_world -ex 'target remote 127.0.0.1:1234' -ex 'break _ZN11hello_world4main17ha6943781df372016E' -ex continue":
     "uhyve's hello_world (HERMIT_IMAGES) in GDB; gdb_test.ts's real-kernel test does this in batch",
+  "mkdir -p rootfs && cp path/to/kernel rootfs/app":
+    "writes into the checkout; oci_podman_test.ts builds such a rootfs in a temp dir",
+  "tar -C rootfs -cf app.tar . && podman import app.tar localhost/hermit-app":
+    "root and podman, and a file in the checkout; oci_podman_test.ts imports such a tar",
+  'podman --cgroup-manager cgroupfs --events-backend file run --rm --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --runtime "$PWD/bin/dhyve-oci" localhost/hermit-app /app arg1 arg2':
+    "root and podman; oci_podman_test.ts runs guests with exactly these options",
+  "podman save --format oci-archive -o app.oci.tar localhost/hermit-app":
+    "root and podman; oci_containerd_test.ts imports a hand-made OCI archive of the same shape",
+  "ctr image import app.oci.tar":
+    "root and a running containerd; oci_containerd_test.ts imports into a private containerd",
+  "ctr run --rm --runc-binary /opt/dhyve/bin/dhyve-oci localhost/hermit-app:latest app1 /app":
+    "root, containerd and dhyve in /opt; oci_containerd_test.ts runs ctr run --runc-binary",
 };
 
 const README = Deno.readTextFileSync(`${REPO_ROOT}/README.md`);

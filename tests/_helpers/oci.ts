@@ -1,0 +1,155 @@
+/**
+ * Shared pieces of the `dhyve-oci` tests: what they need to run (root,
+ * /dev/kvm, the container tools) and a SKIP line when something is missing,
+ * the test image (our guests plus a static busybox, as a plain rootfs tar)
+ * and a small runner for podman/ctr/runc commands.
+ * @module
+ */
+
+import { buildGuest } from "./guests.ts";
+import { kvmAvailable } from "./kvm.ts";
+import { REPO_ROOT } from "./repo.ts";
+import { isRoot } from "./skip.ts";
+
+/** The launcher the engines are given as their runtime. */
+export const DHYVE_OCI = `${REPO_ROOT}/bin/dhyve-oci`;
+
+/** The guests every test image holds, at `/<name>`. */
+export const IMAGE_GUESTS = [
+  "hello",
+  "spin",
+  "stdin_echo",
+  "smp_count",
+  "exit_code",
+  "oci_probe",
+  "mem_touch",
+] as const;
+
+/** Where a static busybox is looked for (Debian's busybox-static installs /bin/busybox). */
+const BUSYBOX = ["/bin/busybox", "/usr/bin/busybox"];
+
+/** What a finished command gave. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const decoder = new TextDecoder();
+
+/** A command's exit code and output, for assertion messages. */
+export function describeResult(result: CommandResult): string {
+  return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+}
+
+/** Runs `cmd args`, feeding `stdin` when given, and collects its output. */
+export async function run(
+  cmd: string,
+  args: readonly string[],
+  options: { stdin?: string; env?: Record<string, string> } = {},
+): Promise<CommandResult> {
+  const child = new Deno.Command(cmd, {
+    args: [...args],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.env === undefined ? {} : { env: options.env }),
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** The first of `names` that is an executable on PATH (or an absolute path), or null. */
+export function which(name: string): string | null {
+  const dirs = (Deno.env.get("PATH") ?? "").split(":").concat(["/usr/sbin", "/usr/bin", "/sbin"]);
+  for (const dir of name.startsWith("/") ? [""] : dirs) {
+    const path = dir === "" ? name : `${dir}/${name}`;
+    try {
+      const stat = Deno.statSync(path);
+      if (stat.isFile && ((stat.mode ?? 0) & 0o111) !== 0) return path;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** A static busybox binary, or null. */
+export function staticBusybox(): string | null {
+  for (const path of BUSYBOX) {
+    try {
+      const head = new Uint8Array(Deno.readFileSync(path).subarray(0, 4096));
+      // A static binary has no PT_INTERP: its path string would be in the first page.
+      if (!new TextDecoder().decode(head).includes("ld-linux")) return path;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/**
+ * Why the container tests cannot run here (not root, no /dev/kvm, a tool
+ * missing), or null when they can.
+ */
+export function containerTestsUnavailable(tools: readonly string[]): string | null {
+  if (!isRoot()) return "not root (the engines run rootful here)";
+  if (!kvmAvailable()) return "/dev/kvm is not available";
+  for (const tool of tools) if (which(tool) === null) return `${tool} is not installed`;
+  if (staticBusybox() === null) return "no static busybox (apt-get install busybox-static)";
+  return null;
+}
+
+/** Prints the SKIP line for `file` when `why` is not null and returns whether to ignore. */
+export function announceSkip(file: string, why: string | null): boolean {
+  if (why !== null) {
+    // deno-lint-ignore no-console
+    console.error(`SKIP: ${file}: ${why}: dhyve-oci container tests skipped`);
+  }
+  return why !== null;
+}
+
+/**
+ * Builds the test rootfs in a new temp dir: every guest of
+ * {@linkcode IMAGE_GUESTS} at `/<name>` and busybox at `/bin/busybox` (with
+ * `sh`, `true`, `cat` and `echo` linked to it), and packs it as a tar.
+ * @returns the tar's path and the directory (remove it when done).
+ */
+export async function buildTestRootfsTar(): Promise<{ tar: string; dir: string; rootfs: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "dhyve-oci-test-" });
+  const rootfs = `${dir}/rootfs`;
+  await Deno.mkdir(`${rootfs}/bin`, { recursive: true });
+  for (const name of IMAGE_GUESTS) {
+    // mem_touch needs the legacy boot map, which covers all of RAM (see its source).
+    const build = { iface: 2, pie: true, versionNote: name !== "mem_touch" } as const;
+    await Deno.copyFile(await buildGuest(name, build), `${rootfs}/${name}`);
+    await Deno.chmod(`${rootfs}/${name}`, 0o755);
+  }
+  await Deno.copyFile(staticBusybox()!, `${rootfs}/bin/busybox`);
+  await Deno.chmod(`${rootfs}/bin/busybox`, 0o755);
+  for (const applet of ["sh", "true", "cat", "echo", "sleep"]) {
+    await Deno.symlink("busybox", `${rootfs}/bin/${applet}`);
+  }
+  const tar = `${dir}/rootfs.tar`;
+  const packed = await run("tar", ["-C", rootfs, "-cf", tar, "."]);
+  if (packed.code !== 0) throw new Error(`tar failed: ${packed.stderr}`);
+  return { tar, dir, rootfs };
+}
+
+/** Polls `check` until it is true (at most `timeoutMs`); throws with `what` if it never is. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
