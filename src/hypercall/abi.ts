@@ -1,6 +1,8 @@
 /**
- * The uhyve hypercall interface (v1 and v2) as data: port numbers and the
- * parameter-struct layouts the guest passes (hermit-abi.md §5). Pure.
+ * The uhyve hypercall interface (v1, v2 and the v2 ports uhyve 0.9.1 added
+ * for interface v3) as data: port numbers and the parameter-struct layouts
+ * the guest passes (hermit-abi.md §5; uhyve-interface/src/v2/parameters.rs at
+ * v0.9.1 for Getdents, FileStat, FileFstat and Mkdir). Pure.
  * @module
  */
 
@@ -35,6 +37,14 @@ export const V2 = {
   FILE_READ: 0x1130,
   FILE_LSEEK: 0x1140,
   FILE_UNLINK: 0x1150,
+  /** uhyve 0.9.1 (interface v3): directory entries of a directory fd. */
+  GETDENTS: 0x1160,
+  /** uhyve 0.9.1: stat or lstat of a path. */
+  FILE_STAT: 0x1170,
+  /** uhyve 0.9.1: fstat of a guest fd. */
+  FILE_FSTAT: 0x1180,
+  /** uhyve 0.9.1: create a directory. */
+  MKDIR: 0x1190,
   SHARED_MEM_OPEN: 0x1200,
   SHARED_MEM_CLOSE: 0x1210,
 } as const;
@@ -83,3 +93,48 @@ export const CMDVAL = { size: 16, argv: 0, envp: 8 } as const;
 
 /** Most arguments or environment entries Cmdsize can describe (uhyve's MAX_ARGC_ENVC). */
 export const MAX_ARGC_ENVC = 128;
+
+/**
+ * GetdentParams (repr(C), 40 bytes): i32 fd, u64 buf (guest-physical), u64
+ * len, then GetdentResult: u32 tag at 24 and its payload at 32 (u64 bytes for
+ * Success, i32 errno for Error; the union is 8-aligned).
+ */
+export const GETDENTS = { size: 40, fd: 0, buf: 8, len: 16, tag: 24, value: 32 } as const;
+/** GetdentResult tags. */
+export const GETDENTS_RESULT = { NONE: 0, SUCCESS: 1, END_OF_DIRECTORY: 2, ERROR: 3 } as const;
+
+/**
+ * StatParams (repr(C), 32 bytes): u64 name, u32 kind (StatKind), u64 attr
+ * (guest-physical FileAttr), then StatResult: u32 tag at 24, i32 errno at 28.
+ */
+export const STAT = { size: 32, name: 0, kind: 8, attr: 16, tag: 24, errno: 28 } as const;
+/** StatKind values: follow the last symlink or not. */
+export const STAT_KIND = { STAT: 0, LSTAT: 1 } as const;
+/** FstatParams (repr(C), 24 bytes): i32 fd, u64 attr, then StatResult (tag 16, errno 20). */
+export const FSTAT = { size: 24, fd: 0, attr: 8, tag: 16, errno: 20 } as const;
+/** MkdirParams (repr(C), 24 bytes): u64 path, u64 len (unused), then MkdirResult (tag 16, errno 20). */
+export const MKDIR = { size: 24, path: 0, len: 8, tag: 16, errno: 20 } as const;
+/** StatResult and MkdirResult tags (the same three). */
+export const STATUS_RESULT = { NONE: 0, SUCCESS: 1, ERROR: 2 } as const;
+
+/**
+ * FileAttr (repr(C), 120 bytes): u64 dev, ino, nlink; u32 mode, uid, gid; u64
+ * rdev at 40; i64 size, blksize, blocks; then atime, mtime, ctime, each a
+ * Timespec {i64 sec, i32 nsec, 4 bytes padding} of 16 bytes.
+ */
+export const FILE_ATTR = {
+  size: 120,
+  dev: 0,
+  ino: 8,
+  nlink: 16,
+  mode: 24,
+  uid: 28,
+  gid: 32,
+  rdev: 40,
+  sizeField: 48,
+  blksize: 56,
+  blocks: 64,
+  atime: 72,
+  mtime: 88,
+  ctime: 104,
+} as const;

@@ -46,6 +46,20 @@ export interface GuestFiles {
   lseek(fd: number, offset: number, whence: number): number;
   /** Removes a guest path: 0 or −errno. */
   unlink(path: string): number;
+  /**
+   * Writes linux_dirent64 records of directory fd `fd` into `into` from the
+   * fd's offset: bytes written, 0 at the end of the directory, or −errno.
+   */
+  getdents(fd: number, into: Uint8Array): number;
+  /**
+   * Fills `attr` (an ATTR array of `file_attr.ts`) for a guest path, following
+   * a final symlink when `follow`: 0 or −errno.
+   */
+  stat(path: string, follow: boolean, attr: Float64Array): number;
+  /** Fills `attr` for a guest fd: 0 or −errno. */
+  fstat(fd: number, attr: Float64Array): number;
+  /** Creates a directory at a guest path: 0 or −errno. */
+  mkdir(path: string): number;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });

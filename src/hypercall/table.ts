@@ -2,7 +2,12 @@
  * The hypercall dispatch table: port → handler, built once. v1 handlers take
  * the 32-bit OUT value (a parameter address, or the byte for Uart); v2
  * handlers take RDI. The run loop indexes a dense array by port, so dispatch
- * allocates nothing. Pure.
+ * allocates nothing. Dispatch goes by port alone, as in uhyve 0.9.1: the
+ * kernel's UHYVEIF note (none, 2 or 3) chooses the boot state, not the calls,
+ * so a kernel may use any port of the table (uhyve's own test kernels declare
+ * v1 and call v2 ports with RDI), and the v1 ports keep v1 semantics. The
+ * ports uhyve 0.9.1 added for interface v3 (Getdents … Mkdir) are v2 ports.
+ * Pure.
  * @module
  */
 
@@ -25,6 +30,7 @@ import {
   fileWriteV1,
   fileWriteV2,
 } from "./file.ts";
+import { fileFstat, fileStat, getdents, mkdir } from "./file_meta.ts";
 import { hex } from "./protocol.ts";
 import { serialReadBuffer, serialReadByteOut } from "./serial_input.ts";
 import { serialWriteBufferV1, serialWriteBufferV2, serialWriteByte } from "./serial.ts";
@@ -57,7 +63,7 @@ function unsupported(name: string, port: number): Handler {
     );
 }
 
-/** Builds the table of every v1 and v2 hypercall dhyve knows. */
+/** Builds the table of every v1 and v2 (and v3: v2 ports) hypercall dhyve knows. */
 export function buildHypercallTable(): HypercallTable {
   const entries: (HypercallEntry | undefined)[] = new Array(MAX_HYPERCALL_PORT).fill(undefined);
   const add = (port: number, version: 1 | 2, name: string, handle: Handler): void => {
@@ -93,6 +99,10 @@ export function buildHypercallTable(): HypercallTable {
   add(V2.FILE_READ, 2, "FileRead", fileReadV2);
   add(V2.FILE_LSEEK, 2, "FileLseek", fileLseekV2);
   add(V2.FILE_UNLINK, 2, "FileUnlink", fileUnlinkV2);
+  add(V2.GETDENTS, 2, "Getdents", getdents);
+  add(V2.FILE_STAT, 2, "FileStat", fileStat);
+  add(V2.FILE_FSTAT, 2, "FileFstat", fileFstat);
+  add(V2.MKDIR, 2, "Mkdir", mkdir);
   for (
     const [name, port] of [
       ["SharedMemOpen", V2.SHARED_MEM_OPEN],

@@ -9,6 +9,7 @@
 
 import { gunzip } from "node:zlib";
 import { parse, TomlError } from "npm:smol-toml@1.9.1";
+import { cleanGuestPath } from "../guest_path.ts";
 import { formatSize, MEMORY_ALIGN, MIN_MEMORY_SIZE, parseMemorySize } from "../params.ts";
 import { ImageFormatError } from "./errors.ts";
 
@@ -122,7 +123,7 @@ export async function readHermitImage(
     });
   }
   const config = parseHermitConfig(text);
-  const kernelPath = `/${cleanPath(config.kernel)}`;
+  const kernelPath = `/${cleanGuestPath(config.kernel)}`;
   const kernel = files.get(kernelPath);
   if (kernel === undefined) {
     throw new ImageFormatError(
@@ -134,21 +135,6 @@ export async function readHermitImage(
 }
 
 const BLOCK = 512;
-
-/**
- * Cleans an archive path lexically, as the file map does (`cleanGuestPath`
- * in `sandbox/file_map.ts`): drops empty and `.` components, lets `..` remove
- * the previous one without climbing above the root. `""` is the root.
- */
-function cleanPath(path: string): string {
-  const out: string[] = [];
-  for (const part of path.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") out.pop();
-    else out.push(part);
-  }
-  return out.join("/");
-}
 
 /** The bytes of a header field up to its first NUL. */
 function field(header: Uint8Array, start: number, length: number): Uint8Array {
@@ -304,7 +290,7 @@ function addFile(
   name: string,
   bytes: Uint8Array,
 ): void {
-  const clean = cleanPath(name);
+  const clean = cleanGuestPath(name);
   if (clean === "") {
     throw new ImageFormatError(
       `The Hermit image has a file named "${name}", which is not a usable path`,

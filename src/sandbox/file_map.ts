@@ -11,6 +11,7 @@
  */
 
 import { posix } from "node:path";
+import { cleanGuestPath } from "../guest_path.ts";
 import { logger } from "../log.ts";
 import { type HostPathKind, hostPathKind } from "./host_fs.ts";
 
@@ -32,25 +33,8 @@ export interface FileMapping {
   readonly readOnly: boolean;
 }
 
-/**
- * Cleans a guest path lexically: drops empty and `.` components, lets `..`
- * remove the previous one, and never climbs above the root. Returns the
- * components joined by `/` with no leading `/` (`""` is the root), so
- * `"/a/b"`, `"a/b"`, `"//a/./c/../b/"` all give `"a/b"` (hermit-abi App. B.1).
- *
- * One difference from uhyve 0.8: a relative path that starts with `..`
- * (`"../x"`) is read from the root (`"x"`); uhyve keeps the `..` and then
- * finds nothing. Either way nothing outside the map is reachable.
- */
-export function cleanGuestPath(path: string): string {
-  const out: string[] = [];
-  for (const part of path.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") out.pop();
-    else out.push(part);
-  }
-  return out.join("/");
-}
+/** Re-exported: the file map cleans guest paths with it. */
+export { cleanGuestPath };
 
 const MODE_SUFFIX = /:(ro|rw)$/;
 
@@ -131,6 +115,12 @@ export type Resolved =
     /** Nothing is mapped there. */
     readonly kind: "none";
   };
+
+/** One entry of a map directory; see {@linkcode FileMap.children}. */
+export type MapChild =
+  | { readonly name: string; readonly kind: "directory" }
+  | { readonly name: string; readonly kind: "virtual"; readonly size: number }
+  | { readonly name: string; readonly kind: "host"; readonly hostPath: string };
 
 /** A mapped host path, for permission checks and Landlock-like rules. */
 export interface HostMapping {
@@ -262,6 +252,26 @@ export class FileMap {
       };
     }
     return { kind: "directory", empty: dir.children.size === 0, root: parts.length === 0 };
+  }
+
+  /**
+   * The entries of the map directory at `guestPath` (the root, or a parent of
+   * mappings), in insertion order, or null when `guestPath` is not one.
+   */
+  children(guestPath: string): MapChild[] | null {
+    let dir = this.#root;
+    for (const part of splitGuestPath(guestPath)) {
+      const node = dir.children.get(part);
+      if (node === undefined || node.kind !== "dir") return null;
+      dir = node;
+    }
+    return [...dir.children].map(([name, node]): MapChild =>
+      node.kind === "dir"
+        ? { name, kind: "directory" }
+        : node.kind === "virtual"
+        ? { name, kind: "virtual", size: node.bytes.length }
+        : { name, kind: "host", hostPath: node.hostPath }
+    );
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * The host file system as the guest may reach it. This is the only module
  * that calls `Deno.*` file APIs for guest I/O (open, read, write, seek, sync,
- * remove, realPath, lstat, stat, makeTempDir, stdin), so Deno checks
+ * remove, realPath, lstat, stat, mkdir, readDir, makeTempDir, stdin), so Deno checks
  * `--allow-read`/`--allow-write` on every call; nothing here uses libc. It also
  * owns the pure parts next to those calls: Hermit open flags → Deno open
  * options, and the symlink containment check. Like all of `sandbox/`, it
@@ -43,8 +43,8 @@ export interface HostFile {
   seekSync(offset: number, whence: Deno.SeekMode): number;
   /** Flushes data and metadata to the device. */
   syncSync(): void;
-  /** What the open file is. */
-  statSync(): { readonly isFile: boolean; readonly isDirectory: boolean; readonly size: number };
+  /** What the open file is (`fstat`). */
+  statSync(): HostStat;
   /** Closes the file. */
   close(): void;
 }
@@ -55,6 +55,52 @@ export interface LinkInfo {
   readonly isDirectory: boolean;
   /** The path itself is a symbolic link. */
   readonly isSymlink: boolean;
+}
+
+/**
+ * What `stat`/`lstat`/`fstat` say about a host file: `Deno.FileInfo`'s
+ * fields. The numeric ones are optional so that test fakes may leave them out
+ * (they read as 0).
+ */
+export interface HostStat {
+  /** A regular file. */
+  readonly isFile: boolean;
+  /** A directory. */
+  readonly isDirectory: boolean;
+  /** A symbolic link (only from an `lstat`). */
+  readonly isSymlink?: boolean;
+  /** Size in bytes. */
+  readonly size: number;
+  /** `st_dev`. */
+  readonly dev?: number;
+  /** `st_ino`. */
+  readonly ino?: number | null;
+  /** `st_mode`: type and permission bits. */
+  readonly mode?: number | null;
+  /** `st_nlink`. */
+  readonly nlink?: number | null;
+  /** `st_uid`. */
+  readonly uid?: number | null;
+  /** `st_gid`. */
+  readonly gid?: number | null;
+  /** `st_rdev`. */
+  readonly rdev?: number | null;
+  /** `st_blksize`. */
+  readonly blksize?: number | null;
+  /** `st_blocks` (512-byte units). */
+  readonly blocks?: number | null;
+  /** Last access. */
+  readonly atime?: Date | null;
+  /** Last modification. */
+  readonly mtime?: Date | null;
+  /** Last status change. */
+  readonly ctime?: Date | null;
+}
+
+/** One name in a host directory, as `Deno.readDirSync` gives it. */
+export interface HostDirEntry {
+  /** The name (no `/`). */
+  readonly name: string;
 }
 
 /**
@@ -74,6 +120,12 @@ export interface HostFs {
   lstat(path: string): LinkInfo;
   /** `Deno.statSync` (follows links): is it a directory. */
   isDirectory(path: string): boolean;
+  /** `Deno.statSync` (`follow`) or `Deno.lstatSync`. */
+  stat(path: string, follow: boolean): HostStat;
+  /** `Deno.mkdirSync`, not recursive, mode 0777 less the umask (as uhyve's `mkdir`). */
+  mkdir(path: string): void;
+  /** `Deno.readDirSync`: the names in a directory (without `.` and `..`). */
+  readDir(path: string): HostDirEntry[];
   /** `Deno.makeTempDirSync`: a new mode-0700 directory under `parent` (default: the OS temp dir). */
   makeTempDir(parent: string | undefined, prefix: string): string;
   /** One `Deno.stdin.readSync`: the count, or `null` at end of input. */
@@ -100,6 +152,15 @@ export const denoHostFs: HostFs = {
   },
   isDirectory(path: string): boolean {
     return Deno.statSync(path).isDirectory;
+  },
+  stat(path: string, follow: boolean): HostStat {
+    return follow ? Deno.statSync(path) : Deno.lstatSync(path);
+  },
+  mkdir(path: string): void {
+    Deno.mkdirSync(path);
+  },
+  readDir(path: string): HostDirEntry[] {
+    return Array.from(Deno.readDirSync(path));
   },
   makeTempDir(parent: string | undefined, prefix: string): string {
     return parent === undefined

@@ -1,8 +1,9 @@
 /**
- * The sandbox the file hypercalls talk to: guest path + flags → guest fd,
- * and read/write/lseek/close/unlink on those fds, all synchronous, all
- * returning a number (≥ 0 result or −errno) and never throwing for anything a
- * guest can cause. Owns the per-VM temp directory, the open-file limit, the
+ * The sandbox the file hypercalls talk to: guest path + flags → guest fd
+ * (files and directories), read/write/lseek/close/getdents/fstat on those
+ * fds, and unlink/stat/lstat/mkdir by path, all synchronous, all returning a
+ * number (≥ 0 result or −errno) and never throwing for anything a guest can
+ * cause. Owns the per-VM temp directory, the open-file limit, the
  * temp-space limit and the once-per-flag permission warnings. Host I/O goes
  * through `host_fs.ts` only. Like all of `sandbox/`, it never imports KVM, FFI
  * (`src/kvm.ts`, `src/libc.ts`) or `src/hypercall/`.
@@ -11,14 +12,24 @@
 
 import { posix } from "node:path";
 import { ERRNO } from "../errno.ts";
+import { cleanGuestPath } from "../guest_path.ts";
 import { logger } from "../log.ts";
+import { type DirEntry, DirListing, DT } from "./dirents.ts";
 import { DEFAULT_MAX_OPEN_FILES, FdTable } from "./fd_table.ts";
-import type { FileMap } from "./file_map.ts";
+import type { FileMap, Resolved } from "./file_map.ts";
+import {
+  direntType,
+  fillHostAttr,
+  fillMapDirAttr,
+  fillVirtualFileAttr,
+  GuestInodes,
+} from "./guest_attr.ts";
 import { deniedPermission, hostErrno } from "./host_errno.ts";
 import {
   denoHostFs,
   type HostFile,
   type HostFs,
+  type HostStat,
   isConfined,
   OPEN_FLAGS,
   type OpenPlan,
@@ -78,10 +89,26 @@ type OpenFile =
   | {
     readonly kind: "virtual";
     readonly bytes: Uint8Array;
+    /** Its clean guest path (for its inode number). */
+    readonly cleanPath: string;
+    offset: number;
+  }
+  | {
+    readonly kind: "directory";
+    /** The open host directory (for fstat), or null for a directory of the map. */
+    readonly file: HostFile | null;
+    /** Its host path, or "" for a directory of the map. */
+    readonly hostPath: string;
+    /** Its clean guest path. */
+    readonly cleanPath: string;
+    /** The entries, read at open and again at each rewind to 0. */
+    listing: DirListing;
+    /** Byte cursor into the listing's record stream. */
     offset: number;
   };
 
 const { O_CREAT, O_EXCL, SEEK_SET, SEEK_CUR, SEEK_END } = OPEN_FLAGS;
+const encoder = new TextEncoder();
 const STDIN = 0;
 const FIRST_FD = 3;
 /**
@@ -104,8 +131,15 @@ export const MAX_TEMP_FILES = 1024;
  * - Virtual files open whatever the flags (as uhyve) except O_CREAT|O_EXCL
  *   (EEXIST) and O_DIRECTORY (ENOTDIR); writes give EROFS; reads advance the
  *   offset; lseek to a negative offset gives EINVAL (Linux; uhyve: EOVERFLOW).
- * - Directories of the map (the root, parents of mappings): open → ENOENT
- *   (the v0.8 ABI has no directory fds), with O_CREAT → EISDIR.
+ * - Directories (of the map: the root and parents of mappings; or on the
+ *   host, inside a mapping) open read-only as directory fds, with or without
+ *   O_DIRECTORY (Linux; uhyve 0.9.1 wants O_DIRECTORY for map directories);
+ *   write access or O_CREAT → EISDIR. A directory fd serves getdents (a
+ *   snapshot of the entries, re-read at a seek to 0), fstat, lseek
+ *   SET/CUR, close; read → EISDIR, write → EBADF. A map directory lists
+ *   exactly what the map grants there; there are no `.` and `..` entries.
+ * - stat/lstat/mkdir use open's fences (the map, `:ro`, symlink containment);
+ *   the guest sees host metadata filtered by `guest_attr.ts`.
  * - O_CREAT below a virtual file → ENOTDIR (uhyve: EINVAL).
  * - `:ro` mappings: write access, O_CREAT|O_EXCL, creating, unlinking → EROFS.
  * - Reads of regular files loop until the buffer is full or EOF; writes loop
@@ -134,6 +168,10 @@ export class Sandbox {
   /** Temp files the guest unlinked while an fd still held them (their blocks stay used). */
   readonly #unlinkedTemp = new Set<string>();
   #tempBytes = 0;
+  /** Directories the guest made in temp space (never removed before the VM ends). */
+  #tempDirs = 0;
+  /** The guest's inode numbers (`guest_attr.ts`). */
+  readonly #inodes = new GuestInodes();
   #tempDir: string | undefined;
   #disposed = false;
 
@@ -195,9 +233,15 @@ export class Sandbox {
       case "virtual":
         if (excl) return -ERRNO.EEXIST;
         if (plan.directory) return -ERRNO.ENOTDIR;
-        return this.#fds.insert({ kind: "virtual", bytes: found.bytes, offset: 0 });
+        return this.#fds.insert({
+          kind: "virtual",
+          bytes: found.bytes,
+          cleanPath: cleanGuestPath(path),
+          offset: 0,
+        });
       case "directory":
-        return creat ? -ERRNO.EISDIR : -ERRNO.ENOENT;
+        if (creat || plan.writable) return -ERRNO.EISDIR;
+        return this.#openMapDirectory(cleanGuestPath(path));
       case "none":
         return creat ? this.#createTemp(path, plan, mode) : -ERRNO.ENOENT;
       case "host":
@@ -206,7 +250,11 @@ export class Sandbox {
           const refused = this.#confine(found.base, found.hostPath);
           if (refused !== 0) return refused;
         }
+        if (found.temp && creat && this.#tempEntries() >= MAX_TEMP_FILES) {
+          return -ERRNO.ENOSPC;
+        }
         return this.#openHost(found.hostPath, plan, {
+          cleanPath: cleanGuestPath(path),
           temp: found.temp,
           createFallback: found.readOnly ? undefined : plan.createFallback,
           truncates: plan.options.truncate === true,
@@ -220,6 +268,14 @@ export class Sandbox {
     const entry = this.#fds.remove(fd);
     if (entry === undefined) return -ERRNO.EBADF;
     if (entry.kind === "virtual") return 0;
+    if (entry.kind === "directory") {
+      try {
+        entry.file?.close();
+        return 0;
+      } catch (error) {
+        return this.#fail(error, entry.hostPath);
+      }
+    }
     try {
       entry.file.close();
       return 0;
@@ -239,6 +295,7 @@ export class Sandbox {
     if (fd === STDIN) return this.#readStdin(into);
     const entry = this.#fds.get(fd);
     if (entry === undefined) return -ERRNO.EBADF;
+    if (entry.kind === "directory") return -ERRNO.EISDIR;
     if (entry.kind === "virtual") {
       const start = Math.min(entry.offset, entry.bytes.length);
       const count = Math.min(into.length, entry.bytes.length - start);
@@ -272,6 +329,7 @@ export class Sandbox {
     const entry = this.#fds.get(fd);
     if (entry === undefined) return -ERRNO.EBADF;
     if (entry.kind === "virtual") return -ERRNO.EROFS;
+    if (entry.kind === "directory") return -ERRNO.EBADF; // never open for writing, as on Linux
     if (!entry.writable) return -ERRNO.EBADF;
     let data = from;
     let start = 0;
@@ -316,6 +374,7 @@ export class Sandbox {
     if (entry === undefined) return -ERRNO.EBADF;
     if (whence !== SEEK_SET && whence !== SEEK_CUR && whence !== SEEK_END) return -ERRNO.EINVAL;
     if (!Number.isSafeInteger(offset)) return -ERRNO.EINVAL;
+    if (entry.kind === "directory") return this.#seekDirectory(entry, offset, whence);
     if (entry.kind === "virtual") {
       const base = whence === SEEK_SET
         ? 0
@@ -342,9 +401,8 @@ export class Sandbox {
    * Directories are never removed on the host (EISDIR). Open fds stay usable.
    */
   unlink(path: string): number {
-    if (this.#disposed) return -ERRNO.EIO;
-    if (path.includes("\0")) return -ERRNO.EINVAL;
-    const found = this.#map.resolve(path);
+    const found = this.#lookup(path);
+    if (typeof found === "number") return found;
     switch (found.kind) {
       case "none":
         return -ERRNO.ENOENT;
@@ -382,10 +440,127 @@ export class Sandbox {
     return 0;
   }
 
+  /**
+   * Reads directory entries of directory fd `fd` into `into` as
+   * linux_dirent64 records, from the fd's offset (a byte cursor), and moves
+   * the offset past them. Returns the bytes written, 0 at the end of the
+   * directory (and on every later call until a seek), or −errno: EBADF for an
+   * fd not open, ENOTDIR for one that is not a directory (fds 0–2 included),
+   * EINVAL when the next record does not fit or the offset is inside one.
+   */
+  getdents(fd: number, into: Uint8Array): number {
+    if (fd >= 0 && fd < FIRST_FD) return -ERRNO.ENOTDIR;
+    const entry = this.#fds.get(fd);
+    if (entry === undefined) return -ERRNO.EBADF;
+    if (entry.kind !== "directory") return -ERRNO.ENOTDIR;
+    const n = entry.listing.read(entry.offset, into);
+    if (n > 0) entry.offset += n;
+    return n;
+  }
+
+  /**
+   * Fills `attr` (an ATTR array, `file_attr.ts`) with the metadata of guest
+   * path `path`, following a final symlink when `follow` (stat) or not
+   * (lstat). Returns 0 or −errno: ENOENT outside the map, EACCES when a
+   * symlink inside a mapped directory leads outside it (only when it must be
+   * followed: the link itself may be examined). Host metadata is filtered as
+   * `guest_attr.ts` says.
+   */
+  stat(path: string, follow: boolean, attr: Float64Array): number {
+    const found = this.#lookup(path);
+    if (typeof found === "number") return found;
+    switch (found.kind) {
+      case "none":
+        return -ERRNO.ENOENT;
+      case "virtual":
+        fillVirtualFileAttr(attr, found.bytes.length, this.#inodes.virtual(cleanGuestPath(path)));
+        return 0;
+      case "directory":
+        fillMapDirAttr(attr, this.#inodes.virtual(cleanGuestPath(path)));
+        return 0;
+      case "host":
+        break;
+    }
+    const hostPath = found.hostPath;
+    if (found.rest !== "") {
+      // Followed, every link on the way must stay inside; not followed, only the directory's.
+      const refused = this.#confine(found.base, follow ? hostPath : posix.dirname(hostPath));
+      if (refused !== 0) return refused;
+    }
+    try {
+      this.#fillHost(attr, this.#fs.stat(hostPath, follow));
+      return 0;
+    } catch (error) {
+      return this.#fail(error, hostPath);
+    }
+  }
+
+  /**
+   * Fills `attr` with the metadata of guest fd `fd`: 0, or EBADF for an fd
+   * not open and for fds 0–2 (no host metadata about the host's stdio).
+   */
+  fstat(fd: number, attr: Float64Array): number {
+    if (fd >= 0 && fd < FIRST_FD) return -ERRNO.EBADF;
+    const entry = this.#fds.get(fd);
+    if (entry === undefined) return -ERRNO.EBADF;
+    if (entry.kind === "virtual") {
+      fillVirtualFileAttr(attr, entry.bytes.length, this.#inodes.virtual(entry.cleanPath));
+      return 0;
+    }
+    if (entry.kind === "directory" && entry.file === null) {
+      fillMapDirAttr(attr, this.#inodes.virtual(entry.cleanPath));
+      return 0;
+    }
+    try {
+      this.#fillHost(attr, entry.file!.statSync());
+      return 0;
+    } catch (error) {
+      return this.#fail(error, entry.hostPath);
+    }
+  }
+
+  /**
+   * Creates directory `path` for the guest: 0 or −errno. Inside a writable
+   * mapping it is made on the host (mode 0777 less the umask); an unmapped
+   * path whose parent is a directory of the map becomes a fresh directory in
+   * the per-VM temp directory, mapped at `path` until the VM ends (as uhyve).
+   * EEXIST for anything that exists (map directories and virtual files
+   * included), ENOENT when the parent does not exist, EROFS in a `:ro`
+   * mapping, EACCES through a symlink that leads outside its mapping, ENOSPC
+   * past the temp-entry limit.
+   */
+  mkdir(path: string): number {
+    const found = this.#lookup(path);
+    if (typeof found === "number") return found;
+    switch (found.kind) {
+      case "virtual":
+      case "directory":
+        return -ERRNO.EEXIST;
+      case "none":
+        return this.#mkdirTemp(path);
+      case "host":
+        break;
+    }
+    if (found.readOnly) return -ERRNO.EROFS;
+    const hostPath = found.hostPath;
+    if (found.rest !== "") {
+      const refused = this.#confine(found.base, posix.dirname(hostPath));
+      if (refused !== 0) return refused;
+    }
+    if (found.temp && this.#tempEntries() >= MAX_TEMP_FILES) return -ERRNO.ENOSPC;
+    try {
+      this.#fs.mkdir(hostPath);
+    } catch (error) {
+      return this.#fail(error, hostPath);
+    }
+    if (found.temp) this.#tempDirs++;
+    return 0;
+  }
+
   /** Closes every guest fd (errors are logged). Safe to call any number of times. */
   closeAll(): void {
     for (const [fd, entry] of this.#fds.entries()) {
-      if (entry.kind !== "host") continue;
+      if (entry.kind === "virtual" || entry.file === null) continue;
       try {
         entry.file.close();
       } catch (error) {
@@ -422,7 +597,12 @@ export class Sandbox {
   #openHost(
     hostPath: string,
     plan: OpenPlan,
-    how: { temp: boolean; createFallback: Deno.OpenOptions | undefined; truncates: boolean },
+    how: {
+      cleanPath: string;
+      temp: boolean;
+      createFallback: Deno.OpenOptions | undefined;
+      truncates: boolean;
+    },
   ): number {
     let file: HostFile;
     try {
@@ -438,11 +618,11 @@ export class Sandbox {
         return this.#fail(again, hostPath);
       }
     }
-    return this.#register(file, hostPath, plan, how.temp, how.truncates);
+    return this.#register(file, hostPath, plan, how);
   }
 
   #createTemp(path: string, plan: OpenPlan, mode: number): number {
-    if (this.#tempSizes.size >= MAX_TEMP_FILES) return -ERRNO.ENOSPC;
+    if (this.#tempEntries() >= MAX_TEMP_FILES) return -ERRNO.ENOSPC;
     const dir = this.#ensureTempDir();
     if (typeof dir === "number") return dir;
     const hostPath = posix.join(dir, crypto.randomUUID());
@@ -455,16 +635,20 @@ export class Sandbox {
       return this.#fail(error, hostPath);
     }
     this.#setTempSize(hostPath, 0);
-    return this.#register(file, hostPath, plan, true, false);
+    return this.#register(file, hostPath, plan, {
+      cleanPath: cleanGuestPath(path),
+      temp: true,
+      truncates: false,
+    });
   }
 
   #register(
     file: HostFile,
     hostPath: string,
     plan: OpenPlan,
-    temp: boolean,
-    truncates: boolean,
+    how: { cleanPath: string; temp: boolean; truncates: boolean },
   ): number {
+    const { temp, truncates } = how;
     let regular: boolean;
     try {
       const info = file.statSync();
@@ -472,11 +656,32 @@ export class Sandbox {
         file.close();
         return -ERRNO.ENOTDIR;
       }
-      if (plan.directory && plan.writable) {
+      // Write access or O_CREAT on a directory is EISDIR, as on Linux.
+      const creates = plan.options.create === true || plan.createFallback !== undefined;
+      if (info.isDirectory && (plan.writable || creates)) {
         file.close();
         return -ERRNO.EISDIR;
       }
+      if (info.isDirectory) {
+        const listing = this.#hostListing(hostPath);
+        if (typeof listing === "number") {
+          file.close();
+          return listing;
+        }
+        const fd = this.#fds.insert({
+          kind: "directory",
+          file,
+          hostPath,
+          cleanPath: how.cleanPath,
+          listing,
+          offset: 0,
+        });
+        if (fd < 0) file.close();
+        return fd;
+      }
       regular = info.isFile;
+      // A file the guest created inside a temp directory counts like any temp file.
+      if (temp && !this.#tempSizes.has(hostPath)) this.#setTempSize(hostPath, info.size);
     } catch (error) {
       try {
         file.close();
@@ -499,6 +704,144 @@ export class Sandbox {
     });
     if (fd < 0) file.close();
     return fd;
+  }
+
+  /** Looks a guest path up in the map: EIO once disposed, EINVAL for a NUL in it. */
+  #lookup(path: string): Resolved | number {
+    if (this.#disposed) return -ERRNO.EIO;
+    if (path.includes("\0")) return -ERRNO.EINVAL;
+    return this.#map.resolve(path);
+  }
+
+  /** A temp directory for an unmapped path whose parent is a directory of the map. */
+  #mkdirTemp(path: string): number {
+    const clean = cleanGuestPath(path);
+    const parent = this.#map.resolve(posix.dirname(`/${clean}`));
+    if (parent.kind === "none") return -ERRNO.ENOENT;
+    if (parent.kind !== "directory") return -ERRNO.ENOTDIR;
+    if (this.#tempEntries() >= MAX_TEMP_FILES) return -ERRNO.ENOSPC;
+    const dir = this.#ensureTempDir();
+    if (typeof dir === "number") return dir;
+    const hostPath = posix.join(dir, crypto.randomUUID());
+    try {
+      this.#fs.mkdir(hostPath);
+    } catch (error) {
+      return this.#fail(error, hostPath);
+    }
+    if (!this.#map.insertTemp(clean, hostPath)) {
+      try {
+        this.#fs.remove(hostPath);
+      } catch {
+        // the directory goes with the temp dir at the end anyway
+      }
+      return -ERRNO.EEXIST;
+    }
+    this.#tempDirs++;
+    return 0;
+  }
+
+  /** Temp files and directories the guest has made (for the MAX_TEMP_FILES limit). */
+  #tempEntries(): number {
+    return this.#tempSizes.size + this.#tempDirs;
+  }
+
+  #fillHost(attr: Float64Array, info: HostStat): void {
+    fillHostAttr(attr, info, this.#inodes.host(info.dev ?? 0, info.ino ?? 0));
+  }
+
+  /** A directory fd for a directory of the map itself. */
+  #openMapDirectory(cleanPath: string): number {
+    const listing = this.#mapListing(cleanPath);
+    return this.#fds.insert({
+      kind: "directory",
+      file: null,
+      hostPath: "",
+      cleanPath,
+      listing,
+      offset: 0,
+    });
+  }
+
+  /**
+   * The entries of a map directory: exactly what the map grants there. A
+   * mapped host path that does not exist (yet) is left out, as is anything
+   * the guest unlinked.
+   */
+  #mapListing(cleanPath: string): DirListing {
+    const entries: DirEntry[] = [];
+    const prefix = cleanPath === "" ? "" : `${cleanPath}/`;
+    for (const child of this.#map.children(cleanPath) ?? []) {
+      const name = encoder.encode(child.name);
+      if (child.kind === "host") {
+        let info: HostStat;
+        try {
+          info = this.#fs.stat(child.hostPath, true);
+        } catch {
+          continue; // missing or unreachable: nothing to show
+        }
+        entries.push({
+          name,
+          type: info.isDirectory ? DT.DIR : direntType(info),
+          ino: this.#inodes.host(info.dev ?? 0, info.ino ?? 0),
+        });
+      } else {
+        entries.push({
+          name,
+          type: child.kind === "directory" ? DT.DIR : DT.REG,
+          ino: this.#inodes.virtual(prefix + child.name),
+        });
+      }
+    }
+    return new DirListing(entries);
+  }
+
+  /** The entries of a host directory (`d_type` and inode from each entry's lstat), or −errno. */
+  #hostListing(hostPath: string): DirListing | number {
+    let names: string[];
+    try {
+      names = this.#fs.readDir(hostPath).map((e) => e.name);
+    } catch (error) {
+      return this.#fail(error, hostPath);
+    }
+    const entries: DirEntry[] = [];
+    for (const name of names) {
+      let info: HostStat;
+      try {
+        info = this.#fs.stat(posix.join(hostPath, name), false);
+      } catch {
+        continue; // gone since the listing
+      }
+      entries.push({
+        name: encoder.encode(name),
+        type: direntType(info),
+        ino: this.#inodes.host(info.dev ?? 0, info.ino ?? 0),
+      });
+    }
+    return new DirListing(entries);
+  }
+
+  /**
+   * lseek on a directory fd: SEEK_SET or SEEK_CUR to a cursor ≥ 0 (SEEK_END
+   * and negative results are EINVAL, as uhyve). A seek to 0 reads the
+   * directory again, as `rewinddir` does.
+   */
+  #seekDirectory(
+    entry: Extract<OpenFile, { kind: "directory" }>,
+    offset: number,
+    whence: number,
+  ): number {
+    if (whence === SEEK_END) return -ERRNO.EINVAL;
+    const to = whence === SEEK_SET ? offset : entry.offset + offset;
+    if (to < 0 || !Number.isSafeInteger(to)) return -ERRNO.EINVAL;
+    if (to === 0) {
+      const listing = entry.file === null
+        ? this.#mapListing(entry.cleanPath)
+        : this.#hostListing(entry.hostPath);
+      if (typeof listing === "number") return listing;
+      entry.listing = listing;
+    }
+    entry.offset = to;
+    return to;
   }
 
   /**

@@ -9,6 +9,7 @@
  */
 
 import { ERRNO } from "../errno.ts";
+import { ATTR_LENGTH } from "../file_attr.ts";
 import type { GuestFiles } from "../hypercall/file.ts";
 import { PATH_MAX } from "../hypercall/file.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
@@ -17,10 +18,25 @@ const IDLE = 0;
 const REQUEST = 1;
 const DONE = 2;
 
-const OP = { OPEN: 1, CLOSE: 2, READ: 3, WRITE: 4, LSEEK: 5, UNLINK: 6 } as const;
+const OP = {
+  OPEN: 1,
+  CLOSE: 2,
+  READ: 3,
+  WRITE: 4,
+  LSEEK: 5,
+  UNLINK: 6,
+  GETDENTS: 7,
+  STAT: 8,
+  FSTAT: 9,
+  MKDIR: 10,
+} as const;
 
-/** Bytes per vCPU slot: 16 bytes of state, 4 f64 arguments and a result, then the path. */
-const SLOT_HEADER = 64;
+/**
+ * Bytes per vCPU slot: 16 bytes of state, 4 f64 arguments and a result (64
+ * bytes), the file attributes of a stat (ATTR_LENGTH f64), then the path.
+ */
+const SLOT_ATTR = 64;
+const SLOT_HEADER = SLOT_ATTR + ATTR_LENGTH * 8;
 const SLOT_SIZE = SLOT_HEADER + PATH_MAX;
 
 /** Allocates the shared slots for `cpuCount` vCPUs. */
@@ -31,11 +47,13 @@ export function createFileChannel(cpuCount: number): SharedArrayBuffer {
 class Slot {
   readonly state: Int32Array;
   readonly numbers: Float64Array;
+  readonly attr: Float64Array;
   readonly path: Uint8Array;
   constructor(buffer: SharedArrayBuffer, cpu: number) {
     const base = cpu * SLOT_SIZE;
     this.state = new Int32Array(buffer, base, 4);
     this.numbers = new Float64Array(buffer, base + 16, 6);
+    this.attr = new Float64Array(buffer, base + SLOT_ATTR, ATTR_LENGTH);
     this.path = new Uint8Array(buffer, base + SLOT_HEADER, PATH_MAX);
   }
 }
@@ -103,6 +121,26 @@ export class ChannelFiles implements GuestFiles {
   unlink(path: string): number {
     return this.#call(OP.UNLINK, 0, 0, 0, path);
   }
+  /** Reads directory entries into a view of guest memory. */
+  getdents(fd: number, into: Uint8Array): number {
+    return this.#call(OP.GETDENTS, fd, this.#address(into), into.length);
+  }
+  /** Stats a guest path; the attributes come back through the slot. */
+  stat(path: string, follow: boolean, attr: Float64Array): number {
+    const ret = this.#call(OP.STAT, follow ? 1 : 0, 0, 0, path);
+    if (ret >= 0) attr.set(this.#slot.attr);
+    return ret;
+  }
+  /** Stats a guest fd; the attributes come back through the slot. */
+  fstat(fd: number, attr: Float64Array): number {
+    const ret = this.#call(OP.FSTAT, fd, 0, 0);
+    if (ret >= 0) attr.set(this.#slot.attr);
+    return ret;
+  }
+  /** Creates a directory. */
+  mkdir(path: string): number {
+    return this.#call(OP.MKDIR, 0, 0, 0, path);
+  }
 }
 
 /** The main-thread side: serves every vCPU's slot until stopped. */
@@ -157,6 +195,16 @@ export class FileChannelServer {
           return files.lseek(a, b, c);
         case OP.UNLINK:
           return files.unlink(path());
+        case OP.GETDENTS:
+          return this.#mem.contains(b, c)
+            ? files.getdents(a, this.#mem.bytes(b, c))
+            : -ERRNO.EFAULT;
+        case OP.STAT:
+          return files.stat(path(), a === 1, slot.attr);
+        case OP.FSTAT:
+          return files.fstat(a, slot.attr);
+        case OP.MKDIR:
+          return files.mkdir(path());
         default:
           return -ERRNO.ENOSYS;
       }

@@ -1,6 +1,6 @@
 /**
- * Property tests of every hypercall handler in `buildHypercallTable()` (v1 and
- * v2): fast-check builds random parameter blocks in a plain ArrayBuffer guest
+ * Property tests of every hypercall handler in `buildHypercallTable()` (v1,
+ * v2 and the v3 calls on v2 ports): fast-check builds random parameter blocks in a plain ArrayBuffer guest
  * memory (pointers inside, across the end, far outside and wrapping around
  * 2^64; huge lengths; bad fds, flags, whence and offsets; paths that are
  * valid, unterminated, too long or not UTF-8; v1 buffers through a random page
@@ -22,15 +22,22 @@ import {
   CMDSIZE,
   CMDVAL,
   EXIT_V1,
+  FILE_ATTR,
+  FSTAT,
+  GETDENTS,
+  GETDENTS_RESULT,
   LSEEK_V1,
   LSEEK_V2,
   MAX_ARGC_ENVC,
+  MKDIR,
   OPEN,
   READ_V1,
   READ_WRITE_V2,
   SERIAL_BUFFER_V1,
   SERIAL_BUFFER_V2,
   SERIAL_READ_BUFFER_V2,
+  STAT,
+  STATUS_RESULT,
   UNLINK,
   WRITE_V1,
 } from "../../../src/hypercall/abi.ts";
@@ -176,6 +183,26 @@ const SPECS: ReadonlyMap<number, Spec> = new Map<number, Spec>([
     results: [[LSEEK_V2.offset, 8]],
   }],
   [0x1150, UNLINK_SPEC],
+  [0x1160, {
+    size: GETDENTS.size,
+    fields: [f(GETDENTS.fd, "fd", 4), f(GETDENTS.buf, "wptr"), f(GETDENTS.len, "len")],
+    results: [[GETDENTS.tag, 4], [GETDENTS.value, 8]],
+  }],
+  [0x1170, {
+    size: STAT.size,
+    fields: [f(STAT.name, "path"), f(STAT.kind, "u32", 4), f(STAT.attr, "wptr")],
+    results: [[STAT.tag, 4], [STAT.errno, 4]],
+  }],
+  [0x1180, {
+    size: FSTAT.size,
+    fields: [f(FSTAT.fd, "fd", 4), f(FSTAT.attr, "wptr")],
+    results: [[FSTAT.tag, 4], [FSTAT.errno, 4]],
+  }],
+  [0x1190, {
+    size: MKDIR.size,
+    fields: [f(MKDIR.path, "path"), f(MKDIR.len, "len")],
+    results: [[MKDIR.tag, 4], [MKDIR.errno, 4]],
+  }],
   [0x1200, NO_FIELDS],
   [0x1210, NO_FIELDS],
 ]);
@@ -424,8 +451,13 @@ class CheckingFiles implements GuestFiles {
   }
 
   read(fd: number, into: Uint8Array): number {
-    this.#fd(fd, "read");
-    const gpa = this.#view(into, "read");
+    return this.#fill(fd, into, "read");
+  }
+
+  /** Checks a read-like call and fills a random part of `into` (or fails). */
+  #fill(fd: number, into: Uint8Array, what: string): number {
+    this.#fd(fd, what);
+    const gpa = this.#view(into, what);
     const failed = this.#fail();
     if (failed !== null) return failed;
     const n = this.#next() % (into.length + 1);
@@ -453,6 +485,70 @@ class CheckingFiles implements GuestFiles {
     this.#path(path, "unlink");
     return this.#fail() ?? this.#ok(0);
   }
+
+  getdents(fd: number, into: Uint8Array): number {
+    return this.#fill(fd, into, "getdents");
+  }
+
+  #attr(attr: Float64Array): number {
+    assert.ok(attr instanceof Float64Array && attr.length === 16, "attr: not an ATTR array");
+    const failed = this.#fail();
+    if (failed !== null) return failed;
+    for (let i = 0; i < attr.length; i++) attr[i] = this.#next();
+    return this.#ok(0);
+  }
+
+  stat(path: string, follow: boolean, attr: Float64Array): number {
+    this.#path(path, "stat");
+    assert.equal(typeof follow, "boolean", "stat: follow");
+    return this.#attr(attr);
+  }
+
+  fstat(fd: number, attr: Float64Array): number {
+    this.#fd(fd, "fstat");
+    assert.ok(fd < 0 || fd > 2, "fstat: stdio fds are the handler's");
+    return this.#attr(attr);
+  }
+
+  mkdir(path: string): number {
+    this.#path(path, "mkdir");
+    return this.#fail() ?? this.#ok(0);
+  }
+}
+
+/** Ports whose result is a tagged enum with a positive errno (uhyve 0.9.1's v3 calls). */
+const TAGGED: ReadonlySet<number> = new Set([0x1160, 0x1170, 0x1180, 0x1190]);
+
+/** The FileAttr a successful FileStat/FileFstat may write: `[gpa, 120]`, or none. */
+function attrRange(port: number, mem: GuestMemory, s: Scenario): [number, number][] {
+  if (port !== 0x1170 && port !== 0x1180) return [];
+  const tagAt = s.arg + (port === 0x1170 ? STAT.tag : FSTAT.tag);
+  if (mem.readU32(tagAt) !== STATUS_RESULT.SUCCESS) return [];
+  return [[Number(s.values[port === 0x1170 ? 2 : 1]!), FILE_ATTR.size]];
+}
+
+/** Checks a tagged result: a known tag, a success the fake gave, or an errno 1…MAX_ERRNO. */
+function checkTagged(port: number, mem: GuestMemory, arg: number, files: CheckingFiles): void {
+  const errno = (at: number): void => {
+    const e = mem.readI32(at);
+    assert.ok(e >= 1 && e <= MAX_ERRNO, `port 0x${port.toString(16)}: errno ${e}`);
+  };
+  if (port === 0x1160) {
+    const tag = mem.readU32(arg + GETDENTS.tag);
+    if (tag === GETDENTS_RESULT.SUCCESS) {
+      const n = mem.readU64(arg + GETDENTS.value);
+      assert.ok(n > 0 && files.successes.has(n), `Getdents: ${n} bytes`);
+    } else if (tag === GETDENTS_RESULT.ERROR) {
+      errno(arg + GETDENTS.value);
+    } else {
+      assert.equal(tag, GETDENTS_RESULT.END_OF_DIRECTORY, `Getdents: tag ${tag}`);
+    }
+    return;
+  }
+  const { tag: tagAt, errno: errnoAt } = port === 0x1170 ? STAT : port === 0x1180 ? FSTAT : MKDIR;
+  const tag = mem.readU32(arg + tagAt);
+  if (tag === STATUS_RESULT.ERROR) errno(arg + errnoAt);
+  else assert.equal(tag, STATUS_RESULT.SUCCESS, `port 0x${port.toString(16)}: tag ${tag}`);
 }
 
 // ---- one case -----------------------------------------------------------------------
@@ -585,6 +681,7 @@ function check(entry: HypercallEntry, port: number, spec: Spec, s: Scenario): vo
   const allowed: [number, number][] = [...files.written, ...stdin.written];
   if (result === RESUME && spec.size > 0) {
     for (const [at, len] of spec.results) allowed.push([s.arg + at, len]);
+    if (TAGGED.has(port)) allowed.push(...attrRange(port, mem, s));
   }
   const u8 = mem.u8;
   for (let i = 0; i < u8.length; i++) {
@@ -598,6 +695,7 @@ function check(entry: HypercallEntry, port: number, spec: Spec, s: Scenario): vo
 
   // Result fields: a success the fake gave (or the length for a stdio write), or −errno.
   if (result !== RESUME) return;
+  if (TAGGED.has(port)) return checkTagged(port, mem, s.arg, files);
   for (const [at, len] of spec.results) {
     const value = len === 4 ? mem.readI32(s.arg + at) : mem.readI64(s.arg + at);
     if (port === 0x1040) {

@@ -48,6 +48,10 @@ const SUPPORTED: ReadonlyMap<number, string> = new Map<number, string>([
   [V2.FILE_UNLINK, "FileUnlink"],
   [V2.SERIAL_READ_BYTE, "SerialReadByte"],
   [V2.SERIAL_READ_BUFFER, "SerialReadBuffer"],
+  [V2.GETDENTS, "Getdents"],
+  [V2.FILE_STAT, "FileStat"],
+  [V2.FILE_FSTAT, "FileFstat"],
+  [V2.MKDIR, "Mkdir"],
 ]);
 
 /** The ports that stop the VM: the legacy v1 net calls and the v2 shared-memory calls. */
@@ -204,6 +208,10 @@ Deno.test("FileWrite v1 through the table: fd 2 goes to stderr, a file fd goes t
     },
     lseek: () => -ERRNO.EBADF,
     unlink: () => -ERRNO.ENOENT,
+    getdents: () => -ERRNO.EBADF,
+    stat: () => -ERRNO.ENOENT,
+    fstat: () => -ERRNO.EBADF,
+    mkdir: () => -ERRNO.EROFS,
   };
   const ctx = { ...f.ctx, files, onWriteError: (fd: number, e: number) => errors.push([fd, e]) };
   f.mem.writeI32(PARAM + WRITE_V1.fd, 3);

@@ -174,6 +174,9 @@ function fakeFs(entries: Record<string, Entry>): HostFs {
     removeTree: unused,
     makeTempDir: unused,
     readStdin: unused,
+    stat: unused,
+    mkdir: unused,
+    readDir: unused,
   };
 }
 

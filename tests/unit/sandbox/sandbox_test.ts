@@ -10,8 +10,10 @@ import assert from "node:assert/strict";
 import { ERRNO } from "../../../src/errno.ts";
 import { FileMap } from "../../../src/sandbox/file_map.ts";
 import {
+  type HostDirEntry,
   type HostFile,
   type HostFs,
+  type HostStat,
   type LinkInfo,
   OPEN_FLAGS,
 } from "../../../src/sandbox/host_fs.ts";
@@ -36,6 +38,8 @@ class FakeFile implements HostFile {
   closed = 0;
   syncs = 0;
   isFile = true;
+  /** What statSync says about being a directory (default: whatever is not a file). */
+  isDir: boolean | undefined;
 
   constructor(text: string, chunk = Infinity) {
     this.data = encoder.encode(text);
@@ -81,7 +85,7 @@ class FakeFile implements HostFile {
   }
 
   statSync(): { isFile: boolean; isDirectory: boolean; size: number } {
-    return { isFile: this.isFile, isDirectory: !this.isFile, size: this.data.length };
+    return { isFile: this.isFile, isDirectory: this.isDir ?? !this.isFile, size: this.data.length };
   }
 
   close(): void {
@@ -133,6 +137,15 @@ function fakeHost(files: Record<string, FakeFile>, stdin: Uint8Array[] = []): Ho
       return { isDirectory: !files[path].isFile, isSymlink: false };
     },
     isDirectory: (path: string): boolean => files[path]?.isFile === false,
+    stat(path: string): HostStat {
+      const file = files[path];
+      if (file === undefined) throw new Deno.errors.NotFound(path);
+      return file.statSync();
+    },
+    mkdir(path: string): void {
+      throw new Deno.errors.PermissionDenied(`mkdir '${path}'`);
+    },
+    readDir: (): HostDirEntry[] => [],
     makeTempDir: (parent: string | undefined, prefix: string): string =>
       `${parent ?? "/tmp"}/${prefix}test`,
     readStdin(into: Uint8Array): number | null {
@@ -222,7 +235,7 @@ Deno.test("Sandbox.open() checks its arguments before looking anything up", () =
   assert.equal(sandbox.open("/f", 3, 0), -ERRNO.EINVAL);
   assert.equal(sandbox.open("/f\0/x", O_RDONLY, 0), -ERRNO.EINVAL);
   assert.equal(sandbox.open("/unmapped", O_RDONLY, 0), -ERRNO.ENOENT);
-  assert.equal(sandbox.open("/", O_RDONLY, 0), -ERRNO.ENOENT);
+  assert.equal(sandbox.open("/", O_RDWR, 0), -ERRNO.EISDIR);
   assert.equal(sandbox.open("/", O_CREAT | O_WRONLY, 0), -ERRNO.EISDIR);
   assert.equal(sandbox.open("/virt.txt/below", O_CREAT | O_WRONLY, 0), -ERRNO.ENOTDIR);
   assert.deepEqual(host.opened, []);
@@ -317,9 +330,8 @@ Deno.test("Sandbox.read() loops over short reads of a regular file until full or
 Deno.test("Sandbox.read() of a non-regular file returns what one host read gives", () => {
   const file = new FakeFile("abcdefghij", 3);
   file.isFile = false; // e.g. a FIFO or a device: looping could block
-  file.isFile = false;
+  file.isDir = false;
   const { sandbox } = sandboxWith({ "/pipe": file });
-  // (the fake reports a non-file as a directory; open without O_DIRECTORY still works)
   const fd = sandbox.open("/pipe", O_RDONLY, 0);
   assert.equal(sandbox.read(fd, new Uint8Array(8)), 3);
 });
