@@ -37,5 +37,12 @@ export { EXIT_CODE, guestExitStatus } from "./src/exit_codes.ts";
 export { KvmError, KvmUnavailableError } from "./src/kvm.ts";
 export { type StatsRecord, VcpuStats } from "./src/vcpu/stats.ts";
 export { VERSION } from "./src/version.ts";
-export { type NetOption, parseNetOption } from "./src/net/net_option.ts";
+export {
+  type NetOption,
+  parseNetOption,
+  parsePublish,
+  type PasstNetOption,
+  type PortForward,
+  type TapNetOption,
+} from "./src/net/net_option.ts";
 export type { NetCounters } from "./src/net/net_device.ts";

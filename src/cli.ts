@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parseMacAddress, parseNetOption } from "./net/net_option.ts";
+import { parseMacAddress, parseNetOption, parsePublish } from "./net/net_option.ts";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import {
@@ -58,6 +58,13 @@ Guest:
       --timeout DURATION  stop the guest after this long (e.g. 30s, 500ms, 2m)
   -n, --net tap[:DEV]     a virtio-net card on host TAP interface DEV (default
                           tap10); needs a Hermit >= 0.13.2 kernel
+  -n, --net passt[:SOCKET]
+                          user-mode networking, no root needed: dhyve starts
+                          passt (guest 10.0.5.3/24, gateway and DNS 10.0.5.1),
+                          or attaches to the passt listening on SOCKET
+      --publish [ADDR:]HOSTPORT:GUESTPORT[/tcp|/udp]
+                          with --net passt: forward a host port (on 127.0.0.1
+                          unless ADDR is given) to the guest (repeatable)
       --mac ADDR          the card's MAC address (default: derived from the TAP's)
   -s, --gdb-port [PORT]   wait for GDB on 127.0.0.1/[::1]:PORT before the guest
                           runs (default 6677; 0: any free port; env
@@ -197,6 +204,7 @@ const OPTIONS = {
   "gdb-port": { type: "string", short: "s" },
   net: { type: "string", short: "n" },
   mac: { type: "string" },
+  publish: { type: "string", multiple: true },
   verbose: { type: "boolean", short: "v", multiple: true },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -269,6 +277,20 @@ export function parseCommandLine(
     const mac = parseMacAddress(values.mac);
     if ("error" in mac) throw new UsageError(mac.error);
     net = { ...net, mac };
+  }
+  if (values.publish !== undefined && values.publish.length > 0) {
+    if (net === undefined || net.mode !== "passt" || net.socket !== undefined) {
+      throw new UsageError(
+        "--publish needs --net passt (dhyve starts passt with the forwards; a passt you " +
+          "started yourself takes them as its own -t/-u options)",
+      );
+    }
+    const publish = values.publish.map((text) => {
+      const forward = parsePublish(text);
+      if ("error" in forward) throw new UsageError(forward.error);
+      return forward;
+    });
+    net = { ...net, publish };
   }
   const [kernel, ...kernelArgs] = positionals;
   if (kernel === undefined) {

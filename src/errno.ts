@@ -47,6 +47,8 @@ export const ERRNO = {
   ELOOP: 40,
   EOVERFLOW: 75,
   EOPNOTSUPP: 95,
+  ECONNRESET: 104,
+  ECONNREFUSED: 111,
   ETIMEDOUT: 110,
 } as const;
 

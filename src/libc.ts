@@ -7,7 +7,8 @@
  * madvise, errno, raw writes to an already-open fd) and what `src/landlock.ts`
  * needs to fence the process (the `landlock_*` syscalls, prctl, and fstat of
  * an `O_PATH` fd); `src/net/host_io.ts` uses open/ioctl/eventfd/read/write for the TAP
- * device (`/dev/net/tun`), eventfds, poll and readv/writev. Only those three
+ * device (`/dev/net/tun`), eventfds, poll and readv/writev, and socket/connect
+ * for passt's UNIX socket (whose path the permission check covers, as for the TAP). Only those three
  * modules import it. Guest file I/O never goes through here.
  * @module
  */
@@ -74,6 +75,14 @@ const SYMBOLS = {
   writev: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): nfds as u32 (few fds) */
   poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
+  /** int socket(int domain, int type, int protocol) */
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  /** int connect(int fd, const struct sockaddr *addr, socklen_t len) */
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** int socketpair(int domain, int type, int protocol, int sv[2]) */
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  /** uid_t geteuid(void) */
+  geteuid: { parameters: [], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -148,6 +157,14 @@ export interface Libc {
   writev(fd: number, iov: Uint8Array<ArrayBuffer>, count: number): number;
   /** poll(2). */
   poll(fds: Uint8Array<ArrayBuffer>, n: number, timeoutMs: number): number;
+  /** socket(2). */
+  socket(domain: number, type: number, protocol: number): number;
+  /** connect(2). */
+  connect(fd: number, addr: Uint8Array<ArrayBuffer>, len: number): number;
+  /** socketpair(2). */
+  socketpair(domain: number, type: number, protocol: number, sv: Uint8Array<ArrayBuffer>): number;
+  /** geteuid(2) (Deno.uid() would need --allow-sys). */
+  geteuid(): number;
 }
 
 let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;

@@ -27,7 +27,7 @@
 
 import { dirname, isAbsolute, resolve } from "node:path/posix";
 import { fileURLToPath } from "node:url";
-import { TUN_DEVICE } from "./net/net_option.ts";
+import { PASST_COMMAND, PASST_SOCKET_PARENT, TUN_DEVICE } from "./net/net_option.ts";
 import type { VmParams } from "./params.ts";
 
 /** One `--file-mapping` as far as Deno's permissions are concerned. */
@@ -63,6 +63,13 @@ export interface PermissionInput {
   readonly tunDevice?: string | null;
   /** The run starts the GDB stub (`--gdb-port`), which listens on loopback. */
   readonly gdbStub?: boolean;
+  /**
+   * `--net passt`: the directory below which dhyve makes passt's socket
+   * directory (write), and passt is started (`--allow-run=passt`).
+   */
+  readonly passtSocketParent?: string | null;
+  /** `--net passt:SOCKET`: the running passt's socket, which dhyve connects to (read/write). */
+  readonly passtSocket?: string | null;
 }
 
 /**
@@ -77,13 +84,22 @@ export const GDB_HOSTS: readonly string[] = ["127.0.0.1", "[::1]"];
  * the TUN device, `--gdb-port` listens on loopback.
  */
 export function optionPermissionInput(
-  params: Pick<VmParams, "cpuCount" | "net" | "gdbPort">,
+  params: Pick<VmParams, "cpuCount" | "net" | "gdbPort" | "tempDir">,
   moduleDir: string | null,
-): Pick<PermissionInput, "workerModules" | "tunDevice" | "gdbStub"> {
+): Pick<
+  PermissionInput,
+  "workerModules" | "tunDevice" | "gdbStub" | "passtSocketParent" | "passtSocket"
+> {
+  const net = params.net;
+  const passt = net?.mode === "passt" ? net : undefined;
   return {
-    workerModules: (params.cpuCount ?? 1) > 1 || params.net !== undefined ? moduleDir : null,
-    tunDevice: params.net !== undefined ? TUN_DEVICE : null,
+    workerModules: (params.cpuCount ?? 1) > 1 || net !== undefined ? moduleDir : null,
+    tunDevice: net?.mode === "tap" ? TUN_DEVICE : null,
     gdbStub: params.gdbPort !== undefined,
+    passtSocketParent: passt !== undefined && passt.socket === undefined
+      ? params.tempDir ?? PASST_SOCKET_PARENT
+      : null,
+    passtSocket: passt?.socket ?? null,
   };
 }
 
@@ -103,6 +119,8 @@ export interface RequiredPermissions {
   ffi: string[];
   /** Hosts for `--allow-net` ({@linkcode GDB_HOSTS} or none); the first is required. */
   net: string[];
+  /** Programs for `--allow-run` (passt, for `--net passt`). */
+  run: string[];
   /** `true`: the whole environment; a list: just these variables; `false`: none. */
   env: boolean | string[];
   /** Why each path above is needed ("the kernel", "file mapping a:/b", …), by path. */
@@ -168,6 +186,20 @@ export function requiredPermissions(
     need(read, input.tunDevice, "the TAP device (--net)");
     need(write, input.tunDevice, "the TAP device (--net)");
   }
+  if (input.passtSocketParent !== undefined && input.passtSocketParent !== null) {
+    need(write, input.passtSocketParent, "passt's socket (--net passt)");
+  }
+  if (input.passtSocket !== undefined && input.passtSocket !== null) {
+    need(read, input.passtSocket, "passt's socket (--net passt:SOCKET)");
+    need(write, input.passtSocket, "passt's socket (--net passt:SOCKET)");
+  }
+  const run = input.passtSocketParent !== undefined && input.passtSocketParent !== null
+    ? [PASST_COMMAND]
+    : [];
+  if (run.length > 0) {
+    reasons[PASST_COMMAND] ??=
+      "user-mode networking, --net passt; if it is not installed: apt install passt";
+  }
   reasons[input.libcPath] ??= "libc, for KVM";
   const net = input.gdbStub === true ? [...GDB_HOSTS] : [];
   if (input.gdbStub === true) reasons[GDB_HOSTS[0]!] ??= "the GDB stub";
@@ -176,6 +208,7 @@ export function requiredPermissions(
     write: cover(write),
     ffi: [input.libcPath],
     net,
+    run,
     env: input.envHost,
     reasons,
   };
@@ -216,6 +249,9 @@ function missingPermissions(req: RequiredPermissions): RequiredPermissions {
         Deno.permissions.querySync({ name: "net", host: req.net[0]! }).state !== "granted"
       ? req.net
       : [],
+    run: req.run.filter((command) =>
+      Deno.permissions.querySync({ name: "run", command }).state !== "granted"
+    ),
     env,
     reasons: req.reasons,
   };
@@ -242,6 +278,7 @@ export function checkGranted(req: RequiredPermissions): string | null {
   describe("write", missing.write);
   describe("load through FFI", missing.ffi);
   describe("listen on", missing.net.slice(0, 1));
+  describe("run", missing.run);
   if (missing.env === true) clauses.push("read the environment (-e host)");
   else if (Array.isArray(missing.env) && missing.env.length > 0) {
     clauses.push(`read the environment variables ${missing.env.join(", ")}`);
@@ -261,6 +298,7 @@ export function permissionArgs(req: RequiredPermissions): string[] {
     args.push(`--allow-${flag}=${cover(paths.map(nameable)).join(",")}`);
   }
   if (req.net.length > 0) args.push(`--allow-net=${req.net.join(",")}`);
+  if (req.run.length > 0) args.push(`--allow-run=${req.run.join(",")}`);
   if (req.ffi.length > 0) args.push("--allow-ffi");
   scoped("read", req.read);
   scoped("write", req.write);

@@ -43,19 +43,12 @@ export const KERNEL_OFFSET = 0x40000;
  */
 export const BOOT_STACK_SIZE = 0x8000;
 
-/** Lowest guest-physical address for RAM of a uhyve-interface v1 kernel. */
-export const V1_RAM_LOWEST = 0x0;
 /** Highest guest-physical address (inclusive) for RAM of a v1 kernel. */
 export const V1_RAM_HIGHEST = 0xbfff_ffff;
 /** Lowest guest-physical address for RAM of a uhyve-interface v2 kernel. */
 export const V2_RAM_LOWEST = 0x1_0000_0000;
-/** Highest guest-physical address (inclusive) for RAM of a v2 kernel. */
-export const V2_RAM_HIGHEST = 0x10_0000_0000;
 
 /** Start of the 3–4 GiB hole KVM keeps free of RAM. */
 export const KVM_32BIT_GAP_START = 0xc000_0000;
 /** End (exclusive) of the 3–4 GiB hole. */
 export const KVM_32BIT_GAP_END = 0x1_0000_0000;
-
-/** Alignment of `guest_address` and granule of the identity map (2 MiB). */
-export const GUEST_PAGE_SIZE = 0x20_0000;

@@ -12,7 +12,7 @@ import type { BusDevice, DeviceResult } from "../bus/bus.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { V2 } from "../hypercall/abi.ts";
 import { type HypercallContext, RESUME, VmStop } from "../hypercall/context.ts";
-import { hex } from "../hypercall/protocol.ts";
+import { hex } from "../hex.ts";
 import { readSerialByte } from "../hypercall/serial_input.ts";
 import { type HypercallTable, MAX_HYPERCALL_PORT } from "../hypercall/table.ts";
 

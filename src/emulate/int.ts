@@ -11,6 +11,13 @@
  * @module
  */
 
+import {
+  decodeModrm,
+  decodeOpcode,
+  effectiveAddress,
+  takeImmediate,
+  X86Instruction,
+} from "./decode.ts";
 import type { SseState } from "./sse.ts";
 
 const MASK64 = (1n << 64n) - 1n;
@@ -148,11 +155,8 @@ function signExtend(v: number, bits: number): bigint {
   return BigInt.asIntN(bits, BigInt(v));
 }
 
-function readImm(bytes: Uint8Array, at: number, size: 1 | 4): number | null {
-  if (at + size > bytes.length) return null;
-  if (size === 1) return (bytes[at]! << 24) >> 24;
-  return bytes[at]! | bytes[at + 1]! << 8 | bytes[at + 2]! << 16 | bytes[at + 3]! << 24;
-}
+/** The front end's scratch instruction (decoding allocates nothing else). */
+const scratch = new X86Instruction();
 
 /**
  * Runs the instruction at the start of `bytes` against `state` (GPRs,
@@ -161,181 +165,184 @@ function readImm(bytes: Uint8Array, at: number, size: 1 | 4): number | null {
  * address is declined (the CPU would raise #GP there).
  */
 export function runInteger(bytes: Uint8Array, state: SseState): IntegerStep | null {
-  let i = 0;
-  let rex = 0;
-  for (; i < bytes.length && i < 4; i++) {
-    const b = bytes[i]!;
-    // Segment overrides and branch hints change nothing without a memory operand.
-    if (b === 0x2e || b === 0x3e || b === 0x26 || b === 0x36 || b === 0x64 || b === 0x65) continue;
-    break;
-  }
-  if (i < bytes.length && (bytes[i]! & 0xf0) === 0x40) rex = bytes[i++]!;
-  const opcode = bytes[i++];
-  if (opcode === undefined) return null;
-  const w = (rex & 8) !== 0 ? 64 : 32;
+  return decodeOpcode(bytes, scratch) ? runIntegerOperands(bytes, scratch, state) : null;
+}
+
+/**
+ * {@linkcode runInteger} for `bytes` whose prefixes and opcode `insn` already
+ * holds ({@linkcode decodeOpcode}); reads the rest of `bytes` into `insn`.
+ */
+export function runIntegerOperands(
+  bytes: Uint8Array,
+  insn: X86Instruction,
+  state: SseState,
+): IntegerStep | null {
+  if (insn.lock || insn.repeat !== 0) return null;
+  insn.length = insn.opcodeEnd; // an earlier reader may have gone past the opcode
+  insn.mod = 3;
+  const rex = insn.rex;
+  const opcode = insn.opcode;
+  const map = insn.map;
+  // 66 is taken only by the NOP forms (66 90, 66 0F 1F /0: common code padding).
+  const nop = (map === 1 && opcode === 0x90 && rex === 0) || (map === 2 && opcode === 0x1f);
+  if ((insn.opsize || insn.addr32) && !nop) return null;
+  const w = insn.rexW ? 64 : 32;
   const gpr = state.gpr;
   const next = (len: number): bigint => (state.rip + BigInt(len)) & MASK64;
 
-  // Opcodes without ModRM.
-  if (opcode === 0x90 && rex === 0) return done("nop", i);
-  if (opcode >= 0xb8 && opcode <= 0xbf) {
-    const reg = (opcode & 7) | ((rex & 1) << 3);
-    if (w === 64) {
-      if (i + 8 > bytes.length) return null;
-      let v = 0n;
-      for (let k = 7; k >= 0; k--) v = v << 8n | BigInt(bytes[i + k]!);
-      gpr[reg] = v;
-      return done("mov", i + 8);
+  if (map === 1) {
+    // Opcodes without ModRM.
+    if (opcode === 0x90 && rex === 0) return done("nop", insn.length);
+    if (opcode >= 0xb8 && opcode <= 0xbf) {
+      const reg = (opcode & 7) | ((rex & 1) << 3);
+      const i = insn.length;
+      if (w === 64) {
+        if (i + 8 > bytes.length) return null;
+        let v = 0n;
+        for (let k = 7; k >= 0; k--) v = v << 8n | BigInt(bytes[i + k]!);
+        gpr[reg] = v;
+        return done("mov", i + 8);
+      }
+      const imm = takeImmediate(bytes, insn, 4);
+      if (imm === null) return null;
+      gpr[reg] = BigInt(imm >>> 0);
+      return done("mov", insn.length);
     }
-    const imm = readImm(bytes, i, 4);
-    if (imm === null) return null;
-    gpr[reg] = BigInt(imm >>> 0);
-    return done("mov", i + 4);
-  }
-  if ((opcode >= 0x70 && opcode <= 0x7f) || opcode === 0xeb) {
-    const rel = readImm(bytes, i, 1);
-    if (rel === null) return null;
-    const taken = opcode === 0xeb || condition(opcode & 0xf, state.rflags);
-    return branch(opcode === 0xeb ? "jmp" : `j${CC_NAMES[opcode & 0xf]}`, i + 1, taken, rel);
-  }
-  if (opcode === 0xe9) {
-    const rel = readImm(bytes, i, 4);
-    if (rel === null) return null;
-    return branch("jmp", i + 4, true, rel);
-  }
-  if (opcode === 0x0f) {
-    const op2 = bytes[i++];
-    if (op2 === undefined) return null;
-    if (op2 >= 0x80 && op2 <= 0x8f) {
-      const rel = readImm(bytes, i, 4);
+    if ((opcode >= 0x70 && opcode <= 0x7f) || opcode === 0xeb) {
+      const rel = takeImmediate(bytes, insn, 1);
       if (rel === null) return null;
-      return branch(`j${CC_NAMES[op2 & 0xf]}`, i + 4, condition(op2 & 0xf, state.rflags), rel);
+      const taken = opcode === 0xeb || condition(opcode & 0xf, state.rflags);
+      return branch(opcode === 0xeb ? "jmp" : `j${CC_NAMES[opcode & 0xf]}`, taken, rel);
     }
-    const m = modrm(bytes, i, rex);
-    if (m === null) return null;
-    if (op2 === 0x1f && m.reg7 === 0) return done("nop", m.end); // the address is not accessed
-    if (!m.register) return null;
-    i = m.end;
-    if (op2 >= 0x40 && op2 <= 0x4f) {
+    if (opcode === 0xe9) {
+      const rel = takeImmediate(bytes, insn, 4);
+      if (rel === null) return null;
+      return branch("jmp", true, rel);
+    }
+  } else if (map === 2 && opcode >= 0x80 && opcode <= 0x8f) {
+    const rel = takeImmediate(bytes, insn, 4);
+    if (rel === null) return null;
+    return branch(`j${CC_NAMES[opcode & 0xf]}`, condition(opcode & 0xf, state.rflags), rel);
+  }
+  if (map > 2 || !decodeModrm(bytes, insn)) return null;
+  const rm = insn.rm;
+  const reg = insn.reg;
+  if (map === 2) {
+    if (opcode === 0x1f && insn.reg7 === 0) return done("nop", insn.length); // no access
+    if (insn.memory) return null;
+    if (opcode >= 0x40 && opcode <= 0x4f) {
       // CMOVcc: a 32-bit destination is zero-extended even when the move is not taken.
-      const v = condition(op2 & 0xf, state.rflags) ? gpr[m.rm]! : gpr[m.reg]!;
-      gpr[m.reg] = v & maskOf(w);
-      return done(`cmov${CC_NAMES[op2 & 0xf]}`, i);
+      const v = condition(opcode & 0xf, state.rflags) ? gpr[rm]! : gpr[reg]!;
+      gpr[reg] = v & maskOf(w);
+      return done(`cmov${CC_NAMES[opcode & 0xf]}`, insn.length);
     }
-    if (op2 === 0xaf) {
-      const a = BigInt.asIntN(w, gpr[m.reg]!);
-      const b = BigInt.asIntN(w, gpr[m.rm]!);
+    if (opcode === 0xaf) {
+      const a = BigInt.asIntN(w, gpr[reg]!);
+      const b = BigInt.asIntN(w, gpr[rm]!);
       const full = a * b;
       const r = BigInt.asUintN(w, full);
-      gpr[m.reg] = r;
+      gpr[reg] = r;
       const overflow = BigInt.asIntN(w, r) !== full;
       // SF, ZF, AF and PF are undefined; set them from the result like current CPUs.
       let f = zsp(r, w);
       if (overflow) f |= CF | OF;
       setFlags(f);
-      return done("imul", i);
+      return done("imul", insn.length);
     }
-    if (op2 === 0xb6 || op2 === 0xb7 || op2 === 0xbe || op2 === 0xbf) {
-      const bits = op2 & 1 ? 16 : 8;
-      const src = bits === 8 ? byteReg(gpr, m.rm, rex) : gpr[m.rm]! & 0xffffn;
-      const v = op2 >= 0xbe ? BigInt.asUintN(64, BigInt.asIntN(bits, src)) : src;
-      gpr[m.reg] = v & maskOf(w);
-      return done(op2 >= 0xbe ? "movsx" : "movzx", i);
+    if (opcode === 0xb6 || opcode === 0xb7 || opcode === 0xbe || opcode === 0xbf) {
+      const bits = opcode & 1 ? 16 : 8;
+      const src = bits === 8 ? byteReg(gpr, rm, rex) : gpr[rm]! & 0xffffn;
+      const v = opcode >= 0xbe ? BigInt.asUintN(64, BigInt.asIntN(bits, src)) : src;
+      gpr[reg] = v & maskOf(w);
+      return done(opcode >= 0xbe ? "movsx" : "movzx", insn.length);
     }
     return null;
   }
 
   // One-byte opcodes with ModRM.
-  const m = modrm(bytes, i, rex);
-  if (m === null) return null;
   if (opcode === 0x8d) {
-    if (m.register) return null;
-    const ea = effectiveAddress(m, state, next(m.end));
-    gpr[m.reg] = ea & maskOf(w);
-    return done("lea", m.end);
+    if (!insn.memory) return null;
+    // LEA: the address from the end of the instruction, without a segment base.
+    const ea = effectiveAddress(insn, state, false);
+    gpr[reg] = ea & maskOf(w);
+    return done("lea", insn.length);
   }
-  if (!m.register) return null; // everything else here would touch memory
-  i = m.end;
+  if (insn.memory) return null; // everything else here would touch memory
   const mask = maskOf(w);
   if ((opcode & 0xc7) <= 0x03 && (opcode & 1) === 1 && opcode < 0x40) {
     // ALU r/m, r (01, 09, 11, 19, 21, 29, 31, 39) and r, r/m (03, 0B, ...).
     const kind = opcode >> 3;
     if (kind === 2 || kind === 3) return null; // ADC/SBB: not needed
     const toReg = (opcode & 2) !== 0;
-    const dst = toReg ? m.reg : m.rm;
-    const src = toReg ? m.rm : m.reg;
+    const dst = toReg ? reg : rm;
+    const src = toReg ? rm : reg;
     alu(kind, dst, gpr[dst]! & mask, gpr[src]! & mask);
-    return done(ALU_NAMES[kind]!, i);
+    return done(ALU_NAMES[kind]!, insn.length);
   }
+  const kind = insn.reg7;
   switch (opcode) {
     case 0x81:
     case 0x83: {
-      const kind = m.reg7;
       if (kind === 2 || kind === 3) return null;
-      const imm = readImm(bytes, i, opcode === 0x81 ? 4 : 1);
+      const imm = takeImmediate(bytes, insn, opcode === 0x81 ? 4 : 1);
       if (imm === null) return null;
-      alu(kind, m.rm, gpr[m.rm]! & mask, BigInt.asUintN(w, signExtend(imm, 32)));
-      return done(ALU_NAMES[kind]!, i + (opcode === 0x81 ? 4 : 1));
+      alu(kind, rm, gpr[rm]! & mask, BigInt.asUintN(w, signExtend(imm, 32)));
+      return done(ALU_NAMES[kind]!, insn.length);
     }
     case 0x85: {
-      const r = gpr[m.rm]! & gpr[m.reg]! & mask;
-      setFlags(logic(r, w));
-      return done("test", i);
+      setFlags(logic(gpr[rm]! & gpr[reg]! & mask, w));
+      return done("test", insn.length);
     }
     case 0x89:
     case 0x8b: {
-      const dst = opcode === 0x89 ? m.rm : m.reg;
-      const src = opcode === 0x89 ? m.reg : m.rm;
+      const dst = opcode === 0x89 ? rm : reg;
+      const src = opcode === 0x89 ? reg : rm;
       gpr[dst] = gpr[src]! & mask;
-      return done("mov", i);
+      return done("mov", insn.length);
     }
     case 0x63: {
       if (w !== 64) return null;
-      gpr[m.reg] = BigInt.asUintN(64, BigInt.asIntN(32, gpr[m.rm]!));
-      return done("movsxd", i);
+      gpr[reg] = BigInt.asUintN(64, BigInt.asIntN(32, gpr[rm]!));
+      return done("movsxd", insn.length);
     }
     case 0xc7: {
-      if (m.reg7 !== 0) return null;
-      const imm = readImm(bytes, i, 4);
+      if (kind !== 0) return null;
+      const imm = takeImmediate(bytes, insn, 4);
       if (imm === null) return null;
-      gpr[m.rm] = BigInt.asUintN(w, signExtend(imm, 32));
-      return done("mov", i + 4);
+      gpr[rm] = BigInt.asUintN(w, signExtend(imm, 32));
+      return done("mov", insn.length);
     }
     case 0xc1: {
-      const kind = m.reg7;
       if (kind !== 4 && kind !== 5 && kind !== 7) return null;
-      const count = bytes[i];
-      if (count === undefined) return null;
+      const count = takeImmediate(bytes, insn, 1);
+      if (count === null) return null;
       const n = count & (w === 64 ? 63 : 31);
       if (n === 0) return null; // flags untouched: a rare corner left to the CPU
-      shift(kind, m.rm, gpr[m.rm]! & mask, n);
-      return done(kind === 4 ? "shl" : kind === 5 ? "shr" : "sar", i + 1);
+      shift(kind, rm, gpr[rm]! & mask, n);
+      return done(kind === 4 ? "shl" : kind === 5 ? "shr" : "sar", insn.length);
     }
     case 0xd1: {
-      const kind = m.reg7;
       if (kind !== 4 && kind !== 5 && kind !== 7) return null;
-      shift(kind, m.rm, gpr[m.rm]! & mask, 1);
-      return done(kind === 4 ? "shl" : kind === 5 ? "shr" : "sar", i);
+      shift(kind, rm, gpr[rm]! & mask, 1);
+      return done(kind === 4 ? "shl" : kind === 5 ? "shr" : "sar", insn.length);
     }
     case 0xff: {
-      const kind = m.reg7;
       if (kind !== 0 && kind !== 1) return null;
       const keepCf = state.rflags & CF;
-      gpr[m.rm] = kind === 0 ? add(gpr[m.rm]! & mask, 1n, w) : sub(gpr[m.rm]! & mask, 1n, w);
+      gpr[rm] = kind === 0 ? add(gpr[rm]! & mask, 1n, w) : sub(gpr[rm]! & mask, 1n, w);
       setFlags((lastFlags & ~CF) | keepCf);
-      return done(kind === 0 ? "inc" : "dec", i);
+      return done(kind === 0 ? "inc" : "dec", insn.length);
     }
     case 0xf7: {
-      const kind = m.reg7;
-      const v = gpr[m.rm]! & mask;
+      const v = gpr[rm]! & mask;
       if (kind === 2) {
-        gpr[m.rm] = ~v & mask;
-        return done("not", i);
+        gpr[rm] = ~v & mask;
+        return done("not", insn.length);
       }
       if (kind === 3) {
-        gpr[m.rm] = sub(0n, v, w);
+        gpr[rm] = sub(0n, v, w);
         setFlags(lastFlags);
-        return done("neg", i);
+        return done("neg", insn.length);
       }
       return null;
     }
@@ -347,12 +354,9 @@ export function runInteger(bytes: Uint8Array, state: SseState): IntegerStep | nu
     return { mnemonic, length };
   }
 
-  function branch(
-    mnemonic: string,
-    length: number,
-    taken: boolean,
-    rel: number,
-  ): IntegerStep | null {
+  /** Jcc/JMP: `rel` counts from the end of the instruction (`insn.length`). */
+  function branch(mnemonic: string, taken: boolean, rel: number): IntegerStep | null {
+    const length = insn.length;
     if (!taken) return done(mnemonic, length);
     const target = (next(length) + BigInt(rel)) & MASK64;
     const top = target >> 47n;
@@ -426,102 +430,4 @@ export function runInteger(bytes: Uint8Array, state: SseState): IntegerStep | nu
 function byteReg(gpr: BigUint64Array, n: number, rex: number): bigint {
   if (rex === 0 && n >= 4 && n < 8) return (gpr[n - 4]! >> 8n) & 0xffn;
   return gpr[n]! & 0xffn;
-}
-
-/** A decoded ModRM (one object, reused: {@linkcode modrm} overwrites it). */
-interface ModRm {
-  /** mod = 3. */
-  register: boolean;
-  /** ModRM.reg + REX.R. */
-  reg: number;
-  /** ModRM.reg without REX (opcode extension). */
-  reg7: number;
-  /** ModRM.rm + REX.B (register forms). */
-  rm: number;
-  /** Bytes consumed up to the end of ModRM/SIB/displacement. */
-  end: number;
-  /** Memory forms: base register or -1, index register or -1, log2 scale, displacement. */
-  base: number;
-  index: number;
-  scale: number;
-  disp: number;
-  ripRelative: boolean;
-}
-
-const decoded: ModRm = {
-  register: false,
-  reg: 0,
-  reg7: 0,
-  rm: 0,
-  end: 0,
-  base: -1,
-  index: -1,
-  scale: 0,
-  disp: 0,
-  ripRelative: false,
-};
-
-/** The effective address of a memory ModRM; `next` is the following instruction's RIP. */
-function effectiveAddress(m: ModRm, state: SseState, next: bigint): bigint {
-  let a = BigInt(m.disp);
-  if (m.ripRelative) a += next;
-  if (m.base >= 0) a += state.gpr[m.base]!;
-  if (m.index >= 0) a += state.gpr[m.index]! << BigInt(m.scale);
-  return a & MASK64;
-}
-
-function modrm(bytes: Uint8Array, at: number, rex: number): ModRm | null {
-  const b = bytes[at];
-  if (b === undefined) return null;
-  const mod = b >> 6;
-  const reg7 = (b >> 3) & 7;
-  const m = decoded;
-  m.reg7 = reg7;
-  m.reg = reg7 | ((rex & 4) << 1);
-  m.rm = (b & 7) | ((rex & 1) << 3);
-  let i = at + 1;
-  if (mod === 3) {
-    m.register = true;
-    m.end = i;
-    return m;
-  }
-  const rm = m.rm;
-  let base = -1;
-  let index = -1;
-  let scale = 0;
-  let ripRelative = false;
-  if ((b & 7) === 4) {
-    const sib = bytes[i++];
-    if (sib === undefined) return null;
-    scale = sib >> 6;
-    const idx = ((sib >> 3) & 7) | ((rex & 2) << 2);
-    if (idx !== 4) index = idx;
-    if ((sib & 7) === 5 && mod === 0) base = -1;
-    else base = (sib & 7) | ((rex & 1) << 3);
-  } else if ((b & 7) === 5 && mod === 0) {
-    ripRelative = true;
-  } else {
-    base = rm;
-  }
-  let disp = 0;
-  const needs32 = mod === 2 || ripRelative || (mod === 0 && base === -1);
-  if (mod === 1) {
-    const d = readImm(bytes, i, 1);
-    if (d === null) return null;
-    disp = d;
-    i += 1;
-  } else if (needs32) {
-    const d = readImm(bytes, i, 4);
-    if (d === null) return null;
-    disp = d;
-    i += 4;
-  }
-  m.register = false;
-  m.end = i;
-  m.base = base;
-  m.index = index;
-  m.scale = scale;
-  m.disp = disp;
-  m.ripRelative = ripRelative;
-  return m;
 }

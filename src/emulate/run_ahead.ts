@@ -10,17 +10,15 @@
  * @module
  */
 
-import { runInteger } from "./int.ts";
+import { runIntegerOperands } from "./int.ts";
 import {
-  decodeSse,
-  executeSse,
-  SSE_CHANGED,
-  type SseMemory,
-  sseMnemonic,
-  type SseState,
-} from "./sse.ts";
+  decodeOpcode,
+  MAX_INSTRUCTION_LENGTH as MAX_INSTRUCTION,
+  X86Instruction,
+} from "./decode.ts";
+import type { VirtualMemory } from "../memory/guest_virtual.ts";
+import { decodeSseOperands, executeSse, SSE_CHANGED, type SseState } from "./sse.ts";
 
-const MAX_INSTRUCTION = 15;
 const RFLAGS_TF = 0x100;
 
 /** Options and counters of {@linkcode runAhead}. */
@@ -43,56 +41,20 @@ export interface RunAheadResult {
   changed: number;
 }
 
-/**
- * Second opcode bytes (after 0F) of the SSE opcode space: a cheap first test
- * before the full decoder.
- */
-const SSE_SECOND = new Uint8Array(256);
-for (
-  const [lo, hi] of [
-    [0x10, 0x17],
-    [0x28, 0x2f],
-    [0x38, 0x38],
-    [0x3a, 0x3a],
-    [0x50, 0x7f],
-    [
-      0xae,
-      0xae,
-    ],
-    [0xc2, 0xc6],
-    [0xd0, 0xff],
-  ] as const
-) {
-  for (let b = lo; b <= hi; b++) SSE_SECOND[b] = 1;
-}
-
-/** True when `bytes` may be an SSE instruction (0F xx after prefixes/REX). */
-function maybeSse(bytes: Uint8Array): boolean {
-  let i = 0;
-  while (i < 6) {
-    const b = bytes[i];
-    if (
-      b === 0x66 || b === 0xf2 || b === 0xf3 || b === 0x2e || b === 0x3e || b === 0x26 ||
-      b === 0x36 || b === 0x64 || b === 0x65 || b === 0x67
-    ) {
-      i++;
-    } else break;
-  }
-  if (((bytes[i] ?? 0) & 0xf0) === 0x40) i++;
-  return bytes[i] === 0x0f && SSE_SECOND[bytes[i + 1] ?? 0] === 1;
-}
-
 const fetched = new Uint8Array(MAX_INSTRUCTION);
 const heads = Array.from({ length: MAX_INSTRUCTION }, (_, n) => fetched.subarray(0, n));
 
 /** The (up to 15) bytes at `rip`, or null when not even one is mapped. */
-function fetch(memory: SseMemory, rip: bigint): Uint8Array | null {
+function fetch(memory: VirtualMemory, rip: bigint): Uint8Array | null {
   if (memory.read(rip, fetched) === null) return fetched;
   const inPage = 0x1000 - Number(rip & 0xfffn); // the instruction may end before the next page
   if (inPage >= MAX_INSTRUCTION) return null;
   const head = heads[inPage]!;
   return memory.read(rip, head) === null ? head : null;
 }
+
+/** The front end's scratch instruction. */
+const front = new X86Instruction();
 
 function tally(map: Map<string, number> | undefined, mnemonic: string): void {
   if (map !== undefined) map.set(mnemonic, (map.get(mnemonic) ?? 0) + 1);
@@ -106,7 +68,7 @@ function tally(map: Map<string, number> | undefined, mnemonic: string): void {
  */
 export function runAhead(
   state: SseState,
-  memory: SseMemory,
+  memory: VirtualMemory,
   options: RunAheadOptions,
 ): RunAheadResult {
   const result: RunAheadResult = { count: 0, integer: 0, changed: 0 };
@@ -115,9 +77,10 @@ export function runAhead(
   while (result.count < options.limit) {
     const bytes = fetch(memory, state.rip);
     if (bytes === null) break;
-    if (maybeSse(bytes) && sseMnemonic(bytes) !== null) {
-      const insn = decodeSse(bytes, state);
-      if (insn === null) break;
+    // Each instruction's prefixes and opcode are read once, for both emulators.
+    if (!decodeOpcode(bytes, front)) break;
+    const insn = decodeSseOperands(bytes, front, state);
+    if (insn !== null) {
       const r = executeSse(insn, state, memory);
       if (r.kind !== "done") break; // faults and the unsupported are left to KVM
       result.changed |= r.changed;
@@ -127,7 +90,7 @@ export function runAhead(
       continue;
     }
     if (++sinceSse > options.maxIntegerGap) break;
-    const step = runInteger(bytes, state);
+    const step = runIntegerOperands(bytes, front, state);
     if (step === null) break;
     result.changed |= SSE_CHANGED.GPR | SSE_CHANGED.RFLAGS;
     result.count++;

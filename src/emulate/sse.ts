@@ -5,7 +5,7 @@
  * plain moves). {@linkcode decodeSse} reads the legacy encoding
  * (prefixes 66/F2/F3, REX, the 0F/0F38/0F3A maps, ModRM/SIB, RIP-relative
  * and segment-relative operands) and {@linkcode executeSse} runs it against
- * an {@linkcode SseState} and an {@linkcode SseMemory}, as the CPU would:
+ * an {@linkcode SseState} and an {@linkcode VirtualMemory}, as the CPU would:
  * #GP for a misaligned 16-byte operand, page faults from the memory accessor,
  * MXCSR flags, and nothing changed when the instruction faults.
  * Pure: no KVM imports.
@@ -27,6 +27,15 @@ import {
   MXCSR_FLAGS,
   MXCSR_MASK_SHIFT,
 } from "./sse_float.ts";
+import {
+  decodeModrm,
+  decodeOpcode,
+  effectiveAddress,
+  takeImmediate,
+  X86Instruction,
+} from "./decode.ts";
+import { hex } from "../hex.ts";
+import type { MemoryFault, VirtualMemory } from "../memory/guest_virtual.ts";
 
 /**
  * The register file an SSE instruction sees. {@linkcode executeSse} updates
@@ -47,21 +56,6 @@ export interface SseState {
   fsBase: bigint;
   /** GS base (for a GS segment override). */
   gsBase: bigint;
-}
-
-/** A failed guest memory access, as the memory accessor reports it. */
-export type SseMemoryFault =
-  | { readonly pageFault: bigint; readonly errorCode: number }
-  | { readonly gp: true }
-  /** The address maps to something other than RAM (a device): not emulated. */
-  | { readonly notRam: bigint };
-
-/** Guest-virtual memory as an instruction sees it. */
-export interface SseMemory {
-  /** Reads `into.length` bytes at `address`; null on success. */
-  read(address: bigint, into: Uint8Array): SseMemoryFault | null;
-  /** Writes `data` at `address`, all or nothing; null on success. */
-  write(address: bigint, data: Uint8Array): SseMemoryFault | null;
 }
 
 /** Bits of {@linkcode SseResult} `changed`: what the instruction wrote. */
@@ -156,7 +150,7 @@ const VECTOR_PF = 14;
 class Exec {
   insn!: Decoded;
   state!: SseState;
-  mem!: SseMemory;
+  mem!: VirtualMemory;
   /** Source operand (16 bytes; memory operands are read here, zero-padded). */
   readonly src: Uint8Array = new Uint8Array(16);
   readonly srcView: DataView = new DataView(this.src.buffer);
@@ -252,13 +246,13 @@ class Exec {
   }
 }
 
-function memoryFault(f: SseMemoryFault | null): SseResult | null {
+function memoryFault(f: MemoryFault | null): SseResult | null {
   if (f === null) return null;
   if ("gp" in f) return { kind: "exception", vector: VECTOR_GP, errorCode: 0 };
   if ("notRam" in f) {
     return {
       kind: "unsupported",
-      reason: `its memory operand at 0x${f.notRam.toString(16)} is not guest RAM`,
+      reason: `its memory operand at ${hex(f.notRam)} is not guest RAM`,
     };
   }
   return { kind: "exception", vector: VECTOR_PF, errorCode: f.errorCode, address: f.pageFault };
@@ -1402,69 +1396,12 @@ const KNOWN_UNSUPPORTED = new Map<number, string>([
 // Decoding
 // ---------------------------------------------------------------------------
 
-interface Prefixes {
-  prefix: number;
-  rex: number;
-  segment: number;
-  addr32: boolean;
-  lock: boolean;
-  at: number;
-}
-
-function readPrefixes(bytes: Uint8Array): Prefixes | null {
-  let prefix = 0;
-  let sawF = 0;
-  let saw66 = false;
-  let rex = 0;
-  let segment = 0;
-  let addr32 = false;
-  let lock = false;
-  let i = 0;
-  for (; i < bytes.length && i < 15; i++) {
-    const b = bytes[i]!;
-    if (b === 0x66) saw66 = true;
-    else if (b === 0xf2 || b === 0xf3) sawF = b;
-    else if (b === 0x64 || b === 0x65) segment = b;
-    else if (b === 0x67) addr32 = true;
-    else if (b === 0xf0) lock = true;
-    else if (b === 0x2e || b === 0x3e || b === 0x26 || b === 0x36) {
-      // null segment overrides in 64-bit mode
-    } else if ((b & 0xf0) === 0x40) {
-      rex = b;
-      i++;
-      break; // REX must come last; it is ignored if a legacy prefix follows (handled below)
-    } else break;
-    rex = 0;
-  }
-  // A REX followed by a legacy prefix is ignored: rescan the rest as prefixes.
-  while (rex !== 0 && i < bytes.length) {
-    const b = bytes[i]!;
-    if (b === 0x66 || b === 0xf2 || b === 0xf3 || b === 0x64 || b === 0x65 || b === 0x67) {
-      const rest = readPrefixes(bytes.subarray(i));
-      if (rest === null) return null;
-      return {
-        prefix: rest.prefix !== 0 ? rest.prefix : (sawF || (saw66 ? 0x66 : 0)),
-        rex: rest.rex,
-        segment: rest.segment || segment,
-        addr32: rest.addr32 || addr32,
-        lock: rest.lock || lock,
-        at: i + rest.at,
-      };
-    }
-    break;
-  }
-  prefix = sawF !== 0 ? sawF : saw66 ? 0x66 : 0;
-  return { prefix, rex, segment, addr32, lock, at: i };
-}
-
 function prefixIndex(p: number): number {
   return p === 0x66 ? P_66 : p === 0xf3 ? P_F3 : p === 0xf2 ? P_F2 : P_NONE;
 }
 
-function registerValue(gpr: BigUint64Array, n: number, addr32: boolean): bigint {
-  const v = gpr[n]!;
-  return addr32 ? v & 0xffff_ffffn : v;
-}
+/** The front end's scratch instruction (decoding allocates nothing else). */
+const front = new X86Instruction();
 
 /**
  * Decodes the SSE instruction at the start of `bytes` (at most 15 bytes),
@@ -1474,118 +1411,57 @@ function registerValue(gpr: BigUint64Array, n: number, addr32: boolean): bigint 
  * can.
  */
 export function decodeSse(bytes: Uint8Array, state: SseState): SseInstruction | null {
-  return decode(bytes, state);
+  return decodeOpcode(bytes, front) ? decodeSseOperands(bytes, front, state) : null;
 }
 
-function decode(bytes: Uint8Array, state: SseState): Decoded | null {
-  const found = lookup(bytes);
-  if (found === null || found.entry === null) return null;
-  const { p, entry: first, opcodeEnd } = found;
-  let i = opcodeEnd;
-  const modrm = bytes[i++];
-  if (modrm === undefined) return null;
+/**
+ * {@linkcode decodeSse} for `bytes` whose prefixes and opcode `insn` already
+ * holds ({@linkcode decodeOpcode}), so that a caller that decodes anyway
+ * (the run-ahead) reads them once. Reads the rest of `bytes` into `insn`.
+ */
+export function decodeSseOperands(
+  bytes: Uint8Array,
+  insn: X86Instruction,
+  state: SseState,
+): SseInstruction | null {
+  if (insn.map === 1) return null;
+  const first = TABLE.get(sseKey(insn));
+  if (first === undefined || !decodeModrm(bytes, insn)) return null;
   let entry = first;
-  const mod = modrm >> 6;
   const groupEntries = entry.group;
   if (groupEntries !== undefined) {
-    const sub = groupEntries[(modrm >> 3) & 7];
+    const sub = groupEntries[insn.reg7];
     if (sub === undefined) return null;
     entry = sub;
   }
+  const mod = insn.mod;
   if ((entry.only === 1 && mod !== 3) || (entry.only === 2 && mod === 3)) return null;
-  if (p.lock) return null; // #UD on real hardware
-  const rex = p.rex;
-  const reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
-  let rm = (modrm & 7) | ((rex & 1) << 3);
-  let address = 0n;
-  let ripRelative = false;
-  if (mod !== 3) {
-    if ((modrm & 7) === 4) {
-      const sib = bytes[i++];
-      if (sib === undefined) return null;
-      const index = ((sib >> 3) & 7) | ((rex & 2) << 2);
-      const base = (sib & 7) | ((rex & 1) << 3);
-      if (index !== 4) address += registerValue(state.gpr, index, p.addr32) << BigInt(sib >> 6);
-      if ((sib & 7) === 5 && mod === 0) {
-        const d = disp32(bytes, i);
-        if (d === null) return null;
-        address += d;
-        i += 4;
-      } else {
-        address += registerValue(state.gpr, base, p.addr32);
-      }
-      rm = base;
-    } else if ((modrm & 7) === 5 && mod === 0) {
-      ripRelative = true;
-      const d = disp32(bytes, i);
-      if (d === null) return null;
-      address = d;
-      i += 4;
-    } else {
-      address = registerValue(state.gpr, rm, p.addr32);
-    }
-    if (mod === 1) {
-      const d = bytes[i++];
-      if (d === undefined) return null;
-      address += BigInt((d << 24) >> 24);
-    } else if (mod === 2) {
-      const d = disp32(bytes, i);
-      if (d === null) return null;
-      address += d;
-      i += 4;
-    }
-  }
+  if (insn.lock) return null; // #UD on real hardware
   let imm8 = 0;
   if (entry.imm) {
-    const b = bytes[i++];
-    if (b === undefined) return null;
-    imm8 = b;
+    const b = takeImmediate(bytes, insn, 1);
+    if (b === null) return null;
+    imm8 = b & 0xff;
   }
-  if (i > 15) return null;
-  if (ripRelative) address += state.rip + BigInt(i);
-  if (p.addr32) address &= 0xffff_ffffn;
-  if (mod !== 3) {
-    if (p.segment === 0x64) address += state.fsBase;
-    else if (p.segment === 0x65) address += state.gsBase;
-  }
-  address &= MASK64;
-  const rexW = (rex & 8) !== 0;
-  return {
+  const rexW = insn.rexW;
+  const decoded: Decoded = {
     mnemonic: rexW && entry.mnemonicW !== undefined ? entry.mnemonicW : entry.mnemonic,
-    length: i,
-    prefix: p.prefix,
+    length: insn.length,
+    prefix: insn.mandatoryPrefix,
     rexW,
-    reg,
-    rm,
+    reg: insn.reg,
+    rm: insn.rm,
     memory: mod !== 3,
-    address: mod !== 3 ? address : 0n,
+    address: mod !== 3 ? effectiveAddress(insn, state) : 0n,
     imm8,
     op: entry,
   };
+  return decoded;
 }
 
-function disp32(bytes: Uint8Array, i: number): bigint | null {
-  if (i + 4 > bytes.length) return null;
-  return BigInt(bytes[i]! | bytes[i + 1]! << 8 | bytes[i + 2]! << 16 | bytes[i + 3]! << 24);
-}
-
-function lookup(
-  bytes: Uint8Array,
-): { p: Prefixes; entry: Op | null; key: number; opcodeEnd: number } | null {
-  const p = readPrefixes(bytes);
-  if (p === null) return null;
-  let i = p.at;
-  if (bytes[i] !== 0x0f) return null;
-  i++;
-  let map: 2 | 3 | 4 = 2;
-  if (bytes[i] === 0x38 || bytes[i] === 0x3a) {
-    map = bytes[i] === 0x38 ? 3 : 4;
-    i++;
-  }
-  const opcode = bytes[i++];
-  if (opcode === undefined) return null;
-  const key = map << 10 | prefixIndex(p.prefix) << 8 | opcode;
-  return { p, entry: TABLE.get(key) ?? null, key, opcodeEnd: i };
+/** The table key of the 0F-map opcode decoded into `insn`. */
+function sseKey(insn: X86Instruction): number {
+  return insn.map << 10 | prefixIndex(insn.mandatoryPrefix) << 8 | insn.opcode;
 }
 
 /**
@@ -1594,25 +1470,25 @@ function lookup(
  * AVX instruction)", or null.
  */
 export function sseMnemonic(bytes: Uint8Array): string | null {
-  const p = readPrefixes(bytes);
-  if (p !== null && (bytes[p.at] === 0xc4 || bytes[p.at] === 0xc5) && p.rex === 0) {
-    return "(VEX-encoded AVX instruction)";
+  const insn = front;
+  if (!decodeOpcode(bytes, insn)) return null;
+  if (insn.map === 1) {
+    if (insn.rex !== 0) return null;
+    if (insn.opcode === 0xc4 || insn.opcode === 0xc5) return "(VEX-encoded AVX instruction)";
+    if (insn.opcode === 0x62) return "(EVEX-encoded AVX-512 instruction)";
+    return null;
   }
-  if (p !== null && bytes[p.at] === 0x62 && p.rex === 0) {
-    return "(EVEX-encoded AVX-512 instruction)";
-  }
-  const found = lookup(bytes);
-  if (found === null) return null;
-  if (found.entry === null) return KNOWN_UNSUPPORTED.get(found.key) ?? null;
-  const groupEntries = found.entry.group;
-  const modrm = bytes[found.opcodeEnd];
+  const key = sseKey(insn);
+  const found = TABLE.get(key);
+  if (found === undefined) return KNOWN_UNSUPPORTED.get(key) ?? null;
+  const modrm = bytes[insn.opcodeEnd];
   if (modrm === undefined) return null;
-  const entry = groupEntries !== undefined ? groupEntries[(modrm >> 3) & 7] : found.entry;
+  const groupEntries = found.group;
+  const entry = groupEntries !== undefined ? groupEntries[(modrm >> 3) & 7] : found;
   if (entry === undefined) return null;
   const mod = modrm >> 6;
   if ((entry.only === 1 && mod !== 3) || (entry.only === 2 && mod === 3)) return null;
-  const w = (found.p.rex & 8) !== 0;
-  return w && entry.mnemonicW !== undefined ? entry.mnemonicW : entry.mnemonic;
+  return insn.rexW && entry.mnemonicW !== undefined ? entry.mnemonicW : entry.mnemonic;
 }
 
 /** Every mnemonic {@linkcode executeSse} can run, sorted. */
@@ -1641,7 +1517,7 @@ const exec = new Exec();
  * "unsupported", neither `state` nor memory changed. An exception that MXCSR
  * leaves unmasked is reported as "unsupported" (dhyve does not deliver #XM).
  */
-export function executeSse(insn: SseInstruction, state: SseState, mem: SseMemory): SseResult {
+export function executeSse(insn: SseInstruction, state: SseState, mem: VirtualMemory): SseResult {
   const x = exec;
   x.insn = insn as Decoded;
   x.state = state;
@@ -1660,7 +1536,7 @@ export function executeSse(insn: SseInstruction, state: SseState, mem: SseMemory
     return {
       kind: "unsupported",
       reason: `${insn.mnemonic} raised an unmasked SIMD floating-point exception ` +
-        `(MXCSR 0x${state.mxcsr.toString(16)}, flags 0x${unmasked.toString(16)})`,
+        `(MXCSR ${hex(state.mxcsr)}, flags ${hex(unmasked)})`,
     };
   }
   if (x.outReg >= 0) {
@@ -1685,7 +1561,7 @@ export function executeSse(insn: SseInstruction, state: SseState, mem: SseMemory
 export function emulateSse(
   bytes: Uint8Array,
   state: SseState,
-  mem: SseMemory,
+  mem: VirtualMemory,
 ): { insn: SseInstruction; result: SseResult } | null {
   const insn = decodeSse(bytes, state);
   if (insn === null) return null;

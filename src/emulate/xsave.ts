@@ -41,7 +41,6 @@ export const FXSAVE = {
   xmmEnd: 416,
 } as const;
 const MXCSR_OFFSET = FXSAVE.mxcsr;
-const MXCSR_DEFAULT = 0x1f80;
 const FCW_DEFAULT = 0x037f;
 
 /** Builds the component table from CPUID leaf 0xD sub-leaves (EAX size, EBX offset). */
@@ -165,6 +164,3 @@ export function xrstor(
   writeU64(state, HEADER_OFFSET, (inUse & ~rfbm) | load);
   return true;
 }
-
-/** The MXCSR value a freshly reset vCPU has. */
-export const INITIAL_MXCSR = MXCSR_DEFAULT;

@@ -13,7 +13,8 @@ import {
   type HypercallContext,
   RESUME,
 } from "./context.ts";
-import { badParameterBlock, hex, protocolError } from "./protocol.ts";
+import { hex } from "../hex.ts";
+import { badParameterBlock, protocolError } from "./protocol.ts";
 
 /**
  * Checks that a command line fits what Cmdsize can describe.

@@ -251,7 +251,7 @@ export function fileWriteV2(ctx: HypercallContext, arg: number): HandlerResult {
   } else {
     const out = stdioOutput(ctx, fd);
     if (out !== null) {
-      if (!out.writeResumable(ctx.mem.u8, buf - ctx.mem.base, len)) return WOULD_BLOCK;
+      if (!out.writeResumable(ctx.mem.u8, ctx.mem.offset(buf, len), len)) return WOULD_BLOCK;
       ret = len;
     } else {
       const fs = files(ctx);

@@ -29,8 +29,7 @@ export function writeVirtual(
   len: number,
 ): StdioWriteResult {
   if (len > ctx.mem.size) return "unmapped";
-  const u8 = ctx.mem.u8;
-  const base = ctx.mem.base;
+  const mem = ctx.mem;
   const from = out.progress < len ? out.progress : 0;
   let at = 0; // offset in the range of the current piece
   let stalledAt = -1;
@@ -39,7 +38,7 @@ export function writeVirtual(
     at += n;
     if (stalledAt >= 0 || at <= from) return; // stalled, or written by an earlier try
     const skip = from > start ? from - start : 0;
-    const taken = out.write(u8, gpa - base + skip, n - skip);
+    const taken = out.write(mem.u8, mem.offset(gpa + skip, n - skip), n - skip);
     if (taken < n - skip) stalledAt = start + skip + taken;
   });
   if (!mapped) return "unmapped";

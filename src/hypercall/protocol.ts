@@ -5,15 +5,8 @@
  */
 
 import { EXIT_CODE } from "../exit_codes.ts";
+import { hex } from "../hex.ts";
 import { VmStop } from "./context.ts";
-
-/** `0x…` formatting for addresses in messages. */
-export function hex(n: number): string {
-  // RDI arrives signed: show a negative value as the 64-bit pattern the guest passed.
-  return Number.isInteger(n) && n < 0
-    ? `0x${BigInt.asUintN(64, BigInt(n)).toString(16)}`
-    : `0x${n.toString(16)}`;
-}
 
 /** A stop for a hypercall whose parameters are unusable. */
 export function protocolError(call: string, port: number, what: string): VmStop {

@@ -7,7 +7,8 @@
 
 import { SERIAL_BUFFER_V1, SERIAL_BUFFER_V2, V1, V2 } from "./abi.ts";
 import { type HandlerResult, type HypercallContext, RESUME, WOULD_BLOCK } from "./context.ts";
-import { badParameterBlock, hex, protocolError } from "./protocol.ts";
+import { hex } from "../hex.ts";
+import { badParameterBlock, protocolError } from "./protocol.ts";
 
 /**
  * Uart / SerialWriteByte: the low byte of `arg` is the character. Waits
@@ -31,7 +32,9 @@ function writeBuffer(
     );
   }
   // A stalled write is retried with the same parameters and goes on where it stopped.
-  return ctx.stdout.writeResumable(ctx.mem.u8, buf - ctx.mem.base, len) ? RESUME : WOULD_BLOCK;
+  return ctx.stdout.writeResumable(ctx.mem.u8, ctx.mem.offset(buf, len), len)
+    ? RESUME
+    : WOULD_BLOCK;
 }
 
 /** v1 SerialBufferWrite: `arg` points to {u64 buf, u64 len}. */

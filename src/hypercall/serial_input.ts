@@ -11,7 +11,8 @@
 
 import { SERIAL_READ_BUFFER_V2, V2 } from "./abi.ts";
 import { type HandlerResult, type HypercallContext, RESUME, WOULD_BLOCK } from "./context.ts";
-import { badParameterBlock, hex, protocolError } from "./protocol.ts";
+import { hex } from "../hex.ts";
+import { badParameterBlock, protocolError } from "./protocol.ts";
 
 /** Where serial input comes from: `Deno.stdin`, or a fake. */
 export interface InputSource {

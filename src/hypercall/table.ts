@@ -30,8 +30,8 @@ import {
   fileWriteV1,
   fileWriteV2,
 } from "./file.ts";
+import { hex } from "../hex.ts";
 import { fileFstat, fileStat, getdents, mkdir } from "./file_meta.ts";
-import { hex } from "./protocol.ts";
 import { serialReadBuffer, serialReadByteOut } from "./serial_input.ts";
 import { serialWriteBufferV1, serialWriteBufferV2, serialWriteByte } from "./serial.ts";
 

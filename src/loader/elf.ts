@@ -7,6 +7,7 @@
  */
 
 import { ImageFormatError } from "./errors.ts";
+import { hex } from "../hex.ts";
 
 /** ELF `e_type` of a fixed-address executable. */
 export const ET_EXEC = 2;
@@ -187,9 +188,6 @@ const RELOCATION_NAMES: ReadonlyMap<number, string> = new Map([
 ]);
 
 /** Formats a number as `0x…` hex. */
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
-}
 
 /** Name of a relocation type for messages, e.g. `R_X86_64_TPOFF64 (18)`. */
 export function relocationTypeName(type: number): string {
@@ -250,7 +248,7 @@ class ElfReader {
     if (hi > MAX_HIGH_WORD) {
       const big = this.#view.getBigUint64(offset, true);
       throw new ImageFormatError(
-        `Malformed ELF: ${what} is 0x${big.toString(16)}, above the largest value dhyve ` +
+        `Malformed ELF: ${what} is ${hex(big)}, above the largest value dhyve ` +
           `handles (2^53 - 1)`,
       );
     }

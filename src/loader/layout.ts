@@ -9,6 +9,7 @@
 import { KERNEL_OFFSET } from "../boot/layout.ts";
 import { LayoutError } from "./errors.ts";
 import { type InterfaceVersion, type KernelImage, unsupportedInterfaceMessage } from "./elf.ts";
+import { hex } from "../hex.ts";
 
 const MIB = 0x10_0000;
 
@@ -63,9 +64,6 @@ function size(n: number): string {
 }
 
 /** Formats a number as `0x…` hex. */
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
-}
 
 /**
  * Chooses the guest RAM base and the kernel address, as uhyve 0.8 does but

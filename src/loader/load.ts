@@ -15,6 +15,7 @@ import {
   relocationTypeName,
 } from "./elf.ts";
 import { ImageFormatError, LayoutError } from "./errors.ts";
+import { hex } from "../hex.ts";
 
 /** The kernel's TLS initialisation block, relocated (for boot info). */
 export interface TlsInfo {
@@ -39,10 +40,6 @@ export interface LoadedKernel {
 }
 
 /** Formats an integer as `0x…` hex (`-0x…` if negative); anything else as is. */
-function hex(n: number): string {
-  if (!Number.isSafeInteger(n)) return String(n);
-  return n < 0 ? `-0x${(-n).toString(16)}` : `0x${n.toString(16)}`;
-}
 
 /**
  * Loads `image` (parsed from `bytes`) into `mem` at guest address

@@ -104,8 +104,8 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   const stdout = new GuestOutput(params.stdout ?? hostOutputSink(1));
   const stderr = new GuestOutput(params.stderr ?? hostOutputSink(2));
   stack.defer(() => void flushAll(stdout, stderr));
-  // 4. The TAP (--net), before KVM: a problem there is one line and an exit code.
-  const net = params.net === undefined ? null : openNetDevice(params.net.name, params.net.mac);
+  // 4. The network's host end (--net: TAP or passt), before KVM: a problem is one line.
+  const net = params.net === undefined ? null : await openNetDevice(params.net, params.tempDir);
   const closeNet = once(() => net?.close());
   stack.defer(closeNet);
   // 5. KVM, the VM and guest RAM.

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { hex } from "../hex.ts";
+
 /** Raised when a guest-physical range lies (partly) outside guest RAM. */
 export class GuestMemoryError extends RangeError {
   /** First guest-physical address of the rejected range. */
@@ -19,17 +21,13 @@ export class GuestMemoryError extends RangeError {
   constructor(addr: number, len: number, message?: string) {
     super(
       message ??
-        `Guest range 0x${hex(addr)}+0x${hex(len)} lies outside guest memory`,
+        `Guest range ${hex(addr)}+${hex(len)} lies outside guest memory`,
     );
     this.addr = addr;
     this.len = len;
   }
   /** Error name. */
   override name = "GuestMemoryError";
-}
-
-function hex(n: number): string {
-  return Number.isFinite(n) ? Math.trunc(n).toString(16) : String(n);
 }
 
 const TWO_POW_32 = 0x1_0000_0000;
@@ -155,9 +153,44 @@ export class GuestMemory {
     return this.u8.subarray(o, o + len);
   }
 
+  /**
+   * Copies `[addr, addr + into.length)` into `into` (no view is made, so it
+   * allocates nothing).
+   */
+  readInto(addr: number, into: Uint8Array): void {
+    const o = this.offset(addr, into.length);
+    const u8 = this.u8;
+    const n = into.length;
+    if (n > 64) {
+      into.set(u8.subarray(o, o + n));
+      return;
+    }
+    for (let i = 0; i < n; i++) into[i] = u8[o + i]!;
+  }
+
+  /**
+   * The guest-physical address of the first byte of `view`, a view of guest
+   * RAM (from {@linkcode bytes} or of {@linkcode u8}'s buffer).
+   * @throws {TypeError} if `view` is not a view of guest RAM.
+   */
+  addressOf(view: Uint8Array): number {
+    const offset = view.byteOffset - this.u8.byteOffset;
+    if (view.buffer !== this.u8.buffer || offset < 0 || offset + view.length > this.size) {
+      throw new TypeError("Not a view of guest memory");
+    }
+    return this.base + offset;
+  }
+
   /** Copies `data` into guest memory at `addr`. */
   write(addr: number, data: Uint8Array): void {
-    this.u8.set(data, this.offset(addr, data.length));
+    const o = this.offset(addr, data.length);
+    const n = data.length;
+    if (n > 64 || data.buffer === this.u8.buffer) {
+      this.u8.set(data, o); // set() also copies overlapping ranges right
+      return;
+    }
+    const u8 = this.u8; // a loop beats set() for the small copies of emulated instructions
+    for (let i = 0; i < n; i++) u8[o + i] = data[i]!;
   }
 
   /** Fills `[addr, addr + len)` with `value` (default 0). */

@@ -8,40 +8,25 @@
  * @module
  */
 
-import type { SseMemory, SseMemoryFault } from "../emulate/sse.ts";
 import type { GuestMemory } from "./guest_memory.ts";
+import { type AccessMode, PageWalk, walkPage } from "./paging.ts";
 
-/** #PF error code bits. */
-export const PF_ERROR = {
-  /** The page was present (a protection violation). */
-  PRESENT: 1,
-  /** The access was a write. */
-  WRITE: 2,
-  /** The access came from user mode (CPL 3). */
-  USER: 4,
-} as const;
+/** A failed guest-virtual access, as the CPU would report it. */
+export type MemoryFault =
+  /** #PF: the faulting address (for CR2) and the error code. */
+  | { readonly pageFault: bigint; readonly errorCode: number }
+  /** #GP: a non-canonical address. */
+  | { readonly gp: true }
+  /** The address maps to something other than RAM (a device): not emulated. */
+  | { readonly notRam: bigint };
 
-const PTE_PRESENT = 0x1;
-const PTE_WRITABLE = 0x2;
-const PTE_USER = 0x4;
-const PTE_HUGE = 0x80;
-const TWO_POW_32 = 0x1_0000_0000;
-const ADDRESS_HIGH_MASK = 0x000f_ffff;
-
-/** How an access is checked. */
-export interface AccessMode {
-  /** A write (needs R/W at every level when CR0.WP or user mode). */
-  write: boolean;
-  /** From user mode (CPL 3: needs U/S at every level). */
-  user: boolean;
-  /** CR0.WP: supervisor writes honour read-only pages. */
-  wp: boolean;
+/** Guest-virtual memory as an instruction sees it. */
+export interface VirtualMemory {
+  /** Reads `into.length` bytes at `address`; null on success. */
+  read(address: bigint, into: Uint8Array): MemoryFault | null;
+  /** Writes `data` at `address`, all or nothing; null on success. */
+  write(address: bigint, data: Uint8Array): MemoryFault | null;
 }
-
-/** The result of {@linkcode walkAccess}: a physical address and the page's end, or a fault. */
-export type WalkResult =
-  | { readonly gpa: number; readonly pageSize: number }
-  | { readonly errorCode: number };
 
 /** True when `vaddr` (64-bit) is canonical for 48-bit linear addresses. */
 export function isCanonical(vaddr: bigint): boolean {
@@ -49,78 +34,30 @@ export function isCanonical(vaddr: bigint): boolean {
   return top === 0n || top === 0x1_ffffn;
 }
 
-/**
- * Translates the canonical `vaddr` through the tables at `cr3` for an access
- * of kind `mode`. A table outside guest RAM counts as not present. The
- * frames of the tables read (gpa / 4 KiB) are added to `tables` when given.
- */
-export function walkAccess(
-  mem: GuestMemory,
-  cr3: number,
-  vaddr: bigint,
-  mode: AccessMode,
-  tables?: Set<number>,
-): WalkResult {
-  const low48 = Number(vaddr & 0xffff_ffff_ffffn);
-  let table = (Math.floor(cr3 / TWO_POW_32) & ADDRESS_HIGH_MASK) * TWO_POW_32 +
-    ((cr3 & 0xffff_f000) >>> 0);
-  let writable = true;
-  let user = true;
-  let shift = 2 ** 39;
-  const baseCode = (mode.write ? PF_ERROR.WRITE : 0) | (mode.user ? PF_ERROR.USER : 0);
-  for (let level = 4; level >= 1; level--) {
-    const slot = table + (Math.floor(low48 / shift) % 512) * 8;
-    if (!mem.contains(slot, 8)) return { errorCode: baseCode };
-    tables?.add(Math.floor(table / 0x1000));
-    const lo = mem.readU32(slot);
-    const hi = mem.readU32(slot + 4);
-    if ((lo & PTE_PRESENT) === 0) return { errorCode: baseCode };
-    writable &&= (lo & PTE_WRITABLE) !== 0;
-    user &&= (lo & PTE_USER) !== 0;
-    const frame = (hi & ADDRESS_HIGH_MASK) * TWO_POW_32;
-    let gpa = -1;
-    let pageSize = 0;
-    if (level === 1) {
-      pageSize = 0x1000;
-      gpa = frame + ((lo & 0xffff_f000) >>> 0) + (low48 % pageSize);
-    } else if ((level === 3 || level === 2) && (lo & PTE_HUGE) !== 0) {
-      pageSize = shift;
-      const lowMask = level === 3 ? 0xc000_0000 : 0xffe0_0000;
-      gpa = frame + ((lo & lowMask) >>> 0) + (low48 % pageSize);
-    }
-    if (gpa >= 0) {
-      const denied = (mode.user && !user) || (mode.write && !writable && (mode.user || mode.wp));
-      if (denied) return { errorCode: baseCode | PF_ERROR.PRESENT };
-      return { gpa, pageSize };
-    }
-    table = frame + ((lo & 0xffff_f000) >>> 0);
-    shift /= 512;
-  }
-  return { errorCode: baseCode }; // unreachable: level 1 returns
-}
-
 const MASK64 = (1n << 64n) - 1n;
+const LINEAR_MASK = 0xffff_ffff_ffffn;
 
 const TLB_SLOTS = 64;
 const PAGE = 0x1000;
 
 /**
- * {@linkcode SseMemory} over guest RAM through the guest's page tables. Set
+ * {@linkcode VirtualMemory} over guest RAM through the guest's page tables. Set
  * `cr3`, `user` and `wp` from the vCPU, and call {@linkcode flush} whenever
  * the guest may have run since the last access (it may have changed its page
  * tables). Translations are cached per 4 KiB page in a small TLB; a write by
  * this accessor into a page-table frame it walked flushes the TLB.
  */
-export class GuestVirtualMemory implements SseMemory {
+export class GuestVirtualMemory implements VirtualMemory {
   readonly #mem: GuestMemory;
   readonly #pieces: number[] = [];
+  readonly #walk = new PageWalk();
+  #mode: AccessMode = { write: false, user: false, wp: true };
+  #modeWrite: AccessMode = { write: true, user: false, wp: true };
   #cr3 = 0;
-  #user = false;
-  #wp = true;
   /** Virtual page number per slot, or -1. */
   readonly #tag = new Float64Array(TLB_SLOTS).fill(-1);
-  /** RAM offset (index into `mem.u8`) of the page per slot. */
-  readonly #offset = new Float64Array(TLB_SLOTS);
+  /** Guest-physical address of the page per slot. */
+  readonly #gpa = new Float64Array(TLB_SLOTS);
   /** Per slot: 1 when validated for writes too. */
   readonly #writable = new Uint8Array(TLB_SLOTS);
   /** Page-table frames (gpa / 4 KiB) read by the cached walks. */
@@ -141,19 +78,23 @@ export class GuestVirtualMemory implements SseMemory {
   }
   /** CPL 3. */
   get user(): boolean {
-    return this.#user;
+    return this.#mode.user;
   }
   set user(value: boolean) {
-    if (value !== this.#user) this.flush();
-    this.#user = value;
+    if (value !== this.#mode.user) this.#setMode(value, this.#mode.wp);
   }
   /** CR0.WP. */
   get wp(): boolean {
-    return this.#wp;
+    return this.#mode.wp;
   }
   set wp(value: boolean) {
-    if (value !== this.#wp) this.flush();
-    this.#wp = value;
+    if (value !== this.#mode.wp) this.#setMode(this.#mode.user, value);
+  }
+
+  #setMode(user: boolean, wp: boolean): void {
+    this.flush();
+    this.#mode = { write: false, user, wp };
+    this.#modeWrite = { write: true, user, wp };
   }
 
   /** Forgets every cached translation. */
@@ -163,56 +104,61 @@ export class GuestVirtualMemory implements SseMemory {
   }
 
   /** Reads `into.length` bytes at `address`. */
-  read(address: bigint, into: Uint8Array): SseMemoryFault | null {
-    const n = into.length;
-    const at = this.#hit(address, n, false);
-    if (at >= 0) {
-      const u8 = this.#mem.u8;
-      for (let i = 0; i < n; i++) into[i] = u8[at + i]!;
+  read(address: bigint, into: Uint8Array): MemoryFault | null {
+    const gpa = this.#hit(address, into.length, false);
+    if (gpa >= 0) {
+      this.#mem.readInto(gpa, into);
       return null;
     }
-    const fault = this.#map(address, n, false);
+    const fault = this.#map(address, into.length, false);
     if (fault !== null) return fault;
     let done = 0;
     for (let i = 0; i < this.#pieces.length; i += 2) {
       const len = this.#pieces[i + 1]!;
-      into.set(this.#mem.bytes(this.#pieces[i]!, len), done);
+      this.#mem.readInto(this.#pieces[i]!, into.subarray(done, done + len));
       done += len;
     }
     return null;
   }
 
   /** Writes `data` at `address`, all or nothing. */
-  write(address: bigint, data: Uint8Array): SseMemoryFault | null {
+  write(address: bigint, data: Uint8Array): MemoryFault | null {
     const n = data.length;
-    const at = this.#hit(address, n, true);
-    if (at >= 0) {
-      const u8 = this.#mem.u8;
-      for (let i = 0; i < n; i++) u8[at + i] = data[i]!;
-      this.#written(this.#mem.base + at, n);
+    const gpa = this.#hit(address, n, true);
+    if (gpa >= 0) {
+      this.#mem.write(gpa, data);
+      this.#written(gpa, n);
       return null;
     }
     const fault = this.#map(address, n, true);
     if (fault !== null) return fault;
     let done = 0;
     for (let i = 0; i < this.#pieces.length; i += 2) {
-      const gpa = this.#pieces[i]!;
+      const at = this.#pieces[i]!;
       const len = this.#pieces[i + 1]!;
-      this.#mem.write(gpa, data.subarray(done, done + len));
-      this.#written(gpa, len);
+      this.#mem.write(at, data.subarray(done, done + len));
+      this.#written(at, len);
       done += len;
     }
     return null;
   }
 
-  /** The RAM offset for an access within one cached page, or -1. */
+  /**
+   * Checks that `len` bytes at `address` could be read (or written) without
+   * touching them: the fault the access would raise, or null.
+   */
+  probe(address: bigint, len: number, write: boolean): MemoryFault | null {
+    return this.#hit(address, len, write) >= 0 ? null : this.#map(address, len, write);
+  }
+
+  /** The guest-physical address for an access within one cached page, or -1. */
   #hit(address: bigint, len: number, write: boolean): number {
     const page = Number(address >> 12n);
     const slot = page % TLB_SLOTS;
     if (this.#tag[slot] !== page || (write && this.#writable[slot] === 0)) return -1;
     const inPage = Number(address & 0xfffn);
     if (inPage + len > PAGE) return -1;
-    return this.#offset[slot]! + inPage;
+    return this.#gpa[slot]! + inPage;
   }
 
   /** Flushes the TLB when `[gpa, gpa + len)` touches a page table a cached walk read. */
@@ -227,26 +173,28 @@ export class GuestVirtualMemory implements SseMemory {
   }
 
   /** Translates every page of the access into `#pieces` (gpa, len pairs), caching pages. */
-  #map(address: bigint, len: number, write: boolean): SseMemoryFault | null {
+  #map(address: bigint, len: number, write: boolean): MemoryFault | null {
     this.#pieces.length = 0;
     const last = (address + BigInt(Math.max(len, 1) - 1)) & MASK64;
     if (!isCanonical(address) || !isCanonical(last)) return { gp: true };
-    const mode = { write, user: this.#user, wp: this.#wp };
+    const mode = write ? this.#modeWrite : this.#mode;
+    const walk = this.#walk;
     let va = address;
     let left = len;
     while (left > 0) {
-      const r = walkAccess(this.#mem, this.#cr3, va, mode, this.#tables);
-      if ("errorCode" in r) return { pageFault: va, errorCode: r.errorCode };
-      const inPage = r.pageSize - Number(va % BigInt(r.pageSize));
-      const n = Math.min(inPage, left);
-      if (!this.#mem.contains(r.gpa, n)) return { notRam: va };
-      this.#pieces.push(r.gpa, n);
-      const pageStart = r.gpa - Number(va & 0xfffn);
+      const linear = Number(va & LINEAR_MASK);
+      if (!walkPage(this.#mem, this.#cr3, linear, mode, walk, this.#tables)) {
+        return { pageFault: va, errorCode: walk.errorCode };
+      }
+      const n = Math.min(walk.pageSize - (linear % walk.pageSize), left);
+      if (!this.#mem.contains(walk.gpa, n)) return { notRam: va };
+      this.#pieces.push(walk.gpa, n);
+      const pageStart = walk.gpa - (linear % PAGE);
       if (this.#mem.contains(pageStart, PAGE)) {
         const page = Number(va >> 12n);
         const slot = page % TLB_SLOTS;
         this.#tag[slot] = page;
-        this.#offset[slot] = pageStart - this.#mem.base;
+        this.#gpa[slot] = pageStart;
         this.#writable[slot] = write ? 1 : 0;
       }
       va = (va + BigInt(n)) & MASK64;

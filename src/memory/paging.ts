@@ -11,6 +11,7 @@
 
 import type { GuestMemory } from "./guest_memory.ts";
 import { KERNEL_OFFSET, PAGE_TABLES_END, PAGE_TABLES_OFFSET, PML4_OFFSET } from "../boot/layout.ts";
+import { hex } from "../hex.ts";
 
 /** Size of a 4 KiB page and of a page-table frame. */
 export const PAGE_SIZE_4K = 0x1000;
@@ -171,46 +172,115 @@ function entryAddress(low: number, high: number): number {
   return (high & HIGH_ADDRESS_MASK) * TWO_POW_32 + ((low & 0xffff_f000) >>> 0);
 }
 
-/** Size of the page found by the last successful {@linkcode walk}. */
-let walkedPageSize = 0;
+/** #PF error code bits, as {@linkcode walkPage} reports them. */
+export const PF_ERROR = {
+  /** The page was present (a protection violation). */
+  PRESENT: 1,
+  /** The access was a write. */
+  WRITE: 2,
+  /** The access came from user mode (CPL 3). */
+  USER: 4,
+} as const;
+
+/** Entry bit 2: user-accessible. */
+const PTE_USER = 0x4;
+
+/** How an access is checked by {@linkcode walkPage}. */
+export interface AccessMode {
+  /** A write (needs R/W at every level when CR0.WP or user mode). */
+  readonly write: boolean;
+  /** From user mode (CPL 3: needs U/S at every level). */
+  readonly user: boolean;
+  /** CR0.WP: supervisor writes honour read-only pages. */
+  readonly wp: boolean;
+}
+
+/** The outcome of one {@linkcode walkPage}; made once by the caller and refilled. */
+export class PageWalk {
+  /** Guest-physical address (when the walk succeeded). */
+  gpa = 0;
+  /** Size of the page that maps it: 4 KiB, 2 MiB or 1 GiB (when the walk succeeded). */
+  pageSize = 0;
+  /** The #PF error code the CPU would report (when the walk failed). */
+  errorCode = 0;
+}
 
 /**
- * Walks the 4-level tables from `cr3` for `vaddr`; returns the guest-physical
- * address or -1, and leaves the mapping's page size in `walkedPageSize`.
+ * The one page walker: translates the 48-bit linear address `linear` (an
+ * integer in [0, 2^48): the low 48 bits of a canonical address, so the upper
+ * half is reachable) through the 4-level tables at `cr3`, honouring 1 GiB
+ * pages at the PDPT and 2 MiB pages at the PD. With a `mode`, the present,
+ * writable and user bits of every level are checked as the CPU checks them
+ * (CR0.WP honoured); with null only presence. A table outside guest RAM
+ * counts as not present. Fills `out` and returns true, or sets
+ * `out.errorCode` to the CPU's #PF error code and returns false. The frames
+ * of the tables read (gpa / 4 KiB) are added to `tables` when given. The
+ * result is not checked against RAM (a mapping may point past it).
+ * Allocates nothing.
  */
-function walk(mem: GuestMemory, cr3: number, vaddr: number): number {
-  if (!(vaddr >= 0 && vaddr < LOWER_HALF_END) || !Number.isInteger(vaddr)) return -1;
-  if (!(cr3 >= 0 && cr3 < TWO_POW_64) || !Number.isInteger(cr3)) return -1;
+export function walkPage(
+  mem: GuestMemory,
+  cr3: number,
+  linear: number,
+  mode: AccessMode | null,
+  out: PageWalk,
+  tables?: Set<number>,
+): boolean {
   // CR3 bits 12–51 (PCID, PWT and PCD below bit 12 are dropped).
   let table = (Math.floor(cr3 / TWO_POW_32) & HIGH_ADDRESS_MASK) * TWO_POW_32 +
     ((cr3 & 0xffff_f000) >>> 0);
-  const low32 = vaddr >>> 0;
+  let writable = true;
+  let user = true;
   let shift = TWO_POW_39;
+  const baseCode = mode === null
+    ? 0
+    : (mode.write ? PF_ERROR.WRITE : 0) | (mode.user ? PF_ERROR.USER : 0);
+  out.errorCode = baseCode;
   for (let level = 4; level >= 1; level--) {
-    const slot = table + (Math.floor(vaddr / shift) % 512) * 8;
-    if (!mem.contains(slot, 8)) return -1;
+    const slot = table + (Math.floor(linear / shift) % 512) * 8;
+    if (!mem.contains(slot, 8)) return false;
+    tables?.add(Math.floor(table / PAGE_SIZE_4K));
     const low = mem.readU32(slot);
-    if (!(low & PTE_PRESENT)) return -1;
+    if ((low & PTE_PRESENT) === 0) return false;
     const high = mem.readU32(slot + 4);
+    writable &&= (low & PTE_WRITABLE) !== 0;
+    user &&= (low & PTE_USER) !== 0;
+    let pageSize = 0;
+    let frameLow = 0;
     if (level === 1) {
-      walkedPageSize = PAGE_SIZE_4K;
-      return entryAddress(low, high) + (low32 & 0xfff);
-    }
-    if ((level === 3 || level === 2) && (low & PTE_HUGE)) {
+      pageSize = PAGE_SIZE_4K;
+      frameLow = (low & 0xffff_f000) >>> 0;
+    } else if ((level === 3 || level === 2) && (low & PTE_HUGE) !== 0) {
       // Bits below the page size in a huge entry are PAT/reserved, not address.
-      if (level === 3) {
-        walkedPageSize = PAGE_SIZE_1G;
-        return (high & HIGH_ADDRESS_MASK) * TWO_POW_32 + ((low & 0xc000_0000) >>> 0) +
-          (low32 & 0x3fff_ffff);
+      pageSize = shift;
+      frameLow = (low & (level === 3 ? 0xc000_0000 : 0xffe0_0000)) >>> 0;
+    }
+    if (pageSize !== 0) {
+      if (
+        mode !== null &&
+        ((mode.user && !user) || (mode.write && !writable && (mode.user || mode.wp)))
+      ) {
+        out.errorCode = baseCode | PF_ERROR.PRESENT;
+        return false;
       }
-      walkedPageSize = PAGE_SIZE_2M;
-      return (high & HIGH_ADDRESS_MASK) * TWO_POW_32 + ((low & 0xffe0_0000) >>> 0) +
-        (low32 & 0x1f_ffff);
+      out.gpa = (high & HIGH_ADDRESS_MASK) * TWO_POW_32 + frameLow + (linear % pageSize);
+      out.pageSize = pageSize;
+      return true;
     }
     table = entryAddress(low, high);
     shift /= 512;
   }
-  return -1; // unreachable: level 1 always returns
+  return false; // unreachable: level 1 always returns
+}
+
+/** The walk of {@linkcode translate} and {@linkcode translateRange}. */
+const walked = new PageWalk();
+
+/** {@linkcode walkPage} without access checks for a lower-half `vaddr`; the gpa or -1. */
+function walk(mem: GuestMemory, cr3: number, vaddr: number): number {
+  if (!(vaddr >= 0 && vaddr < LOWER_HALF_END) || !Number.isInteger(vaddr)) return -1;
+  if (!(cr3 >= 0 && cr3 < TWO_POW_64) || !Number.isInteger(cr3)) return -1;
+  return walkPage(mem, cr3, vaddr, null, walked) ? walked.gpa : -1;
 }
 
 /**
@@ -256,7 +326,7 @@ function walkRange(
   while (va < end) {
     const gpa = walk(mem, cr3, va);
     if (gpa < 0) return false;
-    const pieceLen = Math.min(walkedPageSize - (va % walkedPageSize), end - va);
+    const pieceLen = Math.min(walked.pageSize - (va % walked.pageSize), end - va);
     if (!mem.contains(gpa, pieceLen)) return false;
     if (runStart >= 0 && runStart + runLen === gpa) {
       runLen += pieceLen;
@@ -304,8 +374,4 @@ export function translateRange(
   if (vaddr >= LOWER_HALF_END || len > LOWER_HALF_END - vaddr) return false;
   if (!walkRange(mem, cr3, vaddr, len, null)) return false;
   return walkRange(mem, cr3, vaddr, len, visit);
-}
-
-function hex(n: number): string {
-  return Number.isFinite(n) ? `0x${Math.trunc(n).toString(16)}` : String(n);
 }

@@ -5,12 +5,17 @@
  * interface (it needs an ioctl on the open fd) nor do scatter/gather I/O on
  * guest memory, so this module calls libc; it is the only FFI user besides
  * `kvm.ts` and `landlock.ts` (see tests/sandbox/architecture_test.ts). It
- * opens no path but `/dev/net/tun`.
+ * opens no path but `/dev/net/tun`, and connects to passt's UNIX socket (a
+ * path the Deno permission check covers, like the TUN device).
  * @module
  */
 
 import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../libc.ts";
+import { ERRNO } from "../errno.ts";
+import { NET_HDR_SIZE } from "../virtio/layout.ts";
 import { MAX_IFNAME, TUN_DEVICE } from "./net_option.ts";
+
+const { EINVAL } = ERRNO;
 
 const O_NONBLOCK = 0o4000;
 const EFD_NONBLOCK = 0o4000;
@@ -23,8 +28,25 @@ const TUNGETIFF = 0x800454d2;
 const IFF_PERSIST = 0x0800;
 /** Read the interface's hardware address; tun handles it on the character device. */
 const SIOCGIFHWADDR = 0x8927;
+/** Read the interface's MTU (on any socket: tun does not answer it). */
+const SIOCGIFMTU = 0x8921;
+/** _IOW('T', 216, int): the size of the virtio-net header in front of each frame. */
+const TUNSETVNETHDRSZ = 0x400454d8;
+/** _IOW('T', 208, unsigned int): the offloads dhyve (the reader) accepts. */
+const TUNSETOFFLOAD = 0x400454d0;
+/** Offload flag: frames may arrive with a partial checksum (virtio NEEDS_CSUM). */
+export const TUN_F_CSUM = 0x01;
 const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
+/** Frames carry a virtio-net header (set with TUNSETVNETHDRSZ). */
+const IFF_VNET_HDR = 0x4000;
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+/** sizeof(struct sockaddr_un). */
+const SOCKADDR_UN_SIZE = 110;
 /** sizeof(struct ifreq) on x86_64. */
 const IFREQ_SIZE = 40;
 
@@ -44,6 +66,9 @@ export class TapError extends Error {
   override name = "TapError";
 }
 
+/** poll(2) event bits. */
+export const POLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10 } as const;
+
 /** An open TAP interface. */
 export interface Tap {
   /** Non-blocking fd, frames without packet information (IFF_NO_PI). */
@@ -55,6 +80,12 @@ export interface Tap {
    * created a temporary one that disappears with the fd.
    */
   persistent: boolean;
+  /** Frames carry a 12-byte virtio-net header (IFF_VNET_HDR + TUNSETVNETHDRSZ). */
+  vnetHdr: boolean;
+  /** The TAP accepted TUN_F_CSUM: checksum offload can be offered to the guest. */
+  csumOffload: boolean;
+  /** The interface's MTU (1500 if it cannot be read). */
+  mtu: number;
 }
 
 /**
@@ -63,27 +94,123 @@ export interface Tap {
  * @throws {TapError} with the errno.
  */
 export function openTap(name: string): Tap {
-  const fd = libc().open(cString(TUN_DEVICE), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
-  if (fd < 0) {
-    const e = errno();
-    throw new TapError(`Cannot open ${TUN_DEVICE} (errno ${e})`, "open", e);
-  }
-  const ifr = new Uint8Array(IFREQ_SIZE);
-  ifr.set(new TextEncoder().encode(name).subarray(0, MAX_IFNAME));
-  new DataView(ifr.buffer).setInt16(16, IFF_TAP | IFF_NO_PI, true);
-  if (libc().ioctl_buf(fd, TUNSETIFF, ifr) < 0) {
-    const e = errno();
-    libc().close(fd);
-    throw new TapError(`Cannot attach to TAP device "${name}" (errno ${e})`, "attach", e);
-  }
-  const hw = new Uint8Array(IFREQ_SIZE);
-  hw.set(new TextEncoder().encode(name).subarray(0, MAX_IFNAME));
+  // With a virtio-net header where the TAP takes one (as uhyve 0.9 does), else without.
+  const withHeader = attachTap(name, true);
+  const fd = withHeader >= 0 ? withHeader : attachTap(name, false, -withHeader);
+  const vnetHdr = withHeader >= 0;
+  const hw = ifreq(name);
   const mac = new Uint8Array(6);
   if (libc().ioctl_buf(fd, SIOCGIFHWADDR, hw) >= 0) mac.set(hw.subarray(18, 24));
   const got = new Uint8Array(IFREQ_SIZE);
   const persistent = libc().ioctl_buf(fd, TUNGETIFF, got) < 0 ||
     (new DataView(got.buffer).getUint16(16, true) & IFF_PERSIST) !== 0;
-  return { fd, mac, persistent };
+  // Probe TUN_F_CSUM, then turn offloads off until the guest's driver asks for them.
+  const csumOffload = vnetHdr && setTapOffload(fd, TUN_F_CSUM) && setTapOffload(fd, 0);
+  return { fd, mac, persistent, vnetHdr, csumOffload, mtu: interfaceMtu(name) ?? 1500 };
+}
+
+/** An ifreq naming interface `name`. */
+function ifreq(name: string): Uint8Array<ArrayBuffer> {
+  const ifr = new Uint8Array(IFREQ_SIZE);
+  ifr.set(new TextEncoder().encode(name).subarray(0, MAX_IFNAME));
+  return ifr;
+}
+
+/**
+ * Opens the TUN device and attaches it to `name`, with a 12-byte virtio-net
+ * header if `vnetHdr`. Returns the fd, or -errno when the header variant
+ * failed (the caller retries without); the plain variant throws.
+ */
+function attachTap(name: string, vnetHdr: boolean, headerErrno = 0): number {
+  const fd = libc().open(cString(TUN_DEVICE), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+  if (fd < 0) {
+    const e = errno();
+    throw new TapError(`Cannot open ${TUN_DEVICE} (errno ${e})`, "open", e);
+  }
+  const ifr = ifreq(name);
+  new DataView(ifr.buffer).setInt16(16, IFF_TAP | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0), true);
+  if (libc().ioctl_buf(fd, TUNSETIFF, ifr) < 0) {
+    const e = errno();
+    libc().close(fd);
+    // Permission and busy errors do not depend on the header: report them at once.
+    if (vnetHdr && e === EINVAL) return -e;
+    throw new TapError(
+      `Cannot attach to TAP device "${name}" (errno ${e === 0 ? headerErrno : e})`,
+      "attach",
+      e,
+    );
+  }
+  if (vnetHdr) {
+    const size = new Uint8Array(4);
+    new DataView(size.buffer).setInt32(0, NET_HDR_SIZE, true);
+    if (libc().ioctl_buf(fd, TUNSETVNETHDRSZ, size) < 0) {
+      const e = errno();
+      libc().close(fd);
+      return -e;
+    }
+  }
+  return fd;
+}
+
+/** TUNSETOFFLOAD: which offloads frames from the TAP may use; false if refused. */
+export function setTapOffload(fd: number, flags: number): boolean {
+  return libc().ioctl_val(fd, TUNSETOFFLOAD, flags) >= 0;
+}
+
+/** The MTU of interface `name` (SIOCGIFMTU on a throwaway socket), or null. */
+function interfaceMtu(name: string): number | null {
+  const sock = libc().socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return null;
+  const ifr = ifreq(name);
+  const ok = libc().ioctl_buf(sock, SIOCGIFMTU, ifr) >= 0;
+  libc().close(sock);
+  const mtu = new DataView(ifr.buffer).getInt32(16, true);
+  return ok && mtu >= 68 && mtu <= 65535 ? mtu : null;
+}
+
+/**
+ * Connects a non-blocking stream socket to the UNIX socket at `path`.
+ * Returns the fd, or -errno (ENOENT, ECONNREFUSED, EAGAIN while the listener
+ * is not ready; anything else is final).
+ */
+export function connectUnixSocket(path: string): number {
+  const name = new TextEncoder().encode(path);
+  if (name.length > SOCKADDR_UN_SIZE - 3) return -EINVAL;
+  const fd = libc().socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno();
+  const addr = new Uint8Array(SOCKADDR_UN_SIZE);
+  new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
+  addr.set(name, 2);
+  if (libc().connect(fd, addr, 2 + name.length + 1) < 0) {
+    const e = errno();
+    libc().close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+/**
+ * A connected pair of non-blocking UNIX stream sockets: one end stands in for
+ * passt's socket where tests and benchmarks drive the stream data path.
+ */
+export function streamSocketPair(): [number, number] {
+  const sv = new Uint8Array(8);
+  if (libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+    throw new Error(`Cannot create a socket pair (errno ${errno()})`);
+  }
+  const v = new DataView(sv.buffer);
+  return [v.getInt32(0, true), v.getInt32(4, true)];
+}
+
+/** The process's effective uid (without `--allow-sys`). */
+export function effectiveUid(): number {
+  return libc().geteuid();
+}
+
+/** Host address of a buffer that lives as long as its owner (for iovecs). */
+export function bufferAddress(buffer: Uint8Array<ArrayBuffer>): number {
+  const ptr = Deno.UnsafePointer.of(buffer);
+  return ptr === null ? 0 : Number(Deno.UnsafePointer.value(ptr));
 }
 
 /** A non-blocking eventfd; throws a plain Error with the errno if the kernel refuses. */
@@ -136,16 +263,24 @@ export class FdIo {
     this.#maxIov = maxIov;
   }
 
-  /** Sets poll slot `i` to wait for input on `fd` (a negative fd is skipped by the kernel). */
-  setPoll(i: number, fd: number): void {
+  /**
+   * Sets poll slot `i` to wait for `events` (default POLLIN) on `fd` (a
+   * negative fd is skipped by the kernel).
+   */
+  setPoll(i: number, fd: number, events: number = POLL.IN): void {
     this.#pollView.setInt32(8 * i, fd, true);
-    this.#pollView.setInt16(8 * i + 4, 1, true); // POLLIN
+    this.#pollView.setInt16(8 * i + 4, events, true);
     this.#pollView.setInt16(8 * i + 6, 0, true);
   }
 
-  /** Whether poll reported slot `i` ready (input, hang-up or error). */
+  /** Whether poll reported slot `i` ready (input, output, hang-up or error). */
   ready(i: number): boolean {
     return this.#pollView.getInt16(8 * i + 6, true) !== 0;
+  }
+
+  /** The events poll reported for slot `i` (POLL bits). */
+  revents(i: number): number {
+    return this.#pollView.getInt16(8 * i + 6, true);
   }
 
   /** Blocks in poll(2) over the first `n` slots; returns its result (-errno on failure). */

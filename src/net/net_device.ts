@@ -1,19 +1,24 @@
 /**
- * The virtio-net device's host resources and lifetime: opens the TAP
- * interface and the eventfds before the guest boots (so every failure is one
- * clear line and an exit code), starts the net Worker (the data path), gives
- * each vCPU thread its register file, and stops it all at the end. The KVM
- * side (ioeventfd, irqfd) is registered by `vm.ts` with the fds from here.
+ * The virtio-net device's host resources and lifetime: opens the host end (a
+ * TAP interface, or passt's socket, starting passt if asked) and the
+ * eventfds before the guest boots (so every failure is one clear line and an
+ * exit code), starts the net Worker (the data path), gives each vCPU thread
+ * its register file, and stops it all at the end. The KVM side (ioeventfd,
+ * irqfd) is registered by `vm.ts` with the fds from here.
  * @module
  */
 
+import { ERRNO } from "../errno.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
+import { CSUM_FEATURES, NET_MTU, OFFERED_FEATURES } from "../virtio/layout.ts";
 import { NetRegisters } from "../virtio/net_registers.ts";
 import { createNetState, WORD } from "../virtio/net_state.ts";
-import { closeFd, createEventFd, openTap, signalEventFd, type Tap, TapError } from "./host_io.ts";
-import { TUN_DEVICE } from "./net_option.ts";
+import { closeFd, createEventFd, openTap, signalEventFd, TapError } from "./host_io.ts";
+import { PASST_GUEST_MAC, type PasstNetOption, TUN_DEVICE } from "./net_option.ts";
 import type { NetWorkerInit, NetWorkerMessage } from "./net_data_path.ts";
+import { NetSetupError } from "./net_setup_error.ts";
+import { attachPasst, type PasstConnection, startPasst } from "./passt.ts";
 
 /** What a vCPU thread needs to build its register file (structured-clone friendly). */
 export interface NetShared {
@@ -29,20 +34,7 @@ export interface NetShared {
   txNotifyFd: number;
 }
 
-/** Setting up networking failed before the guest ran. */
-export class NetSetupError extends Error {
-  /** Process exit code (exit_codes.ts). */
-  readonly exitCode: number;
-  /** Builds the error; the message is the one line shown to the user. */
-  constructor(message: string, exitCode: number, options?: ErrorOptions) {
-    super(message, options);
-    this.exitCode = exitCode;
-  }
-  /** Error name. */
-  override name = "NetSetupError";
-}
-
-const ERRNO = { EPERM: 1, ENOENT: 2, EACCES: 13, EBUSY: 16, ENODEV: 19, EINVAL: 22 } as const;
+export { NetSetupError };
 
 /** One line, with the fix, for a TAP that cannot be opened. */
 export function describeTapError(name: string, error: TapError): NetSetupError {
@@ -136,8 +128,12 @@ export interface NetCounters {
   rxBytes: number;
   /** Bytes sent. */
   txBytes: number;
-  /** Frames lost (TAP write failures, read errors). */
+  /** Frames lost (TAP write failures, read errors, no guest buffer large enough). */
   dropped: number;
+  /** Frames from passt dropped for their length prefix (over the MTU, runt, corrupt). */
+  badLength: number;
+  /** The link is up (false once passt closed its socket or sent a corrupt length). */
+  linkUp: boolean;
   /** Interrupts raised. */
   interrupts: number;
   /** Microseconds the data path was busy (moving frames, not waiting). */
@@ -151,29 +147,44 @@ export interface NetCounters {
 /** How long the net Worker gets to report after being asked to stop. */
 const STOP_MS = 2000;
 
-/** The device: TAP, eventfds, shared state, and the Worker once started. */
+/** The host end of the device, opened. */
+interface HostEnd {
+  /** The fd the data path reads and writes. */
+  fd: number;
+  /** How frames travel on it. */
+  backend: NonNullable<NetWorkerInit["backend"]>;
+  /** Closes it (and stops passt). */
+  close(): Promise<void>;
+}
+
+/** The device: host end, eventfds, shared state, and the Worker once started. */
 export class NetDevice {
-  /** The TAP interface name. */
-  readonly tapName: string;
+  /** What the host end is, for messages: `TAP tap10`, `passt (pid 123)`, `passt at SOCKET`. */
+  readonly hostName: string;
   /** The guest's MAC address. */
   readonly mac: Uint8Array;
   /** False when the TAP did not exist and attaching made a temporary one. */
   readonly persistent: boolean;
   /** Shared with every vCPU thread. */
   readonly shared: NetShared;
-  readonly #tap: Tap;
+  readonly #host: HostEnd;
   #worker: Worker | null;
   readonly #started: Promise<void>;
   readonly #done: Promise<void>;
   #posted = false;
   #warn: (message: string) => void = () => {};
 
-  private constructor(tapName: string, tap: Tap, shared: NetShared, mac: Uint8Array) {
-    this.tapName = tapName;
-    this.#tap = tap;
+  private constructor(
+    hostName: string,
+    host: HostEnd,
+    shared: NetShared,
+    options: { mac: Uint8Array; persistent: boolean },
+  ) {
+    this.hostName = hostName;
+    this.#host = host;
     this.shared = shared;
-    this.mac = mac;
-    this.persistent = tap.persistent;
+    this.mac = options.mac;
+    this.persistent = options.persistent;
     // The Worker loads its modules while the VM is being built; start() hands it guest RAM.
     const worker = new Worker(new URL("./net_worker.ts", import.meta.url), { type: "module" });
     this.#worker = worker;
@@ -208,31 +219,77 @@ export class NetDevice {
 
   /**
    * Opens TAP interface `tapName` and the eventfds, and starts loading the
-   * net Worker.
+   * net Worker. The TAP carries a virtio-net header where it accepts one, and
+   * then the device offers checksum offload; the MTU is the interface's.
    * @throws {NetSetupError} with a one-line message and exit code.
    */
   static open(tapName: string, guestMac?: Uint8Array): NetDevice {
-    let tap: Tap;
+    let tap;
     try {
       tap = openTap(tapName);
     } catch (error) {
       if (error instanceof TapError) throw describeTapError(tapName, error);
       throw error;
     }
+    const fd = tap.fd;
+    const host: HostEnd = {
+      fd,
+      backend: tap.vnetHdr ? "tap-vnet" : "tap",
+      close: () => Promise.resolve(closeFd(fd)),
+    };
+    return NetDevice.#assemble(`TAP ${tapName}`, host, {
+      mac: guestMac?.slice(0, 6) ?? guestMacFor(tap.mac),
+      persistent: tap.persistent,
+      offeredLow: OFFERED_FEATURES[0] | (tap.csumOffload ? CSUM_FEATURES : 0),
+      mtu: tap.mtu,
+    });
+  }
+
+  /**
+   * User-mode networking (`--net passt[:SOCKET]`): starts passt (or attaches
+   * to a running one), then opens the eventfds and starts loading the net
+   * Worker. `socketParent` is where a started passt's socket directory goes.
+   * @throws {NetSetupError} with a one-line message and exit code.
+   */
+  static async openPasst(option: PasstNetOption, socketParent?: string): Promise<NetDevice> {
+    const connection: PasstConnection = option.socket !== undefined
+      ? attachPasst(option.socket)
+      : await startPasst({
+        publish: option.publish ?? [],
+        mtu: NET_MTU,
+        ...(socketParent !== undefined ? { parent: socketParent } : {}),
+      });
+    const name = option.socket !== undefined
+      ? `passt at ${option.socket}`
+      : `passt (pid ${connection.pid})`;
+    const host: HostEnd = { fd: connection.fd, backend: "stream", close: () => connection.close() };
+    return NetDevice.#assemble(name, host, {
+      mac: option.mac?.slice(0, 6) ?? PASST_GUEST_MAC.slice(),
+      persistent: true,
+      offeredLow: OFFERED_FEATURES[0],
+      mtu: NET_MTU,
+    });
+  }
+
+  /** Opens the eventfds and the shared state around an open host end (closed on failure). */
+  static #assemble(
+    hostName: string,
+    host: HostEnd,
+    options: { mac: Uint8Array; persistent: boolean; offeredLow: number; mtu: number },
+  ): NetDevice {
     const fds: number[] = [];
     try {
       for (let i = 0; i < 4; i++) fds.push(createEventFd());
     } catch (error) {
       for (const fd of fds) closeFd(fd);
-      closeFd(tap.fd);
+      void host.close();
       throw new NetSetupError(
         error instanceof Error ? error.message : String(error),
         EXIT_CODE.HOST_ERROR,
       );
     }
-    const mac = guestMac?.slice(0, 6) ?? guestMacFor(tap.mac);
-    const state = createNetState(mac);
-    Atomics.store(state, WORD.LINK, 1); // the TAP is open: link up
+    const state = createNetState(options.mac, { offeredLow: options.offeredLow, mtu: options.mtu });
+    Atomics.store(state, WORD.LINK, 1); // the host end is open: link up
     const shared: NetShared = {
       state: state.buffer as SharedArrayBuffer,
       wakeFd: fds[0]!,
@@ -240,7 +297,7 @@ export class NetDevice {
       rxNotifyFd: fds[2]!,
       txNotifyFd: fds[3]!,
     };
-    return new NetDevice(tapName, tap, shared, mac);
+    return new NetDevice(hostName, host, shared, options);
   }
 
   /**
@@ -258,7 +315,8 @@ export class NetDevice {
       memAddress: mem.address,
       memSize: mem.size,
       guestAddress: mem.guestAddress,
-      tapFd: this.#tap.fd,
+      tapFd: this.#host.fd,
+      backend: this.#host.backend,
       rxNotifyFd: this.shared.rxNotifyFd,
       txNotifyFd: this.shared.txNotifyFd,
       wakeFd: this.shared.wakeFd,
@@ -278,6 +336,8 @@ export class NetDevice {
       rxBytes: Atomics.load(s, WORD.RX_BYTES) >>> 0,
       txBytes: Atomics.load(s, WORD.TX_BYTES) >>> 0,
       dropped: Atomics.load(s, WORD.DROPPED) >>> 0,
+      badLength: Atomics.load(s, WORD.BAD_LENGTH) >>> 0,
+      linkUp: Atomics.load(s, WORD.LINK) !== 0,
       interrupts: Atomics.load(s, WORD.INTERRUPTS) >>> 0,
       serviceUs: Atomics.load(s, WORD.SERVICE_US) >>> 0,
       status: Atomics.load(s, WORD.STATUS),
@@ -285,7 +345,10 @@ export class NetDevice {
     };
   }
 
-  /** Stops the Worker (waits briefly for it), then closes every fd. Guest RAM must still be mapped. */
+  /**
+   * Stops the Worker (waits briefly for it), then closes every fd and stops
+   * passt if dhyve started it. Guest RAM must still be mapped.
+   */
   async close(): Promise<void> {
     const s = new Int32Array(this.shared.state);
     Atomics.store(s, WORD.STOP, 1);
@@ -303,6 +366,7 @@ export class NetDevice {
       this.#worker = null;
     }
     const { wakeFd, irqFd, rxNotifyFd, txNotifyFd } = this.shared;
-    for (const fd of [this.#tap.fd, wakeFd, irqFd, rxNotifyFd, txNotifyFd]) closeFd(fd);
+    for (const fd of [wakeFd, irqFd, rxNotifyFd, txNotifyFd]) closeFd(fd);
+    await this.#host.close();
   }
 }

@@ -10,7 +10,13 @@
  */
 
 import { KVM_XSAVE_SIZE, SEGMENT, SREGS } from "../abi/kvm.ts";
-import { DecodeError, decodeModrm, GPR_ORDER, type GprName } from "../emulate/decode.ts";
+import {
+  decodeModrm,
+  decodeOpcode,
+  effectiveAddress,
+  GPR_ORDER,
+  X86Instruction,
+} from "../emulate/decode.ts";
 import { runAhead } from "../emulate/run_ahead.ts";
 import { decodeSse, executeSse, SSE_CHANGED, sseMnemonic, type SseState } from "../emulate/sse.ts";
 import {
@@ -23,11 +29,10 @@ import {
   xsaveAreaSize,
   type XsaveLayout,
 } from "../emulate/xsave.ts";
-import { hex } from "../hypercall/protocol.ts";
+import { hex } from "../hex.ts";
 import type { Regs, Sregs, VcpuFd } from "../kvm.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
-import { GuestVirtualMemory } from "../memory/guest_virtual.ts";
-import { translateRange } from "../memory/paging.ts";
+import { GuestVirtualMemory, type MemoryFault } from "../memory/guest_virtual.ts";
 
 const XGETBV = [0x0f, 0x01, 0xd0] as const;
 const XSETBV = [0x0f, 0x01, 0xd1] as const;
@@ -61,15 +66,14 @@ export function emulateXcrAccess(vcpu: VcpuFd, regs: Regs, bytes: Uint8Array): b
   return true;
 }
 
+/** Scratch for {@linkcode looksLikeSse}. */
+const looked = new X86Instruction();
+
 /** True for encodings in the SSE/SSE2+ opcode space (0F map with vector opcodes). */
 export function looksLikeSse(bytes: Uint8Array): boolean {
-  let i = 0;
-  while (i < bytes.length && [0x66, 0xf2, 0xf3].includes(bytes[i]!)) i++;
-  if (i < bytes.length && (bytes[i]! & 0xf0) === 0x40) i++; // REX
-  if (bytes[i] !== 0x0f) return false;
-  const op = bytes[i + 1];
-  if (op === undefined) return false;
-  return op === 0x38 || op === 0x3a || (op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) ||
+  if (!decodeOpcode(bytes, looked) || looked.map === 1) return false;
+  const op = looked.opcode;
+  return looked.map !== 2 || (op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) ||
     (op >= 0x50 && op <= 0x7f) || (op >= 0xc2 && op <= 0xc6) || op >= 0xd0 ||
     op === 0xae; // fxsave/fxrstor/xsave family
 }
@@ -106,8 +110,10 @@ export function describeInstruction(
 }
 
 const CR0_TS = 8;
+const CR0_WP = 0x1_0000;
 const VECTOR_NM = 7;
 const VECTOR_GP = 13;
+const VECTOR_PF = 14;
 const FS_BASE_OFFSET = SREGS.fs;
 const GS_BASE_OFFSET = SREGS.gs;
 
@@ -117,16 +123,33 @@ export class FpuScratch {
   readonly state: Uint8Array<ArrayBuffer> = new Uint8Array(KVM_XSAVE_SIZE);
   /** A copy of the guest's save area. */
   readonly area: Uint8Array<ArrayBuffer> = new Uint8Array(KVM_XSAVE_SIZE);
+  /** The instruction, as the shared front end decodes it. */
+  readonly insn: X86Instruction = new X86Instruction();
+  /** The registers its memory operand is computed from. */
+  readonly addressing: { gpr: BigUint64Array; rip: bigint; fsBase: bigint; gsBase: bigint } = {
+    gpr: new BigUint64Array(16),
+    rip: 0n,
+    fsBase: 0n,
+    gsBase: 0n,
+  };
+  /** Guest-virtual memory through the guest's page tables (made at first use). */
+  memory: GuestVirtualMemory | undefined;
 }
 
 /** What {@linkcode emulateFpuStateAccess} did. */
 export type FpuEmulation = "done" | "injected" | "not-handled";
 
+/** The FXSAVE/XSAVE family: 0F AE with a memory operand and no mandatory prefix. */
+const FPU_STATE_OPS = new Set([0, 1, 4, 5, 6]); // fxsave fxrstor xsave xrstor xsaveopt
+
 /**
  * Runs FXSAVE/FXRSTOR/XSAVE/XSAVEOPT/XRSTOR (0F AE /0 /1 /4 /5 /6 with a
  * memory operand) against the vCPU state, as the CPU would: #NM when CR0.TS
- * is set, #GP for a misaligned area or a bad XRSTOR header. Returns
- * "not-handled" for other instructions or when the area is not mapped.
+ * is set, #GP for a misaligned area, a non-canonical address or a bad XRSTOR
+ * header, #PF (with CR2) when the area is not mapped, or not writable for
+ * the saving forms. Returns "not-handled" for other instructions (with a
+ * 66/F2/F3 prefix the same opcodes are CLWB, PTWRITE, …) or when the area is
+ * not guest RAM.
  */
 export function emulateFpuStateAccess(
   env: {
@@ -140,31 +163,28 @@ export function emulateFpuStateAccess(
   bytes: Uint8Array,
 ): FpuEmulation {
   const { vcpu, regs, sregs, mem, layout, scratch } = env;
-  vcpu.getRegs(regs);
-  let insn;
-  try {
-    insn = decodeModrm(bytes, regs.getBig("rip"), (r: GprName) => regs.getBig(r));
-  } catch (error) {
-    if (error instanceof DecodeError) return "not-handled";
-    throw error;
-  }
-  const op = insn.reg & 7;
-  if (insn.map !== 2 || insn.opcode !== 0xae || insn.mod === 3 || ![0, 1, 4, 5, 6].includes(op)) {
+  const insn = scratch.insn;
+  if (
+    !decodeOpcode(bytes, insn) || insn.map !== 2 || insn.opcode !== 0xae ||
+    insn.mandatoryPrefix !== 0 || insn.lock || !decodeModrm(bytes, insn) || !insn.memory ||
+    !FPU_STATE_OPS.has(insn.reg7)
+  ) {
     return "not-handled";
   }
+  const op = insn.reg7;
+  vcpu.getRegs(regs);
   vcpu.getSregs(sregs);
-  if ((sregs.getU64(SREGS.cr0) & CR0_TS) !== 0) {
-    return vcpu.injectException(VECTOR_NM) === 0 ? "injected" : "not-handled";
-  }
-  let address = insn.address;
-  if (insn.segment === 0x64) address += BigInt(sregs.getU64(FS_BASE_OFFSET));
-  if (insn.segment === 0x65) address += BigInt(sregs.getU64(GS_BASE_OFFSET));
-  address &= (1n << 64n) - 1n;
+  const sview = new DataView(sregs.bytes.buffer);
+  const cr0 = sview.getUint32(SREGS.cr0, true);
+  if ((cr0 & CR0_TS) !== 0) return inject(vcpu, VECTOR_NM);
+  const addressing = scratch.addressing;
+  for (let i = 0; i < 16; i++) addressing.gpr[i] = regs.getBig(GPR_ORDER[i]!);
+  addressing.rip = regs.getBig("rip");
+  addressing.fsBase = sview.getBigUint64(FS_BASE_OFFSET, true);
+  addressing.gsBase = sview.getBigUint64(GS_BASE_OFFSET, true);
+  const address = effectiveAddress(insn, addressing);
   const isFx = op === 0 || op === 1;
-  const align = isFx ? 16n : 64n;
-  if (address % align !== 0n) {
-    return vcpu.injectException(VECTOR_GP, 0) === 0 ? "injected" : "not-handled";
-  }
+  if (address % (isFx ? 16n : 64n) !== 0n) return inject(vcpu, VECTOR_GP, 0);
   let rfbm = 3n;
   if (!isFx) {
     const xcr0 = vcpu.xcr0() ?? 3n;
@@ -172,36 +192,30 @@ export function emulateFpuStateAccess(
       xcr0;
   }
   const size = isFx ? 512 : xsaveAreaSize(rfbm, layout);
-  if (size < 0 || size > scratch.area.length || address > BigInt(Number.MAX_SAFE_INTEGER)) {
-    return "not-handled";
-  }
-  const vaddr = Number(address);
-  const cr3 = sregs.getU64(SREGS.cr3);
+  if (size < 0 || size > scratch.area.length) return "not-handled";
+  const memory = scratch.memory ??= new GuestVirtualMemory(mem);
+  memory.flush(); // the guest ran since the last exit: its page tables may have changed
+  memory.cr3 = Number(sview.getBigUint64(SREGS.cr3, true));
+  memory.wp = (cr0 & CR0_WP) !== 0;
+  memory.user = (sregs.bytes[SREGS.ss + SEGMENT.dpl]! & 3) === 3;
   const area = scratch.area.subarray(0, size);
-  let at = 0;
-  if (
-    !translateRange(mem, cr3, vaddr, size, (gpa, n) => {
-      area.set(mem.bytes(gpa, n), at);
-      at += n;
-    })
-  ) return "not-handled";
+  const storing = op === 0 || op === 4 || op === 6;
+  // A saving form faults as a write, before anything is read.
+  const fault = (storing ? memory.probe(address, size, true) : null) ?? memory.read(address, area);
+  if (fault !== null) return injectFault(vcpu, sregs, fault);
 
   vcpu.getXsave(scratch.state);
   const state = scratch.state;
   let ok = true;
-  const storing = op === 0 || op === 4 || op === 6;
   if (op === 0) fxsave(state, area);
   else if (op === 1) fxrstor(state, area);
   else if (storing) xsave(state, area, rfbm, layout);
   else ok = xrstor(state, area, rfbm, layout);
-  if (!ok) return vcpu.injectException(VECTOR_GP, 0) === 0 ? "injected" : "not-handled";
+  if (!ok) return inject(vcpu, VECTOR_GP, 0);
 
   if (storing) {
-    at = 0;
-    translateRange(mem, cr3, vaddr, size, (gpa, n) => {
-      mem.write(gpa, area.subarray(at, at + n));
-      at += n;
-    });
+    const late = memory.write(address, area);
+    if (late !== null) return injectFault(vcpu, sregs, late);
   } else if (vcpu.setXsave(state) !== 0) {
     return "not-handled";
   }
@@ -210,11 +224,37 @@ export function emulateFpuStateAccess(
   return "done";
 }
 
+/** Injects exception `vector`; "not-handled" when KVM refuses. */
+function inject(vcpu: VcpuFd, vector: number, errorCode?: number): "injected" | "not-handled" {
+  return vcpu.injectException(vector, errorCode) === 0 ? "injected" : "not-handled";
+}
+
+/**
+ * Delivers a failed guest-virtual access as the CPU would: #GP(0), or #PF
+ * with CR2 set to the faulting address; an access outside RAM is not handled.
+ */
+function injectFault(vcpu: VcpuFd, sregs: Sregs, fault: MemoryFault): "injected" | "not-handled" {
+  if ("notRam" in fault) return "not-handled";
+  if ("gp" in fault) return inject(vcpu, VECTOR_GP, 0);
+  return injectPageFault(vcpu, sregs, fault.pageFault, fault.errorCode);
+}
+
+/** #PF with `errorCode`, CR2 = `address` (the CPU sets CR2 when it delivers a #PF). */
+function injectPageFault(
+  vcpu: VcpuFd,
+  sregs: Sregs,
+  address: bigint,
+  errorCode: number,
+): "injected" | "not-handled" {
+  vcpu.getSregs(sregs);
+  new DataView(sregs.bytes.buffer).setBigUint64(SREGS.cr2, BigInt.asUintN(64, address), true);
+  vcpu.setSregs(sregs);
+  return inject(vcpu, VECTOR_PF, errorCode);
+}
+
 const CR0_EM = 4;
-const CR0_WP = 0x1_0000;
 const CR4_OSFXSR = 0x200;
 const VECTOR_UD = 6;
-const VECTOR_PF = 14;
 const XSTATE_SSE = 2;
 /** Default for {@linkcode SseScratch.runAhead}. */
 const DEFAULT_RUN_AHEAD = 1024;
@@ -339,8 +379,8 @@ export function emulateSseInstruction(
     }
     const cr0 = sview.getUint32(sbase + SREGS.cr0, true);
     const cr4 = sview.getUint32(sbase + SREGS.cr4, true);
-    if ((cr0 & CR0_EM) !== 0 || (cr4 & CR4_OSFXSR) === 0) return inject(VECTOR_UD);
-    if ((cr0 & CR0_TS) !== 0) return inject(VECTOR_NM);
+    if ((cr0 & CR0_EM) !== 0 || (cr4 & CR4_OSFXSR) === 0) return inject(vcpu, VECTOR_UD);
+    if ((cr0 & CR0_TS) !== 0) return inject(vcpu, VECTOR_NM);
 
     const state = scratch.state;
     if (synced) {
@@ -375,12 +415,9 @@ export function emulateSseInstruction(
     count(insn.mnemonic);
     if (result.kind === "exception") {
       if (result.vector === VECTOR_PF && result.address !== undefined) {
-        // CR2 must hold the faulting address when the #PF is delivered.
-        vcpu.getSregs(sregs);
-        sregs.bytes.set(bigU64(result.address), SREGS.cr2);
-        vcpu.setSregs(sregs);
+        return injectPageFault(vcpu, sregs, result.address, result.errorCode);
       }
-      return inject(result.vector, result.errorCode);
+      return inject(vcpu, result.vector, result.errorCode);
     }
     let changed = result.changed;
     // Run ahead: the following SSE instructions, and the register-only integer
@@ -431,14 +468,4 @@ export function emulateSseInstruction(
       scratch.byMnemonic.set(mnemonic, (scratch.byMnemonic.get(mnemonic) ?? 0) + 1);
     }
   }
-
-  function inject(vector: number, errorCode?: number): SseEmulation {
-    return vcpu.injectException(vector, errorCode) === 0 ? "injected" : "not-handled";
-  }
-}
-
-function bigU64(v: bigint): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
-  return b;
 }

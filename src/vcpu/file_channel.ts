@@ -91,12 +91,6 @@ export class ChannelFiles implements GuestFiles {
     return result;
   }
 
-  /** Guest-physical address of a view into guest memory. */
-  #address(view: Uint8Array): number {
-    if (view.buffer !== this.#mem.u8.buffer) throw new TypeError("Not a view of guest memory");
-    return this.#mem.base + view.byteOffset - this.#mem.u8.byteOffset;
-  }
-
   /** Opens a guest path. */
   open(path: string, flags: number, mode: number): number {
     return this.#call(OP.OPEN, flags, mode, 0, path);
@@ -107,11 +101,11 @@ export class ChannelFiles implements GuestFiles {
   }
   /** Reads into a view of guest memory. */
   read(fd: number, into: Uint8Array): number {
-    return this.#call(OP.READ, fd, this.#address(into), into.length);
+    return this.#call(OP.READ, fd, this.#mem.addressOf(into), into.length);
   }
   /** Writes from a view of guest memory. */
   write(fd: number, from: Uint8Array): number {
-    return this.#call(OP.WRITE, fd, this.#address(from), from.length);
+    return this.#call(OP.WRITE, fd, this.#mem.addressOf(from), from.length);
   }
   /** Moves a file offset. */
   lseek(fd: number, offset: number, whence: number): number {
@@ -123,7 +117,7 @@ export class ChannelFiles implements GuestFiles {
   }
   /** Reads directory entries into a view of guest memory. */
   getdents(fd: number, into: Uint8Array): number {
-    return this.#call(OP.GETDENTS, fd, this.#address(into), into.length);
+    return this.#call(OP.GETDENTS, fd, this.#mem.addressOf(into), into.length);
   }
   /** Stats a guest path; the attributes come back through the slot. */
   stat(path: string, follow: boolean, attr: Float64Array): number {

@@ -23,7 +23,7 @@ import {
   VmStop,
   WOULD_BLOCK,
 } from "../hypercall/context.ts";
-import { hex } from "../hypercall/protocol.ts";
+import { hex } from "../hex.ts";
 import { buildHypercallTable } from "../hypercall/table.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translate } from "../memory/paging.ts";

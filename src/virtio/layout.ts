@@ -127,6 +127,10 @@ export const ISR = { QUEUE: 1, CONFIG: 2 } as const;
 
 /** Feature bits the device offers: what it implements, nothing more. */
 export const FEATURE = {
+  /** VIRTIO_NET_F_CSUM (0): the driver may send frames with a partial checksum. */
+  CSUM: 1 << 0,
+  /** VIRTIO_NET_F_GUEST_CSUM (1): the driver accepts frames with a partial checksum. */
+  GUEST_CSUM: 1 << 1,
   /** VIRTIO_NET_F_MTU (3): `mtu` in the device configuration is valid. */
   MTU: 1 << 3,
   /** VIRTIO_NET_F_MAC (5): `mac` is valid. */
@@ -137,11 +141,17 @@ export const FEATURE = {
   VERSION_1_HIGH: 1 << 0,
 } as const;
 
-/** Offered features, low and high 32-bit words. */
+/**
+ * Offered features, low and high 32-bit words, without offloads; a TAP with a
+ * virtio-net header adds {@linkcode CSUM_FEATURES} to the low word.
+ */
 export const OFFERED_FEATURES: readonly [number, number] = [
   FEATURE.MTU | FEATURE.MAC | FEATURE.STATUS,
   FEATURE.VERSION_1_HIGH,
 ];
+
+/** Checksum offload both ways, offered where the TAP takes a virtio-net header and TUN_F_CSUM. */
+export const CSUM_FEATURES = FEATURE.CSUM | FEATURE.GUEST_CSUM;
 
 /** Queue indices. */
 export const QUEUE = { RX: 0, TX: 1 } as const;
@@ -149,12 +159,27 @@ export const QUEUE = { RX: 0, TX: 1 } as const;
 export const NUM_QUEUES = 2;
 /** Entries per virtqueue (uhyve's `UHYVE_QUEUE_SIZE`). */
 export const QUEUE_SIZE = 256;
-/** MTU the device reports. */
+/** MTU the device reports by default (a TAP reports its interface's). */
 export const NET_MTU = 1500;
 /** `struct virtio_net_hdr_v1`: 12 bytes in front of every frame (VERSION_1). */
 export const NET_HDR_SIZE = 12;
 /** `num_buffers` in the header (u16 at offset 10): always 1, frames never span chains. */
 export const NET_HDR_NUM_BUFFERS = 10;
+/** Fields of `struct virtio_net_hdr_v1` (byte offsets; u16 fields little-endian). */
+export const NET_HDR = {
+  FLAGS: 0,
+  GSO_TYPE: 1,
+  HDR_LEN: 2,
+  GSO_SIZE: 4,
+  CSUM_START: 6,
+  CSUM_OFFSET: 8,
+} as const;
+/** Header flag: the checksum at csum_start + csum_offset still has to be completed. */
+export const NET_HDR_F_NEEDS_CSUM = 1;
+/** Header flag: the checksum was already checked (only with GUEST_CSUM). */
+export const NET_HDR_F_DATA_VALID = 2;
+/** Smallest frame: an Ethernet header. */
+export const ETH_HEADER_SIZE = 14;
 /** No MSI-X vector (the device has no MSI-X capability). */
 export const NO_VECTOR = 0xffff;
 /** Net status bit: link up. */

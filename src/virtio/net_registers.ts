@@ -19,7 +19,6 @@ import {
   NET_IRQ_LINE,
   NET_MMIO_BASE,
   NET_MMIO_SIZE,
-  NET_MTU,
   NO_VECTOR,
   NOTIFY_OFF_MULTIPLIER,
   NUM_QUEUES,
@@ -86,7 +85,6 @@ function template(): Uint8Array {
   v.setUint16(c + COMMON.CONFIG_MSIX_VECTOR, NO_VECTOR, true);
   v.setUint16(c + COMMON.NUM_QUEUES, NUM_QUEUES, true);
   v.setUint16(c + COMMON.QUEUE_MSIX_VECTOR, NO_VECTOR, true);
-  v.setUint16(REGION.DEVICE_CFG + NET_CFG.MTU, NET_MTU, true);
   return t;
 }
 
@@ -129,7 +127,12 @@ export class NetRegisters {
     const dfs = Atomics.load(s, WORD.DEVICE_FEATURE_SELECT) >>> 0;
     const drs = Atomics.load(s, WORD.DRIVER_FEATURE_SELECT) >>> 0;
     v.setUint32(c + COMMON.DEVICE_FEATURE_SELECT, dfs, true);
-    v.setUint32(c + COMMON.DEVICE_FEATURE, dfs < 2 ? OFFERED_FEATURES[dfs]! : 0, true);
+    const offered = dfs === 0
+      ? Atomics.load(s, WORD.OFFERED_LOW)
+      : dfs === 1
+      ? OFFERED_FEATURES[1]
+      : 0;
+    v.setUint32(c + COMMON.DEVICE_FEATURE, offered, true);
     v.setUint32(c + COMMON.DRIVER_FEATURE_SELECT, drs, true);
     v.setUint32(
       c + COMMON.DRIVER_FEATURE,
@@ -161,6 +164,7 @@ export class NetRegisters {
     v.setUint32(d + NET_CFG.MAC, Atomics.load(s, WORD.MAC_LOW), true);
     v.setUint16(d + NET_CFG.MAC + 4, Atomics.load(s, WORD.MAC_HIGH), true);
     v.setUint16(d + NET_CFG.STATUS, Atomics.load(s, WORD.LINK) !== 0 ? LINK_UP : 0, true);
+    v.setUint16(d + NET_CFG.MTU, Atomics.load(s, WORD.MTU), true);
     if (offset <= REGION.ISR && REGION.ISR < offset + size) {
       b[REGION.ISR] = Atomics.exchange(s, WORD.ISR, 0);
     }
@@ -269,7 +273,7 @@ export class NetRegisters {
     if (added === STATUS.FEATURES_OK) {
       const low = Atomics.load(s, WORD.DRIVER_FEATURES_LOW) >>> 0;
       const high = Atomics.load(s, WORD.DRIVER_FEATURES_HIGH) >>> 0;
-      const acceptable = (low & ~OFFERED_FEATURES[0]) === 0 &&
+      const acceptable = (low & ~Atomics.load(s, WORD.OFFERED_LOW)) === 0 &&
         (high & ~OFFERED_FEATURES[1]) === 0 && (high & OFFERED_FEATURES[1]) !== 0;
       // A driver without VERSION_1 or asking for more than offered: FEATURES_OK stays clear (§3.1.1).
       if (!acceptable) return { raise: false, wake: false };

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ISR, NET_MMIO_BASE, QUEUE_SIZE, STATUS } from "./layout.ts";
+import { ISR, NET_MMIO_BASE, NET_MTU, OFFERED_FEATURES, QUEUE_SIZE, STATUS } from "./layout.ts";
 
 /** Word indices in the shared state. */
 export const WORD = {
@@ -47,8 +47,17 @@ export const WORD = {
   INTERRUPTS: 23,
   /** Microseconds the net Worker spent serving the device (its busy time, not its waits). */
   SERVICE_US: 24,
+  /** Low word of the features the device offers (the high word is always VERSION_1). */
+  OFFERED_LOW: 25,
+  /** MTU in the device configuration (the backend's). */
+  MTU: 26,
+  /**
+   * Frames from a stream backend (passt) dropped for their length prefix: longer than the MTU,
+   * shorter than an Ethernet header, or a corrupt length (the connection is then closed).
+   */
+  BAD_LENGTH: 27,
   /** First queue's words; each queue has QUEUE_WORDS. */
-  QUEUES: 26,
+  QUEUES: 28,
 } as const;
 
 /** Word offsets inside one queue's block. */
@@ -98,9 +107,19 @@ export const DEVICE_ERROR = {
   CHAIN_TOO_SHORT: 13,
 } as const;
 
+/** What a backend lets the device offer. */
+export interface NetDeviceConfig {
+  /** Low feature word to offer (default: {@linkcode OFFERED_FEATURES}, no offloads). */
+  offeredLow?: number;
+  /** MTU to report (default {@linkcode NET_MTU}). */
+  mtu?: number;
+}
+
 /** Allocates the shared state of a fresh device with `mac`. */
-export function createNetState(mac: Uint8Array): Int32Array {
+export function createNetState(mac: Uint8Array, config: NetDeviceConfig = {}): Int32Array {
   const state = new Int32Array(new SharedArrayBuffer(STATE_WORDS * 4));
+  state[WORD.OFFERED_LOW] = config.offeredLow ?? OFFERED_FEATURES[0];
+  state[WORD.MTU] = config.mtu ?? NET_MTU;
   state[WORD.MAC_LOW] = mac[0]! | (mac[1]! << 8) | (mac[2]! << 16) | (mac[3]! << 24);
   state[WORD.MAC_HIGH] = mac[4]! | (mac[5]! << 8);
   state[WORD.BAR0_LOW] = NET_MMIO_BASE | 0;

@@ -109,6 +109,16 @@ export interface CpuFeatures {
   ebx7: number;
 }
 
+/** True when gcc runs here (the helper is built with it). */
+export async function gccAvailable(): Promise<boolean> {
+  try {
+    const probe = new Deno.Command("gcc", { args: ["--version"], stdout: "null", stderr: "null" });
+    return (await probe.output()).success;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Builds the helper (or reuses the cached build).
  * @returns the path of the binary

@@ -8,17 +8,28 @@
  * works if interrupts are delivered):
  *   - ARP requests for GUEST_IP, ICMP echo requests (ping) to GUEST_IP,
  *   - UDP datagrams to ECHO_PORT: echoed back byte for byte;
- *   - the UDP datagram "dhyve-net-exit": answered with "bye", then prints the counters and exits 0.
- * Output: "net: up mac=.. irq=N" once ready; at exit "net: done rx=N tx=N irqs=N isr=N".
+ *   - the UDP datagram "dhyve-net-exit": answered with "bye", then prints the counters and exits 0;
+ *   - TCP to ECHO_PORT: a minimal responder for one connection at a time (SYN/ACK, in-order data
+ *     echoed back segment by segment, FIN answered with FIN; no retransmission: the peer is a
+ *     host stack one hop away). "net: tcp open", "net: tcp closed bytes=N" on stdout.
+ * Output: "net: up mac=.. irq=N link=N mtu=N csum=0|1" once ready; at exit "net: done rx=N tx=N
+ * irqs=N isr=N partial=N" (partial: frames that arrived with a partial checksum, GUEST_CSUM).
  *
- * argv[1] selects a hostile mode instead; each breaks the virtio rules one way, then checks that
+ * Options (any order, before nothing else):
+ *   csum          negotiate checksum offload (CSUM, GUEST_CSUM) when the device offers it: TCP
+ *                 segments then leave with a partial checksum for the host to complete
+ *   ping=A.B.C.D  ARP for the gateway GATEWAY_IP, then send one ICMP echo request to A.B.C.D
+ *                 through it; prints "net: ping reply from A.B.C.D" when the answer comes
+ *
+ * Any other argv[1] selects a hostile mode instead; each breaks the virtio rules one way, then checks that
  * the device reports DEVICE_NEEDS_RESET (status bit 0x40), that a reset clears it, and prints
  * "net: hostile <mode> status=0x.. after-reset=0x..". Exit 0 when the device behaved, 2 if not.
  * Exit 1 on any other failure (no device, feature negotiation refused, ...).
  */
 #include "rt.h"
 
-#define GUEST_IP 0x0a000503u /* 10.0.5.3 */
+#define GUEST_IP 0x0a000503u   /* 10.0.5.3 */
+#define GATEWAY_IP 0x0a000501u /* 10.0.5.1 (passt's gateway; Hermit's default) */
 #define ECHO_PORT 7
 #define QSIZE 16
 #define BUF_SIZE 2048
@@ -69,6 +80,10 @@ static uint8_t rxbuf[QSIZE][BUF_SIZE] __attribute__((aligned(4096)));
 static uint8_t txbuf[BUF_SIZE] __attribute__((aligned(4096)));
 static uint64_t io_pd[512] __attribute__((aligned(4096)));
 static uint8_t mac[6];
+static int csum_offload;       /* CSUM was negotiated: the device completes our checksums */
+static uint32_t ping_target;   /* 0: no ping */
+static uint8_t gw_mac[6];
+static int ping_state;         /* 0 idle, 1 ARP sent, 2 echo sent, 3 answered */
 
 static uint8_t *common, *isr, *devcfg, *notify_base;
 static uint32_t notify_mult;
@@ -190,8 +205,8 @@ static int find_device(unsigned *line) {
   return -1;
 }
 
-/* Acknowledge, negotiate VERSION_1 + MAC (+ STATUS), stop before the queues. */
-static int negotiate(void) {
+/* Acknowledge, negotiate VERSION_1 + MAC (+ STATUS, + CSUM/GUEST_CSUM if want_csum), stop before the queues. */
+static int negotiate_with(int want_csum) {
   C8(STATUS) = 0;
   C8(STATUS) = ACK;
   C8(STATUS) = ACK | DRV;
@@ -201,12 +216,15 @@ static int negotiate(void) {
   uint32_t hi = C32(DF);
   if (!(hi & 1) || !(lo & (1u << 5))) return -1;
   C32(GFSEL) = 0;
-  C32(GF) = lo & ((1u << 5) | (1u << 16));
+  uint32_t wanted = (1u << 5) | (1u << 16) | (want_csum ? 3u : 0u);
+  C32(GF) = lo & wanted;
+  csum_offload = want_csum && (lo & 1u);
   C32(GFSEL) = 1;
   C32(GF) = 1;
   C8(STATUS) = ACK | DRV | FEAT_OK;
   return (C8(STATUS) & FEAT_OK) ? 0 : -1;
 }
+static int negotiate(void) { return negotiate_with(0); }
 
 /* ---- packets ---- */
 static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
@@ -219,7 +237,7 @@ static uint16_t csum(const uint8_t *p, unsigned n) {
   return (uint16_t)~s;
 }
 
-static uint64_t rx_count, tx_count;
+static uint64_t rx_count, tx_count, partial_count;
 
 /*
  * Sleeps until the device moves the used index past `seen`: the interrupt wakes the CPU from hlt.
@@ -235,6 +253,19 @@ static void wait_used(struct queue *vq) {
 }
 
 /* Sends txbuf[HDR .. HDR+len) and waits until the device has taken it. */
+static void send(unsigned len);
+
+/* Sets txbuf's virtio-net header: a partial checksum at csum_start + csum_off, or none (0). */
+static void set_tx_hdr(unsigned csum_start, unsigned csum_off) {
+  memset(txbuf, 0, HDR);
+  if (csum_start == 0) return;
+  txbuf[0] = 1; /* NEEDS_CSUM */
+  txbuf[6] = csum_start & 0xff;
+  txbuf[7] = csum_start >> 8;
+  txbuf[8] = csum_off & 0xff;
+  txbuf[9] = csum_off >> 8;
+}
+
 static void send(unsigned len) {
   uint16_t slot = txq.avail.idx % QSIZE;
   txq.desc[slot].addr = (uint64_t)txbuf;
@@ -247,6 +278,172 @@ static void send(unsigned len) {
   wait_used(&txq);
   txq.last_used++;
   tx_count++;
+  set_tx_hdr(0, 0);
+}
+
+static void put32(uint8_t *p, uint32_t v) { put16(p, v >> 16); put16(p + 2, v & 0xffff); }
+static uint32_t be32(const uint8_t *p) { return (uint32_t)be16(p) << 16 | be16(p + 2); }
+
+/* The one's-complement sum of the IPv4 pseudo header (folded, not inverted). */
+static uint16_t pseudo_sum(const uint8_t *ip, uint8_t proto, unsigned l4len) {
+  uint32_t s = be16(ip + 12) + be16(ip + 14) + be16(ip + 16) + be16(ip + 18) + proto + l4len;
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return (uint16_t)s;
+}
+
+/* Writes a 20-byte IPv4 header at ip for `total` bytes of protocol `proto` from GUEST_IP to dst. */
+static void ip_header(uint8_t *ip, unsigned total, uint8_t proto, uint32_t dst) {
+  memset(ip, 0, 20);
+  ip[0] = 0x45;
+  put16(ip + 2, total);
+  put16(ip + 6, 0x4000); /* DF */
+  ip[8] = 64;
+  ip[9] = proto;
+  put32(ip + 12, GUEST_IP);
+  put32(ip + 16, dst);
+  put16(ip + 10, csum(ip, 20));
+}
+
+/* ---- TCP: one connection at a time on ECHO_PORT ---- */
+enum { T_LISTEN, T_SYN_RCVD, T_ESTAB, T_LAST_ACK };
+enum { F_FIN = 1, F_SYN = 2, F_RST = 4, F_PSH = 8, F_ACK = 16 };
+static struct {
+  int state;
+  uint8_t mac[6];
+  uint32_t ip, snd_nxt, rcv_nxt, iss;
+  uint16_t port;
+  unsigned long bytes;
+} tcp;
+
+/* Sends one segment to the peer: flags, our snd_nxt, its rcv_nxt, `len` payload bytes at data. */
+static void tcp_send(unsigned flags, const uint8_t *data, unsigned len) {
+  uint8_t *o = txbuf + HDR;
+  unsigned opt = (flags & F_SYN) ? 4 : 0, tl = 20 + opt + len;
+  memcpy(o, tcp.mac, 6);
+  memcpy(o + 6, mac, 6);
+  put16(o + 12, 0x0800);
+  uint8_t *ip = o + 14, *t = ip + 20;
+  ip_header(ip, 20 + tl, 6, tcp.ip);
+  put16(t, ECHO_PORT);
+  put16(t + 2, tcp.port);
+  put32(t + 4, tcp.snd_nxt);
+  put32(t + 8, tcp.rcv_nxt);
+  t[12] = (uint8_t)((20 + opt) / 4) << 4;
+  t[13] = (uint8_t)flags;
+  put16(t + 14, 8 * 1460); /* window: a few segments in flight */
+  put16(t + 16, 0);
+  put16(t + 18, 0);
+  if (opt) { t[20] = 2; t[21] = 4; put16(t + 22, 1460); } /* MSS */
+  if (len) memmove(t + 20 + opt, data, len);
+  if (csum_offload) {
+    put16(t + 16, pseudo_sum(ip, 6, tl)); /* the device adds the segment's sum */
+    set_tx_hdr(34, 16);
+  } else {
+    uint32_t s = pseudo_sum(ip, 6, tl);
+    uint16_t c = csum(t, tl); /* ~sum(segment) */
+    s += (uint16_t)~c;
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    put16(t + 16, (uint16_t)~s);
+  }
+  send(14 + 20 + tl);
+}
+
+/* One TCP segment for ECHO_PORT; `f` is the frame, `ip` its IPv4 header, `t` the TCP header. */
+static void tcp_input(const uint8_t *f, const uint8_t *ip, const uint8_t *t, unsigned tl) {
+  if (tl < 20) return;
+  unsigned doff = (t[12] >> 4) * 4, flags = t[13];
+  if (doff < 20 || doff > tl) return;
+  uint32_t src = be32(ip + 12), seq = be32(t + 4), ack = be32(t + 8);
+  uint16_t sport = be16(t);
+  const uint8_t *data = t + doff;
+  unsigned len = tl - doff;
+  int ours = tcp.state != T_LISTEN && src == tcp.ip && sport == tcp.port;
+  if (flags & F_RST) {
+    if (ours) tcp.state = T_LISTEN;
+    return;
+  }
+  if ((flags & F_SYN) && !(flags & F_ACK)) {
+    if (tcp.state != T_LISTEN && !ours) return; /* busy with another peer: let it retry */
+    memcpy(tcp.mac, f + 6, 6);
+    tcp.ip = src;
+    tcp.port = sport;
+    tcp.rcv_nxt = seq + 1;
+    tcp.iss += 0x10000;
+    tcp.snd_nxt = tcp.iss;
+    tcp.bytes = 0;
+    tcp.state = T_SYN_RCVD;
+    tcp_send(F_SYN | F_ACK, 0, 0);
+    tcp.snd_nxt = tcp.iss + 1;
+    return;
+  }
+  if (!ours) return;
+  if (tcp.state == T_SYN_RCVD) {
+    if (!(flags & F_ACK) || ack != tcp.snd_nxt) return;
+    tcp.state = T_ESTAB;
+    rt_printf("net: tcp open\n");
+  }
+  if (tcp.state == T_LAST_ACK) {
+    if ((flags & F_ACK) && ack == tcp.snd_nxt) {
+      tcp.state = T_LISTEN;
+      rt_printf("net: tcp closed bytes=%lu\n", tcp.bytes);
+    }
+    return;
+  }
+  if (seq != tcp.rcv_nxt) {
+    if (len || (flags & F_FIN)) tcp_send(F_ACK, 0, 0); /* out of order: ask again */
+    return;
+  }
+  if (len) {
+    tcp.rcv_nxt += len;
+    tcp.bytes += len;
+    if (!(flags & F_FIN)) {
+      tcp_send(F_ACK | F_PSH, data, len);
+      tcp.snd_nxt += len;
+      return;
+    }
+    tcp_send(F_ACK | F_PSH, data, len);
+    tcp.snd_nxt += len;
+  }
+  if (flags & F_FIN) {
+    tcp.rcv_nxt += 1;
+    tcp_send(F_FIN | F_ACK, 0, 0);
+    tcp.snd_nxt += 1;
+    tcp.state = T_LAST_ACK;
+  }
+}
+
+/* ---- ping through the gateway ---- */
+static void send_arp_request(void) {
+  uint8_t *o = txbuf + HDR;
+  memset(o, 0xff, 6);
+  memcpy(o + 6, mac, 6);
+  put16(o + 12, 0x0806);
+  put16(o + 14, 1);      /* Ethernet */
+  put16(o + 16, 0x0800); /* IPv4 */
+  o[18] = 6;
+  o[19] = 4;
+  put16(o + 20, 1); /* request */
+  memcpy(o + 22, mac, 6);
+  put32(o + 28, GUEST_IP);
+  memset(o + 32, 0, 6);
+  put32(o + 38, GATEWAY_IP);
+  send(42);
+}
+
+static void send_ping(void) {
+  uint8_t *o = txbuf + HDR;
+  memcpy(o, gw_mac, 6);
+  memcpy(o + 6, mac, 6);
+  put16(o + 12, 0x0800);
+  uint8_t *ip = o + 14, *icmp = ip + 20;
+  ip_header(ip, 20 + 16, 1, ping_target);
+  memset(icmp, 0, 16);
+  icmp[0] = 8;
+  put16(icmp + 4, 0x4448); /* id "DH" */
+  put16(icmp + 6, 1);
+  memcpy(icmp + 8, "dhyve-pi", 8);
+  put16(icmp + 2, csum(icmp, 16));
+  send(14 + 36);
 }
 
 /* Builds the reply in txbuf from a frame; returns its length, 0 for none, -1 to exit. */
@@ -265,6 +462,12 @@ static int answer(const uint8_t *f, unsigned n) {
     memcpy(o + 32, f + 22, 10); /* target: the asker */
     return 42;
   }
+  if (type == 0x0806 && n >= 42 && be16(f + 20) == 2 && be32(f + 28) == GATEWAY_IP && ping_state == 1) {
+    memcpy(gw_mac, f + 22, 6);
+    ping_state = 2;
+    send_ping();
+    return 0;
+  }
   if (type != 0x0800 || n < 34) return 0;
   const uint8_t *ip = f + 14;
   unsigned ihl = (ip[0] & 0xf) * 4, total = be16(ip + 2);
@@ -278,6 +481,15 @@ static int answer(const uint8_t *f, unsigned n) {
   oip[8] = 64;
   uint8_t *l4 = oip + ihl;
   unsigned l4len = total - ihl;
+  if (ip[9] == 6 && l4len >= 20 && be16(l4 + 2) == ECHO_PORT) {
+    tcp_input(f, ip, ip + ihl, l4len);
+    return 0;
+  }
+  if (ip[9] == 1 && l4len >= 8 && l4[0] == 0 && ping_state == 2 && be32(ip + 12) == ping_target) {
+    ping_state = 3;
+    rt_printf("net: ping reply from %u.%u.%u.%u\n", ip[12], ip[13], ip[14], ip[15]);
+    return 0;
+  }
   if (ip[9] == 1 && l4len >= 8 && l4[0] == 8) { /* ICMP echo request */
     l4[0] = 0;
     put16(l4 + 2, 0);
@@ -321,6 +533,7 @@ static int serve(void) {
     struct used_elem e = rxq.used.ring[rxq.last_used % QSIZE];
     rxq.last_used++;
     rx_count++;
+    if (e.id < QSIZE && (rxbuf[e.id][0] & 1)) partial_count++; /* NEEDS_CSUM: the host left it to us */
     int r = e.id < QSIZE && e.len > HDR ? answer(rxbuf[e.id] + HDR, e.len - HDR) : 0;
     if (r > 0) send(r);
     give_rx(e.id < QSIZE ? e.id : 0);
@@ -411,8 +624,27 @@ int main(void) {
   }
   setup_irq(line);
   __asm__ volatile("sti");
-  if (rt_argc() > 1) return hostile(rt_argv(1));
-  if (negotiate() != 0) {
+  int want_csum = 0, arg = 1;
+  for (; arg < rt_argc(); arg++) {
+    const char *a = rt_argv(arg);
+    if (strcmp(a, "csum") == 0) {
+      want_csum = 1;
+    } else if (strncmp(a, "ping=", 5) == 0) {
+      uint32_t v = 0, part = 0;
+      int dots = 0;
+      for (const char *p = a + 5;; p++) {
+        if (*p >= '0' && *p <= '9') part = part * 10 + (uint32_t)(*p - '0');
+        else if (*p == '.' || *p == 0) { v = v << 8 | (part & 0xff); part = 0; if (*p == 0) break; dots++; }
+        else return 1;
+      }
+      if (dots != 3) return 1;
+      ping_target = v;
+    } else {
+      break;
+    }
+  }
+  if (arg < rt_argc()) return hostile(rt_argv(arg));
+  if (negotiate_with(want_csum) != 0) {
     rt_printf("net: feature negotiation failed\n");
     return 1;
   }
@@ -433,11 +665,16 @@ int main(void) {
     rt_printf("net: device refused DRIVER_OK (status 0x%x)\n", C8(STATUS));
     return 1;
   }
-  rt_printf("net: up mac=%02x:%02x:%02x:%02x:%02x:%02x irq=%u link=%u\n", mac[0], mac[1], mac[2], mac[3],
-            mac[4], mac[5], line, *(vu16 *)(devcfg + 6));
+  rt_printf("net: up mac=%02x:%02x:%02x:%02x:%02x:%02x irq=%u link=%u mtu=%u csum=%d\n", mac[0], mac[1],
+            mac[2], mac[3], mac[4], mac[5], line, *(vu16 *)(devcfg + 6), *(vu16 *)(devcfg + 10),
+            csum_offload);
+  if (ping_target) {
+    ping_state = 1;
+    send_arp_request();
+  }
   serve();
   uint8_t isr_bits = *(vu8 *)isr;
-  rt_printf("net: done rx=%lu tx=%lu irqs=%lu isr=%u\n", (unsigned long)rx_count,
-            (unsigned long)tx_count, (unsigned long)irq_count, isr_bits);
+  rt_printf("net: done rx=%lu tx=%lu irqs=%lu isr=%u partial=%lu\n", (unsigned long)rx_count,
+            (unsigned long)tx_count, (unsigned long)irq_count, isr_bits, (unsigned long)partial_count);
   return 0;
 }

@@ -7,7 +7,9 @@
  *   - #NM with CR0.TS set (lazy FPU switching, as Hermit does): the handler
  *     clears TS and the instruction runs again;
  *   - #GP for a misaligned MOVAPS and a non-canonical address;
- *   - #PF with CR2 and the error code for an unmapped address.
+ *   - #PF with CR2 and the error code for an unmapped address, from SSE
+ *     loads and from FXSAVE/FXRSTOR/XSAVE/XRSTOR (the lazy FPU switch's
+ *     instructions, which dhyve also runs itself where KVM cannot).
  * Prints "sse: <check> ok" per check and exits 0, or "sse: FAIL ..." and
  * exits 1. With the argument "unsupported" it runs RSQRTPS (which dhyve does
  * not emulate) and prints "sse: still running" if that returns.
@@ -91,6 +93,23 @@ __asm__(
     "  ret\n"
     "t_rsqrtps:\n"
     "  rsqrtps %xmm0, %xmm0\n"
+    "  ret\n"
+    /* the FPU-state instructions on (rdi), 3 bytes each; XSAVE/XRSTOR with RFBM = x87|SSE */
+    "t_fxsave:\n"
+    "  fxsave (%rdi)\n"
+    "  ret\n"
+    "t_fxrstor:\n"
+    "  fxrstor (%rdi)\n"
+    "  ret\n"
+    "t_xsave:\n"
+    "  movl $3, %eax\n"
+    "  xorl %edx, %edx\n"
+    "  xsave (%rdi)\n"
+    "  ret\n"
+    "t_xrstor:\n"
+    "  movl $3, %eax\n"
+    "  xorl %edx, %edx\n"
+    "  xrstor (%rdi)\n"
     "  ret\n");
 
 void t_fp(const uint64_t in[2], uint64_t out[4]);
@@ -105,6 +124,11 @@ void t_movaps_load(const void *p);
 void t_movups_load(const void *p);
 uint64_t t_ones(void);
 void t_rsqrtps(void);
+/* hidden: their addresses are taken, and the fixed-address variants link above 4 GiB */
+__attribute__((visibility("hidden"))) void t_fxsave(void *p);
+__attribute__((visibility("hidden"))) void t_fxrstor(const void *p);
+__attribute__((visibility("hidden"))) void t_xsave(void *p);
+__attribute__((visibility("hidden"))) void t_xrstor(const void *p);
 
 /* ---- exceptions ---- */
 struct trap_frame {
@@ -201,6 +225,20 @@ static void expect_u64(const char *what, uint64_t got, uint64_t want) {
   }
 }
 
+/* Runs fn(addr) (a 3-byte instruction on an unmapped page): a #PF with CR2 = addr and `error`. */
+static void expect_pf(const char *what, void (*fn)(void *), uint64_t addr, uint64_t error) {
+  g_skip = 3;
+  g_cr2 = 0;
+  g_vector = 0;
+  fn((void *)addr);
+  if (g_vector != 14 || g_cr2 != addr || g_error != error) {
+    rt_printf("sse: FAIL unmapped %s: vector %lu CR2 %p error %lu, expected #PF at %p error %lu\n",
+              what, (unsigned long)g_vector, (void *)g_cr2, (unsigned long)g_error, (void *)addr,
+              (unsigned long)error);
+    failures++;
+  }
+}
+
 static void passed(const char *what, int before) {
   if (failures == before) rt_printf("sse: %s ok\n", what);
 }
@@ -292,6 +330,37 @@ int main(void) {
   expect_u64("#PF error code (read, not present, supervisor)", g_error, 0);
   expect_u64("three exceptions", g_traps, 3);
   passed("exceptions", f);
+
+  f = failures;
+  static uint8_t area[4096] __attribute__((aligned(64)));
+  t_ldmxcsr(0x1f80 | 0x6000); /* round toward zero: a value to find in the save area */
+  t_fxsave(area);
+  expect_u64("fxsave: MXCSR at byte 24", *(volatile uint32_t *)(area + 24), 0x1f80 | 0x6000);
+  t_ldmxcsr(0x1f80);
+  t_fxrstor(area);
+  expect_u64("fxrstor: MXCSR restored", t_stmxcsr(), 0x1f80 | 0x6000);
+  t_ldmxcsr(0x1f80);
+  g_traps = 0;
+  expect_pf("fxsave", t_fxsave, 0x7f0000000000ull, 2);
+  expect_pf("fxrstor", (void (*)(void *))t_fxrstor, 0x7f0000001000ull, 0);
+  uint32_t eax, ebx, ecx, edx;
+  __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
+  if (ecx & (1u << 26)) { /* XSAVE: enable it (CR4.OSXSAVE, XCR0 = x87 | SSE) as Hermit does */
+    uint64_t cr4;
+    __asm__ volatile("movq %%cr4, %0" : "=r"(cr4));
+    __asm__ volatile("movq %0, %%cr4" : : "r"(cr4 | (1ull << 18)) : "memory");
+    __asm__ volatile("xsetbv" : : "a"(3), "d"(0), "c"(0));
+    expect_pf("xsave", t_xsave, 0x7f0000002000ull, 2);
+    expect_pf("xrstor", (void (*)(void *))t_xrstor, 0x7f0000003000ull, 0);
+    expect_u64("four exceptions", g_traps, 4);
+    t_xsave(area);
+    expect_u64("xsave: XSTATE_BV has x87|SSE bits only", area[512] & ~3u, 0);
+    t_xrstor(area);
+  } else {
+    expect_u64("two exceptions", g_traps, 2);
+    rt_puts("sse: no XSAVE on this CPU: XSAVE/XRSTOR checks skipped\n");
+  }
+  passed("fxsave/xsave", f);
 
   if (failures != 0) return 1;
   rt_puts("sse: all checks passed\n");

@@ -16,47 +16,18 @@ import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { dhyveArgs } from "../_helpers/cli.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
+import { run, WatchedProcess } from "../_helpers/net_process.ts";
 import { MAIN } from "../_helpers/repo.ts";
 import { AS_NOBODY, type Stage, stageDhyve } from "../_helpers/stage.ts";
 
 const GUEST_IP = "10.0.5.3";
 const HOST_CIDR = "10.0.5.2/24";
 const TAP = "dtap0";
-const decoder = new TextDecoder();
 /** Permissions of a networked run: KVM, reading the guest and dhyve's Worker modules, the TAP. */
 const PERMS = ["--allow-ffi", "--allow-read", "--allow-write=/dev/net/tun", "--allow-env"];
 /** Version-note-free builds: uhyve checks Hermit ≥ 0.13.2 only when a kernel has the note. */
 const V2_PIE: GuestBuild = { iface: 2, pie: true, versionNote: false };
 const V1_FIXED: GuestBuild = { iface: 1, pie: false, versionNote: false };
-
-/** Runs a command to completion within `timeoutMs` (killed after); never throws for exit codes. */
-async function run(
-  cmd: string[],
-  timeoutMs = 30_000,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(cmd[0]!, {
-    args: cmd.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }, timeoutMs);
-  try {
-    const out = await child.output();
-    return {
-      code: out.code,
-      stdout: decoder.decode(out.stdout),
-      stderr: decoder.decode(out.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Why networking tests cannot run here, or null. */
 async function netUnavailable(): Promise<string | null> {
@@ -129,70 +100,12 @@ async function withNamespace<T>(fn: (ns: string) => Promise<T>, tapMode = "tap")
   }
 }
 
-/** A dhyve process in a namespace whose stdout is read as it comes. */
-class DhyveProcess {
-  readonly #child: Deno.ChildProcess;
-  readonly #timer: ReturnType<typeof setTimeout>;
-  #stdout = "";
-  #stderr = "";
-  readonly #done: Promise<number>;
-
-  constructor(ns: string, args: string[], timeoutMs: number) {
-    this.#child = new Deno.Command("ip", {
-      args: ["netns", "exec", ns, Deno.execPath(), ...dhyveArgs(args, { perms: PERMS })],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    this.#timer = setTimeout(() => this.kill(), timeoutMs);
-    const collect = async (stream: ReadableStream<Uint8Array>, err: boolean): Promise<void> => {
-      for await (const chunk of stream) {
-        if (err) this.#stderr += decoder.decode(chunk);
-        else this.#stdout += decoder.decode(chunk);
-      }
-    };
-    const reading = Promise.all([
-      collect(this.#child.stdout, false),
-      collect(this.#child.stderr, true),
-    ]);
-    this.#done = this.#child.status.then(async (s) => {
-      await reading;
-      clearTimeout(this.#timer);
-      return s.code;
-    });
-  }
-
-  get stdout(): string {
-    return this.#stdout;
-  }
-
-  get stderr(): string {
-    return this.#stderr;
-  }
-
-  /** Waits until stdout matches `pattern` (or the process ends, or `timeoutMs`). */
-  async waitFor(pattern: RegExp, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let ended = false;
-    this.#done.then(() => (ended = true));
-    while (!pattern.test(this.#stdout)) {
-      if (ended || Date.now() > deadline) {
-        assert.fail(`no ${pattern} from dhyve\nstdout:\n${this.#stdout}\nstderr:\n${this.#stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  exit(): Promise<number> {
-    return this.#done;
-  }
-
-  kill(): void {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }
+/** dhyve in namespace `ns`, with the test's permissions; its output is read as it comes. */
+function dhyveProcess(ns: string, args: string[], timeoutMs: number): WatchedProcess {
+  return new WatchedProcess(
+    ["ip", "netns", "exec", ns, Deno.execPath(), ...dhyveArgs(args, { perms: PERMS })],
+    { timeoutMs },
+  );
 }
 
 /** A UDP client inside the namespace: sends each payload, prints "<sent hex> <reply hex>". */
@@ -225,7 +138,7 @@ async function echoSession(
   extra: string[] = [],
   afterPing?: () => Promise<void>,
 ): Promise<string> {
-  const dhyve = new DhyveProcess(
+  const dhyve = dhyveProcess(
     ns,
     [...extra, "--timeout", "90s", "-n", `tap:${TAP}`, guest],
     100_000,
@@ -318,7 +231,7 @@ netTest(
 netTest("--net: a second dhyve on a TAP in use gets one line and exit 71 (busy)", async () => {
   const guest = await buildGuest("net_echo", V2_PIE);
   await withNamespace(async (ns) => {
-    const first = new DhyveProcess(ns, ["--timeout", "60s", "-n", `tap:${TAP}`, guest], 70_000);
+    const first = dhyveProcess(ns, ["--timeout", "60s", "-n", `tap:${TAP}`, guest], 70_000);
     try {
       await first.waitFor(/net: up/, 60_000);
       const second = await dhyveIn(ns, ["-n", `tap:${TAP}`, guest]);
@@ -337,7 +250,7 @@ netTest(
   async () => {
     const guest = await buildGuest("net_echo", V2_PIE);
     await withNamespace(async (ns) => {
-      const dhyve = new DhyveProcess(
+      const dhyve = dhyveProcess(
         ns,
         ["--timeout", "60s", "-n", "tap:madetap", guest, "--", "bad-status"],
         70_000,
@@ -379,7 +292,7 @@ netTest(
     const guest = await buildGuest("net_echo", V2_PIE);
     await withNamespace(async (ns) => {
       for (const mode of HOSTILE_MODES) {
-        const dhyve = new DhyveProcess(
+        const dhyve = dhyveProcess(
           ns,
           ["--timeout", "60s", "-n", `tap:${TAP}`, guest, "--", mode],
           70_000,

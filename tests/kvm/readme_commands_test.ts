@@ -174,6 +174,8 @@ const NOT_RUN: Record<string, string> = {
     "changes the host's network (root, a TAP); net_test.ts does the same in a private namespace",
   "deno run --allow-ffi --allow-read --allow-write=/dev/net/tun main.ts -n tap app":
     "needs the TAP made above; net_test.ts runs dhyve -n tap:DEV in a private namespace",
+  "deno run --allow-ffi --allow-read --allow-write=/tmp --allow-run=passt main.ts -n passt --publish 8080:80 --publish 8053:53/udp app":
+    "binds host ports 8080 and 8053, which may be taken on a shared machine; net_passt_test.ts runs -n passt with --publish on free ports, as nobody, with the printed permissions",
   "gdb app -ex 'target remote 127.0.0.1:1234'":
     "an interactive GDB session; gdb_test.ts drives the same connection with gdb -batch",
   "gdb -ex 'add-symbol-file app -o 0x200000' -ex 'target remote 127.0.0.1:1234'":

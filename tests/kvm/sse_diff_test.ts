@@ -17,21 +17,26 @@
  */
 
 import assert from "node:assert/strict";
-import { decodeSse, executeSse, type SseState, supportedMnemonics } from "../../src/emulate/sse.ts";
+import { type SseState, supportedMnemonics } from "../../src/emulate/sse.ts";
 import { runInteger } from "../../src/emulate/int.ts";
-import { GuestMemory } from "../../src/memory/guest_memory.ts";
-import { GuestVirtualMemory } from "../../src/memory/guest_virtual.ts";
 import {
   buildSseNative,
   type CpuFeatures,
+  gccAvailable,
   NATIVE_CODE_ADDRESS,
   NATIVE_DATA_ADDRESS,
   type NativeCase,
-  type NativeResult,
   runNative,
   WINDOW,
 } from "../_helpers/sse_native.ts";
 import { encode, type MemOperand } from "../_helpers/x86_encode.ts";
+import {
+  compare,
+  emulate,
+  emulatorMemory,
+  FLAGS_MASK,
+  hexBytes,
+} from "../_helpers/sse_emulated.ts";
 
 // ---------------------------------------------------------------------------
 // The forms under test
@@ -619,157 +624,6 @@ function setOnly(gpr: BigUint64Array, base: number, address: bigint): Record<str
   return {};
 }
 
-// ---------------------------------------------------------------------------
-// The emulator side
-// ---------------------------------------------------------------------------
-
-const PT_BASE = 0x1000;
-const DATA_GPA = 0x8000;
-
-/** Guest RAM with page tables mapping DATA (read/write) and leaving DATA + 4 KiB unmapped. */
-function emulatorMemory(): { ram: GuestMemory; vm: GuestVirtualMemory } {
-  const ram = new GuestMemory(new ArrayBuffer(0x10000));
-  const va = DATA;
-  const idx = (shift: bigint): number => Number((va >> shift) & 511n);
-  const pml4 = PT_BASE;
-  const pdpt = PT_BASE + 0x1000;
-  const pd = PT_BASE + 0x2000;
-  const pt = PT_BASE + 0x3000;
-  ram.writeU64(pml4 + idx(39n) * 8, pdpt | 3);
-  ram.writeU64(pdpt + idx(30n) * 8, pd | 3);
-  ram.writeU64(pd + idx(21n) * 8, pt | 3);
-  ram.writeU64(pt + idx(12n) * 8, DATA_GPA | 3);
-  const vm = new GuestVirtualMemory(ram);
-  vm.cr3 = pml4;
-  return { ram, vm };
-}
-
-interface Outcome {
-  status: number;
-  faultAddress: bigint;
-  rflags: bigint;
-  mxcsr: number;
-  gpr: BigUint64Array;
-  xmm: Uint8Array;
-  mem: Uint8Array;
-  note: string;
-}
-
-function emulate(c: NativeCase, ram: GuestMemory, vm: GuestVirtualMemory): Outcome {
-  ram.fill(DATA_GPA, 4096);
-  ram.write(DATA_GPA + c.memOffset, c.mem);
-  const state: SseState = {
-    xmm: c.xmm.slice(),
-    mxcsr: c.mxcsr,
-    gpr: c.gpr.slice(),
-    rflags: Number(c.rflags),
-    rip: CODE,
-    fsBase: 0n,
-    gsBase: 0n,
-  };
-  const insn = decodeSse(c.code, state);
-  const base = {
-    faultAddress: 0n,
-    rflags: BigInt(state.rflags),
-    mxcsr: state.mxcsr,
-    gpr: state.gpr,
-    xmm: state.xmm,
-    mem: ram.bytes(DATA_GPA + c.memOffset, WINDOW).slice(),
-  };
-  if (insn === null) return { ...base, status: 4, note: "not decoded" };
-  if (insn.length !== c.code.length) {
-    return { ...base, status: 6, note: `decoded length ${insn.length}` };
-  }
-  const result = executeSse(insn, state, vm);
-  const after = {
-    rflags: BigInt(state.rflags),
-    mxcsr: state.mxcsr,
-    mem: ram.bytes(DATA_GPA + c.memOffset, WINDOW).slice(),
-  };
-  if (result.kind === "done") {
-    const ripOk = state.rip === CODE + BigInt(c.code.length);
-    return { ...base, ...after, status: 0, note: ripOk ? insn.mnemonic : "RIP not advanced" };
-  }
-  if (result.kind === "unsupported") {
-    return {
-      ...base,
-      ...after,
-      status: /unmasked/.test(result.reason) ? 3 : 7,
-      note: result.reason,
-    };
-  }
-  return {
-    ...base,
-    ...after,
-    status: result.vector === 13 ? 1 : result.vector === 14 ? 2 : 8,
-    faultAddress: result.address ?? 0n,
-    note: `vector ${result.vector}`,
-  };
-}
-
-const FLAGS_MASK = 0x8d5n;
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function xmmDiff(a: Uint8Array, b: Uint8Array): string {
-  const out: string[] = [];
-  for (let i = 0; i < 16; i++) {
-    const x = a.subarray(i * 16, i * 16 + 16);
-    const y = b.subarray(i * 16, i * 16 + 16);
-    if (hex(x) !== hex(y)) out.push(`xmm${i}: native ${hex(x)} emulated ${hex(y)}`);
-  }
-  return out.join("; ");
-}
-
-function compare(c: Case, n: NativeResult, e: Outcome): string | null {
-  const problems: string[] = [];
-  if (n.status !== e.status) {
-    problems.push(
-      `status native ${n.status} (detail ${
-        n.detail.toString(16)
-      }) emulated ${e.status} (${e.note})`,
-    );
-  } else if (n.status === 0) {
-    const d = xmmDiff(n.xmm, e.xmm);
-    if (d !== "") problems.push(d);
-    for (let i = 0; i < 16; i++) {
-      if (n.gpr[i] !== e.gpr[i]) {
-        problems.push(
-          `gpr${i}: native ${n.gpr[i]!.toString(16)} emulated ${e.gpr[i]!.toString(16)}`,
-        );
-      }
-    }
-    if ((n.rflags & FLAGS_MASK) !== (e.rflags & FLAGS_MASK)) {
-      problems.push(
-        `rflags: native ${(n.rflags & FLAGS_MASK).toString(16)} emulated ${
-          (e.rflags & FLAGS_MASK).toString(16)
-        }`,
-      );
-    }
-    if (n.mxcsr !== e.mxcsr) {
-      problems.push(`mxcsr: native ${n.mxcsr.toString(16)} emulated ${e.mxcsr.toString(16)}`);
-    }
-    if (e.note === "RIP not advanced") problems.push(e.note);
-  } else if (n.status === 2 && n.faultAddress !== e.faultAddress) {
-    problems.push(
-      `#PF address native ${n.faultAddress.toString(16)} emulated ${e.faultAddress.toString(16)}`,
-    );
-  }
-  if (hex(n.mem) !== hex(e.mem)) {
-    problems.push(`memory: native ${hex(n.mem)} emulated ${hex(e.mem)}`);
-  }
-  if (problems.length === 0) return null;
-  const nc = c.native;
-  return `${c.form.mnemonic} [${hex(nc.code)}] mxcsr ${nc.mxcsr.toString(16)} rflags ${
-    nc.rflags.toString(16)
-  } ` +
-    `memOffset ${nc.memOffset}\n  in xmm: ${hex(nc.xmm)}\n  in mem: ${hex(nc.mem)}\n  in gpr: ${
-      Array.from(nc.gpr, (v) => v.toString(16)).join(" ")
-    }\n  ${problems.join("\n  ")}`;
-}
-
 function featureMissing(f: Feature | undefined, cpu: CpuFeatures): boolean {
   if (f === undefined) return false;
   const bit = { sse3: 0, ssse3: 9, sse41: 19, sse42: 20 }[f];
@@ -792,16 +646,6 @@ const SCALE = Number(env("SSE_DIFF_CASES") ?? "1");
 const SEED = Number(env("SSE_DIFF_SEED") ?? "20261125");
 const ONLY = env("SSE_DIFF_ONLY");
 const CASES_PER_WEIGHT = Math.max(1, Math.round(250 * (Number.isFinite(SCALE) ? SCALE : 1)));
-
-async function gccAvailable(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("gcc", { args: ["--version"], stdout: "null", stderr: "null" })
-      .output())
-      .success;
-  } catch {
-    return false;
-  }
-}
 
 const haveGcc = await gccAvailable();
 if (!haveGcc) {
@@ -843,7 +687,7 @@ Deno.test({
       const n = results[i]!;
       const key = ["ok", "#GP", "#PF", "#XM"][n.status] ?? `status ${n.status}`;
       outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-      const problem = compare(c, n, emulate(c.native, ram, vm));
+      const problem = compare(c.form.mnemonic, c.native, n, emulate(c.native, ram, vm));
       if (problem !== null) {
         failedForms.set(c.form.mnemonic, (failedForms.get(c.form.mnemonic) ?? 0) + 1);
         if (failures.length < 12) failures.push(problem);
@@ -1109,7 +953,7 @@ Deno.test({
         failedForms.set(c.form.name, (failedForms.get(c.form.name) ?? 0) + 1);
         if (failures.length < 12) {
           failures.push(
-            `${c.form.name} [${hex(nc.code)}] rflags ${nc.rflags.toString(16)}\n  in gpr: ${
+            `${c.form.name} [${hexBytes(nc.code)}] rflags ${nc.rflags.toString(16)}\n  in gpr: ${
               Array.from(nc.gpr, (v) => v.toString(16)).join(" ")
             }\n  ${problems.join("\n  ")}`,
           );

@@ -4,7 +4,8 @@
  * userspace (src/emulate/sse.ts via src/vcpu/emulate.ts); elsewhere the CPU
  * runs them. Either way the guest's own checks must pass: arithmetic, moves,
  * comparisons, conversions, MXCSR, #NM under CR0.TS (lazy FPU switching),
- * #GP for a misaligned MOVAPS and a non-canonical address, #PF with CR2.
+ * #GP for a misaligned MOVAPS and a non-canonical address, #PF with CR2 (also
+ * from FXSAVE/FXRSTOR/XSAVE/XRSTOR).
  * On kvm_pvm this needs the run loop to call emulateSseInstruction()
  * (src/vcpu/emulate.ts) on emulation failures. Needs /dev/kvm, `--allow-ffi`,
  * `--allow-read`, `--allow-write` (the guest build cache) and `--allow-run` (gcc).
@@ -52,6 +53,7 @@ const CHECKS = [
   "moves",
   "#NM",
   "exceptions",
+  "fxsave/xsave",
 ];
 
 /** Emulated instructions of the boot vCPU (0 where the CPU runs SSE itself). */

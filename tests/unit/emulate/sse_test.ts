@@ -11,13 +11,12 @@ import {
   decodeSse,
   emulateSse,
   SSE_CHANGED,
-  type SseMemory,
-  type SseMemoryFault,
   sseMnemonic,
   type SseResult,
   type SseState,
   supportedMnemonics,
 } from "../../../src/emulate/sse.ts";
+import type { MemoryFault, VirtualMemory } from "../../../src/memory/guest_virtual.ts";
 import { encode } from "../../_helpers/x86_encode.ts";
 
 const RAX = 0;
@@ -45,12 +44,12 @@ function state(init: Partial<Omit<SseState, "xmm" | "gpr">> = {}): SseState {
 }
 
 /** Flat memory at [base, base + size); anything else page-faults. */
-class FlatMemory implements SseMemory {
+class FlatMemory implements VirtualMemory {
   readonly data: Uint8Array;
   constructor(readonly base: bigint, size: number) {
     this.data = new Uint8Array(size);
   }
-  #check(address: bigint, len: number, write: boolean): SseMemoryFault | null {
+  #check(address: bigint, len: number, write: boolean): MemoryFault | null {
     if (address < this.base) return { pageFault: address, errorCode: write ? 2 : 0 };
     const end = address + BigInt(len);
     if (end > this.base + BigInt(this.data.length)) {
@@ -61,14 +60,14 @@ class FlatMemory implements SseMemory {
     }
     return null;
   }
-  read(address: bigint, into: Uint8Array): SseMemoryFault | null {
+  read(address: bigint, into: Uint8Array): MemoryFault | null {
     const f = this.#check(address, into.length, false);
     if (f !== null) return f;
     const at = Number(address - this.base);
     into.set(this.data.subarray(at, at + into.length));
     return null;
   }
-  write(address: bigint, data: Uint8Array): SseMemoryFault | null {
+  write(address: bigint, data: Uint8Array): MemoryFault | null {
     const f = this.#check(address, data.length, true);
     if (f !== null) return f;
     this.data.set(data, Number(address - this.base));
@@ -76,7 +75,7 @@ class FlatMemory implements SseMemory {
   }
 }
 
-const NO_MEMORY: SseMemory = {
+const NO_MEMORY: VirtualMemory = {
   read: (address) => ({ pageFault: address, errorCode: 0 }),
   write: (address) => ({ pageFault: address, errorCode: 2 }),
 };
@@ -94,7 +93,7 @@ function setU64(s: SseState, reg: number, lane: number, v: bigint): void {
   new DataView(s.xmm.buffer).setBigUint64(reg * 16 + lane * 8, v, true);
 }
 
-function run(code: Uint8Array, s: SseState, mem: SseMemory = NO_MEMORY): SseResult {
+function run(code: Uint8Array, s: SseState, mem: VirtualMemory = NO_MEMORY): SseResult {
   const r = emulateSse(code, s, mem);
   assert.notEqual(r, null, "decoded");
   return r!.result;

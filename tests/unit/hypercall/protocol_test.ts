@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { EXIT_CODE } from "../../../src/exit_codes.ts";
 import { VmStop } from "../../../src/hypercall/context.ts";
-import { badParameterBlock, hex, protocolError } from "../../../src/hypercall/protocol.ts";
+import { hex } from "../../../src/hex.ts";
+import { badParameterBlock, protocolError } from "../../../src/hypercall/protocol.ts";
 
 Deno.test("hex() formats addresses as lowercase 0x… up to 2^53", () => {
   assert.equal(hex(0), "0x0");

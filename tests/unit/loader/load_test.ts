@@ -246,7 +246,7 @@ Deno.test("loadKernel() rejects hand-made relocations outside the image, not a G
   const cases: [number, string][] = [
     [0x2ff9, "0x2ff9"],
     [0x3000, "0x3000"],
-    [-8, "-0x8"],
+    [-8, "0xfffffffffffffff8"], // shown as the 64-bit pattern, like every hex() in dhyve
     [0x1_0000_0000, "0x100000000"],
     [0.5, "0.5"],
   ];

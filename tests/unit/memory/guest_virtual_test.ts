@@ -7,12 +7,8 @@
 
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../../src/memory/guest_memory.ts";
-import {
-  GuestVirtualMemory,
-  isCanonical,
-  PF_ERROR,
-  walkAccess,
-} from "../../../src/memory/guest_virtual.ts";
+import { GuestVirtualMemory, isCanonical } from "../../../src/memory/guest_virtual.ts";
+import { PageWalk, PF_ERROR, walkPage } from "../../../src/memory/paging.ts";
 
 const P = 1;
 const W = 2;
@@ -98,7 +94,7 @@ Deno.test("GuestVirtualMemory refuses non-canonical addresses with #GP and non-R
   assert.deepEqual(vm.read(0x40_0000n, buf), { notRam: 0x40_0000n });
 });
 
-Deno.test("walkAccess() honours 2 MiB and 1 GiB pages and the upper half", () => {
+Deno.test("walkPage() honours 2 MiB and 1 GiB pages and the upper half", () => {
   const { ram } = setup();
   const pml4 = 0x1000;
   // PML4[511] -> PDPT at 0x10000; PDPT[510] = 1 GiB page at 0; PDPT[0] -> PD with a 2 MiB page.
@@ -107,14 +103,12 @@ Deno.test("walkAccess() honours 2 MiB and 1 GiB pages and the upper half", () =>
   ram.writeU64(0x10000 + 0, 0x11000 | P | W);
   ram.writeU64(0x11000 + 8, 0x20_0000 | P | W | PS);
   const mode = { write: false, user: false, wp: true };
-  assert.deepEqual(walkAccess(ram, pml4, 0xffff_ffff_8012_3456n, mode), {
-    gpa: 0x12_3456,
-    pageSize: 0x4000_0000,
-  });
-  assert.deepEqual(walkAccess(ram, pml4, 0xffff_ff80_0020_0010n, mode), {
-    gpa: 0x20_0010,
-    pageSize: 0x20_0000,
-  });
+  const walk = new PageWalk();
+  const linear = (va: bigint): number => Number(va & 0xffff_ffff_ffffn);
+  assert.equal(walkPage(ram, pml4, linear(0xffff_ffff_8012_3456n), mode, walk), true);
+  assert.deepEqual([walk.gpa, walk.pageSize], [0x12_3456, 0x4000_0000]);
+  assert.equal(walkPage(ram, pml4, linear(0xffff_ff80_0020_0010n), mode, walk), true);
+  assert.deepEqual([walk.gpa, walk.pageSize], [0x20_0010, 0x20_0000]);
 });
 
 Deno.test("GuestVirtualMemory's TLB follows the page tables after flush() and after its own writes to them", () => {
