@@ -30,6 +30,12 @@ export const PCI_ID = {
   BAR_FLAGS: 0b1100,
   /** Interrupt pin INTA#. */
   INTERRUPT_PIN: 1,
+  /** A modern (non-transitional) device has revision 1 or higher (virtio 1.x §4.1.2.1). */
+  REVISION: 1,
+  /** Subsystem vendor: the environment (virtio, as QEMU's modern devices). */
+  SUBSYSTEM_VENDOR: 0x1af4,
+  /** Subsystem ID: 0x40 or higher for a non-transitional device (§4.1.2.1); QEMU's value. */
+  SUBSYSTEM: 0x1100,
 } as const;
 
 /** IOAPIC pin (and GSI) the device interrupts on; the PCI interrupt line register says so. */
@@ -48,6 +54,8 @@ export const PCI_HEADER = {
   HEADER_TYPE: 0x0e,
   BAR0: 0x10,
   BAR1: 0x14,
+  SUBSYSTEM_VENDOR_ID: 0x2c,
+  SUBSYSTEM_ID: 0x2e,
   CAPABILITIES_PTR: 0x34,
   INTERRUPT_LINE: 0x3c,
   INTERRUPT_PIN: 0x3d,

@@ -60,7 +60,10 @@ function template(): Uint8Array {
   v.setUint16(PCI_HEADER.VENDOR_ID, PCI_ID.VENDOR, true);
   v.setUint16(PCI_HEADER.DEVICE_ID, PCI_ID.DEVICE, true);
   v.setUint16(PCI_HEADER.STATUS, PCI_ID.STATUS_CAPABILITIES, true);
+  t[PCI_HEADER.REVISION] = PCI_ID.REVISION;
   t[PCI_HEADER.CLASS] = PCI_ID.CLASS;
+  v.setUint16(PCI_HEADER.SUBSYSTEM_VENDOR_ID, PCI_ID.SUBSYSTEM_VENDOR, true);
+  v.setUint16(PCI_HEADER.SUBSYSTEM_ID, PCI_ID.SUBSYSTEM, true);
   t[PCI_HEADER.CAPABILITIES_PTR] = REGION.COMMON_CAP;
   t[PCI_HEADER.INTERRUPT_LINE] = NET_IRQ_LINE;
   t[PCI_HEADER.INTERRUPT_PIN] = PCI_ID.INTERRUPT_PIN;
@@ -330,17 +333,6 @@ export class NetRegisters {
     }
     return false;
   }
-}
-
-/**
- * The register offset a PCI configuration address (as written to 0xCF8)
- * selects on the virtio-net function, or -1 when it names no such function:
- * the enable bit must be set, and bus, device and function must be 0.
- */
-export function pciConfigOffset(address: number): number {
-  if ((address & 0x8000_0000) === 0) return -1;
-  if ((address & 0x00ff_ff00) !== 0) return -1;
-  return address & 0xfc;
 }
 
 /** Whether a guest-physical address falls in the device's MMIO window. */
