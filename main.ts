@@ -7,13 +7,11 @@
 
 import { printTrace, traceMark } from "./src/startup_trace.ts";
 import { type CliRequest, parseCommandLineLoading } from "./src/cli.ts";
-import { ConfigError } from "./src/config.ts";
 import { EXIT_CODE } from "./src/exit_codes.ts";
 import { NullSink, type OutputSink } from "./src/io/guest_output.ts";
-import { KvmUnavailableError } from "./src/kvm.ts";
 import { configureLogging, logger } from "./src/log.ts";
-import { UsageError } from "./src/params.ts";
 import { runVm, VmError } from "./src/vm.ts";
+import { toVmError } from "./src/machine/errors.ts";
 
 export { parseCommandLine } from "./src/cli.ts";
 
@@ -78,31 +76,12 @@ function openOutput(
   }
 }
 
-/** Maps any error to one line on stderr and an exit code. */
+/** Maps any error to one line on stderr and an exit code (the mapping is `toVmError`'s). */
 function report(error: unknown): number {
-  if (error instanceof UsageError) {
-    printError(error.message);
-    return EXIT_CODE.USAGE;
-  }
-  if (error instanceof ConfigError) {
-    printError(error.message);
-    return EXIT_CODE.CONFIG;
-  }
-  if (error instanceof VmError) {
-    printError(error.message);
-    return error.exitCode;
-  }
-  if (error instanceof KvmUnavailableError) {
-    printError(error.message);
-    return EXIT_CODE.KVM_UNAVAILABLE;
-  }
-  if (error instanceof Deno.errors.NotCapable) {
-    printError(
-      `${
-        error.message.split("\n")[0]
-      } (dhyve needs --allow-ffi for KVM and --allow-read for the kernel)`,
-    );
-    return EXIT_CODE.PERMISSION;
+  const known = toVmError(error);
+  if (known !== null) {
+    printError(known.message);
+    return known.exitCode;
   }
   printError(
     `Internal error, please report it: ${

@@ -41,7 +41,7 @@ export { CaptureSink, NullSink, type OutputSink } from "./src/io/guest_output.ts
 export type { InputSource } from "./src/hypercall/serial_input.ts";
 export { EXIT_CODE, guestExitStatus } from "./src/exit_codes.ts";
 export { KvmError, KvmUnavailableError } from "./src/kvm.ts";
-export { VcpuStats } from "./src/vcpu/stats.ts";
+export { type StatsRecord, VcpuStats } from "./src/vcpu/stats.ts";
 export { VERSION } from "./src/version.ts";
 export {
   type NetOption,

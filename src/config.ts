@@ -7,18 +7,25 @@
  */
 
 import * as posix from "./posix_path.ts";
+import { EXIT_CODE } from "./exit_codes.ts";
 import {
+  checkCores,
   type FileIsolation,
   type HermitImageMode,
+  MAX_CPU_ID,
   parseEnvEntry,
   parseFileIsolation,
   parseHermitImageMode,
   parseIoMode,
   parseMemorySize,
   UsageError,
+  validateAffinity,
   validateCpuCount,
   validateMemorySize,
 } from "./params.ts";
+
+/** The affinity checks live with the other parameter checks (`params.ts`); re-exported here. */
+export { MAX_CPU_ID, validateAffinity };
 import { FileMapError, parseMapping } from "./sandbox/file_map.ts";
 
 /**
@@ -30,6 +37,8 @@ import { FileMapError, parseMapping } from "./sandbox/file_map.ts";
 export class ConfigError extends Error {
   /** Always `"ConfigError"`. */
   override name = "ConfigError";
+  /** The process exit code: `EXIT_CODE.CONFIG` (78). */
+  readonly exitCode: number = EXIT_CODE.CONFIG;
   /** The config file, as it was given. */
   readonly path: string;
   /** The 1-based line the problem is on (1 when it cannot be placed). */
@@ -534,28 +543,6 @@ export function mergeConfig(cli: CliOptions, file: ConfigFile): CliOptions {
   };
 }
 
-/** Highest host CPU number accepted (Linux's largest NR_CPUS is 8192). */
-export const MAX_CPU_ID = 8191;
-
-/** Checks core numbers: whole, in range, no duplicates. `label` names the input in messages. */
-function checkCores(cores: readonly number[], label: string): number[] {
-  const seen = new Set<number>();
-  for (const core of cores) {
-    if (!Number.isSafeInteger(core) || core < 0 || core > MAX_CPU_ID) {
-      throw new UsageError(
-        `Invalid ${label}: CPU ${core} is not a host CPU number (0 to ${MAX_CPU_ID})`,
-      );
-    }
-    if (seen.has(core)) {
-      throw new UsageError(
-        `Invalid ${label}: CPU ${core} is listed twice; give each vCPU its own host CPU`,
-      );
-    }
-    seen.add(core);
-  }
-  return [...cores];
-}
-
 /**
  * Parses `--affinity` as uhyve does: items separated by commas and/or spaces,
  * each a host CPU number or an inclusive range `a-b` (`"0-1,3"`, `"0 1 2"`,
@@ -597,35 +584,4 @@ export function parseAffinity(text: string, cpuCount?: number): number[] {
   checkCores(cores, label);
   if (cpuCount !== undefined) return validateAffinity(cores, { cpuCount });
   return cores;
-}
-
-/**
- * Checks an affinity list against the run: whole, distinct CPU numbers, one
- * per vCPU (`cpuCount`, as uhyve requires) and, when `hostCpus` is given
- * (e.g. `navigator.hardwareConcurrency`), each below it.
- * @throws {UsageError} naming what is wrong.
- */
-export function validateAffinity(
-  cores: readonly number[],
-  opts: { cpuCount: number; hostCpus?: number },
-): number[] {
-  const label = `--affinity ${cores.join(",")}`;
-  checkCores(cores, label);
-  if (cores.length !== opts.cpuCount) {
-    throw new UsageError(
-      `Invalid ${label}: it lists ${cores.length} host CPU${
-        cores.length === 1 ? "" : "s"
-      } but there ${opts.cpuCount === 1 ? "is 1 vCPU" : `are ${opts.cpuCount} vCPUs`}` +
-        " (-c); give exactly one host CPU per vCPU",
-    );
-  }
-  if (opts.hostCpus !== undefined) {
-    const missing = cores.find((c) => c >= opts.hostCpus!);
-    if (missing !== undefined) {
-      throw new UsageError(
-        `Invalid ${label}: this host has CPUs 0 to ${opts.hostCpus - 1}, not ${missing}`,
-      );
-    }
-  }
-  return [...cores];
 }

@@ -38,6 +38,8 @@ export const EXIT_CODE = {
   GUEST_VCPU_ERROR: 84,
   /** The run exceeded --timeout. */
   TIMEOUT: 85,
+  /** Every vCPU halted with interrupts disabled and nothing pending: the guest can never run again. */
+  GUEST_HALTED: 86,
   /** Interrupted by SIGINT (128 + 2). */
   SIGINT: 130,
   /** The debugger killed the guest (`k` packet); 128 + SIGKILL, as a shell would show it. */

@@ -34,8 +34,6 @@ const SYMBOLS = {
   munmap: { parameters: ["usize", "usize"], result: "i32" },
   /** int madvise(void *addr, size_t len, int advice) */
   madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
-  /** ssize_t write(int fd, const void *buf, size_t n): buf given as an address */
-  write_addr: { name: "write", parameters: ["i32", "usize", "usize"], result: "isize" },
   /** int *__errno_location(void): errno of the calling thread */
   __errno_location: { parameters: [], result: "pointer" },
   /** long syscall(long nr, long a, long b, long c): integer arguments only */
@@ -119,8 +117,6 @@ export interface Libc {
   munmap(addr: number, len: number): number;
   /** madvise(2). */
   madvise(addr: number, len: number, advice: number): number;
-  /** write(2) from a host address. */
-  write_addr(fd: number, addr: number, len: number): number | bigint;
   /** timer_create(2). */
   timer_create(clock: number, sev: Uint8Array<ArrayBuffer>, id: Uint8Array<ArrayBuffer>): number;
   /** timer_settime(2) with no old value. */
@@ -179,7 +175,7 @@ export interface Libc {
  */
 const ON_FIRST_USE: ReadonlySet<string> = new Set<keyof typeof SYMBOLS>([
   "madvise",
-  "write_addr",
+
   "__errno_location",
   "sched_getaffinity",
   "sched_setaffinity",

@@ -239,3 +239,56 @@ export function parseDuration(text: string): number {
   }
   return ms;
 }
+
+/** Highest host CPU number accepted (Linux's largest NR_CPUS is 8192). */
+export const MAX_CPU_ID = 8191;
+
+/** Checks core numbers: whole, in range, no duplicates. `label` names the input in messages. */
+export function checkCores(cores: readonly number[], label: string): number[] {
+  const seen = new Set<number>();
+  for (const core of cores) {
+    if (!Number.isSafeInteger(core) || core < 0 || core > MAX_CPU_ID) {
+      throw new UsageError(
+        `Invalid ${label}: CPU ${core} is not a host CPU number (0 to ${MAX_CPU_ID})`,
+      );
+    }
+    if (seen.has(core)) {
+      throw new UsageError(
+        `Invalid ${label}: CPU ${core} is listed twice; give each vCPU its own host CPU`,
+      );
+    }
+    seen.add(core);
+  }
+  return [...cores];
+}
+
+/**
+ * Checks an affinity list against the run: whole, distinct CPU numbers, one
+ * per vCPU (`cpuCount`, as uhyve requires) and, when `hostCpus` is given
+ * (e.g. `navigator.hardwareConcurrency`), each below it.
+ * @throws {UsageError} naming what is wrong.
+ */
+export function validateAffinity(
+  cores: readonly number[],
+  opts: { cpuCount: number; hostCpus?: number },
+): number[] {
+  const label = `--affinity ${cores.join(",")}`;
+  checkCores(cores, label);
+  if (cores.length !== opts.cpuCount) {
+    throw new UsageError(
+      `Invalid ${label}: it lists ${cores.length} host CPU${
+        cores.length === 1 ? "" : "s"
+      } but there ${opts.cpuCount === 1 ? "is 1 vCPU" : `are ${opts.cpuCount} vCPUs`}` +
+        " (-c); give exactly one host CPU per vCPU",
+    );
+  }
+  if (opts.hostCpus !== undefined) {
+    const missing = cores.find((c) => c >= opts.hostCpus!);
+    if (missing !== undefined) {
+      throw new UsageError(
+        `Invalid ${label}: this host has CPUs 0 to ${opts.hostCpus - 1}, not ${missing}`,
+      );
+    }
+  }
+  return [...cores];
+}

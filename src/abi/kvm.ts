@@ -221,6 +221,47 @@ export const DISABLE_EXITS = { MWAIT: 1, HLT: 2, PAUSE: 4, CSTATE: 8 } as const;
 
 /** `kvm_mp_state.mp_state` value for a runnable vCPU. */
 export const MP_STATE_RUNNABLE = 0;
+/** `kvm_mp_state.mp_state` of a vCPU that executed HLT and waits for an interrupt. */
+export const MP_STATE_HALTED = 3;
+
+/**
+ * Byte offsets in `struct kvm_vcpu_events` of the "injected" and "pending"
+ * flags of each event kind (exception, interrupt, NMI, SMI).
+ */
+export const VCPU_EVENTS = {
+  exceptionInjected: 0,
+  exceptionPending: 3,
+  interruptInjected: 8,
+  nmiInjected: 12,
+  nmiPending: 13,
+  smiPending: 25,
+} as const;
 
 /** The KVM API version every modern kernel reports. */
 export const KVM_API_VERSION = 12;
+
+/** One CPUID entry, as in KVM's `kvm_cpuid_entry2` (all fields unsigned 32-bit). */
+export interface CpuidEntry {
+  /** Leaf (EAX input). */
+  function: number;
+  /** Sub-leaf (ECX input), meaningful when `flags` says so. */
+  index: number;
+  /** KVM_CPUID_FLAG_* bits. */
+  flags: number;
+  /** EAX output. */
+  eax: number;
+  /** EBX output. */
+  ebx: number;
+  /** ECX output. */
+  ecx: number;
+  /** EDX output. */
+  edx: number;
+}
+
+/** One MSR write. */
+export interface MsrEntry {
+  /** MSR index. */
+  readonly index: number;
+  /** Value to write. */
+  readonly data: number;
+}

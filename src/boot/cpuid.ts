@@ -6,23 +6,8 @@
  * @module
  */
 
-/** One CPUID entry, as in KVM's `kvm_cpuid_entry2` (all fields unsigned 32-bit). */
-export interface CpuidEntry {
-  /** Leaf (EAX input). */
-  function: number;
-  /** Sub-leaf (ECX input), meaningful when `flags` says so. */
-  index: number;
-  /** KVM_CPUID_FLAG_* bits. */
-  flags: number;
-  /** EAX output. */
-  eax: number;
-  /** EBX output. */
-  ebx: number;
-  /** ECX output. */
-  ecx: number;
-  /** EDX output. */
-  edx: number;
-}
+export type { CpuidEntry } from "../abi/kvm.ts";
+import type { CpuidEntry } from "../abi/kvm.ts";
 
 /** Leaf 1: feature information. */
 export const CPUID_LEAF_FEATURES = 0x1;

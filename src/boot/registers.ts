@@ -45,13 +45,8 @@ export const IA32_MISC_ENABLE = 0x1a0;
  */
 export const IA32_APIC_BASE = 0x1b;
 
-/** One MSR write. */
-export interface MsrEntry {
-  /** MSR index. */
-  readonly index: number;
-  /** Value to write. */
-  readonly data: number;
-}
+export type { MsrEntry } from "../abi/kvm.ts";
+import type { MsrEntry } from "../abi/kvm.ts";
 
 /**
  * The MSRs to set on every vCPU: only IA32_MISC_ENABLE = 1 (fast strings),

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { GdbListenError } from "./listen_error.ts";
 import { type GdbInput, PacketDecoder } from "./packet.ts";
 
 /** Most inputs queued from the debugger (packets are at most 16 KiB each). */
@@ -147,12 +148,4 @@ export async function acceptDebugger(
   }
 }
 
-/** The listening socket could not be opened (port in use, no permission). */
-export class GdbListenError extends Error {
-  /** Error name. */
-  override name = "GdbListenError";
-  /** True when Deno's permissions (not the host) refused it. */
-  get permission(): boolean {
-    return this.cause instanceof Deno.errors.NotCapable;
-  }
-}
+export { GdbListenError };

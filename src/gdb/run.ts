@@ -13,25 +13,20 @@
  * @module
  */
 
-import { DEBUG_VECTOR, RUN } from "../abi/kvm.ts";
+import { DEBUG_VECTOR } from "../abi/kvm.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { VmStop } from "../hypercall/context.ts";
 import { currentThreadId, ThreadTicker, type VcpuFd } from "../kvm.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import {
-  DEBUG_STOP,
   type DebugControl,
-  EMULATED_STEP,
-  INT3_STOP,
-  INTERRUPTED,
-  KICKED,
   loadEmulator,
-  type RunLoopOptions,
-  runVcpu,
-  WAITING,
-  YIELDED,
+  OUTCOME,
+  type Outcome,
+  type VcpuLoop,
 } from "../vcpu/run_loop.ts";
-import { signalStop, STOP_SIGNALS, timeoutStop } from "../vcpu/timeout.ts";
+import { timeoutStop } from "../vcpu/timeout.ts";
+import type { Supervisor } from "../machine/supervisor.ts";
 import { acceptDebugger, Connection } from "./connection.ts";
 import { KvmGdbTarget } from "./kvm_target.ts";
 import { encodePacket } from "./packet.ts";
@@ -43,8 +38,8 @@ export { GdbListenError } from "./connection.ts";
 export interface DebugRunOptions {
   /** TCP port on 127.0.0.1 (and ::1 where possible); 0 picks a free one. */
   readonly port: number;
-  /** The run-loop options of each vCPU (main-thread contexts), in vCPU order. */
-  readonly loops: readonly RunLoopOptions[];
+  /** The run loop of each vCPU (main-thread contexts), in vCPU order. */
+  readonly loops: readonly VcpuLoop[];
   /** Guest RAM. */
   readonly mem: GuestMemory;
   /** How far the kernel was moved from its link address (reported by `qOffsets`). */
@@ -53,6 +48,8 @@ export interface DebugRunOptions {
   readonly timeoutMs?: number | undefined;
   /** Host-side notices for the user (listening port, load address). */
   readonly notify: (message: string) => void;
+  /** The run's supervisor: SIGINT/SIGTERM end the run (its clock is not used: see timeoutMs). */
+  readonly supervisor: Supervisor;
 }
 
 /** The guest's time slice before the next vCPU's turn (and a look at the socket). */
@@ -103,67 +100,35 @@ function faultSignal(stop: VmStop): number | null {
  * @throws {GdbListenError} when the port cannot be opened.
  */
 export async function runUnderDebugger(options: DebugRunOptions): Promise<VmStop> {
-  const signals = new StopSignals();
+  const signals = options.supervisor;
   await loadEmulator(); // the stepping loop expects it ready
   try {
-    const raw = await acceptDebugger(options.port, options.notify, signals.received);
+    const raw = await acceptDebugger(options.port, options.notify, signals.woken);
     if (raw === null) return signals.stop ?? new VmStop("error", EXIT_CODE.SIGINT, "Stopped");
     return await new DebugRun(options, new Connection(raw), signals).serve();
   } finally {
-    signals.remove();
+    for (const loop of options.loops) loop.debug = null;
   }
 }
 
-/** SIGINT/SIGTERM while debugging: they end the run with the usual exit codes. */
-class StopSignals {
-  /** The stop a signal asked for, once one came. */
-  stop: VmStop | null = null;
-  /** Resolves when a signal came. */
-  readonly received: Promise<void>;
-  readonly #listeners: { signal: Deno.Signal; listener: () => void }[] = [];
-
-  /** Listens for SIGINT and SIGTERM until {@linkcode StopSignals.remove}. */
-  constructor() {
-    let wake: () => void = () => {};
-    this.received = new Promise<void>((resolve) => (wake = resolve));
-    for (const s of STOP_SIGNALS) {
-      const listener = (): void => {
-        this.stop ??= signalStop(s);
-        wake();
-      };
-      Deno.addSignalListener(s.signal, listener);
-      this.#listeners.push({ signal: s.signal, listener });
-    }
-  }
-
-  /** The stop reply for the signal that came: X02 (SIGINT) or X0f (SIGTERM). */
-  terminated(): StopEvent {
-    const code = this.stop?.code ?? EXIT_CODE.SIGINT;
-    return { type: "terminated", signal: code - 128 };
-  }
-
-  /** Removes the listeners. */
-  remove(): void {
-    for (const { signal, listener } of this.#listeners) {
-      Deno.removeSignalListener(signal, listener);
-    }
-  }
+/** The stop reply for a signal that ended the run: X02 (SIGINT) or X0f (SIGTERM). */
+function terminated(stop: VmStop | null): StopEvent {
+  const code = stop?.code ?? EXIT_CODE.SIGINT;
+  return { type: "terminated", signal: code - 128 };
 }
 
 /** One debugging session: the connection, the protocol state and the vCPUs. */
 class DebugRun {
   readonly #options: DebugRunOptions;
   readonly #conn: Connection;
-  readonly #signals: StopSignals;
+  readonly #signals: Supervisor;
   readonly #vcpus: VcpuFd[];
   readonly #target: KvmGdbTarget;
   readonly #session: GdbSession;
   /** Per vCPU: tells the run loop when a single step is wanted. */
   readonly #controls: DebugControl[];
-  /** Run-loop options while the debugger is attached (debug stops reported)... */
-  readonly #debugLoops: RunLoopOptions[];
-  /** ...and after it left (no debug state). */
-  readonly #plainLoops: RunLoopOptions[];
+  /** The vCPUs' run loops; their `debug` is set while the debugger is attached. */
+  readonly #loops: readonly VcpuLoop[];
   #lastReply: Uint8Array | null = null;
   /** A guest fault the debugger is looking at; the guest cannot run on after it. */
   #fault: VmStop | null = null;
@@ -172,21 +137,16 @@ class DebugRun {
   /** The vCPU whose turn comes next when the guest continues. */
   #nextThread = 1;
 
-  constructor(options: DebugRunOptions, conn: Connection, signals: StopSignals) {
+  constructor(options: DebugRunOptions, conn: Connection, signals: Supervisor) {
     this.#options = options;
     this.#conn = conn;
     this.#signals = signals;
-    this.#vcpus = options.loops.map((l) => l.vcpu);
+    this.#vcpus = options.loops.map((l) => l.options.vcpu);
     this.#target = new KvmGdbTarget(this.#vcpus, options.mem, options.loadOffset);
     this.#session = new GdbSession(this.#target);
     this.#controls = options.loops.map(() => ({ stepping: false }));
-    this.#debugLoops = options.loops.map((l, i) => ({
-      ...l,
-      yieldEveryMs: SLICE_MS,
-      pending: l.pending ?? { entry: null, arg: 0 },
-      debug: this.#controls[i]!,
-    }));
-    this.#plainLoops = this.#debugLoops.map(({ debug: _, ...plain }) => plain);
+    this.#loops = options.loops;
+    for (const loop of this.#loops) loop.yieldEveryMs = SLICE_MS;
   }
 
   /** Serves packets until the VM stops (or runs on after the debugger left). */
@@ -194,9 +154,9 @@ class DebugRun {
     const conn = this.#conn;
     const session = this.#session;
     for (;;) {
-      const input = await conn.next(this.#signals.received);
+      const input = await conn.next(this.#signals.woken);
       if (this.#signals.stop !== null) {
-        await this.#reply(session.stopReply(this.#signals.terminated()));
+        await this.#reply(session.stopReply(terminated(this.#signals.stop)));
         return this.#end(this.#signals.stop);
       }
       if (input === null) return await this.#leave("disconnected");
@@ -241,7 +201,7 @@ class DebugRun {
       }
       await this.#reply(session.stopReply(
         stop === this.#signals.stop
-          ? this.#signals.terminated()
+          ? terminated(this.#signals.stop)
           : { type: "exited", code: stop.code },
       ));
       return this.#end(stop);
@@ -365,18 +325,26 @@ class DebugRun {
     t: number,
     how: { stepping: boolean; plain: boolean },
   ): Promise<RunResult | null> {
-    const loop = (how.plain ? this.#plainLoops : this.#debugLoops)[t - 1]!;
+    const loop = this.#loops[t - 1]!;
+    loop.debug = how.plain ? null : this.#controls[t - 1]!;
     for (;;) {
       const started = performance.now();
-      const stop = runVcpu(loop);
+      const outcome = loop.run();
       this.#ranMs += performance.now() - started;
-      if (stop === DEBUG_STOP || stop === INT3_STOP || stop === EMULATED_STEP) {
-        if (!how.plain) return { type: "debug", event: this.#debugEvent(t, stop) };
-      } else if (stop === WAITING) {
+      if (
+        outcome === OUTCOME.DEBUG || outcome === OUTCOME.INT3 ||
+        outcome === OUTCOME.EMULATED_STEP
+      ) {
+        if (!how.plain) return { type: "debug", event: this.#debugEvent(t, outcome) };
+      } else if (outcome === OUTCOME.WAITING) {
         await sleep(INPUT_POLL_MS);
-      } else if (stop === INTERRUPTED || stop === YIELDED || stop === KICKED) {
+      } else if (outcome === OUTCOME.NEEDS_EMULATOR) {
+        await loadEmulator();
+      } else if (outcome !== OUTCOME.STOPPED) {
         await sleep(0); // the event loop's turn: socket input, signals
       } else {
+        const stop = loop.stop ??
+          new VmStop("error", EXIT_CODE.INTERNAL, "Stopped without a reason");
         return { type: "vm", stop, thread: t };
       }
       const pending = this.#checkBetweenSlices(t, how.plain);
@@ -403,16 +371,16 @@ class DebugRun {
   }
 
   /** Why thread `t` stopped (KVM_EXIT_DEBUG leaves the details in kvm_run). */
-  #debugEvent(t: number, stop: VmStop): StopEvent {
+  #debugEvent(t: number, outcome: Outcome): StopEvent {
     const trap = { type: "signal", thread: t, signal: SIGNAL.SIGTRAP } as const;
-    if (stop === INT3_STOP) return { ...trap, reason: { kind: "swbreak" } };
-    if (stop === EMULATED_STEP) return trap;
-    const run = this.#vcpus[t - 1]!.runView;
-    if (run.getUint32(RUN.debugException, true) === DEBUG_VECTOR.BP) {
+    if (outcome === OUTCOME.INT3) return { ...trap, reason: { kind: "swbreak" } };
+    if (outcome === OUTCOME.EMULATED_STEP) return trap;
+    const run = this.#vcpus[t - 1]!.kvmRun;
+    if (run.debugException === DEBUG_VECTOR.BP) {
       return { ...trap, reason: { kind: "swbreak" } };
     }
     const bp = this.#session.breakpoints;
-    const slot = bp.slotFromDr6(run.getUint32(RUN.debugDr6, true));
+    const slot = bp.slotFromDr6(run.debugDr6);
     const armed = slot < 0 ? null : bp.hardwareSlots[slot]!;
     if (armed === null) return trap; // DR6.BS (a single step), or a #DB nobody asked for
     if (armed.kind === "exec") return { ...trap, reason: { kind: "hwbreak" } };

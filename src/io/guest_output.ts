@@ -71,6 +71,9 @@ export function flushAll(...outputs: GuestOutput[]): boolean {
   return empty;
 }
 
+/** How much of the guest's last output line is kept for reports. */
+const LAST_LINE_MAX = 160;
+
 /** Line-buffered writer in front of an {@linkcode OutputSink}. */
 export class GuestOutput {
   readonly #sink: OutputSink;
@@ -79,6 +82,10 @@ export class GuestOutput {
   #len = 0;
   #failed = false;
   #progress = 0;
+  /** The last line written out (at most LAST_LINE_MAX bytes), for a dead guest's report. */
+  readonly #last = new Uint8Array(LAST_LINE_MAX);
+  #lastLen = 0;
+  #lastAt = 0;
 
   /** Creates a writer with a buffer of `capacity` bytes (one line fits). */
   constructor(sink: OutputSink, capacity = 4096) {
@@ -168,6 +175,7 @@ export class GuestOutput {
       this.#len = 0;
       return true;
     }
+    if (this.#progressLine(len)) this.#lastAt = performance.timeOrigin + performance.now();
     let at = 0;
     try {
       while (at < len) {
@@ -185,6 +193,32 @@ export class GuestOutput {
     if (at > 0 && at < len) this.#buf.copyWithin(0, at, len); // rare: a partial write
     this.#len = len - at;
     return this.#len === 0;
+  }
+
+  /**
+   * The last non-empty line the guest wrote here (up to 160 bytes), and when
+   * (epoch milliseconds, comparable across threads; 0 if never). For reports
+   * about a guest that died.
+   */
+  lastLine(): { text: string; at: number } {
+    return {
+      text: new TextDecoder().decode(this.#last.subarray(0, this.#lastLen)),
+      at: this.#lastAt,
+    };
+  }
+
+  /** Remembers the last non-empty line among the first `len` buffered bytes; false if none. */
+  #progressLine(len: number): boolean {
+    const buf = this.#buf;
+    let end = len;
+    while (end > 0 && (buf[end - 1] === NEWLINE || buf[end - 1] === 0x0d)) end--;
+    if (end === 0) return false;
+    let start = end;
+    while (start > 0 && buf[start - 1] !== NEWLINE) start--;
+    const n = Math.min(end - start, LAST_LINE_MAX);
+    this.#last.set(buf.subarray(start, start + n));
+    this.#lastLen = n;
+    return true;
   }
 
   /** True when the buffer has room for a byte, flushing a full buffer first. */

@@ -7,6 +7,7 @@
  */
 
 import { EXIT_CODE } from "../exit_codes.ts";
+import { parsePublish } from "../net/net_option.ts";
 import {
   parseDuration,
   parseFileIsolation,
@@ -37,6 +38,39 @@ export interface DhyveAnnotations {
   flags: string[];
   /** Landlock mode (`--file-isolation`); default `normal`. */
   fileIsolation: "none" | "normal" | "strict";
+  /** The guest's network: none, or passt in the container's network namespace (`--net passt`). */
+  net: "none" | "passt";
+  /** `--publish` values (address always given), for `net: "passt"`. */
+  publish: string[];
+}
+
+/**
+ * Where a published port listens when the annotation names no address: all
+ * of the container's own addresses, since the engine's port forwarding
+ * (`podman run -p`) arrives at the container's interface, not its loopback.
+ */
+export const CONTAINER_PUBLISH_ADDRESS = "0.0.0.0";
+
+/**
+ * One entry of the `publish` annotation → dhyve's `--publish` value:
+ * `PORT[/PROTO]` means `PORT:PORT`, and without an address the port is bound
+ * on {@linkcode CONTAINER_PUBLISH_ADDRESS}.
+ */
+export function publishValue(entry: string): string {
+  const text = entry.trim();
+  const slash = text.indexOf("/");
+  const ports = slash < 0 ? text : text.slice(0, slash);
+  const proto = slash < 0 ? "" : text.slice(slash);
+  const full = /^\d+$/.test(ports)
+    ? `${CONTAINER_PUBLISH_ADDRESS}:${ports}:${ports}${proto}`
+    : /^\d+:\d+$/.test(ports)
+    ? `${CONTAINER_PUBLISH_ADDRESS}:${text}`
+    : text;
+  const parsed = parsePublish(full);
+  if ("error" in parsed) {
+    throw new UsageError(`Invalid port forward "${text}"`);
+  }
+  return full;
 }
 
 /** Reads a boolean annotation value. */
@@ -133,6 +167,25 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationSpec>> = {
       if (flag !== null) out.flags.push(flag);
     },
   },
+  net: {
+    value: "passt | none",
+    meaning: "`passt`: the guest gets a network through passt in the container's network " +
+      "namespace (`--net passt`); default none",
+    apply(text, out): void {
+      const v = text.trim().toLowerCase();
+      if (v !== "passt" && v !== "none") throw new UsageError(`Invalid network "${text}"`);
+      out.net = v;
+    },
+  },
+  publish: {
+    value: "[ADDRESS:]PORT[:GUESTPORT][/tcp|/udp] … (e.g. `80 5353/udp`)",
+    meaning: "with `net=passt`: container ports passt forwards to the guest (`--publish`); " +
+      "bound on all of the container's addresses unless one is given; entries are separated by " +
+      "spaces, `;` or `,` (podman's `--annotation` splits at commas, so use spaces there)",
+    apply(text, out): void {
+      out.publish.push(...text.split(/[\s,;]+/).filter((e) => e !== "").map(publishValue));
+    },
+  },
 };
 
 /**
@@ -144,7 +197,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationSpec>> = {
 export function readAnnotations(
   annotations: Readonly<Record<string, string>> | undefined,
 ): DhyveAnnotations {
-  const out: DhyveAnnotations = { flags: [], fileIsolation: "normal" };
+  const out: DhyveAnnotations = { flags: [], fileIsolation: "normal", net: "none", publish: [] };
   const entries = Object.entries(annotations ?? {})
     .filter(([key]) => key.startsWith(ANNOTATION_PREFIX) && key !== EXEC_OPTIONS_ANNOTATION)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -167,6 +220,13 @@ export function readAnnotations(
         { cause: error },
       );
     }
+  }
+  if (out.publish.length > 0 && out.net !== "passt") {
+    throw new OciError(
+      `The annotation ${ANNOTATION_PREFIX}publish needs ${ANNOTATION_PREFIX}net=passt ` +
+        "(passt forwards the ports to the guest)",
+      EXIT_CODE.USAGE,
+    );
   }
   return out;
 }

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { elfInterpreter } from "./elf_interp.ts";
 import { OciError } from "./errors.ts";
+import { PASST_COMMAND } from "../net/net_option.ts";
 import { type HostBind, type HostRuntime, KVM_DEVICE } from "./rewrite.ts";
 
 /** dhyve's root directory (this file is `src/oci/host.ts`). */
@@ -31,7 +32,7 @@ export function moduleCacheDir(root: string): string {
  * dhyve knows.
  * @throws {OciError} (exit 69) when there is no libc to mount.
  */
-function libraryBinds(deno: string): HostBind[] {
+function libraryBinds(programs: readonly string[]): HostBind[] {
   const libc = libcCandidates(readLdCache()).find((path) => {
     try {
       return Deno.statSync(path).isFile;
@@ -47,18 +48,41 @@ function libraryBinds(deno: string): HostBind[] {
   }
   const libDir = dirname(libc);
   const binds: HostBind[] = [{ source: libDir, destination: libDir }];
-  const file = Deno.openSync(deno);
-  try {
-    const head = new Uint8Array(4096);
-    const n = file.readSync(head) ?? 0;
-    const interp = elfInterpreter(head.subarray(0, n));
-    if (interp !== null && dirname(interp) !== libDir) {
-      binds.push({ source: interp, destination: interp });
+  for (const program of programs) {
+    const file = Deno.openSync(program);
+    try {
+      const head = new Uint8Array(4096);
+      const n = file.readSync(head) ?? 0;
+      const interp = elfInterpreter(head.subarray(0, n));
+      if (
+        interp !== null && dirname(interp) !== libDir &&
+        !binds.some((b) => b.destination === interp)
+      ) {
+        binds.push({ source: interp, destination: interp });
+      }
+    } finally {
+      file.close();
     }
-  } finally {
-    file.close();
   }
   return binds;
+}
+
+/** Where passt is looked for after `PATH` (engines may start runtimes without one). */
+const SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+
+/** The host's passt (its real path), or null when it is not installed. */
+export function findPasst(path: string | undefined = Deno.env.get("PATH")): string | null {
+  for (const dir of `${path ?? ""}:${SYSTEM_PATH}`.split(":")) {
+    if (!dir.startsWith("/")) continue;
+    try {
+      const real = Deno.realPathSync(join(dir, PASST_COMMAND));
+      const stat = Deno.statSync(real);
+      if (stat.isFile && ((stat.mode ?? 0) & 0o111) !== 0) return real;
+    } catch {
+      // not here
+    }
+  }
+  return null;
 }
 
 /** Linux's `major()`/`minor()` of a device number. */
@@ -99,12 +123,14 @@ export function discoverHost(): HostRuntime {
   }
   const deno = Deno.realPathSync(Deno.execPath());
   const root = Deno.realPathSync(dhyveRootDir());
+  const passt = findPasst();
   return {
     deno,
     dhyveRoot: root,
     denoDir: moduleCacheDir(root),
-    libraries: libraryBinds(deno),
+    libraries: libraryBinds(passt === null ? [deno] : [deno, passt]),
     kvm,
+    passt,
   };
 }
 

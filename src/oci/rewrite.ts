@@ -9,13 +9,13 @@
  * @module
  */
 
-import { normalize } from "node:path/posix";
+import { dirname, normalize } from "node:path/posix";
 import { type CliEnvironment, commandLinePermissions } from "../cli.ts";
 import { ConfigError } from "../config.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { parseEnvEntry, UsageError } from "../params.ts";
 import { permissionArgs, type RequiredPermissions } from "../permissions.ts";
-import { EXEC_OPTIONS_ANNOTATION, readAnnotations } from "./annotations.ts";
+import { ANNOTATION_PREFIX, EXEC_OPTIONS_ANNOTATION, readAnnotations } from "./annotations.ts";
 import { OciError } from "./errors.ts";
 import { cpuLimit, guestMemory, type OciResources } from "./resources.ts";
 
@@ -88,6 +88,12 @@ export interface HostRuntime {
   readonly libraries: readonly HostBind[];
   /** `/dev/kvm`'s device numbers. */
   readonly kvm: { readonly major: number; readonly minor: number };
+  /**
+   * The host's passt binary (mounted read-only at the same path for the `net`
+   * annotation; it needs only libc and the loader, as Deno), or null/absent
+   * when passt is not installed.
+   */
+  readonly passt?: string | null;
 }
 
 /** dhyve's entry point in a container (pid 1), relative to dhyve's root. */
@@ -219,6 +225,9 @@ export function dhyveArguments(spec: OciSpec, kernel: string): string[] {
     ...(memory === null ? [] : ["-m", `${memory / (1024 * 1024)}MiB`]),
     ...(cpus === 1 ? [] : ["-c", String(cpus)]),
     ...containerOptions(spec),
+    // Only the container's own guest: a second one (exec) could not bind the same ports.
+    ...(annotations.net === "passt" ? ["--net", "passt"] : []),
+    ...annotations.publish.flatMap((value) => ["--publish", value]),
     ...envFlags(spec.process?.env ?? []),
     kernel,
     "--",
@@ -231,6 +240,7 @@ function dhyveProcess(
   dhyveArgs: readonly string[],
   cwd: string,
   host: HostRuntime,
+  passt: string | null = null,
 ): { args: string[]; env: string[]; permissions: RequiredPermissions } {
   let permissions: RequiredPermissions;
   try {
@@ -256,6 +266,8 @@ function dhyveProcess(
     env: [
       ...(host.denoDir === null ? [] : [`DENO_DIR=${host.denoDir}`]),
       "DENO_NO_UPDATE_CHECK=1",
+      // dhyve starts passt by name, and Deno's --allow-run=passt resolves it on PATH.
+      ...(passt === null ? [] : [`PATH=${dirname(passt)}`]),
     ],
     permissions,
   };
@@ -287,6 +299,22 @@ export function rewriteExecProcess(
 }
 
 /**
+ * The host's passt, for a container whose annotations ask for `net=passt`.
+ * @throws {OciError} (exit 69) when the host has none.
+ */
+function hostPasst(host: HostRuntime): string {
+  if (host.passt === undefined || host.passt === null) {
+    throw new OciError(
+      `The annotation ${ANNOTATION_PREFIX}net=passt needs` +
+        " passt on the host, which is not " +
+        'installed (or not on PATH): install it with "apt install passt"',
+      EXIT_CODE.KVM_UNAVAILABLE,
+    );
+  }
+  return host.passt;
+}
+
+/**
  * Rewrites `spec` so that its process is dhyve running `kernel`: the
  * container path that the program (`process.args[0]`, or the word after an
  * init's `--`, see {@linkcode initPrefix}) resolved to, a Hermit kernel or
@@ -295,7 +323,8 @@ export function rewriteExecProcess(
  * @throws {OciError} for anything dhyve cannot map (the message says what).
  */
 export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): OciSpec {
-  const dhyve = dhyveProcess(dhyveArguments(spec, kernel), spec.process?.cwd ?? "/", host);
+  const passt = readAnnotations(spec.annotations).net === "passt" ? hostPasst(host) : null;
+  const dhyve = dhyveProcess(dhyveArguments(spec, kernel), spec.process?.cwd ?? "/", host, passt);
   const root = host.dhyveRoot.replace(/\/+$/, "");
   const mounts = [...(spec.mounts ?? [])];
   if (!mounts.some((m) => normalize(m.destination) === CONTAINER_TEMP_DIR)) {
@@ -316,6 +345,7 @@ export function rewriteSpec(spec: OciSpec, kernel: string, host: HostRuntime): O
       ? []
       : [{ source: host.denoDir, destination: host.denoDir }]),
     ...host.libraries,
+    ...(passt === null ? [] : [{ source: passt, destination: passt }]),
   ];
   for (const bind of binds) {
     mounts.push({

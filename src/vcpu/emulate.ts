@@ -9,15 +9,7 @@
  * @module
  */
 
-import {
-  KVM_XSAVE_SIZE,
-  REGS,
-  RUN,
-  RUN_SYNC_SREGS,
-  SEGMENT,
-  SREGS,
-  SYNC_REGS,
-} from "../abi/kvm.ts";
+import { KVM_XSAVE_SIZE, SEGMENT, SREGS } from "../abi/kvm.ts";
 import {
   decodeModrm,
   decodeOpcode,
@@ -366,23 +358,22 @@ export function emulateSseInstruction(
   }
 
   function run(): SseEmulation {
-    const run = vcpu.runView;
+    const run = vcpu.kvmRun;
     const synced = vcpu.syncRegs;
     const sregsFromRun = synced && scratch.sregsSynced;
     // Special registers: CR0 (EM, TS, WP), CR3, CR4, FS/GS base, SS.DPL.
     let sview: DataView;
     let sbase: number;
     if (sregsFromRun) {
-      sview = run;
-      sbase = RUN_SYNC_SREGS;
+      sview = run.syncedSregs.view;
+      sbase = run.syncedSregs.offset;
     } else {
       vcpu.getSregs(sregs);
       sview = new DataView(sregs.bytes.buffer);
       sbase = 0;
       if (synced) {
         // From the next exit on, KVM stores the special registers in kvm_run too.
-        const valid = run.getUint32(RUN.validRegs, true);
-        run.setUint32(RUN.validRegs, valid | SYNC_REGS.SREGS, true);
+        run.syncOut(true);
         scratch.sregsSynced = true;
       }
     }
@@ -394,10 +385,10 @@ export function emulateSseInstruction(
     const state = scratch.state;
     if (synced) {
       for (let i = 0; i < 16; i++) {
-        state.gpr[i] = run.getBigUint64(RUN.syncRegs + REGS[GPR_ORDER[i]!], true);
+        state.gpr[i] = run.reg(GPR_ORDER[i]!);
       }
-      state.rip = run.getBigUint64(RUN.syncRegs + REGS.rip, true);
-      state.rflags = run.getUint32(RUN.syncRegs + REGS.rflags, true);
+      state.rip = run.reg("rip");
+      state.rflags = Number(run.reg("rflags") & 0xffff_ffffn);
     } else {
       vcpu.getRegs(regs);
       for (let i = 0; i < 16; i++) state.gpr[i] = regs.getBig(GPR_ORDER[i]!);
@@ -453,13 +444,12 @@ export function emulateSseInstruction(
       // KVM loads these from kvm_run at the next KVM_RUN (kvm_dirty_regs).
       if ((changed & SSE_CHANGED.GPR) !== 0) {
         for (let i = 0; i < 16; i++) {
-          run.setBigUint64(RUN.syncRegs + REGS[GPR_ORDER[i]!], state.gpr[i]!, true);
+          run.setReg(GPR_ORDER[i]!, state.gpr[i]!);
         }
       }
-      run.setBigUint64(RUN.syncRegs + REGS.rflags, BigInt(state.rflags), true);
-      run.setBigUint64(RUN.syncRegs + REGS.rip, state.rip, true);
-      const dirty = run.getUint32(RUN.dirtyRegs, true);
-      run.setUint32(RUN.dirtyRegs, dirty | SYNC_REGS.REGS, true);
+      run.setReg("rflags", BigInt(state.rflags));
+      run.setReg("rip", state.rip);
+      run.markRegsDirty();
     } else {
       if ((changed & SSE_CHANGED.GPR) !== 0) {
         for (let i = 0; i < 16; i++) regs.setBig(GPR_ORDER[i]!, state.gpr[i]!);

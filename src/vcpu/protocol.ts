@@ -23,13 +23,23 @@ export const CONTROL = {
 
 /** Size in Int32 words of the control array for `cpuCount` vCPUs. */
 export function controlWords(cpuCount: number): number {
-  return CONTROL.TIDS + cpuCount;
+  return CONTROL.TIDS + 2 * cpuCount;
+}
+
+/**
+ * The control word where vCPU `cpu` counts the ticks in a row it found
+ * itself halted for good (0 once it runs again); after the thread ids.
+ */
+export function haltedWord(cpuCount: number, cpu: number): number {
+  return CONTROL.TIDS + cpuCount + cpu;
 }
 
 /** What a Worker needs to run its vCPU. */
 export interface WorkerInit {
   /** vCPU id. */
   cpu: number;
+  /** How many vCPUs the VM has. */
+  cpuCount: number;
   /** The vCPU fd (process-wide). */
   vcpuFd: number;
   /** Host address of its `kvm_run` mapping. */
@@ -72,27 +82,8 @@ export interface StopRecord {
   detail: string;
 }
 
-/** A vCPU's counters, as a Worker reports them. */
-export interface StatsRecord {
-  /** Exits by reason. */
-  exits: Float64Array;
-  /** Hypercalls by port. */
-  hypercalls: Float64Array;
-  /** Non-hypercall port reads. */
-  portReads: number;
-  /** Non-hypercall port writes. */
-  portWrites: number;
-  /** MMIO reads. */
-  mmioReads: number;
-  /** MMIO writes. */
-  mmioWrites: number;
-  /** Instructions emulated in userspace. */
-  emulated: number;
-  /** Start, as epoch milliseconds. */
-  startedAt: number;
-  /** Stop, as epoch milliseconds. */
-  stoppedAt: number;
-}
+export type { StatsRecord } from "./stats.ts";
+import type { StatsRecord } from "./stats.ts";
 
 /** Messages from a Worker to the main thread. */
 export type WorkerMessage =
@@ -100,4 +91,6 @@ export type WorkerMessage =
   | { type: "done"; cpu: number; stats: StatsRecord }
   | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
   | { type: "warning"; message: string }
+  /** The vCPU found itself halted for good on DEAD_TICKS ticks in a row. */
+  | { type: "halted"; cpu: number; rip: number; line: { text: string; at: number } }
   | { type: "fatal"; cpu: number; message: string };

@@ -1,49 +1,41 @@
 /**
- * The vCPU run loop: KVM_RUN → decode the exit from `kvm_run` → dispatch →
- * resume or stop. Reads `kvm_run` through one DataView, indexes the
- * hypercall table by port, bumps typed-array counters: nothing is allocated
- * per exit. EINTR and EAGAIN are outcomes, not errors.
+ * The vCPU run loop: KVM_RUN → decode the exit from `kvm_run` → hand port
+ * I/O and MMIO to the buses (the only dispatch) → resume or report. Reads
+ * `kvm_run` through one DataView, bumps typed-array counters and returns a
+ * number: nothing is allocated per exit. EINTR and EAGAIN are outcomes, not
+ * errors. State that must outlive one call (a hypercall waiting for input,
+ * the emulator's scratch) lives on the {@linkcode VcpuLoop}; device state
+ * lives in the devices.
  * @module
  */
 
-import {
-  EMULATION_FLAG_INSTRUCTION_BYTES,
-  EXIT,
-  INTERNAL_ERROR,
-  IO_OUT,
-  RUN,
-  SREGS,
-} from "../abi/kvm.ts";
+import { EMULATION_FLAG_INSTRUCTION_BYTES, EXIT, INTERNAL_ERROR, SREGS } from "../abi/kvm.ts";
+import type { BusDevice } from "../bus/bus.ts";
+import { buildBuses, type Buses } from "../devices/board.ts";
+import { HypercallPorts, type RdiSource } from "../devices/hypercall_ports.ts";
+import { busZero } from "../devices/pci_config.ts";
 import { ERRNO } from "../errno.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
-import { type HypercallContext, RESUME, VmStop, WOULD_BLOCK } from "../hypercall/context.ts";
-import { hex } from "../hex.ts";
-import { V2 } from "../hypercall/abi.ts";
-import { readSerialByte } from "../hypercall/serial_input.ts";
 import {
-  type HypercallEntry,
-  type HypercallTable,
-  MAX_HYPERCALL_PORT,
-} from "../hypercall/table.ts";
+  type HandlerResult,
+  type HypercallContext,
+  RESUME,
+  VmStop,
+  WOULD_BLOCK,
+} from "../hypercall/context.ts";
+import { hex } from "../hex.ts";
+import { buildHypercallTable } from "../hypercall/table.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { translate } from "../memory/paging.ts";
-import { KvmError, Regs, Sregs, type VcpuFd } from "../kvm.ts";
+import { KvmError } from "../kvm/errors.ts";
+import { Regs, Sregs } from "../kvm/regs.ts";
+import type { KvmRun } from "../kvm/run.ts";
+import type { VcpuFd } from "../kvm/vcpu.ts";
 import type { XsaveLayout } from "../emulate/xsave.ts";
 import type * as Emulation from "./emulate.ts";
 import { registerDump } from "./dump.ts";
 import type { NetRegisters } from "../virtio/net_registers.ts";
-import { inNetWindow, NET_MMIO_BASE, pciConfigOffset } from "../virtio/layout.ts";
 import type { VcpuStats } from "./stats.ts";
-
-const PCI_CONFIG_ADDRESS = 0xcf8;
-const PCI_CONFIG_DATA = 0xcfc;
-/** First port of the hypercall region; unknown ports in it are protocol errors. */
-const HYPERCALL_REGION_START = 0x400;
-
-/** Guest-physical ranges Hermit scans for an MP table; reads return zeroes. */
-function isMpTableScan(addr: number): boolean {
-  return (addr >= 0x9f000 && addr < 0xa0000) || (addr >= 0xf0000 && addr < 0x100000);
-}
 
 /** What the run loop must know while a debugger is attached. */
 export interface DebugControl {
@@ -53,15 +45,11 @@ export interface DebugControl {
 
 /** What the run loop needs; built once per vCPU. */
 export interface RunLoopOptions {
-  /** Present only while a debugger is attached (`--gdb-port`). */
-  readonly debug?: DebugControl;
   /** The vCPU to run. */
   readonly vcpu: VcpuFd;
   /** Guest RAM. */
   readonly mem: GuestMemory;
-  /** Hypercall dispatch table. */
-  readonly table: HypercallTable;
-  /** Handler context for this vCPU. */
+  /** Handler context for this vCPU (its output is flushed whenever the loop returns). */
   readonly ctx: HypercallContext;
   /** Counters for this vCPU. */
   readonly stats: VcpuStats;
@@ -69,17 +57,43 @@ export interface RunLoopOptions {
   readonly control: Int32Array;
   /** Where XSAVE components live (CPUID leaf 0xD), for FPU-state emulation. */
   readonly xsaveLayout: XsaveLayout;
+  /** The devices: port I/O and MMIO go there and nowhere else (see `devices/board.ts`). */
+  readonly buses: Buses;
   /**
-   * Return {@linkcode YIELDED} after about this long of busy exits, so a
-   * main-thread caller can run signal listeners and check its deadline even
-   * while the guest exits constantly. Undefined: never (vCPU Workers).
+   * Return {@linkcode OUTCOME}.YIELDED after about this long of busy exits,
+   * so a main-thread caller can run signal listeners and check its deadline
+   * even while the guest exits constantly. Undefined: never (vCPU Workers).
    */
   readonly yieldEveryMs?: number;
-  /** Carries a WOULD_BLOCK hypercall across calls of runVcpu; keep one per vCPU. */
-  readonly pending?: PendingHypercall;
-  /** The virtio-net registers (`--net`): PCI config cycles and its MMIO window go there. */
-  readonly net?: NetRegisters | null;
 }
+
+/**
+ * How a call of {@linkcode VcpuLoop.run} ended: a small number, so that the
+ * loop allocates nothing to say it.
+ */
+export const OUTCOME = {
+  /** The VM must stop: {@linkcode VcpuLoop.stop} says why. */
+  STOPPED: 0,
+  /** Another vCPU (or the supervisor) asked this one to stop; no result of its own. */
+  KICKED: 1,
+  /** KVM_RUN returned EINTR: let the event loop run (signal listeners), then call again. */
+  INTERRUPTED: 2,
+  /** The loop paused on its own (`yieldEveryMs`); call again. */
+  YIELDED: 3,
+  /** A hypercall waits for input: call again after a pause; it is retried first. */
+  WAITING: 4,
+  /** KVM_EXIT_DEBUG (breakpoint, watchpoint, single step); details stay in `kvm_run`. */
+  DEBUG: 5,
+  /** Under a debugger: an `int3` KVM could not run itself (kvm_pvm); RIP points at it. */
+  INT3: 6,
+  /** While single-stepping: an instruction was emulated in userspace (one step). */
+  EMULATED_STEP: 7,
+  /** KVM could not emulate an instruction: `await loadEmulator()`, then call again. */
+  NEEDS_EMULATOR: 8,
+} as const;
+
+/** One of {@linkcode OUTCOME}'s values. */
+export type Outcome = (typeof OUTCOME)[keyof typeof OUTCOME];
 
 /**
  * The userspace instruction emulator (SSE, XSAVE, xgetbv), loaded on first
@@ -87,66 +101,9 @@ export interface RunLoopOptions {
  */
 let emulation: typeof Emulation | null = null;
 
-/** Loads the instruction emulator; call before runVcpu on a thread that cannot wait later. */
+/** Loads the instruction emulator; call before running on a thread that cannot wait later. */
 export async function loadEmulator(): Promise<void> {
   emulation ??= await import("./emulate.ts");
-}
-
-/**
- * KVM could not emulate an instruction and the userspace emulator is not
- * loaded yet: `await` {@linkcode loadEmulator}, then call runVcpu again (the
- * guest has not moved; KVM fails on the same instruction and it is handled).
- */
-export const NEEDS_EMULATOR = new VmStop("error", 0, "needs the emulator");
-
-/** The result of a vCPU that was asked to stop by another (no code of its own). */
-export const KICKED = new VmStop("error", 0, "kicked");
-
-/**
- * KVM_RUN returned EINTR: a signal arrived for this thread. The caller lets
- * its event loop run (signal listeners, timers), then calls again.
- */
-export const INTERRUPTED = new VmStop("error", 0, "interrupted");
-
-/**
- * The loop paused on its own (see `RunLoopOptions.yieldEveryMs`) so that a
- * caller on the main thread can let its event loop run; call again.
- */
-export const YIELDED = new VmStop("error", 0, "yielded");
-
-/**
- * A hypercall is waiting for input: call again after a pause (the caller's
- * event loop or a short sleep); the hypercall is retried before the guest
- * runs on.
- */
-export const WAITING = new VmStop("error", 0, "waiting");
-
-/**
- * KVM_EXIT_DEBUG: a breakpoint, watchpoint or single step (only while a
- * debugger has set KVM_SET_GUEST_DEBUG). The details stay in `kvm_run`
- * (`RUN.debug*`) for the caller to read; call again to resume.
- */
-export const DEBUG_STOP = new VmStop("error", 0, "debug");
-
-/**
- * While a debugger is attached: the guest reached an `int3` that KVM could
- * not run itself (kvm_pvm's instruction emulator fails on it instead of
- * reporting #BP). RIP still points at the `int3`.
- */
-export const INT3_STOP = new VmStop("error", 0, "int3");
-
-/**
- * While single-stepping: an instruction was emulated in userspace (the SSE
- * fallback), which counts as one step; KVM itself reported nothing.
- */
-export const EMULATED_STEP = new VmStop("error", 0, "emulated step");
-
-/** A hypercall to retry before the next KVM_RUN (it returned WOULD_BLOCK). */
-export interface PendingHypercall {
-  /** The handler, or null when nothing is pending. */
-  entry: HypercallEntry | null;
-  /** Its argument. */
-  arg: number;
 }
 
 /** The `int3` opcode (a software breakpoint). */
@@ -155,261 +112,324 @@ const INT3 = 0xcc;
 /** Exits between looks at the clock for `yieldEveryMs`. */
 const EXITS_PER_CLOCK_CHECK = 16;
 
-/**
- * Runs the vCPU until it stops the VM, `control[0]` asks it to stop
- * ({@linkcode KICKED}), or a signal interrupts it ({@linkcode INTERRUPTED}).
- */
-export function runVcpu(options: RunLoopOptions): VmStop {
-  const { vcpu, mem, table, ctx, stats, control } = options;
-  const run = vcpu.runView;
-  const entries = table.entries;
-  const exits = stats.exits;
-  const hypercalls = stats.hypercalls;
+/** RDI of a vCPU: from the synced registers in `kvm_run` when KVM offers them, else KVM_GET_REGS. */
+export function rdiOf(vcpu: VcpuFd): RdiSource {
+  const run = vcpu.kvmRun;
   const regs = new Regs();
-  const sregs = new Sregs();
-  const syncRegs = vcpu.syncRegs;
-  const net = options.net ?? null;
-  const runBytes = new Uint8Array(run.buffer, run.byteOffset, run.byteLength);
-  let pciAddress = 0;
-  let fpu: Parameters<typeof Emulation.emulateFpuStateAccess>[0] | undefined;
-  let sse: Parameters<typeof Emulation.emulateSseInstruction>[0] | undefined;
-  let sseRunAhead: number | undefined;
-
-  // RDI as a signed number: addresses (< 2^53) read as themselves, and a
-  // sign-extended negative exit code (e.g. -1) stays negative.
-  const readRdi = (): number => {
-    if (syncRegs) {
-      return run.getUint32(RUN.syncRegs + 40, true) +
-        run.getInt32(RUN.syncRegs + 44, true) * 0x1_0000_0000;
-    }
-    vcpu.getRegs(regs);
-    return Number(BigInt.asIntN(64, regs.getBig("rdi")));
+  return {
+    rdi(): number {
+      if (vcpu.syncRegs) return run.rdi();
+      vcpu.getRegs(regs);
+      return Number(BigInt.asIntN(64, regs.getBig("rdi")));
+    },
   };
+}
 
-  const fail = (code: number, message: string): VmStop =>
-    new VmStop("error", code, message, registerDump(vcpu, mem));
+/**
+ * dhyve's board for one vCPU: its hypercall ports, the PCI configuration
+ * ports (with the virtio-net function, `--net`), the MP-table holes and the
+ * net MMIO window.
+ */
+export function vcpuBuses(
+  vcpu: VcpuFd,
+  devices: { ctx: HypercallContext; stats: VcpuStats; net: NetRegisters | null },
+): Buses {
+  return buildBuses({
+    hypercalls: new HypercallPorts(
+      buildHypercallTable(),
+      devices.ctx,
+      devices.stats.hypercalls,
+      rdiOf(vcpu),
+    ),
+    pci: busZero(devices.net),
+    net: devices.net,
+  });
+}
 
-  if (stats.startedAt === 0) stats.startedAt = performance.now();
-  const pending = options.pending ?? { entry: null, arg: 0 };
-  if (pending.entry !== null) {
-    if (Atomics.load(control, 0) !== 0) {
-      // A stopping VM does not retry a waiting hypercall: it might wait for good.
-      stats.stoppedAt = performance.now();
-      return KICKED;
-    }
-    // KVM completes the OUT only at the next entry, so the retry is invisible to the guest.
-    const result = pending.entry.handle(ctx, pending.arg);
-    if (result === WOULD_BLOCK) return WAITING;
-    pending.entry = null;
-    if (result !== RESUME) return result;
+/**
+ * One vCPU's run loop. Build it once per vCPU and call {@linkcode run}
+ * until it returns {@linkcode OUTCOME}.STOPPED or KICKED.
+ */
+export class VcpuLoop {
+  /** The options it was built with. */
+  readonly options: RunLoopOptions;
+  /** Present only while a debugger is attached (`--gdb-port`); the stub sets and clears it. */
+  debug: DebugControl | null = null;
+  /** After {@linkcode OUTCOME}.STOPPED: why the VM stops. */
+  stop: VmStop | null = null;
+  /** See `RunLoopOptions.yieldEveryMs`; a run mode may change it (the GDB stub's time slice). */
+  yieldEveryMs: number | undefined;
+
+  readonly #run: KvmRun;
+  readonly #runBytes: Uint8Array;
+  readonly #regs = new Regs();
+  readonly #sregs = new Sregs();
+  /** A device access to repeat before the next KVM_RUN (it returned WOULD_BLOCK). */
+  #pending: BusDevice | null = null;
+  #pendingAddr = 0;
+  #pendingSize = 0;
+  #pendingCount = 0;
+  #pendingOut = false;
+  #pendingAt = 0;
+  #fpu: Parameters<typeof Emulation.emulateFpuStateAccess>[0] | undefined;
+  #sse: Parameters<typeof Emulation.emulateSseInstruction>[0] | undefined;
+  #sseRunAhead: number | undefined;
+
+  /** A loop over `options.vcpu`. */
+  constructor(options: RunLoopOptions) {
+    this.options = options;
+    this.yieldEveryMs = options.yieldEveryMs;
+    this.#run = options.vcpu.kvmRun;
+    this.#runBytes = this.#run.bytes;
   }
-  const yieldEveryMs = options.yieldEveryMs;
-  let untilClockCheck = EXITS_PER_CLOCK_CHECK;
-  let lastYield = performance.now();
-  try {
+
+  /**
+   * Runs the vCPU until the VM must stop ({@linkcode stop} says why),
+   * `control[0]` asks it to stop, a signal interrupts it, or another
+   * {@linkcode OUTCOME} wants the caller's attention.
+   */
+  run(): Outcome {
+    const { stats, control, ctx } = this.options;
+    if (stats.startedAt === 0) stats.startedAt = performance.now();
+    try {
+      if (this.#pending !== null) {
+        // A stopping VM does not retry a waiting access: it might wait for good.
+        if (Atomics.load(control, 0) !== 0) return OUTCOME.KICKED;
+        // KVM completes the OUT only at the next entry, so the retry is invisible to the guest.
+        const device = this.#pending;
+        const result = this.#pendingOut
+          ? device.write(this.#pendingAddr, this.#pendingSize, this.#runBytes, this.#pendingAt)
+          : device.read(
+            this.#pendingAddr,
+            this.#pendingSize,
+            this.#pendingCount,
+            this.#runBytes,
+            this.#pendingAt,
+          );
+        if (result === WOULD_BLOCK) return OUTCOME.WAITING;
+        this.#pending = null;
+        if (result !== RESUME) return this.#stopWith(result);
+      }
+      return this.#loop();
+    } finally {
+      stats.stoppedAt = performance.now();
+      ctx.stdout.flush();
+      ctx.stderr.flush();
+    }
+  }
+
+  #loop(): Outcome {
+    const { vcpu, stats, control, buses } = this.options;
+    const run = this.#run;
+    const runBytes = this.#runBytes;
+    const exits = stats.exits;
+    const ports = buses.ports;
+    const mmio = buses.mmio;
+    const hypercalls = buses.hypercalls;
+    const yieldEveryMs = this.yieldEveryMs;
+    let untilClockCheck = EXITS_PER_CLOCK_CHECK;
+    const lastYield = performance.now();
     for (;;) {
-      if (Atomics.load(control, 0) !== 0) return KICKED;
+      if (Atomics.load(control, 0) !== 0) return OUTCOME.KICKED;
       if (yieldEveryMs !== undefined && --untilClockCheck === 0) {
         untilClockCheck = EXITS_PER_CLOCK_CHECK;
         const now = performance.now();
-        if (now - lastYield >= yieldEveryMs) {
-          lastYield = now;
-          return YIELDED;
-        }
+        if (now - lastYield >= yieldEveryMs) return OUTCOME.YIELDED;
       }
       const err = vcpu.run();
       if (err !== 0) {
-        if (err === ERRNO.EINTR) return Atomics.load(control, 0) !== 0 ? KICKED : INTERRUPTED;
+        if (err === ERRNO.EINTR) {
+          return Atomics.load(control, 0) !== 0 ? OUTCOME.KICKED : OUTCOME.INTERRUPTED;
+        }
         if (err === ERRNO.EAGAIN) continue;
         throw new KvmError("run the vCPU", err);
       }
-      const reason = run.getUint32(RUN.exitReason, true);
+      const reason = run.exitReason;
       exits[reason < exits.length ? reason : 0]!++;
 
       if (reason === EXIT.IO) {
-        const port = run.getUint16(RUN.ioPort, true);
-        const size = run.getUint8(RUN.ioSize);
-        const dataOffset = run.getUint32(RUN.ioDataOffset, true);
-        if (run.getUint8(RUN.ioDirection) === IO_OUT) {
-          const entry = port < MAX_HYPERCALL_PORT ? entries[port] : undefined;
-          if (entry !== undefined) {
-            hypercalls[port]!++;
-            const arg = entry.version === 2
-              ? readRdi()
-              : size === 4
-              ? run.getUint32(dataOffset, true)
-              : size === 2
-              ? run.getUint16(dataOffset, true)
-              : run.getUint8(dataOffset);
-            const result = entry.handle(ctx, arg);
-            if (result !== RESUME) {
-              if (result !== WOULD_BLOCK) return result;
-              pending.entry = entry;
-              pending.arg = arg;
-              return WAITING;
-            }
-          } else if (port === PCI_CONFIG_ADDRESS && size === 4) {
-            stats.portWrites++;
-            pciAddress = run.getUint32(dataOffset, true);
-          } else if (net !== null && port >= PCI_CONFIG_DATA && port < PCI_CONFIG_DATA + 4) {
-            stats.portWrites++;
-            const offset = pciConfigOffset(pciAddress);
-            if (offset >= 0) net.write(offset + port - PCI_CONFIG_DATA, size, runBytes, dataOffset);
-          } else if (port >= HYPERCALL_REGION_START && port < MAX_HYPERCALL_PORT) {
-            return fail(
-              EXIT_CODE.GUEST_PROTOCOL,
-              `The guest wrote to I/O port ${hex(port)}, which is not a hypercall dhyve knows`,
-            );
-          } else {
-            stats.portWrites++; // legacy device or PCI data write: nothing is there
-          }
+        const port = run.ioPort;
+        const size = run.ioSize;
+        const at = run.ioDataOffset;
+        const out = run.ioIsOut;
+        const n = size * run.ioCount;
+        const device = ports.find(port);
+        if (out) {
+          if (device !== hypercalls) stats.portWrites++;
         } else {
           stats.portReads++;
-          const n = size * run.getUint32(RUN.ioCount, true);
-          if (port === PCI_CONFIG_ADDRESS && size === 4) {
-            run.setUint32(dataOffset, pciAddress, true);
-          } else if (port === V2.SERIAL_READ_BYTE) {
-            hypercalls[port]!++;
-            const byte = readSerialByte(ctx);
-            for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, byte < 0 ? 0xff : 0);
-            if (byte >= 0) run.setUint8(dataOffset, byte);
-          } else if (
-            net !== null && port >= PCI_CONFIG_DATA && port < PCI_CONFIG_DATA + 4 &&
-            pciConfigOffset(pciAddress) >= 0
-          ) {
-            net.read(pciConfigOffset(pciAddress) + port - PCI_CONFIG_DATA, n, runBytes, dataOffset);
-          } else {
-            // No device answers (PCI data port included): all ones, as on real hardware.
-            for (let i = 0; i < n; i++) run.setUint8(dataOffset + i, 0xff);
-          }
         }
-        continue;
+        if (device === null) {
+          // Nothing there (a legacy device): writes vanish, reads give all ones.
+          if (!out) runBytes.fill(0xff, at, at + n);
+          continue;
+        }
+        const result = out
+          ? device.write(port, size, runBytes, at)
+          : device.read(port, size, n, runBytes, at);
+        if (result === RESUME) continue;
+        if (result === WOULD_BLOCK) {
+          this.#pending = device;
+          this.#pendingAddr = port;
+          this.#pendingSize = size;
+          this.#pendingCount = n;
+          this.#pendingOut = out;
+          this.#pendingAt = at;
+          return OUTCOME.WAITING;
+        }
+        return this.#stopWith(result);
       }
 
       switch (reason) {
         case EXIT.MMIO: {
-          const addr = run.getUint32(RUN.mmioPhysAddr, true) +
-            run.getUint32(RUN.mmioPhysAddr + 4, true) * 0x1_0000_0000;
-          const len = run.getUint32(RUN.mmioLen, true);
-          const isWrite = run.getUint8(RUN.mmioIsWrite) !== 0;
+          const addr = run.mmioAddress;
+          const len = run.mmioLength;
+          const isWrite = run.mmioIsWrite;
           if (isWrite) stats.mmioWrites++;
           else stats.mmioReads++;
-          if (isMpTableScan(addr)) {
-            if (!isWrite) { for (let i = 0; i < 8; i++) run.setUint8(RUN.mmioData + i, 0); }
-            continue;
+          const device = len <= 8 ? mmio.find(addr) : null;
+          if (device === null) {
+            return this.#fail(
+              EXIT_CODE.GUEST_BAD_MEMORY_ACCESS,
+              `The guest ${isWrite ? "wrote" : "read"} ${len} bytes at guest-physical ${
+                hex(addr)
+              }, which is neither RAM nor a device`,
+            );
           }
-          if (net !== null && inNetWindow(addr) && len <= 8) {
-            if (isWrite) net.write(addr - NET_MMIO_BASE, len, runBytes, RUN.mmioData);
-            else net.read(addr - NET_MMIO_BASE, len, runBytes, RUN.mmioData);
-            continue;
-          }
-          return fail(
-            EXIT_CODE.GUEST_BAD_MEMORY_ACCESS,
-            `The guest ${isWrite ? "wrote" : "read"} ${len} bytes at guest-physical ${
-              hex(addr)
-            }, ` +
-              "which is neither RAM nor a device",
+          const result = isWrite
+            ? device.write(addr, len, runBytes, run.mmioDataOffset)
+            : device.read(addr, len, len, runBytes, run.mmioDataOffset);
+          if (result === RESUME) continue;
+          // MMIO devices never wait: an access cannot be repeated once the guest ran on.
+          return this.#stopWith(
+            result === WOULD_BLOCK
+              ? new VmStop("error", EXIT_CODE.INTERNAL, `${device.name} cannot wait on MMIO`)
+              : result,
           );
         }
         case EXIT.DEBUG:
-          return DEBUG_STOP;
+          return OUTCOME.DEBUG;
         case EXIT.HLT:
           continue; // with the in-kernel LAPIC this is rare; the guest waits for an interrupt
         case EXIT.SHUTDOWN: {
-          vcpu.getRegs(regs);
-          return fail(
+          vcpu.getRegs(this.#regs);
+          return this.#fail(
             EXIT_CODE.GUEST_TRIPLE_FAULT,
-            `The guest triple-faulted at RIP ${hex(regs.get("rip"))}: ` +
+            `The guest triple-faulted at RIP ${hex(this.#regs.get("rip"))}: ` +
               "it raised an exception it could not handle, and the CPU reset",
           );
         }
         case EXIT.FAIL_ENTRY: {
-          const why = run.getBigUint64(RUN.failEntryReason, true);
-          return fail(
+          const why = run.failEntryReason;
+          return this.#fail(
             EXIT_CODE.GUEST_VCPU_ERROR,
             `KVM could not enter the guest (hardware entry failure reason 0x${why.toString(16)})`,
           );
         }
         case EXIT.INTERNAL_ERROR: {
-          const suberror = run.getUint32(RUN.internalSuberror, true);
-          if (suberror === INTERNAL_ERROR.EMULATION) {
-            const em = emulation;
-            if (em === null) return NEEDS_EMULATOR;
-            const bytes = instructionBytes();
-            if (bytes !== null) {
-              sse ??= { vcpu, regs, sregs, scratch: new em.SseScratch(mem) };
-              if (options.debug !== undefined) {
-                // A single step must be one instruction: no running ahead in userspace.
-                sseRunAhead ??= sse.scratch.runAhead;
-                sse.scratch.runAhead = options.debug.stepping ? 0 : sseRunAhead;
-              }
-              const done = em.emulateSseInstruction(sse, bytes);
-              if (done !== "not-handled") {
-                stats.emulated += Math.max(1, sse.scratch.lastCount);
-                // An injected exception is not a step: KVM delivers it on the next entry.
-                if (done === "done" && options.debug?.stepping) return EMULATED_STEP;
-                continue;
-              }
-            }
-            if (bytes !== null && em.emulateXcrAccess(vcpu, regs, bytes)) {
-              stats.emulated++;
-              if (options.debug?.stepping) return EMULATED_STEP;
-              continue;
-            }
-            if (bytes !== null) {
-              fpu ??= {
-                vcpu,
-                regs,
-                sregs,
-                mem,
-                layout: options.xsaveLayout,
-                scratch: new em.FpuScratch(),
-              };
-              const done = em.emulateFpuStateAccess(fpu, bytes);
-              if (done !== "not-handled") {
-                stats.emulated++;
-                if (done === "done" && options.debug?.stepping) return EMULATED_STEP;
-                continue;
-              }
-            }
-            if (options.debug !== undefined && bytes !== null && bytes[0] === INT3) {
-              return INT3_STOP;
-            }
-            vcpu.getRegs(regs);
-            return fail(
-              EXIT_CODE.GUEST_UNSUPPORTED_INSTRUCTION,
-              em.describeInstruction(regs.get("rip"), bytes, sse?.scratch.reason),
-            );
-          }
-          vcpu.getRegs(regs);
-          return fail(
-            EXIT_CODE.GUEST_VCPU_ERROR,
-            `KVM reported an internal error (suberror ${suberror}) at RIP ${hex(regs.get("rip"))}`,
-          );
+          const outcome = this.#internalError();
+          if (outcome === null) continue;
+          return outcome;
         }
         default:
-          return fail(
+          return this.#fail(
             EXIT_CODE.GUEST_VCPU_ERROR,
             `KVM stopped the guest with exit reason ${reason}, which dhyve does not handle`,
           );
       }
     }
-  } finally {
-    stats.stoppedAt = performance.now();
-    ctx.stdout.flush();
-    ctx.stderr.flush();
+  }
+
+  /** KVM_EXIT_INTERNAL_ERROR: the userspace emulator's turn; null when handled (resume). */
+  #internalError(): Outcome | null {
+    const { vcpu, mem, stats } = this.options;
+    const regs = this.#regs;
+    const sregs = this.#sregs;
+    const suberror = this.#run.internalSuberror;
+    if (suberror !== INTERNAL_ERROR.EMULATION) {
+      vcpu.getRegs(regs);
+      return this.#fail(
+        EXIT_CODE.GUEST_VCPU_ERROR,
+        `KVM reported an internal error (suberror ${suberror}) at RIP ${hex(regs.get("rip"))}`,
+      );
+    }
+    const em = emulation;
+    if (em === null) return OUTCOME.NEEDS_EMULATOR;
+    const stepping = this.debug?.stepping ?? false;
+    const bytes = this.#instructionBytes();
+    if (bytes !== null) {
+      const sse = this.#sse ??= { vcpu, regs, sregs, scratch: new em.SseScratch(mem) };
+      if (this.debug !== null) {
+        // A single step must be one instruction: no running ahead in userspace.
+        this.#sseRunAhead ??= sse.scratch.runAhead;
+        sse.scratch.runAhead = stepping ? 0 : this.#sseRunAhead;
+      } else if (this.#sseRunAhead !== undefined) {
+        sse.scratch.runAhead = this.#sseRunAhead;
+      }
+      const done = em.emulateSseInstruction(sse, bytes);
+      if (done !== "not-handled") {
+        stats.emulated += Math.max(1, sse.scratch.lastCount);
+        // An injected exception is not a step: KVM delivers it on the next entry.
+        return done === "done" && stepping ? OUTCOME.EMULATED_STEP : null;
+      }
+      if (em.emulateXcrAccess(vcpu, regs, bytes)) {
+        stats.emulated++;
+        return stepping ? OUTCOME.EMULATED_STEP : null;
+      }
+      const fpu = this.#fpu ??= {
+        vcpu,
+        regs,
+        sregs,
+        mem,
+        layout: this.options.xsaveLayout,
+        scratch: new em.FpuScratch(),
+      };
+      const fpuDone = em.emulateFpuStateAccess(fpu, bytes);
+      if (fpuDone !== "not-handled") {
+        stats.emulated++;
+        return fpuDone === "done" && stepping ? OUTCOME.EMULATED_STEP : null;
+      }
+      if (this.debug !== null && bytes[0] === INT3) return OUTCOME.INT3;
+    }
+    vcpu.getRegs(regs);
+    return this.#fail(
+      EXIT_CODE.GUEST_UNSUPPORTED_INSTRUCTION,
+      em.describeInstruction(regs.get("rip"), bytes, this.#sse?.scratch.reason),
+    );
+  }
+
+  /** Ends the run with a device's or handler's stop; a fault gets a register dump for -v. */
+  #stopWith(result: Exclude<HandlerResult, typeof RESUME | typeof WOULD_BLOCK>): Outcome {
+    this.stop = result.kind === "error" && result.detail === ""
+      ? new VmStop(
+        "error",
+        result.code,
+        result.message,
+        registerDump(this.options.vcpu, this.options.mem),
+      )
+      : result;
+    return OUTCOME.STOPPED;
+  }
+
+  /** Ends the run with a fault of the guest's, with a register dump for -v. */
+  #fail(code: number, message: string): Outcome {
+    this.stop = new VmStop(
+      "error",
+      code,
+      message,
+      registerDump(this.options.vcpu, this.options.mem),
+    );
+    return OUTCOME.STOPPED;
   }
 
   /** The bytes at RIP: from KVM's emulation-failure record, else from guest memory. */
-  function instructionBytes(): Uint8Array | null {
-    const flags = run.getUint32(RUN.emulationFlags, true);
-    const size = run.getUint8(RUN.emulationInsnSize);
-    if ((flags & EMULATION_FLAG_INSTRUCTION_BYTES) !== 0 && size > 0 && size <= 15) {
-      return new Uint8Array(run.buffer, run.byteOffset + RUN.emulationInsnBytes, size).slice();
-    }
-    vcpu.getRegs(regs);
-    vcpu.getSregs(sregs);
-    const gpa = translate(mem, sregs.getU64(SREGS.cr3), regs.get("rip"));
+  #instructionBytes(): Uint8Array | null {
+    const { vcpu, mem } = this.options;
+    const reported = this.#run.emulationInstruction(EMULATION_FLAG_INSTRUCTION_BYTES);
+    if (reported !== null) return reported;
+    vcpu.getRegs(this.#regs);
+    vcpu.getSregs(this.#sregs);
+    const gpa = translate(mem, this.#sregs.getU64(SREGS.cr3), this.#regs.get("rip"));
     if (gpa < mem.base) return null; // unmapped (-1), or below RAM (a v2 guest's low 4 GiB)
     const n = Math.min(15, mem.end - gpa);
     return n > 0 ? mem.bytes(gpa, n).slice() : null;

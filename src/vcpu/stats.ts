@@ -9,6 +9,28 @@ import { MAX_HYPERCALL_PORT } from "../hypercall/table.ts";
 /** Number of KVM exit reasons tracked individually. */
 export const EXIT_REASON_SLOTS = 64;
 
+/** A vCPU's counters as one thread hands them to another (see {@linkcode VcpuStats.toRecord}). */
+export interface StatsRecord {
+  /** Exits by reason. */
+  exits: Float64Array;
+  /** Hypercalls by port. */
+  hypercalls: Float64Array;
+  /** Non-hypercall port reads. */
+  portReads: number;
+  /** Non-hypercall port writes. */
+  portWrites: number;
+  /** MMIO reads. */
+  mmioReads: number;
+  /** MMIO writes. */
+  mmioWrites: number;
+  /** Instructions emulated in userspace. */
+  emulated: number;
+  /** Start, as epoch milliseconds. */
+  startedAt: number;
+  /** Stop, as epoch milliseconds. */
+  stoppedAt: number;
+}
+
 /** Counters for one vCPU. */
 export class VcpuStats {
   /** The vCPU id. */
@@ -35,6 +57,39 @@ export class VcpuStats {
   /** Creates zeroed counters for vCPU `cpu`. */
   constructor(cpu: number) {
     this.cpu = cpu;
+  }
+
+  /**
+   * The counters as a structured-clone record for another thread, times as
+   * epoch milliseconds (each thread has its own `performance.timeOrigin`).
+   */
+  toRecord(): StatsRecord {
+    return {
+      exits: this.exits,
+      hypercalls: this.hypercalls,
+      portReads: this.portReads,
+      portWrites: this.portWrites,
+      mmioReads: this.mmioReads,
+      mmioWrites: this.mmioWrites,
+      emulated: this.emulated,
+      startedAt: this.startedAt + performance.timeOrigin,
+      stoppedAt: this.stoppedAt + performance.timeOrigin,
+    };
+  }
+
+  /** Counters of vCPU `cpu` from another thread's {@linkcode toRecord}. */
+  static fromRecord(cpu: number, r: StatsRecord): VcpuStats {
+    const s = new VcpuStats(cpu);
+    s.exits.set(r.exits);
+    s.hypercalls.set(r.hypercalls);
+    s.portReads = r.portReads;
+    s.portWrites = r.portWrites;
+    s.mmioReads = r.mmioReads;
+    s.mmioWrites = r.mmioWrites;
+    s.emulated = r.emulated;
+    s.startedAt = r.startedAt - performance.timeOrigin;
+    s.stoppedAt = r.stoppedAt - performance.timeOrigin;
+    return s;
   }
 
   /** Total KVM exits. */

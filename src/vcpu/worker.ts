@@ -11,22 +11,23 @@
 /// <reference lib="deno.worker" />
 
 import type { XsaveComponent } from "../emulate/xsave.ts";
-import type { HypercallContext } from "../hypercall/context.ts";
-import { buildHypercallTable } from "../hypercall/table.ts";
 import { flushAll, GuestOutput, type OutputSink } from "../io/guest_output.ts";
-import { currentThreadId, pinCurrentThread, Sregs, VcpuFd } from "../kvm.ts";
-import { SREGS } from "../abi/kvm.ts";
+import { currentThreadId, pinCurrentThread, Regs, ThreadTicker, VcpuFd } from "../kvm.ts";
+import { DEAD_TICKS, haltedForGood } from "./halted.ts";
+import { viewOf } from "../host/mappings.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
-import { translateRange } from "../memory/paging.ts";
+import { vcpuContext } from "./context.ts";
 import { ChannelFiles } from "./file_channel.ts";
 import { netRegisters } from "../net/net_device.ts";
-import { CONTROL, type WorkerInit, type WorkerMessage } from "./protocol.ts";
-import { INTERRUPTED, KICKED, loadEmulator, runVcpu, WAITING } from "./run_loop.ts";
+import { CONTROL, haltedWord, type WorkerInit, type WorkerMessage } from "./protocol.ts";
+import { loadEmulator, OUTCOME, vcpuBuses, VcpuLoop } from "./run_loop.ts";
 import { hostOutputSink, hostStdin } from "./host_stdio.ts";
 import { VcpuStats } from "./stats.ts";
 
 /** How often a Worker looks again at output waiting for a slow reader. */
 const OUTPUT_POLL_MS = 10;
+/** How often a vCPU checks whether it is halted for good. */
+const HALT_CHECK_MS = 250;
 
 function post(message: WorkerMessage, transfer: Transferable[] = []): void {
   self.postMessage(message, transfer);
@@ -45,11 +46,32 @@ class PostSink implements OutputSink {
   }
 }
 
-function viewOf(address: number, size: number): ArrayBuffer {
-  const ptr = Deno.UnsafePointer.create(BigInt(address));
-  if (ptr === null) throw new Error("Null mapping address");
-  // UNSAFE: the main thread keeps these mappings until every Worker has ended.
-  return Deno.UnsafePointerView.getArrayBuffer(ptr, size);
+/** Reports this vCPU once it has been halted for good on DEAD_TICKS ticks in a row. */
+function checkHalted(
+  vcpu: VcpuFd,
+  regs: Regs,
+  control: Int32Array,
+  word: number,
+  line: () => { text: string; at: number },
+): void {
+  if (Atomics.load(control, CONTROL.STOP) !== 0) return;
+  const h = haltedForGood(vcpu, regs);
+  if (h === null) {
+    Atomics.store(control, word, 0);
+    return;
+  }
+  if (Atomics.add(control, word, 1) + 1 === DEAD_TICKS) {
+    post({ type: "halted", cpu: h.cpu, rip: h.rip, line: line() });
+  }
+}
+
+/** The more recent of the two outputs' last lines. */
+function lastLine(stdout: GuestOutput, stderr: GuestOutput): { text: string; at: number } {
+  stdout.flush();
+  stderr.flush();
+  const a = stdout.lastLine();
+  const b = stderr.lastLine();
+  return a.at >= b.at ? a : b;
 }
 
 function start(init: WorkerInit): void {
@@ -66,44 +88,45 @@ function start(init: WorkerInit): void {
   const mem = new GuestMemory(viewOf(init.memAddress, init.memSize), init.guestAddress);
   const stdout = new GuestOutput(init.output === "stdio" ? hostOutputSink(1) : new PostSink(1));
   const stderr = new GuestOutput(init.output === "stdio" ? hostOutputSink(2) : new PostSink(2));
-  const sregs = new Sregs();
-  const reportedErrnos = new Set<number>();
-  const ctx: HypercallContext = {
+  const ctx = vcpuContext({
+    vcpu,
     mem,
     stdout,
     stderr,
     cmdline: init.cmdline,
     files: new ChannelFiles(init.files, init.cpu, mem),
     stdin: hostStdin(),
-    onWriteError(fd, errno): void {
-      if (reportedErrnos.has(errno)) return; // once per errno: no stderr flood
-      reportedErrnos.add(errno);
-      post({ type: "warning", message: `A guest write to fd ${fd} failed (errno ${-errno})` });
-    },
-    translateRange(vaddr, len, visit): boolean {
-      vcpu.getSregs(sregs);
-      return translateRange(mem, sregs.getU64(SREGS.cr3), vaddr, len, visit);
-    },
-  };
+    warn: (message) => post({ type: "warning", message }),
+  });
   const stats = new VcpuStats(init.cpu);
-  const options = {
+  const net = init.net === null ? null : netRegisters(init.net, mem);
+  const loop = new VcpuLoop({
     vcpu,
     mem,
-    table: buildHypercallTable(),
     ctx,
     stats,
     control,
     xsaveLayout: new Map<number, XsaveComponent>(init.xsaveLayout),
-    pending: { entry: null, arg: 0 },
-    net: init.net === null ? null : netRegisters(init.net, mem),
-  };
-  let stop = runVcpu(options);
-  while (stop === INTERRUPTED || stop === WAITING) {
+    buses: vcpuBuses(vcpu, { ctx, stats, net }),
+  });
+  // A slow tick on this thread: KVM_RUN returns now and then even while the
+  // guest is halted, so the vCPU can see whether it is halted for good.
+  const ticker = ThreadTicker.start(currentThreadId(), HALT_CHECK_MS);
+  const halted = haltedWord(init.cpuCount, init.cpu);
+  const regs = new Regs();
+  let outcome = loop.run();
+  while (outcome === OUTCOME.INTERRUPTED || outcome === OUTCOME.WAITING) {
     // Waiting for stdin: sleep a little, but wake at once when the VM stops.
-    if (stop === WAITING) Atomics.wait(control, CONTROL.STOP, 0, 10);
-    stop = runVcpu(options);
+    if (outcome === OUTCOME.WAITING) Atomics.wait(control, CONTROL.STOP, 0, 10);
+    else checkHalted(vcpu, regs, control, halted, () => lastLine(stdout, stderr));
+    outcome = loop.run();
   }
-  if (stop !== KICKED && Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0) {
+  ticker?.stop();
+  const stop = loop.stop;
+  if (
+    outcome === OUTCOME.STOPPED && stop !== null &&
+    Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0
+  ) {
     post({
       type: "stop",
       cpu: init.cpu,
@@ -115,21 +138,7 @@ function start(init: WorkerInit): void {
   while (!flushAll(stdout, stderr)) {
     if (Atomics.wait(control, CONTROL.DROP_OUTPUT, 0, OUTPUT_POLL_MS) === "not-equal") break;
   }
-  post({
-    type: "done",
-    cpu: init.cpu,
-    stats: {
-      exits: stats.exits,
-      hypercalls: stats.hypercalls,
-      portReads: stats.portReads,
-      portWrites: stats.portWrites,
-      mmioReads: stats.mmioReads,
-      mmioWrites: stats.mmioWrites,
-      emulated: stats.emulated,
-      startedAt: stats.startedAt + performance.timeOrigin,
-      stoppedAt: stats.stoppedAt + performance.timeOrigin,
-    },
-  });
+  post({ type: "done", cpu: init.cpu, stats: stats.toRecord() });
 }
 
 self.onmessage = async (event: MessageEvent<WorkerInit>): Promise<void> => {

@@ -30,6 +30,12 @@ export const PCI_ID = {
   BAR_FLAGS: 0b1100,
   /** Interrupt pin INTA#. */
   INTERRUPT_PIN: 1,
+  /** A modern (non-transitional) device has revision 1 or higher (virtio 1.x §4.1.2.1). */
+  REVISION: 1,
+  /** Subsystem vendor: the environment (virtio, as QEMU's modern devices). */
+  SUBSYSTEM_VENDOR: 0x1af4,
+  /** Subsystem ID: 0x40 or higher for a non-transitional device (§4.1.2.1); QEMU's value. */
+  SUBSYSTEM: 0x1100,
 } as const;
 
 /** IOAPIC pin (and GSI) the device interrupts on; the PCI interrupt line register says so. */
@@ -48,6 +54,8 @@ export const PCI_HEADER = {
   HEADER_TYPE: 0x0e,
   BAR0: 0x10,
   BAR1: 0x14,
+  SUBSYSTEM_VENDOR_ID: 0x2c,
+  SUBSYSTEM_ID: 0x2e,
   CAPABILITIES_PTR: 0x34,
   INTERRUPT_LINE: 0x3c,
   INTERRUPT_PIN: 0x3d,
@@ -176,19 +184,3 @@ export const ETH_HEADER_SIZE = 14;
 export const NO_VECTOR = 0xffff;
 /** Net status bit: link up. */
 export const LINK_UP = 1;
-
-/**
- * The register offset a PCI configuration address (as written to 0xCF8)
- * selects on the virtio-net function, or -1 when it names no such function:
- * the enable bit must be set, and bus, device and function must be 0.
- */
-export function pciConfigOffset(address: number): number {
-  if ((address & 0x8000_0000) === 0) return -1;
-  if ((address & 0x00ff_ff00) !== 0) return -1;
-  return address & 0xfc;
-}
-
-/** Whether a guest-physical address falls in the device's MMIO window. */
-export function inNetWindow(addr: number): boolean {
-  return addr >= NET_MMIO_BASE && addr < NET_MMIO_BASE + NET_MMIO_SIZE;
-}

@@ -17,6 +17,8 @@ import {
   NET_BAR_SIZE,
   NET_CFG,
   NET_IRQ_LINE,
+  NET_MMIO_BASE,
+  NET_MMIO_SIZE,
   NO_VECTOR,
   NOTIFY_OFF_MULTIPLIER,
   NUM_QUEUES,
@@ -58,7 +60,10 @@ function template(): Uint8Array {
   v.setUint16(PCI_HEADER.VENDOR_ID, PCI_ID.VENDOR, true);
   v.setUint16(PCI_HEADER.DEVICE_ID, PCI_ID.DEVICE, true);
   v.setUint16(PCI_HEADER.STATUS, PCI_ID.STATUS_CAPABILITIES, true);
+  t[PCI_HEADER.REVISION] = PCI_ID.REVISION;
   t[PCI_HEADER.CLASS] = PCI_ID.CLASS;
+  v.setUint16(PCI_HEADER.SUBSYSTEM_VENDOR_ID, PCI_ID.SUBSYSTEM_VENDOR, true);
+  v.setUint16(PCI_HEADER.SUBSYSTEM_ID, PCI_ID.SUBSYSTEM, true);
   t[PCI_HEADER.CAPABILITIES_PTR] = REGION.COMMON_CAP;
   t[PCI_HEADER.INTERRUPT_LINE] = NET_IRQ_LINE;
   t[PCI_HEADER.INTERRUPT_PIN] = PCI_ID.INTERRUPT_PIN;
@@ -330,5 +335,7 @@ export class NetRegisters {
   }
 }
 
-// In layout.ts, so that the run loop's checks do not load this module on runs without --net.
-export { inNetWindow, pciConfigOffset } from "./layout.ts";
+/** Whether a guest-physical address falls in the device's MMIO window. */
+export function inNetWindow(addr: number): boolean {
+  return addr >= NET_MMIO_BASE && addr < NET_MMIO_BASE + NET_MMIO_SIZE;
+}

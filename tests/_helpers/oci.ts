@@ -6,7 +6,7 @@
  * @module
  */
 
-import { buildGuest } from "./guests.ts";
+import { buildGuest, type GuestBuild } from "./guests.ts";
 import { kvmAvailable } from "./kvm.ts";
 import { REPO_ROOT } from "./repo.ts";
 import { isRoot } from "./skip.ts";
@@ -40,6 +40,41 @@ const decoder = new TextDecoder();
 /** A command's exit code and output, for assertion messages. */
 export function describeResult(result: CommandResult): string {
   return `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+}
+
+/** Podman's global options that work on these machines (crun refuses the hybrid cgroups). */
+export const PODMAN = ["--cgroup-manager", "cgroupfs", "--events-backend", "file"];
+/** `podman run` options every container gets (root here lacks CAP_SYS_RESOURCE). */
+export const PODMAN_RUN = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"];
+
+/** `podman` with {@linkcode PODMAN}'s global options, feeding `stdin` when given. */
+export function podman(args: readonly string[], stdin?: string): Promise<CommandResult> {
+  return run("podman", [...PODMAN, ...args], stdin === undefined ? {} : { stdin });
+}
+
+/**
+ * `podman run -d --name NAME` under dhyve-oci with {@linkcode PODMAN_RUN} and
+ * `args` (options, image, command); fails the test unless podman started it.
+ */
+export async function podmanDetached(name: string, args: readonly string[]): Promise<void> {
+  const started = await podman([
+    "run",
+    "-d",
+    "--name",
+    name,
+    "--runtime",
+    DHYVE_OCI,
+    ...PODMAN_RUN,
+    ...args,
+  ]);
+  if (started.code !== 0) throw new Error(`podman run -d failed: ${describeResult(started)}`);
+}
+
+/** `podman wait NAME`: the container's exit status (fails the test if podman cannot say). */
+export async function podmanWait(name: string): Promise<number> {
+  const waited = await podman(["wait", name]);
+  if (waited.code !== 0) throw new Error(`podman wait failed: ${describeResult(waited)}`);
+  return Number(waited.stdout.trim());
 }
 
 /** Runs `cmd args`, feeding `stdin` when given, and collects its output. */
@@ -118,15 +153,22 @@ export function announceSkip(file: string, why: string | null): boolean {
  * Builds the test rootfs in a new temp dir: every guest of
  * {@linkcode IMAGE_GUESTS} at `/<name>` and busybox at `/bin/busybox` (with
  * `sh`, `true`, `cat` and `echo` linked to it), and packs it as a tar.
+ * `extra` adds further guests at `/<name>`, built as given.
  * @returns the tar's path and the directory (remove it when done).
  */
-export async function buildTestRootfsTar(): Promise<{ tar: string; dir: string; rootfs: string }> {
+export async function buildTestRootfsTar(
+  extra: Readonly<Record<string, GuestBuild>> = {},
+): Promise<{ tar: string; dir: string; rootfs: string }> {
   const dir = await Deno.makeTempDir({ prefix: "dhyve-oci-test-" });
   const rootfs = `${dir}/rootfs`;
   await Deno.mkdir(`${rootfs}/bin`, { recursive: true });
   for (const name of IMAGE_GUESTS) {
     // mem_touch needs the legacy boot map, which covers all of RAM (see its source).
     const build = { iface: 2, pie: true, versionNote: name !== "mem_touch" } as const;
+    await Deno.copyFile(await buildGuest(name, build), `${rootfs}/${name}`);
+    await Deno.chmod(`${rootfs}/${name}`, 0o755);
+  }
+  for (const [name, build] of Object.entries(extra)) {
     await Deno.copyFile(await buildGuest(name, build), `${rootfs}/${name}`);
     await Deno.chmod(`${rootfs}/${name}`, 0o755);
   }

@@ -447,9 +447,13 @@ static int run(void) {
     if (IS("movaps-mmio")) __asm__ volatile("movaps %%xmm0, (%0)" : : "r"(at) : "memory");
     return continued();
   }
-  if (IS("halt")) { /* cli; hlt: KVM_RUN blocks in the kernel until a signal */
+  if (IS("halt")) { /* cli; hlt: a dead guest, which the host must notice (exit 86) */
     rt_puts("halt: halting\n");
     rt_halt();
+  }
+  if (IS("halt-idle")) { /* sti; hlt with no interrupt source: KVM_RUN blocks in the kernel */
+    rt_puts("halt-idle: halting\n");
+    for (;;) __asm__ volatile("sti; hlt");
   }
   if (IS("write-spin")) {
     write_then();

@@ -133,18 +133,21 @@ kvmTest(
     assertOneErrorLine(await dhyve(["-a", "x", kernel]), EXIT_CODE.USAGE, /affinity/i, /"x"/);
     assertOneErrorLine(await dhyve(["-a", "1-0", kernel]), EXIT_CODE.USAGE, /backwards/);
     assertOneErrorLine(await dhyve(["-a", "0,0", kernel]), EXIT_CODE.USAGE, /twice/);
-    assertOneErrorLine(await dhyve(["-a", "0-1", kernel]), EXIT_CODE.USAGE, /one core per vCPU/);
+    assertOneErrorLine(
+      await dhyve(["-a", "0-1", kernel]),
+      EXIT_CODE.USAGE,
+      /one host CPU per vCPU/,
+    );
     assertOneErrorLine(
       await dhyve(["-c", "2", "--affinity", "0", kernel]),
       EXIT_CODE.USAGE,
-      /one core per vCPU/,
+      /one host CPU per vCPU/,
     );
     const missing = navigator.hardwareConcurrency;
     assertOneErrorLine(
       await dhyve(["-a", String(missing), kernel]),
       EXIT_CODE.USAGE,
-      new RegExp(`Core ${missing}`),
-      /does not exist/,
+      new RegExp(`this host has CPUs 0 to ${missing - 1}, not ${missing}`),
     );
   },
 );

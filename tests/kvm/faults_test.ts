@@ -270,31 +270,37 @@ for (const build of BUILDS) {
     }
   });
 
-  kvmTest(`faults ${v}: --timeout 1s stops a guest halted for good (exit 85)`, async () => {
-    const kernel = await buildGuest("hostile", build);
-    const dirs = makeDirs();
-    try {
-      const r = await run(command(kernel, dirs, "halt", ["--timeout", "1s"]));
-      assertOneLine(r, EXIT_CODE.TIMEOUT, /time limit of 1 s/);
-      assert.equal(r.stdout, "halt: halting\n");
-      assert.ok(r.ms < 6000, `took ${Math.round(r.ms)} ms`);
-    } finally {
-      dirs.cleanup();
-    }
-  });
+  kvmTest(
+    `faults ${v}: --timeout 1s stops a guest halted waiting for an interrupt (exit 85)`,
+    async () => {
+      const kernel = await buildGuest("hostile", build);
+      const dirs = makeDirs();
+      try {
+        const r = await run(command(kernel, dirs, "halt-idle", ["--timeout", "1s"]));
+        assertOneLine(r, EXIT_CODE.TIMEOUT, /time limit of 1 s/);
+        assert.equal(r.stdout, "halt-idle: halting\n");
+        assert.ok(r.ms < 6000, `took ${Math.round(r.ms)} ms`);
+      } finally {
+        dirs.cleanup();
+      }
+    },
+  );
 
-  kvmTest(`faults ${v}: SIGINT stops a guest halted for good (exit 130)`, async () => {
-    const kernel = await buildGuest("hostile", build);
-    const dirs = makeDirs();
-    try {
-      const r = await runAndSignal(command(kernel, dirs, "halt"), "halting", "SIGINT");
-      assertOneLine(r, EXIT_CODE.SIGINT, /Stopped by SIGINT/);
-      assert.ok(r.afterSignalMs < 5000, `ended ${Math.round(r.afterSignalMs)} ms after`);
-      assertTempDirGone(dirs, "halt SIGINT");
-    } finally {
-      dirs.cleanup();
-    }
-  });
+  kvmTest(
+    `faults ${v}: SIGINT stops a guest halted waiting for an interrupt (exit 130)`,
+    async () => {
+      const kernel = await buildGuest("hostile", build);
+      const dirs = makeDirs();
+      try {
+        const r = await runAndSignal(command(kernel, dirs, "halt-idle"), "halting", "SIGINT");
+        assertOneLine(r, EXIT_CODE.SIGINT, /Stopped by SIGINT/);
+        assert.ok(r.afterSignalMs < 5000, `ended ${Math.round(r.afterSignalMs)} ms after`);
+        assertTempDirGone(dirs, "halt SIGINT");
+      } finally {
+        dirs.cleanup();
+      }
+    },
+  );
 
   kvmTest(
     `faults ${v}: SIGTERM stops a guest blocked reading stdin, 1 and 2 vCPUs (exit 143)`,

@@ -285,8 +285,8 @@ kvmTest("runVm: bad parameters reject with UsageError before anything runs", asy
     [{ memorySize: 17 << 20 }, /multiple of 2 MiB/],
     [{ cpuCount: 0 }, /vCPU count/],
     [{ cpuCount: 1.5 }, /vCPU count/],
-    [{ affinity: [0, 1] }, /one core per vCPU/],
-    [{ affinity: [navigator.hardwareConcurrency] }, /does not exist/],
+    [{ affinity: [0, 1] }, /one host CPU per vCPU/],
+    [{ affinity: [navigator.hardwareConcurrency] }, /this host has CPUs/],
     [{ fileMappings: ["no-colon-here"] }, /./],
     [{ args: ["x".repeat(70_000)] }, /./],
   ];

@@ -375,7 +375,7 @@ Deno.test({
     // The default build carries a Hermit 0.12.0 version note: too old for --net, as in uhyve.
     const old = await buildGuest("net_echo", { iface: 2, pie: true });
     const r = await dhyve(["-n", "tap:x", old]);
-    assert.equal(r.code, EXIT_CODE.USAGE, r.stderr);
+    assert.equal(r.code, EXIT_CODE.BAD_KERNEL, r.stderr);
     assert.match(r.stderr, /Hermit 0\.13\.2 or newer; this one is 0\.12\.0/);
     const noWrite = await dhyve(["-n", "tap:x", guest], [
       "--allow-ffi",

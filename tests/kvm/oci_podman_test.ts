@@ -18,7 +18,10 @@ import {
   containerTestsUnavailable,
   describeResult,
   DHYVE_OCI,
-  run,
+  podman,
+  PODMAN_RUN,
+  podmanDetached,
+  podmanWait,
   waitFor,
   which,
 } from "../_helpers/oci.ts";
@@ -27,14 +30,8 @@ import { REPO_ROOT } from "../_helpers/repo.ts";
 const unavailable = containerTestsUnavailable(["podman", "runc", "conmon"]);
 const ignore = announceSkip("oci_podman_test.ts", unavailable);
 
-/** Podman's global options that work on these machines (crun refuses the hybrid cgroups). */
-const PODMAN = ["--cgroup-manager", "cgroupfs", "--events-backend", "file"];
 /** `podman run` options every container gets. */
-const RUN = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"];
-
-function podman(args: readonly string[], stdin?: string): Promise<CommandResult> {
-  return run("podman", [...PODMAN, ...args], stdin === undefined ? {} : { stdin });
-}
+const RUN = PODMAN_RUN;
 
 Deno.test({
   name: "dhyve-oci runs Hermit guests under podman",
@@ -53,25 +50,11 @@ Deno.test({
     const dhyve = (args: readonly string[], stdin?: string): Promise<CommandResult> =>
       podman(["run", "--rm", "--runtime", DHYVE_OCI, ...RUN, ...args], stdin);
     const logs = async (id: string): Promise<string> => (await podman(["logs", id])).stdout;
-    const waitExit = async (id: string): Promise<number> => {
-      const waited = await podman(["wait", id]);
-      assert.equal(waited.code, 0, describeResult(waited));
-      return Number(waited.stdout.trim());
-    };
+    const waitExit = podmanWait;
     /** `podman run -d` of `args` (options, image, command) under dhyve-oci; the container's name. */
     const detached = async (args: readonly string[]): Promise<string> => {
       const id = name();
-      const started = await podman([
-        "run",
-        "-d",
-        "--name",
-        id,
-        "--runtime",
-        DHYVE_OCI,
-        ...RUN,
-        ...args,
-      ]);
-      assert.equal(started.code, 0, describeResult(started));
+      await podmanDetached(id, args);
       return id;
     };
     const startSpinning = async (): Promise<string> => {

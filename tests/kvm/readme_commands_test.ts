@@ -188,6 +188,8 @@ const NOT_RUN: Record<string, string> = {
     "root and podman, and a file in the checkout; oci_podman_test.ts imports such a tar",
   'podman --cgroup-manager cgroupfs --events-backend file run --rm --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --runtime "$PWD/bin/dhyve-oci" localhost/hermit-app /app arg1 arg2':
     "root and podman; oci_podman_test.ts runs guests with exactly these options",
+  "podman --cgroup-manager cgroupfs --events-backend file run -d --name echo --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --runtime \"$PWD/bin/dhyve-oci\" -p 127.0.0.1:8007:7 -p 127.0.0.1:8007:7/udp --annotation org.hermit-os.dhyve.net=passt --annotation 'org.hermit-os.dhyve.publish=7 7/udp' localhost/hermit-app /app":
+    "root, podman and passt; oci_net_test.ts runs the net_echo guest with these options",
   "podman save --format oci-archive -o app.oci.tar localhost/hermit-app":
     "root and podman; oci_containerd_test.ts imports a hand-made OCI archive of the same shape",
   "ctr image import app.oci.tar":

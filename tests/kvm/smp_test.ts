@@ -356,11 +356,11 @@ if (images === null) {
     const t0 = performance.now();
     const result = await runVm(`${images}/hello_c`, {
       cpuCount: 2,
-      env: [["A", "b"]],
       // The 0.6.9 kernel never NUL-terminates its envp array (hermit-abi.md §5.6): hello_c
-      // reads environ[1] from whatever the heap holds there. With no application argument
-      // that is garbage on the development machines (#GP in strlen, with -c 1 too); with
-      // one it is a NULL.
+      // reads past the last entry into whatever the heap holds there. With fewer than four
+      // entries that is garbage now and then (#GP in strlen, with -c 1 too); with four the
+      // word after them has been a NULL in every run seen here.
+      env: [["A", "b"], ["B", "c"], ["C", "d"], ["D", "e"]],
       args: ["a1"],
       fileIsolation: "none",
       timeoutMs: 30_000,
@@ -378,6 +378,7 @@ if (images === null) {
     assert.match(run.stdout, /^\[1\]\[INFO\] Entering idle loop for application processor$/m);
     assert.match(run.stdout, /^Hello World!!!$/m);
     assert.match(run.stdout, /^environ\[0\] = A=b$/m);
+    assert.match(run.stdout, /^environ\[3\] = D=e$/m);
     assert.match(run.stdout, /^argv\[1\] = a1$/m);
     assertStatsFromEveryVcpu(run, 2);
     assert.ok(run.result.stats[1]!.totalExits > 0, "the AP logged through the host");

@@ -1,9 +1,12 @@
 /**
  * The import rules of the design, checked by reading every source file's
- * imports: FFI stays in `libc.ts` (used by `kvm.ts`, `landlock.ts` and `net/host_io.ts` only),
- * KVM stays in `vcpu/` and the VM assembly, and the pure layers (sandbox,
- * loader, boot, memory, abi, hypercall, emulate) import neither; the sandbox
- * never imports the hypercall layer. Needs read access to `src/`.
+ * imports: FFI stays in `libc.ts`, used by the KVM layer (`kvm/`), `host/`,
+ * `landlock.ts` and `net/host_io.ts` only; KVM stays in `vcpu/`, the machine
+ * assembly and the GDB stub's KVM side; only `kvm/` knows the `kvm_run`
+ * layout; the pure layers (loader, boot, memory, abi, hypercall, emulate,
+ * virtio, bus, devices, sandbox) import neither, and most call no Deno API at
+ * all; the sandbox never imports the hypercall layer. Needs read access to
+ * `src/` (hence tests/sandbox, not tests/unit, which runs with no permission).
  * @module
  */
 
@@ -38,38 +41,96 @@ function importers(target: string): string[] {
   return [...graph].filter(([, deps]) => deps.includes(target)).map(([f]) => f).sort();
 }
 
-// src/net/host_io.ts is the third, deliberately: the TAP device needs an ioctl on an fd that
-// Deno cannot open, and the data path needs readv/writev/poll on guest RAM and eventfds.
-Deno.test("only kvm.ts, landlock.ts and net/host_io.ts import src/libc.ts (the only FFI)", () => {
-  assert.deepEqual(importers("src/libc.ts"), [
-    "src/kvm.ts",
-    "src/landlock.ts",
-    "src/net/host_io.ts",
-  ]);
+/** Repo-relative source text without comments (so prose naming `Deno.x` does not count). */
+function code(file: string): string {
+  return Deno.readTextFileSync(join(root, file)).replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/(^|[^:"'`])\/\/.*$/gm, "$1");
+}
+
+// The FFI layers: kvm/ (the fds), host/ (threads, ticker, poll, mappings), plus two
+// deliberate exceptions: landlock.ts (its syscalls) and net/host_io.ts (the TAP device needs
+// an ioctl on an fd that Deno cannot open, the data path readv/writev/poll on guest RAM).
+const FFI_LAYER =
+  /^src\/(kvm|host)\/[^/]+\.ts$|^src\/(kvm|landlock|libc)\.ts$|^src\/net\/host_io\.ts$/;
+
+Deno.test("only src/kvm/, src/host/, landlock.ts and net/host_io.ts import src/libc.ts (the only FFI)", () => {
+  for (const f of importers("src/libc.ts")) assert.match(f, FFI_LAYER, `${f} imports libc.ts`);
+  assert.ok(importers("src/libc.ts").some((f) => f.startsWith("src/kvm/")));
 });
 
-Deno.test("only Deno.dlopen call is in src/libc.ts", () => {
+Deno.test("only Deno.dlopen call is in src/libc.ts, and only the FFI layer uses Deno.UnsafePointer", () => {
   const callers = files.filter((f) => Deno.readTextFileSync(f).includes("Deno.dlopen("))
     .map((f) => relative(root, f));
   assert.deepEqual(callers, ["src/libc.ts"]);
+  for (const [file] of graph) {
+    if (!file.startsWith("src/") || FFI_LAYER.test(file)) continue;
+    // The net Worker views the main thread's guest RAM by address.
+    if (file === "src/net/net_worker.ts") continue;
+    assert.ok(!/Deno\.UnsafePointer/.test(code(file)), `${file} makes pointers`);
+  }
 });
 
-Deno.test("src/kvm.ts is imported only by vcpu/, the VM assembly, the GDB stub's KVM side and the entry points", () => {
+/** Modules that may import the KVM layer (`src/kvm.ts` or `src/kvm/`). */
+const KVM_USERS =
+  /^(src\/(kvm|host)\/|src\/kvm\.ts$|src\/vcpu\/|src\/machine\/|src\/vm\.ts$|src\/cli\.ts$|src\/gdb\/(kvm_target|run)\.ts$|main\.ts$|mod\.ts$)/;
+
+Deno.test("the KVM layer is imported only by vcpu/, the machine assembly, the GDB stub's KVM side and the entry points", () => {
   // The GDB stub's KVM side: kvm_target.ts reads registers and arms KVM_SET_GUEST_DEBUG,
   // run.ts drives KVM_RUN and the thread timer. The protocol itself stays pure (next test).
-  const allowed =
-    /^(src\/vcpu\/|src\/vm\.ts$|src\/cli\.ts$|src\/gdb\/(kvm_target|run)\.ts$|main\.ts$|mod\.ts$)/;
-  for (const f of importers("src/kvm.ts")) assert.match(f, allowed, `${f} imports kvm.ts`);
+  for (const [file, deps] of graph) {
+    for (const dep of deps) {
+      if (dep !== "src/kvm.ts" && !dep.startsWith("src/kvm/")) continue;
+      assert.match(file, KVM_USERS, `${file} imports ${dep}`);
+    }
+  }
 });
 
-Deno.test("pure layers import neither kvm.ts nor libc.ts", () => {
-  const pure =
-    /^src\/((sandbox|loader|boot|memory|abi|hypercall|emulate|io)\/|gdb\/(packet|protocol|target_xml|breakpoints|connection)\.ts$)/;
+/** Layers that work on plain buffers and data: no KVM, no FFI, no host calls. */
+const PURE =
+  /^src\/((loader|boot|memory|abi|hypercall|emulate|io|virtio|bus|devices)\/|gdb\/(packet|protocol|target_xml|breakpoints|connection)\.ts$|sandbox\/)/;
+
+Deno.test("pure layers import neither the KVM layer, host/, nor libc.ts", () => {
   for (const [file, deps] of graph) {
-    if (!pure.test(file)) continue;
+    if (!PURE.test(file)) continue;
     for (const dep of deps) {
-      assert.ok(dep !== "src/kvm.ts" && dep !== "src/libc.ts", `${file} imports ${dep}`);
+      assert.ok(
+        dep !== "src/kvm.ts" && dep !== "src/libc.ts" && !/^src\/(kvm|host)\//.test(dep),
+        `${file} imports ${dep}`,
+      );
     }
+  }
+});
+
+Deno.test("loader, boot, hypercall, virtio, bus, devices, memory, abi and emulate call no Deno API", () => {
+  const strict = /^src\/(loader|boot|hypercall|virtio|bus|devices|memory|abi|emulate)\//;
+  for (const [file] of graph) {
+    if (!strict.test(file)) continue;
+    assert.ok(!/\bDeno\./.test(code(file)), `${file} uses the Deno namespace`);
+  }
+});
+
+Deno.test("the KVM layer imports no boot policy (boot/, loader/, hypercall/)", () => {
+  for (const [file, deps] of graph) {
+    if (file !== "src/kvm.ts" && !file.startsWith("src/kvm/")) continue;
+    for (const dep of deps) {
+      assert.ok(
+        !/^src\/(boot|loader|hypercall|vcpu|machine)\//.test(dep),
+        `${file} imports ${dep}`,
+      );
+    }
+  }
+});
+
+Deno.test("kvm_run offsets (RUN) are read only by src/kvm/", () => {
+  for (const [file, deps] of graph) {
+    if (!file.startsWith("src/") || file.startsWith("src/kvm/") || file === "src/abi/kvm.ts") {
+      continue;
+    }
+    if (!deps.includes("src/abi/kvm.ts")) continue;
+    assert.ok(
+      !/(?<![.\w])RUN(_SYNC_SREGS)?\b(?!\s*:)/.test(code(file)),
+      `${file} reads kvm_run itself`,
+    );
   }
 });
 

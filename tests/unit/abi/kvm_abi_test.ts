@@ -83,6 +83,7 @@ Deno.test("KVM_IOCTL pins every request number to linux/kvm.h (hermit-abi.md App
   // A plain record, so that a request added to KVM_IOCTL fails here ("not pinned"), not in tsc.
   const expected: Record<string, number> = {
     GET_API_VERSION: 0xae00,
+    GET_MP_STATE: 0x8004ae98,
     CREATE_VM: 0xae01,
     GET_MSR_INDEX_LIST: 0xc004ae02,
     CHECK_EXTENSION: 0xae03,

@@ -10,11 +10,9 @@ import { OciError } from "../../../src/oci/errors.ts";
 const P = "org.hermit-os.dhyve.";
 
 Deno.test("readAnnotations() without dhyve keys: normal Landlock, no flags", () => {
-  assert.deepEqual(readAnnotations(undefined), { flags: [], fileIsolation: "normal" });
-  assert.deepEqual(readAnnotations({ "io.kubernetes.pod.name": "x" }), {
-    flags: [],
-    fileIsolation: "normal",
-  });
+  const none = { flags: [], fileIsolation: "normal", net: "none", publish: [] };
+  assert.deepEqual(readAnnotations(undefined), none);
+  assert.deepEqual(readAnnotations({ "io.kubernetes.pod.name": "x" }), none);
 });
 
 Deno.test("readAnnotations() maps every annotation to dhyve's option", () => {

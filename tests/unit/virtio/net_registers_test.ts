@@ -2,15 +2,14 @@
  * The virtio-net register file on a plain ArrayBuffer: PCI header and
  * capability list as uhyve 0.8 lays them out, BAR sizing, feature
  * negotiation, the status state machine (NEEDS_RESET for a driver that skips
- * or undoes steps), queue set-up checks, ISR read-to-clear, notifications,
- * and the 0xCF8 address decoding.
+ * or undoes steps), queue set-up checks, ISR read-to-clear and notifications.
  * @module
  */
 
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../../src/memory/guest_memory.ts";
 import { COMMON, NET_MMIO_BASE, QUEUE_SIZE, REGION, STATUS } from "../../../src/virtio/layout.ts";
-import { inNetWindow, NetRegisters, pciConfigOffset } from "../../../src/virtio/net_registers.ts";
+import { inNetWindow, NetRegisters } from "../../../src/virtio/net_registers.ts";
 import { createNetState, DEVICE_ERROR, WORD } from "../../../src/virtio/net_state.ts";
 
 const BASE = 0x20_0000;
@@ -265,16 +264,6 @@ Deno.test("NetRegisters: notify-area writes name the queue; undefined offsets re
   assert.deepEqual(d.events, ["notify 0", "notify 1"]);
   assert.equal(d.read(0x800, 4), 0);
   assert.equal(d.read(0xfe, 4), 0);
-});
-
-Deno.test("pciConfigOffset() needs the enable bit and bus 0, device 0, function 0", () => {
-  assert.equal(pciConfigOffset(0x8000_0000), 0);
-  assert.equal(pciConfigOffset(0x8000_003c), 0x3c);
-  assert.equal(pciConfigOffset(0x8000_0043), 0x40, "the low two bits do not address bytes");
-  assert.equal(pciConfigOffset(0x0000_0000), -1, "enable bit clear");
-  assert.equal(pciConfigOffset(0x8000_0800), -1, "device 1");
-  assert.equal(pciConfigOffset(0x8000_0100), -1, "function 1");
-  assert.equal(pciConfigOffset(0x8001_0000), -1, "bus 1");
 });
 
 Deno.test("inNetWindow() covers 0xFE000000–0xFEFFFFFF", () => {

@@ -18,12 +18,20 @@ import type { GuestCommandLine } from "../hypercall/context.ts";
 import type { XsaveLayout } from "../emulate/xsave.ts";
 import type { OutputSink } from "../io/guest_output.ts";
 import { signalThread, type VcpuFd } from "../kvm.ts";
+import { deadGuestStop, type Supervisor } from "./supervisor.ts";
+import { keepAlarmHandler } from "../host/ticker.ts";
+import { DEAD_TICKS, type HaltedVcpu } from "../vcpu/halted.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { NetShared } from "../net/net_device.ts";
-import { createFileChannel, FileChannelServer } from "./file_channel.ts";
-import { CONTROL, controlWords, type WorkerInit, type WorkerMessage } from "./protocol.ts";
-import { VcpuStats } from "./stats.ts";
-import { signalStop, STOP_SIGNALS, timeoutStop } from "./timeout.ts";
+import { createFileChannel, FileChannelServer } from "../vcpu/file_channel.ts";
+import {
+  CONTROL,
+  controlWords,
+  haltedWord,
+  type WorkerInit,
+  type WorkerMessage,
+} from "../vcpu/protocol.ts";
+import { VcpuStats } from "../vcpu/stats.ts";
 
 /** The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing). */
 const KICK_SIGNAL = 12; // SIGUSR2 (SIGUSR1 would start Deno's inspector)
@@ -63,8 +71,8 @@ export interface SmpOptions {
   sinks: { stdout: OutputSink; stderr: OutputSink } | null;
   /** Host core per vCPU, or null. */
   affinity: readonly number[] | null;
-  /** Stop the VM after this many milliseconds, or null. */
-  timeoutMs: number | null;
+  /** The run's supervisor: signals and --timeout (a stop it records kicks every vCPU). */
+  supervisor: Supervisor;
   /** Diagnostics from Workers. */
   warn: (message: string) => void;
   /** The virtio-net device (`--net`), or null. */
@@ -93,7 +101,10 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
   const server = new FileChannelServer(channel, n, options.files, mem);
   const stats: (VcpuStats | undefined)[] = new Array(n);
   const workers: Worker[] = [];
-  let stop: VmStop | null = null;
+  const supervisor = options.supervisor;
+  /** vCPUs that reported themselves halted for good (their words say whether they still are). */
+  const halted: ({ cpu: number; rip: number; line: { text: string; at: number } } | undefined)[] =
+    new Array(n).fill(undefined);
   let remaining = n;
 
   const kickAll = (): void => {
@@ -109,35 +120,28 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
     Atomics.notify(control, CONTROL.DROP_OUTPUT);
   };
   const claim = (s: VmStop): void => {
-    if (Atomics.compareExchange(control, CONTROL.STOP, 0, 1) === 0) stop = s;
-    else stop ??= s;
+    Atomics.compareExchange(control, CONTROL.STOP, 0, 1);
+    supervisor.claim(s);
     kickAll();
   };
 
   installKickHandler();
-  const listeners = STOP_SIGNALS.map((s) => {
-    const listener = (): void => {
-      dropOutput();
-      claim(signalStop(s));
-    };
-    Deno.addSignalListener(s.signal, listener);
-    return { signal: s.signal, listener };
+  keepAlarmHandler(); // the Workers' halt-check ticks: SIGALRM must never kill the process
+  supervisor.whenHostStops(() => {
+    dropOutput();
+    Atomics.compareExchange(control, CONTROL.STOP, 0, 1);
+    kickAll();
   });
 
   return new Promise((resolve) => {
     let drainTimer: ReturnType<typeof setTimeout> | undefined;
-    const limit = options.timeoutMs === null ? undefined : setTimeout(() => {
-      dropOutput();
-      claim(timeoutStop(options.timeoutMs!));
-    }, options.timeoutMs);
     const finish = (): void => {
       if (drainTimer !== undefined) clearTimeout(drainTimer);
-      if (limit !== undefined) clearTimeout(limit);
       server.stop();
-      for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
       for (const w of workers) w.terminate();
       resolve({
-        stop: stop ?? new VmStop("error", EXIT_CODE.INTERNAL, "Every vCPU ended without a result"),
+        stop: supervisor.stop ??
+          new VmStop("error", EXIT_CODE.INTERNAL, "Every vCPU ended without a result"),
         stats: stats.map((s, i) => s ?? new VcpuStats(i)),
         abandoned: remaining > 0,
       });
@@ -145,7 +149,7 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
     const ended = (): void => {
       remaining--;
       if (remaining === 0) finish();
-      else if (drainTimer === undefined && stop !== null) {
+      else if (drainTimer === undefined && supervisor.stop !== null) {
         drainTimer = setTimeout(() => {
           options.warn(`${remaining} vCPU(s) did not stop within ${DRAIN_MS} ms; ending them`);
           finish();
@@ -154,7 +158,7 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
     };
 
     for (let cpu = 0; cpu < n; cpu++) {
-      const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+      const worker = new Worker(new URL("../vcpu/worker.ts", import.meta.url), { type: "module" });
       workers.push(worker);
       worker.onmessage = (event: MessageEvent<WorkerMessage>): void => {
         const m = event.data;
@@ -166,28 +170,27 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
             options.warn(m.message);
             break;
           case "stop":
-            stop ??= new VmStop(m.stop.kind, m.stop.code, m.stop.message, m.stop.detail);
+            supervisor.claim(new VmStop(m.stop.kind, m.stop.code, m.stop.message, m.stop.detail));
             kickAll();
             break;
           case "fatal":
             claim(new VmStop("error", EXIT_CODE.INTERNAL, `vCPU ${m.cpu} failed: ${m.message}`));
             ended();
             break;
-          case "done": {
-            const s = new VcpuStats(m.cpu);
-            s.exits.set(m.stats.exits);
-            s.hypercalls.set(m.stats.hypercalls);
-            s.portReads = m.stats.portReads;
-            s.portWrites = m.stats.portWrites;
-            s.mmioReads = m.stats.mmioReads;
-            s.mmioWrites = m.stats.mmioWrites;
-            s.emulated = m.stats.emulated;
-            s.startedAt = m.stats.startedAt - performance.timeOrigin;
-            s.stoppedAt = m.stats.stoppedAt - performance.timeOrigin;
-            stats[m.cpu] = s;
-            ended();
+          case "halted": {
+            halted[m.cpu] = m;
+            const all = halted.every((h, i) =>
+              h !== undefined && Atomics.load(control, haltedWord(n, i)) >= DEAD_TICKS
+            );
+            if (all && halted.length === n) {
+              claim(deadGuestStop(halted as HaltedVcpu[], halted.map((h) => h!.line)));
+            }
             break;
           }
+          case "done":
+            stats[m.cpu] = VcpuStats.fromRecord(m.cpu, m.stats);
+            ended();
+            break;
         }
       };
       worker.onerror = (event: ErrorEvent): void => {
@@ -198,6 +201,7 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
       const v = vcpus[cpu]!;
       const init: WorkerInit = {
         cpu,
+        cpuCount: n,
         vcpuFd: v.fd,
         runAddress: v.runMapping.address,
         runSize: v.runMapping.size,

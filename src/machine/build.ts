@@ -1,0 +1,291 @@
+/**
+ * One VM run, as a recipe of named steps: check the options, prepare the
+ * kernel, open the sandbox, the network device and KVM, map guest RAM,
+ * load the kernel, create the vCPUs and write the boot state, apply file
+ * isolation, then run (under the debugger, one vCPU on this thread, or one
+ * Worker per vCPU) under one supervisor. Every resource a step takes is
+ * released in reverse order on every path (an `AsyncDisposableStack`), and
+ * every error becomes one exit code in one place (`errors.ts`).
+ * @module
+ */
+
+import { flushAll, GuestOutput } from "../io/guest_output.ts";
+import { EXIT_CODE } from "../exit_codes.ts";
+import { type HostMapping, LIBC_SONAME, mapGuestMemory, type VmFd } from "../kvm.ts";
+import type { KernelImage } from "../loader/elf.ts";
+import type { Layout } from "../loader/layout.ts";
+import { logger } from "../log.ts";
+import { GuestMemory } from "../memory/guest_memory.ts";
+import type { NetCounters } from "../net/net_device.ts";
+import {
+  DEFAULT_MEMORY_SIZE,
+  parseHermitImageMode,
+  UsageError,
+  validateAffinity,
+  validateCpuCount,
+  validateMemorySize,
+  type VmParams,
+} from "../params.ts";
+import {
+  checkGranted,
+  dhyveSourceDir,
+  optionPermissionInput,
+  requiredPermissions,
+} from "../permissions.ts";
+import { FileMap, FileMapError } from "../sandbox/file_map.ts";
+import { denoHostFs } from "../sandbox/host_fs.ts";
+import { Sandbox } from "../sandbox/sandbox.ts";
+import { hostOutputSink } from "../vcpu/host_stdio.ts";
+import type { VcpuStats } from "../vcpu/stats.ts";
+import type { VmStop } from "../hypercall/context.ts";
+import { createMachine } from "./boot_state.ts";
+import { toVmError, VmError } from "./errors.ts";
+import { applyFileIsolation } from "./isolation.ts";
+import { type KernelRequest, prepareKernelFile } from "./kernel.ts";
+import { configureVm, openKvm } from "./kvm_setup.ts";
+import { traceMark } from "../startup_trace.ts";
+import { runGuest } from "./run_guest.ts";
+import { Supervisor } from "./supervisor.ts";
+
+const log = logger("vm");
+
+/** What a finished run reports. */
+export interface VmResult {
+  /**
+   * The process exit status: the guest's exit code (low 8 bits) when it
+   * exited, else dhyve's code for how it stopped.
+   */
+  exitCode: number;
+  /** The guest's own exit code (unmasked), or null if it did not exit. */
+  guestExitCode: number | null;
+  /** For a guest that stopped the VM by a fault: one line saying what happened. */
+  error: string | null;
+  /** Register dump and other detail for the error (for -v). */
+  errorDetail: string | null;
+  /** Per-vCPU counters. */
+  stats: VcpuStats[];
+  /** Where the kernel went. */
+  layout: Layout;
+  /** The parsed kernel. */
+  kernel: KernelImage;
+  /** Milliseconds from the start of runVm to the guest's first instruction. */
+  bootMs: number;
+  /** Milliseconds the guest ran. */
+  runMs: number;
+  /** The network device's counters (`--net`), or null without one. */
+  net: NetCounters | null;
+}
+
+/**
+ * Boots `kernelPath` and runs it to the end.
+ * @throws {VmError} for problems before or outside the guest (bad kernel,
+ *   no KVM, a failed host call), each with its exit code.
+ * @throws {UsageError} for invalid parameters.
+ */
+export async function runVm(kernelPath: string, params: VmParams = {}): Promise<VmResult> {
+  try {
+    return await run(kernelPath, params);
+  } catch (error) {
+    if (error instanceof UsageError) throw error; // a TypeError for library callers
+    throw toVmError(error, kernelPath) ?? error;
+  }
+}
+
+/** The recipe. Every resource a step takes goes on `stack` and is given back in reverse. */
+async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
+  const t0 = performance.now();
+  traceMark("runvm");
+  await using stack = new AsyncDisposableStack();
+  // 1. Options that need no host resource: sizes, affinity, file map, Deno permissions.
+  const plan = checkOptions(kernelPath, params);
+  // 2. The kernel: read it (or unpack a Hermit image), parse it, choose where it goes.
+  const kernel = await prepareKernelFile(kernelPath, plan.map, kernelRequest(params, plan));
+  traceMark("kernel");
+  // 3. The guest's files and output.
+  const sandbox = stack.adopt(openSandbox(plan.map, params), (s) => s.dispose());
+  const stdout = new GuestOutput(params.stdout ?? hostOutputSink(1));
+  const stderr = new GuestOutput(params.stderr ?? hostOutputSink(2));
+  stack.defer(() => void flushAll(stdout, stderr));
+  // 4. The network's host end (--net: TAP or passt), before KVM: a problem is one line.
+  // Loaded only for --net (the device and its Worker are not on a plain run's path).
+  const netSetup = params.net === undefined ? null : await import("./net.ts");
+  const net = params.net === undefined || netSetup === null
+    ? null
+    : await netSetup.openNetDevice(params.net, params.tempDir);
+  const closeNet = once(() => net?.close());
+  stack.defer(closeNet);
+  // 5. KVM, the VM and guest RAM.
+  const kvm = stack.use(openKvm());
+  const vm = stack.use(kvm.createVm());
+  const ram = mapRam(stack, vm, plan.memorySize, kernel.layout.guestAddress, params);
+  configureVm(vm, params);
+  traceMark("kvm");
+  // 6. The network device inside the VM; its Worker reads guest RAM, so it stops first.
+  if (net !== null && netSetup !== null) {
+    await netSetup.connectNetDevice(vm, net, {
+      address: ram.mapping.address,
+      size: plan.memorySize,
+      guestAddress: kernel.layout.guestAddress,
+    });
+    stack.defer(closeNet);
+  }
+  // 7. The kernel in RAM, the vCPUs and the boot state.
+  const machine = createMachine(stack, { kvm, vm, mem: ram.mem, kernel, plan });
+  // 8. Landlock (--file-isolation): from here on only the run's own paths.
+  applyFileIsolation(params.fileIsolation ?? "none", kernelPath, plan.map, sandbox);
+  const bootMs = performance.now() - t0;
+  traceMark("boot");
+
+  // 9. Run, under one supervisor. Under the debugger --timeout counts guest time only.
+  const timeoutMs = params.gdbPort === undefined ? params.timeoutMs : undefined;
+  using supervisor = new Supervisor({ timeoutMs });
+  const ran = await runGuest({
+    ...machine,
+    mem: ram.mem,
+    memAddress: ram.mapping.address,
+    cmdline: kernel.cmdline,
+    sandbox,
+    stdout,
+    stderr,
+    net,
+    params,
+    supervisor,
+    kernelAddress: kernel.layout.kernelAddress,
+    loadOffset: kernel.layout.kernelAddress - kernel.image.firstVaddr,
+  });
+  traceMark("guest");
+  // A vCPU Worker that did not end may still touch guest RAM: keep it mapped.
+  if (ran.abandoned) ram.keepMapped();
+
+  // 10. The result; the stack then gives everything back.
+  if (net !== null && netSetup !== null) log.info(netSetup.netSummary(net.counters()));
+  return result(ran.stop, {
+    stats: ran.stats,
+    layout: kernel.layout,
+    kernel: kernel.image,
+    bootMs,
+    runMs: Math.max(...ran.stats.map((s) => s.stoppedAt - s.startedAt)),
+    net: net?.counters() ?? null,
+  });
+}
+
+/** What the kernel step needs from the options. */
+function kernelRequest(
+  params: VmParams,
+  plan: { memorySize: number; cpuCount: number },
+): KernelRequest {
+  return {
+    args: params.args ?? [],
+    env: params.env ?? [],
+    memorySize: plan.memorySize,
+    cpuCount: plan.cpuCount,
+    envHost: params.envHost ?? false,
+    aslr: params.aslr ?? true,
+    random: params.random,
+    net: params.net !== undefined,
+    // Library callers too: an unknown mode is one usage line, never a silent fallback.
+    mode: parseHermitImageMode(params.hermitImageMode ?? "external"),
+  };
+}
+
+/** Step 1: the options that need no host resource (sizes, affinity, file map, permissions). */
+function checkOptions(
+  kernelPath: string,
+  params: VmParams,
+): { memorySize: number; cpuCount: number; map: FileMap } {
+  const memorySize = validateMemorySize(params.memorySize ?? DEFAULT_MEMORY_SIZE);
+  const cpuCount = validateCpuCount(params.cpuCount ?? 1);
+  if (params.affinity !== undefined) {
+    validateAffinity(params.affinity, { cpuCount, hostCpus: navigator.hardwareConcurrency });
+  }
+  let map: FileMap;
+  try {
+    map = FileMap.fromSpecs(params.fileMappings ?? [], Deno.cwd());
+  } catch (error) {
+    if (error instanceof FileMapError) throw new UsageError(error.message);
+    throw error;
+  }
+  if (params.checkPermissions ?? true) {
+    const missing = checkGranted(requiredPermissions({
+      kernel: kernelPath,
+      mappings: map.hostPaths().map((m) => ({
+        host: m.hostPath,
+        guest: m.guestPath,
+        writable: m.writable,
+      })),
+      tempDir: params.tempDir ?? null,
+      output: null,
+      envHost: false,
+      libcPath: LIBC_SONAME,
+      ...optionPermissionInput(params, dhyveSourceDir()),
+    }));
+    if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
+  }
+  return { memorySize, cpuCount, map };
+}
+
+/** Step 3: the guest's view of host files (the file map, fds, temp dir, stdin). */
+function openSandbox(map: FileMap, params: VmParams): Sandbox {
+  const stdinSource = params.stdin;
+  return new Sandbox({
+    map,
+    ...(stdinSource !== undefined
+      ? { hostFs: { ...denoHostFs, readStdin: (into: Uint8Array) => stdinSource.readSync(into) } }
+      : {}),
+    ...(params.tempDir !== undefined ? { tempDir: params.tempDir } : {}),
+    ...(params.ioMode !== undefined ? { ioMode: params.ioMode } : {}),
+    ...(params.maxOpenFiles !== undefined ? { maxOpenFiles: params.maxOpenFiles } : {}),
+    ...(params.maxTempBytes !== undefined ? { maxTempBytes: params.maxTempBytes } : {}),
+    warn: (message) => log.warn(message),
+  });
+}
+
+/** Step 5: guest RAM, mapped on the host and into the VM. */
+function mapRam(
+  stack: AsyncDisposableStack,
+  vm: VmFd,
+  size: number,
+  guestAddress: number,
+  params: VmParams,
+): { mapping: HostMapping; mem: GuestMemory; keepMapped(): void } {
+  const mapping = mapGuestMemory(size, {
+    ...(params.thp ? { thp: true } : {}),
+    ...(params.ksm ? { ksm: true } : {}),
+  });
+  let keep = false;
+  stack.defer(() => {
+    if (!keep) mapping.unmap(); // else the process's exit frees it
+  });
+  vm.setUserMemoryRegion({
+    slot: 0,
+    guestPhysAddr: guestAddress,
+    size,
+    hostAddress: mapping.address,
+  });
+  return {
+    mapping,
+    mem: new GuestMemory(mapping.buffer, guestAddress),
+    keepMapped: () => void (keep = true),
+  };
+}
+
+/** The result record for a stop. */
+function result(
+  stop: VmStop,
+  rest: Omit<VmResult, "exitCode" | "guestExitCode" | "error" | "errorDetail">,
+): VmResult {
+  const exited = stop.kind === "exit";
+  return {
+    exitCode: exited ? stop.code & 0xff : stop.code,
+    guestExitCode: exited ? stop.code : null,
+    error: exited ? null : stop.message,
+    errorDetail: exited ? null : stop.detail,
+    ...rest,
+  };
+}
+
+/** `fn` made safe to call twice: the second call waits for the first. */
+function once(fn: () => Promise<void> | void): () => Promise<void> {
+  let done: Promise<void> | null = null;
+  return () => (done ??= Promise.resolve(fn()));
+}
