@@ -2,14 +2,11 @@
  * What a guest learns from stat, lstat, fstat and directory listings: host
  * metadata filtered by dhyve's policy (docs/security.md, "File metadata the
  * guest sees"), and the made-up metadata of virtual files and of the map's
- * own directories. Pure (hashing only); like all of `sandbox/`, it never
+ * own directories. Pure; like all of `sandbox/`, it never
  * imports KVM, FFI or `src/hypercall/`.
  * @module
  */
 
-// Not node:crypto: the first node: module starts Deno's Node compatibility layer,
-// which costs every run ~20 ms and ~9 MiB at start-up (docs/performance.md).
-import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { ATTR, S_IF } from "../file_attr.ts";
 import { DT } from "./dirents.ts";
 import type { HostStat } from "./host_fs.ts";
@@ -18,39 +15,40 @@ import type { HostStat } from "./host_fs.ts";
 export const GUEST_DEV = 0;
 /** `st_blksize` reported for virtual files and map directories (uhyve's value). */
 export const VIRTUAL_BLKSIZE = 4096;
+/** How many files {@linkcode GuestInodes} remembers; past that, new files get unremembered numbers. */
+export const MAX_REMEMBERED_INODES = 1 << 18;
 
 /**
- * Inode numbers for the guest: a keyed hash (a random key per VM) of the
- * host's (dev, ino) for host files, or of the guest path for virtual files
- * and map directories. Hard links keep one number and different files get
- * different ones (collisions: about 2^-48 per pair), but the host's own inode
- * and device numbers cannot be read back, and a number means nothing outside
- * its VM. Costs no memory per file.
+ * Inode numbers for the guest, handed out in the order the guest first sees
+ * each file: 2, 3, 4, … (0 marks an empty slot in some tools, 1 is uhyve's
+ * dummy). A host file is known by the host's (dev, ino), so hard links share
+ * a number, and a virtual file or map directory by its guest path. The
+ * numbers say nothing about the host's own inode or device numbers and mean
+ * nothing outside their VM. Memory: one entry per file the guest has looked
+ * at, at most {@linkcode MAX_REMEMBERED_INODES} (a guest that creates and
+ * removes files in a loop cannot grow it without bound); after that a new file
+ * gets a fresh number on every look, so only hard-link equality is lost.
  */
 export class GuestInodes {
-  readonly #key: Uint8Array = crypto.getRandomValues(new Uint8Array(16));
-  readonly #encoder = new TextEncoder();
+  readonly #numbers = new Map<string, number>();
+  #next = 2;
 
   /** The guest's number for host file `ino` on host device `dev`. */
   host(dev: number, ino: number): number {
-    return this.#hash(`host:${dev}:${ino}`);
+    return this.#number(`h:${dev}:${ino}`);
   }
 
   /** The guest's number for a virtual file or map directory at a clean guest path. */
   virtual(cleanPath: string): number {
-    return this.#hash(`map:/${cleanPath}`);
+    return this.#number(`v:/${cleanPath}`);
   }
 
-  #hash(text: string): number {
-    const bytes = this.#encoder.encode(text);
-    const input = new Uint8Array(this.#key.length + bytes.length);
-    input.set(this.#key);
-    input.set(bytes, this.#key.length);
-    const d = sha256(input);
-    const low48 = d[0]! + d[1]! * 2 ** 8 + d[2]! * 2 ** 16 + d[3]! * 2 ** 24 + d[4]! * 2 ** 32 +
-      d[5]! * 2 ** 40;
-    // 48 bits, never 0 or 1 (0 marks an empty slot in some tools, 1 is uhyve's dummy).
-    return low48 % (2 ** 48 - 2) + 2;
+  #number(key: string): number {
+    const known = this.#numbers.get(key);
+    if (known !== undefined) return known;
+    const fresh = this.#next++;
+    if (this.#numbers.size < MAX_REMEMBERED_INODES) this.#numbers.set(key, fresh);
+    return fresh;
   }
 }
 

@@ -15,18 +15,12 @@ import assert from "node:assert/strict";
 import { REPO_ROOT } from "../_helpers/repo.ts";
 import { testUnless } from "../_helpers/skip.ts";
 
-/**
- * npm packages a plain run does load: @noble/hashes for the guest's inode
- * numbers (`sandbox/guest_attr.ts`; ~2 ms, where node:crypto costs ~20 ms).
- */
-const ON_THE_PLAIN_PATH = (s: string): boolean => s.includes("@noble/hashes");
-
 /** Modules a plain run (one vCPU, no --net, no -s, an ELF kernel) must not load eagerly. */
 const NOT_ON_THE_PLAIN_PATH: readonly { what: string; test: (specifier: string) => boolean }[] = [
   { what: "a node: built-in (Node compatibility layer)", test: (s) => s.startsWith("node:") },
   {
     what: "an npm package",
-    test: (s) => (s.startsWith("npm:") || s.includes("/node_modules/")) && !ON_THE_PLAIN_PATH(s),
+    test: (s) => (s.startsWith("npm:") || s.includes("/node_modules/")),
   },
   {
     what: "the GDB stub",

@@ -15,6 +15,7 @@ import {
   fillMapDirAttr,
   fillVirtualFileAttr,
   GuestInodes,
+  MAX_REMEMBERED_INODES,
 } from "../../../src/sandbox/guest_attr.ts";
 
 const enc = new TextEncoder();
@@ -75,17 +76,25 @@ Deno.test("DirListing.read() pages by cursor: whole records, EINVAL when one doe
   assert.equal(new DirListing([]).read(0, new Uint8Array(0)), 0, "an empty directory ends at once");
 });
 
-Deno.test("GuestInodes: stable within a VM, keyed per VM, 48 bits, device included", () => {
+Deno.test("GuestInodes: stable within a VM, in order of first sight, device included", () => {
   const a = new GuestInodes();
   const b = new GuestInodes();
-  assert.equal(a.host(2049, 1234), a.host(2049, 1234));
-  assert.notEqual(a.host(2049, 1234), a.host(2050, 1234), "the device counts");
-  assert.notEqual(a.host(2049, 1234), b.host(2049, 1234));
-  assert.notEqual(a.virtual("data/x"), a.virtual("data/y"));
-  for (let ino = 0; ino < 1000; ino++) {
-    const guest = a.host(1, ino);
-    assert.ok(Number.isSafeInteger(guest) && guest >= 2 && guest < 2 ** 48, `${guest}`);
-  }
+  assert.equal(a.host(2049, 1234), 2, "the first file is 2, whatever its host inode");
+  assert.equal(b.host(1, 999_999_999), 2, "another VM numbers its own files from 2");
+  assert.equal(a.host(2049, 1234), 2, "a second look gives the same number (hard links too)");
+  assert.equal(a.host(2050, 1234), 3, "the device counts");
+  assert.equal(a.virtual("data/x"), 4);
+  assert.notEqual(a.virtual("data/y"), a.virtual("data/x"));
+  assert.equal(a.virtual("data/x"), 4);
+});
+
+Deno.test("GuestInodes: remembers a bounded number of files, then hands out fresh ones", () => {
+  const a = new GuestInodes();
+  for (let ino = 0; ino < MAX_REMEMBERED_INODES; ino++) a.host(1, ino);
+  assert.equal(a.host(1, 0), 2, "remembered");
+  const past = a.host(1, MAX_REMEMBERED_INODES);
+  assert.notEqual(a.host(1, MAX_REMEMBERED_INODES), past, "not remembered: a new number each look");
+  assert.ok(Number.isSafeInteger(past) && past > MAX_REMEMBERED_INODES);
 });
 
 Deno.test("fillHostAttr() keeps type, size and times, hides device, owner and rdev", () => {
