@@ -28,4 +28,4 @@ export { ThreadTicker } from "./host/ticker.ts";
 export { fdReadable, fdWritable } from "./host/poll.ts";
 
 /** libc's soname (permission hints) and the error when no libc can be loaded. */
-export { LIBC_SONAME, LibcLoadError } from "./libc.ts";
+export { LIBC_SONAME, LibcLoadError } from "./host/libc.ts";

@@ -18,7 +18,7 @@ import {
   MAP_PRIVATE,
   PROT_READ,
   PROT_WRITE,
-} from "../libc.ts";
+} from "./libc.ts";
 
 /** Maps `[ptr, ptr + size)` of host memory as an ArrayBuffer (no copy). */
 export function viewOf(address: number, size: number): ArrayBuffer {

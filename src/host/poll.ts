@@ -4,7 +4,7 @@
  * @module
  */
 
-import { libc } from "../libc.ts";
+import { libc } from "./libc.ts";
 
 const POLLIN = 1;
 const POLLOUT = 4;

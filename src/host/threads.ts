@@ -4,7 +4,7 @@
  * @module
  */
 
-import { errno, libc } from "../libc.ts";
+import { errno, libc } from "./libc.ts";
 
 const SYS_GETTID = 186;
 const SYS_TGKILL = 234;

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { libc } from "../libc.ts";
+import { libc } from "./libc.ts";
 
 const CLOCK_MONOTONIC = 1;
 const SIGEV_THREAD_ID = 4;

@@ -8,7 +8,7 @@
  */
 
 import { ERRNO, errnoName } from "../errno.ts";
-import { errno, libc } from "../libc.ts";
+import { errno, libc } from "../host/libc.ts";
 
 /** A failed KVM or memory call: which operation, and the errno it returned. */
 export class KvmError extends Error {

@@ -12,7 +12,7 @@ import {
 } from "../abi/kvm.ts";
 import { KVM_IOCTL } from "../abi/ioctl.ts";
 import type { CpuidEntry } from "../abi/kvm.ts";
-import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../libc.ts";
+import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../host/libc.ts";
 import { check, closeFd, KvmUnavailableError } from "./errors.ts";
 import { VmFd } from "./vm.ts";
 

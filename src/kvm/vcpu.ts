@@ -19,7 +19,7 @@ import {
 import type { CpuidEntry, MsrEntry } from "../abi/kvm.ts";
 import { KVM_IOCTL } from "../abi/ioctl.ts";
 import { mmapResult, viewOf } from "../host/mappings.ts";
-import { errno, libc, MAP_SHARED, PROT_READ, PROT_WRITE } from "../libc.ts";
+import { errno, libc, MAP_SHARED, PROT_READ, PROT_WRITE } from "../host/libc.ts";
 import { check, closeFd } from "./errors.ts";
 import { Regs, type Sregs } from "./regs.ts";
 import { KvmRun } from "./run.ts";

@@ -10,7 +10,7 @@ import {
   KVM_USERSPACE_MEMORY_REGION_SIZE,
 } from "../abi/kvm.ts";
 import { KVM_IOCTL } from "../abi/ioctl.ts";
-import { errno, libc } from "../libc.ts";
+import { errno, libc } from "../host/libc.ts";
 import { check, closeFd } from "./errors.ts";
 import type { Kvm } from "./system.ts";
 import { VcpuFd } from "./vcpu.ts";

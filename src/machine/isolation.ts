@@ -4,7 +4,7 @@
  */
 
 import { dirname } from "../posix_path.ts";
-import { applyLandlock, denoRuntimeRules, sandboxRules } from "../landlock.ts";
+import { applyLandlock, denoRuntimeRules, sandboxRules } from "../host/landlock.ts";
 import { logger } from "../log.ts";
 import type { FileMap } from "../sandbox/file_map.ts";
 import type { Sandbox } from "../sandbox/sandbox.ts";

@@ -4,13 +4,13 @@
  * between a descriptor and guest RAM. Deno's own APIs cannot open a TAP
  * interface (it needs an ioctl on the open fd) nor do scatter/gather I/O on
  * guest memory, so this module calls libc; it is the only FFI user besides
- * `kvm.ts` and `landlock.ts` (see tests/sandbox/architecture_test.ts). It
+ * `kvm.ts` and `host/` (see tests/sandbox/architecture_test.ts). It
  * opens no path but `/dev/net/tun`, and connects to passt's UNIX socket (a
  * path the Deno permission check covers, like the TUN device).
  * @module
  */
 
-import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../libc.ts";
+import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../host/libc.ts";
 import { ERRNO } from "../errno.ts";
 import { NET_HDR_SIZE } from "../virtio/layout.ts";
 import { MAX_IFNAME, TUN_DEVICE } from "./net_option.ts";

@@ -7,7 +7,7 @@
  */
 
 import { dirname, join } from "node:path/posix";
-import { libcCandidates, readLdCache } from "../libc_path.ts";
+import { libcCandidates, readLdCache } from "../host/libc_path.ts";
 import { fileURLToPath } from "node:url";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { elfInterpreter } from "./elf_interp.ts";

@@ -2,7 +2,7 @@
  * Guest file descriptors: small integers from dhyve's own table, never host
  * fds. Owns numbering (from 3 up, lowest free number first) and the per-guest
  * limit on open files (EMFILE). Pure; like all of `sandbox/`, it never imports
- * KVM, FFI (`src/kvm.ts`, `src/libc.ts`) or `src/hypercall/`.
+ * KVM, FFI (`src/kvm.ts`, `src/host/libc.ts`) or `src/hypercall/`.
  * @module
  */
 

@@ -5,7 +5,7 @@
  * Lookups are purely lexical: the symlink containment check is done by the
  * sandbox through `host_fs.ts` (`isConfined`), which keeps this module free
  * of host I/O except the optional `stat`s of {@linkcode FileMap.mounts}. Like
- * all of `sandbox/`, it never imports KVM, FFI (`src/kvm.ts`, `src/libc.ts`)
+ * all of `sandbox/`, it never imports KVM, FFI (`src/kvm.ts`, `src/host/libc.ts`)
  * or `src/hypercall/`.
  * @module
  */

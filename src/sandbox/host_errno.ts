@@ -4,7 +4,7 @@
  * Deno's "permission denied by a flag" errors. Hermit numbers errors as Linux
  * x86_64 does, so a host errno that has a number passes through unchanged;
  * nothing is ever folded into EPERM (uhyve 0.8 does that). Like all of
- * `sandbox/`, it never imports KVM, FFI (`src/kvm.ts`, `src/libc.ts`) or
+ * `sandbox/`, it never imports KVM, FFI (`src/kvm.ts`, `src/host/libc.ts`) or
  * `src/hypercall/`.
  * @module
  */

@@ -5,7 +5,7 @@
  * `--allow-read`/`--allow-write` on every call; nothing here uses libc. It also
  * owns the pure parts next to those calls: Hermit open flags → Deno open
  * options, and the symlink containment check. Like all of `sandbox/`, it
- * never imports KVM, FFI (`src/kvm.ts`, `src/libc.ts`) or `src/hypercall/`.
+ * never imports KVM, FFI (`src/kvm.ts`, `src/host/libc.ts`) or `src/hypercall/`.
  * @module
  */
 

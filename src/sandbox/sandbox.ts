@@ -6,7 +6,7 @@
  * cause. Owns the per-VM temp directory, the open-file limit, the
  * temp-space limit and the once-per-flag permission warnings. Host I/O goes
  * through `host_fs.ts` only. Like all of `sandbox/`, it never imports KVM, FFI
- * (`src/kvm.ts`, `src/libc.ts`) or `src/hypercall/`.
+ * (`src/kvm.ts`, `src/host/libc.ts`) or `src/hypercall/`.
  * @module
  */
 

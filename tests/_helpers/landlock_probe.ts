@@ -14,8 +14,8 @@ import {
   type LandlockMode,
   type LandlockResult,
   type LandlockRule,
-} from "../../src/landlock.ts";
-import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../../src/libc.ts";
+} from "../../src/host/landlock.ts";
+import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../../src/host/libc.ts";
 import { type AccessReport, probeAccess } from "./landlock_probe_worker.ts";
 
 /** What the probe applies and tries. */

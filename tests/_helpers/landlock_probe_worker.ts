@@ -6,7 +6,7 @@
  * @module
  */
 
-import { cString, errno, libc, O_CLOEXEC } from "../../src/libc.ts";
+import { cString, errno, libc, O_CLOEXEC } from "../../src/host/libc.ts";
 
 /** Per path: "ok" or the error class name (sync, async), and the errno of libc open (0 = ok). */
 export interface AccessReport {

@@ -1,5 +1,5 @@
 /**
- * Landlock (`src/landlock.ts`), the third file fence. Each scenario runs
+ * Landlock (`src/host/landlock.ts`), the third file fence. Each scenario runs
  * `tests/_helpers/landlock_probe.ts` in a subprocess (Landlock cannot be
  * undone) that restricts itself and reports what it could still touch. On a
  * kernel without Landlock it prints one SKIP line. Needs `--allow-ffi`,
@@ -17,7 +17,7 @@ import {
   type LandlockResult,
   ruleAccessFs,
   sandboxRules,
-} from "../../src/landlock.ts";
+} from "../../src/host/landlock.ts";
 import { describeRun, runDeno } from "../_helpers/cli.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
 import type { ProbeConfig, ProbeReport } from "../_helpers/landlock_probe.ts";

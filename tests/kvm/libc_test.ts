@@ -16,7 +16,7 @@ import {
   LIBC_SONAME,
   libcCandidates,
   readLdCache,
-} from "../../src/libc_path.ts";
+} from "../../src/host/libc_path.ts";
 import { assertOneErrorLine, describeRun, runDhyve } from "../_helpers/cli.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";

@@ -21,7 +21,7 @@ import {
   type LandlockAccess,
   ruleAccessFs,
   sandboxRules,
-} from "../../src/landlock.ts";
+} from "../../src/host/landlock.ts";
 import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guests.ts";
 import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";

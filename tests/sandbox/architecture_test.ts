@@ -1,7 +1,7 @@
 /**
  * The import rules of the design, checked by reading every source file's
- * imports: FFI stays in `libc.ts`, used by the KVM layer (`kvm/`), `host/`,
- * `landlock.ts` and `net/host_io.ts` only; KVM stays in `vcpu/`, the machine
+ * imports: FFI stays in `host/libc.ts`, used by the KVM layer (`kvm/`), the
+ * rest of `host/` (threads, ticker, poll, mappings, Landlock) and `net/host_io.ts` only; KVM stays in `vcpu/`, the machine
  * assembly and the GDB stub's KVM side; only `kvm/` knows the `kvm_run`
  * layout; the pure layers (loader, boot, memory, abi, hypercall, emulate,
  * virtio, bus, devices, sandbox) import neither, and most call no Deno API at
@@ -47,21 +47,21 @@ function code(file: string): string {
     .replace(/(^|[^:"'`])\/\/.*$/gm, "$1");
 }
 
-// The FFI layers: kvm/ (the fds), host/ (threads, ticker, poll, mappings), plus two
-// deliberate exceptions: landlock.ts (its syscalls) and net/host_io.ts (the TAP device needs
-// an ioctl on an fd that Deno cannot open, the data path readv/writev/poll on guest RAM).
-const FFI_LAYER =
-  /^src\/(kvm|host)\/[^/]+\.ts$|^src\/(kvm|landlock|libc)\.ts$|^src\/net\/host_io\.ts$/;
+// The FFI layers: kvm/ (the fds), host/ (libc, threads, ticker, poll, mappings, Landlock's
+// syscalls), plus one deliberate exception: net/host_io.ts (the TAP device needs an ioctl on an
+// fd that Deno cannot open, the data path readv/writev/poll on guest RAM).
+const FFI_LAYER = /^src\/(kvm|host)\/[^/]+\.ts$|^src\/kvm\.ts$|^src\/net\/host_io\.ts$/;
+const LIBC = "src/host/libc.ts";
 
-Deno.test("only src/kvm/, src/host/, landlock.ts and net/host_io.ts import src/libc.ts (the only FFI)", () => {
-  for (const f of importers("src/libc.ts")) assert.match(f, FFI_LAYER, `${f} imports libc.ts`);
-  assert.ok(importers("src/libc.ts").some((f) => f.startsWith("src/kvm/")));
+Deno.test("only src/kvm/, src/host/ and net/host_io.ts import src/host/libc.ts (the only FFI)", () => {
+  for (const f of importers(LIBC)) assert.match(f, FFI_LAYER, `${f} imports libc.ts`);
+  assert.ok(importers(LIBC).some((f) => f.startsWith("src/kvm/")));
 });
 
-Deno.test("only Deno.dlopen call is in src/libc.ts, and only the FFI layer uses Deno.UnsafePointer", () => {
+Deno.test("only Deno.dlopen call is in src/host/libc.ts, and only the FFI layer uses Deno.UnsafePointer", () => {
   const callers = files.filter((f) => Deno.readTextFileSync(f).includes("Deno.dlopen("))
     .map((f) => relative(root, f));
-  assert.deepEqual(callers, ["src/libc.ts"]);
+  assert.deepEqual(callers, [LIBC]);
   for (const [file] of graph) {
     if (!file.startsWith("src/") || FFI_LAYER.test(file)) continue;
     // The net Worker views the main thread's guest RAM by address.
@@ -94,7 +94,7 @@ Deno.test("pure layers import neither the KVM layer, host/, nor libc.ts", () => 
     if (!PURE.test(file)) continue;
     for (const dep of deps) {
       assert.ok(
-        dep !== "src/kvm.ts" && dep !== "src/libc.ts" && !/^src\/(kvm|host)\//.test(dep),
+        dep !== "src/kvm.ts" && !/^src\/(kvm|host)\//.test(dep),
         `${file} imports ${dep}`,
       );
     }

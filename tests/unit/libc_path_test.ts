@@ -14,7 +14,7 @@ import {
   LibcLoadError,
   openFirst,
   readLdCache,
-} from "../../src/libc_path.ts";
+} from "../../src/host/libc_path.ts";
 
 /** An x86-64 glibc library entry (`FLAG_ELF_LIBC6 | FLAG_X8664_LIB64`). */
 const X86_64 = 0x0303;

@@ -2,7 +2,7 @@
  * Where the C library is, found the way the platform's dynamic loader finds
  * it: the x86-64 `libc.so.6` entries of `/etc/ld.so.cache` (when Deno may read
  * it), then the directories distributions put glibc in (Debian/Ubuntu
- * multiarch, Fedora/openSUSE `lib64`, Arch `/usr/lib`). `src/libc.ts` tries
+ * multiarch, Fedora/openSUSE `lib64`, Arch `/usr/lib`). `src/host/libc.ts` tries
  * them in order with `Deno.dlopen`; the first that opens wins.
  *
  * Why not `dlopen("libc.so.6")`: Deno resolves a bare name against the

@@ -2,7 +2,7 @@
  * Landlock, the third file fence (`--file-isolation normal|strict`): the
  * kernel itself refuses every path outside the rules, whatever bug exists in
  * the file map or in Deno's permission checks, and even for libc calls made
- * through FFI. Imports only `src/libc.ts` (the `landlock_*` syscalls, prctl
+ * through FFI. Imports only `src/host/libc.ts` (the `landlock_*` syscalls, prctl
  * and fstat); it opens rule paths with `O_PATH` and never reads them.
  *
  * Which threads are fenced. `landlock_restrict_self` restricts the calling
@@ -33,8 +33,8 @@
  * @module
  */
 
-import { dirname, fileUrlToPath, join } from "./posix_path.ts";
-import { ERRNO, errnoName } from "./errno.ts";
+import { dirname, fileUrlToPath, join } from "../posix_path.ts";
+import { ERRNO, errnoName } from "../errno.ts";
 import { cString, errno, libc, O_CLOEXEC, O_PATH } from "./libc.ts";
 
 /** x86_64 syscall numbers. */
@@ -464,9 +464,9 @@ export function denoRuntimeRules(options: DenoRuntimeOptions = {}): LandlockRule
   return rules;
 }
 
-/** dhyve's root directory (the parent of `src/`), or null when not loaded from a file. */
+/** dhyve's root directory (the parent of `src/`, two levels above this file), or null when not loaded from a file. */
 function projectRoot(): string | null {
-  const url = new URL("../", import.meta.url);
+  const url = new URL("../../", import.meta.url);
   return url.protocol === "file:" ? fileUrlToPath(url).replace(/\/+$/, "") : null;
 }
 
