@@ -38,6 +38,11 @@ export class GuestInodes {
     return this.#number(`h:${dev}:${ino}`);
   }
 
+  /** The guest's number for the host file a host stat describes. */
+  ofHost(info: HostStat): number {
+    return this.host(info.dev ?? 0, info.ino ?? 0);
+  }
+
   /** The guest's number for a virtual file or map directory at a clean guest path. */
   virtual(cleanPath: string): number {
     return this.#number(`v:/${cleanPath}`);

@@ -126,3 +126,32 @@ export function deniedPermission(error: unknown): DeniedPermission | undefined {
   }
   return { access: match[1] ?? "file", flag: match[3] ?? "--allow-read", path: match[2] };
 }
+
+/** Turns a thrown host error into −errno; the path names what the guest tried to reach. */
+export type FailureReporter = (error: unknown, path: string | undefined) => number;
+
+/**
+ * A {@linkcode FailureReporter} that gives EACCES for a Deno permission
+ * refusal and tells `warn` once per missing `--allow-*` flag (a guest that
+ * retries in a loop must not flood the log), and {@linkcode hostErrno} for
+ * anything else. A `path` of `undefined` stands for the temp directory.
+ */
+export function failureReporter(warn: (message: string) => void): FailureReporter {
+  const warned = new Set<string>();
+  return (error, path) => {
+    const denied = deniedPermission(error);
+    if (denied === undefined) return -hostErrno(error);
+    if (!warned.has(denied.flag)) {
+      warned.add(denied.flag);
+      const target = denied.path ?? path;
+      warn(
+        target === undefined
+          ? `Deno denied ${denied.access} access to the temp directory ($TMPDIR or /tmp) for the ` +
+            `guest (it gets EACCES): add ${denied.flag} for it, or choose one with --tempdir`
+          : `Deno denied ${denied.access} access to ${target} for the guest (it gets EACCES): ` +
+            `add ${denied.flag}=${target}`,
+      );
+    }
+    return -ERRNO.EACCES;
+  };
+}

@@ -14,33 +14,27 @@ import * as posix from "../posix_path.ts";
 import { ERRNO } from "../errno.ts";
 import { cleanGuestPath } from "../guest_path.ts";
 import { logger } from "../log.ts";
-import { type DirEntry, DirListing, DT } from "./dirents.ts";
+import type { DirListing } from "./dirents.ts";
 import { DEFAULT_MAX_OPEN_FILES, FdTable } from "./fd_table.ts";
 import type { FileMap, Resolved } from "./file_map.ts";
-import {
-  direntType,
-  fillHostAttr,
-  fillMapDirAttr,
-  fillVirtualFileAttr,
-  GuestInodes,
-} from "./guest_attr.ts";
-import { deniedPermission, hostErrno } from "./host_errno.ts";
+import { fillHostAttr, fillMapDirAttr, fillVirtualFileAttr, GuestInodes } from "./guest_attr.ts";
+import { type FailureReporter, failureReporter } from "./host_errno.ts";
 import {
   denoHostFs,
   type HostFile,
   type HostFs,
-  type HostStat,
   isConfined,
   OPEN_FLAGS,
   type OpenPlan,
   planOpen,
   tempFileOptions,
 } from "./host_fs.ts";
+import { hostListing, mapListing } from "./listings.ts";
+import { TempDir } from "./temp_dir.ts";
 
 const log = logger("sandbox");
 
-/** Prefix of the per-VM temp directory's name. */
-export const TEMP_DIR_PREFIX = "dhyve-";
+export { MAX_TEMP_FILES, TEMP_DIR_PREFIX } from "./temp_dir.ts";
 
 /** Options of {@linkcode Sandbox}. */
 export interface SandboxOptions {
@@ -108,14 +102,8 @@ type OpenFile =
   };
 
 const { O_CREAT, O_EXCL, SEEK_SET, SEEK_CUR, SEEK_END } = OPEN_FLAGS;
-const encoder = new TextEncoder();
 const STDIN = 0;
 const FIRST_FD = 3;
-/**
- * Most temp files one guest may have at once (beyond → ENOSPC). Each costs an
- * inode and a map entry even when empty, which `maxTempBytes` does not see.
- */
-export const MAX_TEMP_FILES = 1024;
 
 /**
  * The guest's view of the host file system. Create one per VM; call
@@ -158,21 +146,12 @@ export class Sandbox {
   readonly #map: FileMap;
   readonly #fs: HostFs;
   readonly #fds: FdTable<OpenFile>;
-  readonly #tempParent: string | undefined;
+  readonly #temp: TempDir;
   readonly #syncTemp: boolean;
-  readonly #maxTempBytes: number;
-  readonly #warn: (message: string) => void;
-  readonly #warned = new Set<string>();
-  /** Temp file host path → its size as far as the guest's writes went. */
-  readonly #tempSizes = new Map<string, number>();
-  /** Temp files the guest unlinked while an fd still held them (their blocks stay used). */
-  readonly #unlinkedTemp = new Set<string>();
-  #tempBytes = 0;
-  /** Directories the guest made in temp space (never removed before the VM ends). */
-  #tempDirs = 0;
+  /** −errno for a thrown host error; warns once per missing `--allow-*` flag. */
+  readonly #fail: FailureReporter;
   /** The guest's inode numbers (`guest_attr.ts`). */
   readonly #inodes = new GuestInodes();
-  #tempDir: string | undefined;
   #disposed = false;
 
   /** Builds a sandbox; nothing on the host is touched until the guest acts. */
@@ -183,14 +162,18 @@ export class Sandbox {
       limit: options.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES,
       first: FIRST_FD,
     });
-    this.#tempParent = options.tempDir;
     this.#syncTemp = options.ioMode?.sync === true;
     const maxTempBytes = options.maxTempBytes ?? Infinity;
     if (!(maxTempBytes >= 0)) {
       throw new RangeError(`Cannot create sandbox: maxTempBytes must be ≥ 0, got ${maxTempBytes}`);
     }
-    this.#maxTempBytes = maxTempBytes;
-    this.#warn = options.warn ?? ((message: string): void => log.warn`${message}`);
+    this.#fail = failureReporter(options.warn ?? ((message: string): void => log.warn`${message}`));
+    this.#temp = new TempDir({
+      fs: this.#fs,
+      parent: options.tempDir,
+      maxBytes: maxTempBytes,
+      fail: this.#fail,
+    });
   }
 
   /** The file map this sandbox serves (and changes). */
@@ -200,12 +183,12 @@ export class Sandbox {
 
   /** The per-VM temp directory, once the guest has created a file in it. */
   get tempDir(): string | undefined {
-    return this.#tempDir;
+    return this.#temp.path;
   }
 
   /** The parent of the per-VM temp directory, as given (`undefined`: the OS temp dir). */
   get tempParent(): string | undefined {
-    return this.#tempParent;
+    return this.#temp.parent;
   }
 
   /** How many guest fds are open. */
@@ -250,9 +233,7 @@ export class Sandbox {
           const refused = this.#confine(found.base, found.hostPath);
           if (refused !== 0) return refused;
         }
-        if (found.temp && creat && this.#tempEntries() >= MAX_TEMP_FILES) {
-          return -ERRNO.ENOSPC;
-        }
+        if (found.temp && creat && this.#temp.full) return -ERRNO.ENOSPC;
         return this.#openHost(found.hostPath, plan, {
           cleanPath: cleanGuestPath(path),
           temp: found.temp,
@@ -282,7 +263,7 @@ export class Sandbox {
     } catch (error) {
       return this.#fail(error, entry.hostPath);
     } finally {
-      this.#releaseUnlinked(entry.hostPath);
+      this.#temp.release(entry.hostPath, (hostPath) => this.#isOpen(hostPath));
     }
   }
 
@@ -334,15 +315,13 @@ export class Sandbox {
     let data = from;
     let start = 0;
     let size = 0;
-    const quota = entry.temp && this.#maxTempBytes !== Infinity;
+    const quota = entry.temp && this.#temp.limited;
     let done = 0;
     try {
       if (quota) {
         size = entry.file.statSync().size;
         start = entry.append ? size : entry.file.seekSync(0, SEEK_CUR);
-        // The largest size this file may reach with the other temp files as they are.
-        const limit = this.#maxTempBytes -
-          (this.#tempBytes - (this.#tempSizes.get(entry.hostPath) ?? 0));
+        const limit = this.#temp.limitFor(entry.hostPath);
         const end = start + data.length;
         if (end > size && end > limit) {
           if (limit - start <= 0) return -ERRNO.ENOSPC;
@@ -358,7 +337,7 @@ export class Sandbox {
     } catch (error) {
       if (done === 0) return this.#fail(error, entry.hostPath);
     } finally {
-      if (quota && done > 0) this.#setTempSize(entry.hostPath, Math.max(size, start + done));
+      if (quota && done > 0) this.#temp.setSize(entry.hostPath, Math.max(size, start + done));
     }
     return done;
   }
@@ -432,11 +411,7 @@ export class Sandbox {
     } catch (error) {
       return this.#fail(error, hostPath);
     }
-    if (found.temp) {
-      // An open fd keeps the file's blocks on disk: count them until its last close.
-      if (this.#isOpen(hostPath)) this.#unlinkedTemp.add(hostPath);
-      else this.#setTempSize(hostPath, undefined);
-    }
+    if (found.temp) this.#temp.unlinked(hostPath, this.#isOpen(hostPath));
     return 0;
   }
 
@@ -488,7 +463,8 @@ export class Sandbox {
       if (refused !== 0) return refused;
     }
     try {
-      this.#fillHost(attr, this.#fs.stat(hostPath, follow));
+      const info = this.#fs.stat(hostPath, follow);
+      fillHostAttr(attr, info, this.#inodes.ofHost(info));
       return 0;
     } catch (error) {
       return this.#fail(error, hostPath);
@@ -512,7 +488,8 @@ export class Sandbox {
       return 0;
     }
     try {
-      this.#fillHost(attr, entry.file!.statSync());
+      const info = entry.file!.statSync();
+      fillHostAttr(attr, info, this.#inodes.ofHost(info));
       return 0;
     } catch (error) {
       return this.#fail(error, entry.hostPath);
@@ -537,7 +514,7 @@ export class Sandbox {
       case "directory":
         return -ERRNO.EEXIST;
       case "none":
-        return this.#mkdirTemp(path);
+        return this.#temp.mkdir(this.#map, path);
       case "host":
         break;
     }
@@ -547,13 +524,13 @@ export class Sandbox {
       const refused = this.#confine(found.base, posix.dirname(hostPath));
       if (refused !== 0) return refused;
     }
-    if (found.temp && this.#tempEntries() >= MAX_TEMP_FILES) return -ERRNO.ENOSPC;
+    if (found.temp && this.#temp.full) return -ERRNO.ENOSPC;
     try {
       this.#fs.mkdir(hostPath);
     } catch (error) {
       return this.#fail(error, hostPath);
     }
-    if (found.temp) this.#tempDirs++;
+    if (found.temp) this.#temp.addDir();
     return 0;
   }
 
@@ -577,16 +554,7 @@ export class Sandbox {
   dispose(): void {
     this.closeAll();
     this.#disposed = true;
-    const dir = this.#tempDir;
-    if (dir === undefined) return;
-    this.#tempDir = undefined;
-    try {
-      this.#fs.removeTree(dir);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) {
-        log.warn`Cannot remove the temp directory ${dir}: ${String(error)}`;
-      }
-    }
+    this.#temp.dispose();
   }
 
   /** Same as {@linkcode dispose}, for `using`. */
@@ -622,10 +590,9 @@ export class Sandbox {
   }
 
   #createTemp(path: string, plan: OpenPlan, mode: number): number {
-    if (this.#tempEntries() >= MAX_TEMP_FILES) return -ERRNO.ENOSPC;
-    const dir = this.#ensureTempDir();
-    if (typeof dir === "number") return dir;
-    const hostPath = posix.join(dir, crypto.randomUUID());
+    if (this.#temp.full) return -ERRNO.ENOSPC;
+    const hostPath = this.#temp.newEntry();
+    if (typeof hostPath === "number") return hostPath;
     if (!this.#map.insertTemp(path, hostPath)) return -ERRNO.ENOTDIR;
     let file: HostFile;
     try {
@@ -634,7 +601,7 @@ export class Sandbox {
       this.#map.remove(path);
       return this.#fail(error, hostPath);
     }
-    this.#setTempSize(hostPath, 0);
+    this.#temp.setSize(hostPath, 0);
     return this.#register(file, hostPath, plan, {
       cleanPath: cleanGuestPath(path),
       temp: true,
@@ -663,11 +630,8 @@ export class Sandbox {
         return -ERRNO.EISDIR;
       }
       if (info.isDirectory) {
-        const listing = this.#hostListing(hostPath);
-        if (typeof listing === "number") {
-          file.close();
-          return listing;
-        }
+        // A listing that fails closes the file below, like any failure here.
+        const listing = hostListing(this.#fs, this.#inodes, hostPath);
         const fd = this.#fds.insert({
           kind: "directory",
           file,
@@ -681,7 +645,7 @@ export class Sandbox {
       }
       regular = info.isFile;
       // A file the guest created inside a temp directory counts like any temp file.
-      if (temp && !this.#tempSizes.has(hostPath)) this.#setTempSize(hostPath, info.size);
+      if (temp && !this.#temp.has(hostPath)) this.#temp.setSize(hostPath, info.size);
     } catch (error) {
       try {
         file.close();
@@ -690,7 +654,7 @@ export class Sandbox {
       }
       return this.#fail(error, hostPath);
     }
-    if (temp && truncates) this.#setTempSize(hostPath, 0);
+    if (temp && truncates) this.#temp.setSize(hostPath, 0);
     const fd = this.#fds.insert({
       kind: "host",
       file,
@@ -713,111 +677,16 @@ export class Sandbox {
     return this.#map.resolve(path);
   }
 
-  /** A temp directory for an unmapped path whose parent is a directory of the map. */
-  #mkdirTemp(path: string): number {
-    const clean = cleanGuestPath(path);
-    const parent = this.#map.resolve(posix.dirname(`/${clean}`));
-    if (parent.kind === "none") return -ERRNO.ENOENT;
-    if (parent.kind !== "directory") return -ERRNO.ENOTDIR;
-    if (this.#tempEntries() >= MAX_TEMP_FILES) return -ERRNO.ENOSPC;
-    const dir = this.#ensureTempDir();
-    if (typeof dir === "number") return dir;
-    const hostPath = posix.join(dir, crypto.randomUUID());
-    try {
-      this.#fs.mkdir(hostPath);
-    } catch (error) {
-      return this.#fail(error, hostPath);
-    }
-    if (!this.#map.insertTemp(clean, hostPath)) {
-      try {
-        this.#fs.remove(hostPath);
-      } catch {
-        // the directory goes with the temp dir at the end anyway
-      }
-      return -ERRNO.EEXIST;
-    }
-    this.#tempDirs++;
-    return 0;
-  }
-
-  /** Temp files and directories the guest has made (for the MAX_TEMP_FILES limit). */
-  #tempEntries(): number {
-    return this.#tempSizes.size + this.#tempDirs;
-  }
-
-  #fillHost(attr: Float64Array, info: HostStat): void {
-    fillHostAttr(attr, info, this.#inodes.host(info.dev ?? 0, info.ino ?? 0));
-  }
-
   /** A directory fd for a directory of the map itself. */
   #openMapDirectory(cleanPath: string): number {
-    const listing = this.#mapListing(cleanPath);
     return this.#fds.insert({
       kind: "directory",
       file: null,
       hostPath: "",
       cleanPath,
-      listing,
+      listing: mapListing(this.#map, this.#fs, this.#inodes, cleanPath),
       offset: 0,
     });
-  }
-
-  /**
-   * The entries of a map directory: exactly what the map grants there. A
-   * mapped host path that does not exist (yet) is left out, as is anything
-   * the guest unlinked.
-   */
-  #mapListing(cleanPath: string): DirListing {
-    const entries: DirEntry[] = [];
-    const prefix = cleanPath === "" ? "" : `${cleanPath}/`;
-    for (const child of this.#map.children(cleanPath) ?? []) {
-      const name = encoder.encode(child.name);
-      if (child.kind === "host") {
-        let info: HostStat;
-        try {
-          info = this.#fs.stat(child.hostPath, true);
-        } catch {
-          continue; // missing or unreachable: nothing to show
-        }
-        entries.push({
-          name,
-          type: info.isDirectory ? DT.DIR : direntType(info),
-          ino: this.#inodes.host(info.dev ?? 0, info.ino ?? 0),
-        });
-      } else {
-        entries.push({
-          name,
-          type: child.kind === "directory" ? DT.DIR : DT.REG,
-          ino: this.#inodes.virtual(prefix + child.name),
-        });
-      }
-    }
-    return new DirListing(entries);
-  }
-
-  /** The entries of a host directory (`d_type` and inode from each entry's lstat), or −errno. */
-  #hostListing(hostPath: string): DirListing | number {
-    let names: string[];
-    try {
-      names = this.#fs.readDir(hostPath).map((e) => e.name);
-    } catch (error) {
-      return this.#fail(error, hostPath);
-    }
-    const entries: DirEntry[] = [];
-    for (const name of names) {
-      let info: HostStat;
-      try {
-        info = this.#fs.stat(posix.join(hostPath, name), false);
-      } catch {
-        continue; // gone since the listing
-      }
-      entries.push({
-        name: encoder.encode(name),
-        type: direntType(info),
-        ino: this.#inodes.host(info.dev ?? 0, info.ino ?? 0),
-      });
-    }
-    return new DirListing(entries);
   }
 
   /**
@@ -834,11 +703,13 @@ export class Sandbox {
     const to = whence === SEEK_SET ? offset : entry.offset + offset;
     if (to < 0 || !Number.isSafeInteger(to)) return -ERRNO.EINVAL;
     if (to === 0) {
-      const listing = entry.file === null
-        ? this.#mapListing(entry.cleanPath)
-        : this.#hostListing(entry.hostPath);
-      if (typeof listing === "number") return listing;
-      entry.listing = listing;
+      try {
+        entry.listing = entry.file === null
+          ? mapListing(this.#map, this.#fs, this.#inodes, entry.cleanPath)
+          : hostListing(this.#fs, this.#inodes, entry.hostPath);
+      } catch (error) {
+        return this.#fail(error, entry.hostPath);
+      }
     }
     entry.offset = to;
     return to;
@@ -849,24 +720,7 @@ export class Sandbox {
    * so that a Landlock rule can name it. Returns its path, or −errno.
    */
   prepareTempDir(): string | number {
-    if (this.#tempDir !== undefined) return this.#tempDir;
-    try {
-      this.#tempDir = this.#fs.makeTempDir(this.#tempParent, TEMP_DIR_PREFIX);
-      return this.#tempDir;
-    } catch (error) {
-      // Not the guest's doing: no warning now; the guest's first O_CREAT warns.
-      return -hostErrno(error);
-    }
-  }
-
-  #ensureTempDir(): string | number {
-    if (this.#tempDir !== undefined) return this.#tempDir;
-    try {
-      this.#tempDir = this.#fs.makeTempDir(this.#tempParent, TEMP_DIR_PREFIX);
-      return this.#tempDir;
-    } catch (error) {
-      return this.#fail(error, this.#tempParent);
-    }
+    return this.#temp.prepare();
   }
 
   #readStdin(into: Uint8Array): number {
@@ -895,41 +749,5 @@ export class Sandbox {
   /** Whether a guest fd still refers to `hostPath`. */
   #isOpen(hostPath: string): boolean {
     return this.#fds.entries().some(([, e]) => e.kind === "host" && e.hostPath === hostPath);
-  }
-
-  /** Stops counting an unlinked temp file once no fd holds it any more. */
-  #releaseUnlinked(hostPath: string): void {
-    if (this.#unlinkedTemp.has(hostPath) && !this.#isOpen(hostPath)) {
-      this.#unlinkedTemp.delete(hostPath);
-      this.#setTempSize(hostPath, undefined);
-    }
-  }
-
-  #setTempSize(hostPath: string, size: number | undefined): void {
-    this.#tempBytes -= this.#tempSizes.get(hostPath) ?? 0;
-    if (size === undefined) {
-      this.#tempSizes.delete(hostPath);
-    } else {
-      this.#tempSizes.set(hostPath, size);
-      this.#tempBytes += size;
-    }
-  }
-
-  /** −errno for a thrown host error; warns once per missing `--allow-*` flag. */
-  #fail(error: unknown, path: string | undefined): number {
-    const denied = deniedPermission(error);
-    if (denied === undefined) return -hostErrno(error);
-    if (!this.#warned.has(denied.flag)) {
-      this.#warned.add(denied.flag);
-      const target = denied.path ?? path;
-      this.#warn(
-        target === undefined
-          ? `Deno denied ${denied.access} access to the temp directory ($TMPDIR or /tmp) for the ` +
-            `guest (it gets EACCES): add ${denied.flag} for it, or choose one with --tempdir`
-          : `Deno denied ${denied.access} access to ${target} for the guest (it gets EACCES): ` +
-            `add ${denied.flag}=${target}`,
-      );
-    }
-    return -ERRNO.EACCES;
   }
 }
