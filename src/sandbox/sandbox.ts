@@ -14,9 +14,9 @@ import * as posix from "../posix_path.ts";
 import { ERRNO } from "../errno.ts";
 import { cleanGuestPath } from "../guest_path.ts";
 import { logger } from "../log.ts";
-import type { DirListing } from "./dirents.ts";
 import { DEFAULT_MAX_OPEN_FILES, FdTable } from "./fd_table.ts";
 import type { FileMap, Resolved } from "./file_map.ts";
+import type { DirListing } from "./dirents.ts";
 import { fillHostAttr, fillMapDirAttr, fillVirtualFileAttr, GuestInodes } from "./guest_attr.ts";
 import { type FailureReporter, failureReporter } from "./host_errno.ts";
 import {
@@ -30,6 +30,15 @@ import {
   tempFileOptions,
 } from "./host_fs.ts";
 import { hostListing, mapListing } from "./listings.ts";
+import {
+  type DirectoryOpenFile,
+  type OpenFile,
+  readHost,
+  readVirtual,
+  seekDirectory,
+  seekVirtual,
+  writeHost,
+} from "./open_file.ts";
 import { TempDir } from "./temp_dir.ts";
 
 const log = logger("sandbox");
@@ -63,43 +72,6 @@ export interface SandboxOptions {
   /** The host file system (tests pass fakes). Default: `Deno.*`. */
   hostFs?: HostFs;
 }
-
-/** One guest fd's state. */
-type OpenFile =
-  | {
-    readonly kind: "host";
-    readonly file: HostFile;
-    readonly hostPath: string;
-    readonly readable: boolean;
-    readonly writable: boolean;
-    readonly append: boolean;
-    /** A regular file: reads loop until the buffer is full or EOF. */
-    readonly regular: boolean;
-    /** A temp file of this VM (counts against `maxTempBytes`; `--io-mode` applies). */
-    readonly temp: boolean;
-    /** fsync after every write (`--io-mode` sync, temp files only). */
-    readonly sync: boolean;
-  }
-  | {
-    readonly kind: "virtual";
-    readonly bytes: Uint8Array;
-    /** Its clean guest path (for its inode number). */
-    readonly cleanPath: string;
-    offset: number;
-  }
-  | {
-    readonly kind: "directory";
-    /** The open host directory (for fstat), or null for a directory of the map. */
-    readonly file: HostFile | null;
-    /** Its host path, or "" for a directory of the map. */
-    readonly hostPath: string;
-    /** Its clean guest path. */
-    readonly cleanPath: string;
-    /** The entries, read at open and again at each rewind to 0. */
-    listing: DirListing;
-    /** Byte cursor into the listing's record stream. */
-    offset: number;
-  };
 
 const { O_CREAT, O_EXCL, SEEK_SET, SEEK_CUR, SEEK_END } = OPEN_FLAGS;
 const STDIN = 0;
@@ -277,27 +249,8 @@ export class Sandbox {
     const entry = this.#fds.get(fd);
     if (entry === undefined) return -ERRNO.EBADF;
     if (entry.kind === "directory") return -ERRNO.EISDIR;
-    if (entry.kind === "virtual") {
-      const start = Math.min(entry.offset, entry.bytes.length);
-      const count = Math.min(into.length, entry.bytes.length - start);
-      if (count <= 0) return 0; // at or past the end: the offset stays
-      into.set(entry.bytes.subarray(start, start + count));
-      entry.offset = start + count;
-      return count;
-    }
-    if (!entry.readable) return -ERRNO.EBADF;
-    if (into.length === 0) return 0;
-    let done = 0;
-    try {
-      do {
-        const n = entry.file.readSync(done === 0 ? into : into.subarray(done));
-        if (n === null || n === 0) break;
-        done += n;
-      } while (entry.regular && done < into.length);
-      return done;
-    } catch (error) {
-      return done > 0 ? done : this.#fail(error, entry.hostPath);
-    }
+    if (entry.kind === "virtual") return readVirtual(entry, into);
+    return readHost(entry, into, this.#fail);
   }
 
   /**
@@ -316,29 +269,22 @@ export class Sandbox {
     let start = 0;
     let size = 0;
     const quota = entry.temp && this.#temp.limited;
-    let done = 0;
-    try {
-      if (quota) {
+    if (quota) {
+      try {
         size = entry.file.statSync().size;
         start = entry.append ? size : entry.file.seekSync(0, SEEK_CUR);
-        const limit = this.#temp.limitFor(entry.hostPath);
-        const end = start + data.length;
-        if (end > size && end > limit) {
-          if (limit - start <= 0) return -ERRNO.ENOSPC;
-          data = data.subarray(0, limit - start);
-        }
+      } catch (error) {
+        return this.#fail(error, entry.hostPath);
       }
-      while (done < data.length) {
-        const n = entry.file.writeSync(done === 0 ? data : data.subarray(done));
-        if (n <= 0) throw new Deno.errors.WriteZero("Host write wrote nothing");
-        done += n;
+      const limit = this.#temp.limitFor(entry.hostPath);
+      const end = start + data.length;
+      if (end > size && end > limit) {
+        if (limit - start <= 0) return -ERRNO.ENOSPC;
+        data = data.subarray(0, limit - start); // a short write, as a full disk gives
       }
-      if (entry.sync) entry.file.syncSync();
-    } catch (error) {
-      if (done === 0) return this.#fail(error, entry.hostPath);
-    } finally {
-      if (quota && done > 0) this.#temp.setSize(entry.hostPath, Math.max(size, start + done));
     }
+    const done = writeHost(entry, data, this.#fail);
+    if (quota && done > 0) this.#temp.setSize(entry.hostPath, Math.max(size, start + done));
     return done;
   }
 
@@ -353,18 +299,10 @@ export class Sandbox {
     if (entry === undefined) return -ERRNO.EBADF;
     if (whence !== SEEK_SET && whence !== SEEK_CUR && whence !== SEEK_END) return -ERRNO.EINVAL;
     if (!Number.isSafeInteger(offset)) return -ERRNO.EINVAL;
-    if (entry.kind === "directory") return this.#seekDirectory(entry, offset, whence);
-    if (entry.kind === "virtual") {
-      const base = whence === SEEK_SET
-        ? 0
-        : whence === SEEK_CUR
-        ? entry.offset
-        : entry.bytes.length;
-      const to = base + offset;
-      if (to < 0 || !Number.isSafeInteger(to)) return -ERRNO.EINVAL;
-      entry.offset = to;
-      return to;
+    if (entry.kind === "directory") {
+      return seekDirectory(entry, offset, whence, (dir) => this.#relist(dir), this.#fail);
     }
+    if (entry.kind === "virtual") return seekVirtual(entry, offset, whence);
     try {
       return entry.file.seekSync(offset, whence as Deno.SeekMode);
     } catch (error) {
@@ -689,30 +627,11 @@ export class Sandbox {
     });
   }
 
-  /**
-   * lseek on a directory fd: SEEK_SET or SEEK_CUR to a cursor ≥ 0 (SEEK_END
-   * and negative results are EINVAL, as uhyve). A seek to 0 reads the
-   * directory again, as `rewinddir` does.
-   */
-  #seekDirectory(
-    entry: Extract<OpenFile, { kind: "directory" }>,
-    offset: number,
-    whence: number,
-  ): number {
-    if (whence === SEEK_END) return -ERRNO.EINVAL;
-    const to = whence === SEEK_SET ? offset : entry.offset + offset;
-    if (to < 0 || !Number.isSafeInteger(to)) return -ERRNO.EINVAL;
-    if (to === 0) {
-      try {
-        entry.listing = entry.file === null
-          ? mapListing(this.#map, this.#fs, this.#inodes, entry.cleanPath)
-          : hostListing(this.#fs, this.#inodes, entry.hostPath);
-      } catch (error) {
-        return this.#fail(error, entry.hostPath);
-      }
-    }
-    entry.offset = to;
-    return to;
+  /** A fresh listing of a directory fd (throws the host's error). */
+  #relist(entry: DirectoryOpenFile): DirListing {
+    return entry.file === null
+      ? mapListing(this.#map, this.#fs, this.#inodes, entry.cleanPath)
+      : hostListing(this.#fs, this.#inodes, entry.hostPath);
   }
 
   /**
