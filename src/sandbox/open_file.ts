@@ -9,6 +9,12 @@
 
 import { ERRNO } from "../errno.ts";
 import type { DirListing } from "./dirents.ts";
+import {
+  fillHostAttr,
+  fillMapDirAttr,
+  fillVirtualFileAttr,
+  type GuestInodes,
+} from "./guest_attr.ts";
 import type { FailureReporter } from "./host_errno.ts";
 import { type HostFile, OPEN_FLAGS } from "./host_fs.ts";
 
@@ -105,6 +111,34 @@ export function writeHost(entry: HostOpenFile, data: Uint8Array, fail: FailureRe
     if (done === 0) return fail(error, entry.hostPath);
   }
   return done;
+}
+
+/**
+ * Fills `out` (an ATTR array) with an open entry's metadata: made up for a
+ * virtual file or map directory, a fresh host fstat filtered by
+ * `guest_attr.ts` otherwise. Returns 0, or −errno from `fail`.
+ */
+export function fstatEntry(
+  out: Float64Array,
+  entry: OpenFile,
+  inodes: GuestInodes,
+  fail: FailureReporter,
+): number {
+  if (entry.kind === "virtual") {
+    fillVirtualFileAttr(out, entry.bytes.length, inodes.virtual(entry.cleanPath));
+    return 0;
+  }
+  if (entry.kind === "directory" && entry.file === null) {
+    fillMapDirAttr(out, inodes.virtual(entry.cleanPath));
+    return 0;
+  }
+  try {
+    const info = entry.file!.statSync();
+    fillHostAttr(out, info, inodes.ofHost(info));
+    return 0;
+  } catch (error) {
+    return fail(error, entry.hostPath);
+  }
 }
 
 /**

@@ -15,23 +15,16 @@ import { ERRNO } from "../errno.ts";
 import { cleanGuestPath } from "../guest_path.ts";
 import { logger } from "../log.ts";
 import { DEFAULT_MAX_OPEN_FILES, FdTable } from "./fd_table.ts";
-import type { FileMap, Resolved } from "./file_map.ts";
 import type { DirListing } from "./dirents.ts";
+import type { FileMap, Resolved } from "./file_map.ts";
 import { fillHostAttr, fillMapDirAttr, fillVirtualFileAttr, GuestInodes } from "./guest_attr.ts";
 import { type FailureReporter, failureReporter } from "./host_errno.ts";
-import {
-  denoHostFs,
-  type HostFile,
-  type HostFs,
-  isConfined,
-  OPEN_FLAGS,
-  type OpenPlan,
-  planOpen,
-  tempFileOptions,
-} from "./host_fs.ts";
+import { denoHostFs, type HostFs, isConfined, OPEN_FLAGS, planOpen } from "./host_fs.ts";
+import { HostOpener } from "./host_open.ts";
 import { hostListing, mapListing } from "./listings.ts";
 import {
   type DirectoryOpenFile,
+  fstatEntry,
   type OpenFile,
   readHost,
   readVirtual,
@@ -119,7 +112,8 @@ export class Sandbox {
   readonly #fs: HostFs;
   readonly #fds: FdTable<OpenFile>;
   readonly #temp: TempDir;
-  readonly #syncTemp: boolean;
+  /** Opens host files and temp files into fd entries (`host_open.ts`). */
+  readonly #opener: HostOpener;
   /** −errno for a thrown host error; warns once per missing `--allow-*` flag. */
   readonly #fail: FailureReporter;
   /** The guest's inode numbers (`guest_attr.ts`). */
@@ -134,7 +128,6 @@ export class Sandbox {
       limit: options.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES,
       first: FIRST_FD,
     });
-    this.#syncTemp = options.ioMode?.sync === true;
     const maxTempBytes = options.maxTempBytes ?? Infinity;
     if (!(maxTempBytes >= 0)) {
       throw new RangeError(`Cannot create sandbox: maxTempBytes must be ≥ 0, got ${maxTempBytes}`);
@@ -144,6 +137,14 @@ export class Sandbox {
       fs: this.#fs,
       parent: options.tempDir,
       maxBytes: maxTempBytes,
+      fail: this.#fail,
+    });
+    this.#opener = new HostOpener({
+      map: this.#map,
+      fs: this.#fs,
+      inodes: this.#inodes,
+      temp: this.#temp,
+      syncTemp: options.ioMode?.sync === true,
       fail: this.#fail,
     });
   }
@@ -198,7 +199,7 @@ export class Sandbox {
         if (creat || plan.writable) return -ERRNO.EISDIR;
         return this.#openMapDirectory(cleanGuestPath(path));
       case "none":
-        return creat ? this.#createTemp(path, plan, mode) : -ERRNO.ENOENT;
+        return creat ? this.#insert(this.#opener.createTemp(path, plan, mode)) : -ERRNO.ENOENT;
       case "host":
         if (found.readOnly && (plan.writable || excl)) return -ERRNO.EROFS;
         if (found.rest !== "") {
@@ -206,12 +207,12 @@ export class Sandbox {
           if (refused !== 0) return refused;
         }
         if (found.temp && creat && this.#temp.full) return -ERRNO.ENOSPC;
-        return this.#openHost(found.hostPath, plan, {
+        return this.#insert(this.#opener.openHost(found.hostPath, plan, {
           cleanPath: cleanGuestPath(path),
           temp: found.temp,
           createFallback: found.readOnly ? undefined : plan.createFallback,
           truncates: plan.options.truncate === true,
-        });
+        }));
     }
   }
 
@@ -221,21 +222,16 @@ export class Sandbox {
     const entry = this.#fds.remove(fd);
     if (entry === undefined) return -ERRNO.EBADF;
     if (entry.kind === "virtual") return 0;
-    if (entry.kind === "directory") {
-      try {
-        entry.file?.close();
-        return 0;
-      } catch (error) {
-        return this.#fail(error, entry.hostPath);
-      }
-    }
     try {
-      entry.file.close();
+      entry.file?.close();
       return 0;
     } catch (error) {
       return this.#fail(error, entry.hostPath);
     } finally {
-      this.#temp.release(entry.hostPath, (hostPath) => this.#isOpen(hostPath));
+      // An unlinked temp file stops counting at its last close.
+      if (entry.kind === "host") {
+        this.#temp.release(entry.hostPath, (hostPath) => this.#isOpen(hostPath));
+      }
     }
   }
 
@@ -417,21 +413,7 @@ export class Sandbox {
     if (fd >= 0 && fd < FIRST_FD) return -ERRNO.EBADF;
     const entry = this.#fds.get(fd);
     if (entry === undefined) return -ERRNO.EBADF;
-    if (entry.kind === "virtual") {
-      fillVirtualFileAttr(attr, entry.bytes.length, this.#inodes.virtual(entry.cleanPath));
-      return 0;
-    }
-    if (entry.kind === "directory" && entry.file === null) {
-      fillMapDirAttr(attr, this.#inodes.virtual(entry.cleanPath));
-      return 0;
-    }
-    try {
-      const info = entry.file!.statSync();
-      fillHostAttr(attr, info, this.#inodes.ofHost(info));
-      return 0;
-    } catch (error) {
-      return this.#fail(error, entry.hostPath);
-    }
+    return fstatEntry(attr, entry, this.#inodes, this.#fail);
   }
 
   /**
@@ -500,111 +482,11 @@ export class Sandbox {
     this.dispose();
   }
 
-  #openHost(
-    hostPath: string,
-    plan: OpenPlan,
-    how: {
-      cleanPath: string;
-      temp: boolean;
-      createFallback: Deno.OpenOptions | undefined;
-      truncates: boolean;
-    },
-  ): number {
-    let file: HostFile;
-    try {
-      file = this.#fs.open(hostPath, plan.options);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound) || plan.createFallback === undefined) {
-        return this.#fail(error, hostPath);
-      }
-      if (how.createFallback === undefined) return -ERRNO.EROFS; // O_CREAT in a `:ro` mapping
-      try {
-        file = this.#fs.open(hostPath, how.createFallback);
-      } catch (again) {
-        return this.#fail(again, hostPath);
-      }
-    }
-    return this.#register(file, hostPath, plan, how);
-  }
-
-  #createTemp(path: string, plan: OpenPlan, mode: number): number {
-    if (this.#temp.full) return -ERRNO.ENOSPC;
-    const hostPath = this.#temp.newEntry();
-    if (typeof hostPath === "number") return hostPath;
-    if (!this.#map.insertTemp(path, hostPath)) return -ERRNO.ENOTDIR;
-    let file: HostFile;
-    try {
-      file = this.#fs.open(hostPath, tempFileOptions(plan, mode));
-    } catch (error) {
-      this.#map.remove(path);
-      return this.#fail(error, hostPath);
-    }
-    this.#temp.setSize(hostPath, 0);
-    return this.#register(file, hostPath, plan, {
-      cleanPath: cleanGuestPath(path),
-      temp: true,
-      truncates: false,
-    });
-  }
-
-  #register(
-    file: HostFile,
-    hostPath: string,
-    plan: OpenPlan,
-    how: { cleanPath: string; temp: boolean; truncates: boolean },
-  ): number {
-    const { temp, truncates } = how;
-    let regular: boolean;
-    try {
-      const info = file.statSync();
-      if (plan.directory && !info.isDirectory) {
-        file.close();
-        return -ERRNO.ENOTDIR;
-      }
-      // Write access or O_CREAT on a directory is EISDIR, as on Linux.
-      const creates = plan.options.create === true || plan.createFallback !== undefined;
-      if (info.isDirectory && (plan.writable || creates)) {
-        file.close();
-        return -ERRNO.EISDIR;
-      }
-      if (info.isDirectory) {
-        // A listing that fails closes the file below, like any failure here.
-        const listing = hostListing(this.#fs, this.#inodes, hostPath);
-        const fd = this.#fds.insert({
-          kind: "directory",
-          file,
-          hostPath,
-          cleanPath: how.cleanPath,
-          listing,
-          offset: 0,
-        });
-        if (fd < 0) file.close();
-        return fd;
-      }
-      regular = info.isFile;
-      // A file the guest created inside a temp directory counts like any temp file.
-      if (temp && !this.#temp.has(hostPath)) this.#temp.setSize(hostPath, info.size);
-    } catch (error) {
-      try {
-        file.close();
-      } catch {
-        // already failing: the first error is the one to report
-      }
-      return this.#fail(error, hostPath);
-    }
-    if (temp && truncates) this.#temp.setSize(hostPath, 0);
-    const fd = this.#fds.insert({
-      kind: "host",
-      file,
-      hostPath,
-      readable: plan.readable,
-      writable: plan.writable,
-      append: plan.options.append === true,
-      regular,
-      temp,
-      sync: temp && this.#syncTemp,
-    });
-    if (fd < 0) file.close();
+  /** Numbers an opened entry (or passes −errno on); closes its file when no fd is free. */
+  #insert(entry: OpenFile | number): number {
+    if (typeof entry === "number") return entry;
+    const fd = this.#fds.insert(entry);
+    if (fd < 0 && entry.kind !== "virtual") entry.file?.close();
     return fd;
   }
 
