@@ -3,10 +3,13 @@
  * (files and directories), read/write/lseek/close/getdents/fstat on those
  * fds, and unlink/stat/lstat/mkdir by path, all synchronous, all returning a
  * number (≥ 0 result or −errno) and never throwing for anything a guest can
- * cause. Owns the per-VM temp directory, the open-file limit, the
- * temp-space limit and the once-per-flag permission warnings. Host I/O goes
- * through `host_fs.ts` only. Like all of `sandbox/`, it never imports KVM, FFI
- * (`src/kvm.ts`, `src/host/libc.ts`) or `src/hypercall/`.
+ * cause. It keeps the fences (the map, `:ro`, symlink containment) and the
+ * fd table, and hands the rest to one module a job: `host_open.ts` (opening),
+ * `open_file.ts` (per-fd reads, writes, seeks, fstat), `listings.ts`
+ * (directory entries), `temp_dir.ts` (the per-VM temp directory and its
+ * limits), `host_errno.ts` (errnos, once-per-flag permission warnings).
+ * Host I/O goes through `host_fs.ts` only. Like all of `sandbox/`, it never
+ * imports KVM, FFI (`src/kvm.ts`, `src/host/libc.ts`) or `src/hypercall/`.
  * @module
  */
 
