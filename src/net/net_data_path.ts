@@ -86,6 +86,14 @@ const { EAGAIN, EINTR } = ERRNO;
 /** Bytes thrown away per read while skipping a frame from the stream. */
 const SKIP_CHUNK = 4096;
 
+/** Guest address of byte `i` (< 12) of the virtio-net header at the start of `chain`. */
+function headerAddress(chain: Chain, i: number): number {
+  let off = i;
+  let seg = 0;
+  while (off >= chain.lens[seg]!) off -= chain.lens[seg++]!;
+  return chain.addrs[seg]! + off;
+}
+
 /** Whether the driver enabled queue `q`. */
 function queueEnabled(state: Int32Array, q: number): boolean {
   return Atomics.load(state, queueWord(q, QWORD.ENABLE)) !== 0;
@@ -452,11 +460,7 @@ export class NetDataPath {
 
   /** Byte `i` (< 12) of the peeked chain's virtio-net header. */
   #headerByte(i: number): number {
-    const chain = this.#chain;
-    let off = i;
-    let seg = 0;
-    while (off >= chain.lens[seg]!) off -= chain.lens[seg++]!;
-    return this.#mem.readU8(chain.addrs[seg]! + off);
+    return this.#mem.readU8(headerAddress(this.#chain, i));
   }
 
   /** Fills receive buffers from the host end until either runs out; true if any were used. */
@@ -599,10 +603,7 @@ export class NetDataPath {
 
   /** Writes byte `i` of the chain's virtio-net header. */
   #putHeaderByte(chain: Chain, i: number, value: number): void {
-    let off = i;
-    let seg = 0;
-    while (off >= chain.lens[seg]!) off -= chain.lens[seg++]!;
-    this.#mem.writeU8(chain.addrs[seg]! + off, value);
+    this.#mem.writeU8(headerAddress(chain, i), value);
   }
 
   /** Writes the virtio-net header (no offloads, one buffer) at the start of the chain. */
