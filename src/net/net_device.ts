@@ -18,7 +18,7 @@ import { closeFd, createEventFd, openTap, signalEventFd, TapError } from "./host
 import { PASST_GUEST_MAC, type PasstNetOption, TUN_DEVICE } from "./net_option.ts";
 import type { NetWorkerInit, NetWorkerMessage } from "./net_data_path.ts";
 import { NetSetupError } from "./net_setup_error.ts";
-import { attachPasst, type PasstConnection, startPasst } from "./passt.ts";
+import { attachPasst, type PasstConnection, settlesWithin, startPasst } from "./passt.ts";
 
 /** What a vCPU thread needs to build its register file (structured-clone friendly). */
 export interface NetShared {
@@ -354,14 +354,7 @@ export class NetDevice {
     Atomics.store(s, WORD.STOP, 1);
     signalEventFd(this.shared.wakeFd);
     if (this.#worker !== null) {
-      if (this.#posted) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([
-          this.#done,
-          new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_MS))),
-        ]);
-        clearTimeout(timer);
-      }
+      if (this.#posted) await settlesWithin(this.#done, STOP_MS);
       this.#worker.terminate();
       this.#worker = null;
     }

@@ -112,7 +112,7 @@ export class PasstConnection {
 }
 
 /** Whether `promise` settles within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const done = await Promise.race([
     promise.then(() => true, () => true),
