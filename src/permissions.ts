@@ -185,19 +185,17 @@ export function requiredPermissions(
     need(read, input.tunDevice, "the TAP device (--net)");
     need(write, input.tunDevice, "the TAP device (--net)");
   }
+  const run: string[] = [];
   if (input.passtSocketParent !== undefined && input.passtSocketParent !== null) {
+    // dhyve starts passt itself.
     need(write, input.passtSocketParent, "passt's socket (--net passt)");
+    run.push(PASST_COMMAND);
+    reasons[PASST_COMMAND] ??=
+      "user-mode networking, --net passt; if it is not installed: apt install passt";
   }
   if (input.passtSocket !== undefined && input.passtSocket !== null) {
     need(read, input.passtSocket, "passt's socket (--net passt:SOCKET)");
     need(write, input.passtSocket, "passt's socket (--net passt:SOCKET)");
-  }
-  const run = input.passtSocketParent !== undefined && input.passtSocketParent !== null
-    ? [PASST_COMMAND]
-    : [];
-  if (run.length > 0) {
-    reasons[PASST_COMMAND] ??=
-      "user-mode networking, --net passt; if it is not installed: apt install passt";
   }
   reasons[input.libcPath] ??= "libc, for KVM";
   const net = input.gdbStub === true ? [...GDB_HOSTS] : [];

@@ -175,7 +175,7 @@ export class GuestOutput {
       this.#len = 0;
       return true;
     }
-    if (this.#progressLine(len)) this.#lastAt = performance.timeOrigin + performance.now();
+    if (this.#keepLastLine(len)) this.#lastAt = performance.timeOrigin + performance.now();
     let at = 0;
     try {
       while (at < len) {
@@ -208,7 +208,7 @@ export class GuestOutput {
   }
 
   /** Remembers the last non-empty line among the first `len` buffered bytes; false if none. */
-  #progressLine(len: number): boolean {
+  #keepLastLine(len: number): boolean {
     const buf = this.#buf;
     let end = len;
     while (end > 0 && (buf[end - 1] === NEWLINE || buf[end - 1] === 0x0d)) end--;

@@ -32,6 +32,9 @@ export class GuestMemoryError extends RangeError {
 
 const TWO_POW_32 = 0x1_0000_0000;
 
+/** Up to this many bytes a copy loop beats `set()` (the small copies of emulated instructions). */
+const LOOP_COPY_MAX = 64;
+
 /**
  * Guest RAM: `size` bytes visible to the guest at physical address `base`.
  *
@@ -161,7 +164,7 @@ export class GuestMemory {
     const o = this.offset(addr, into.length);
     const u8 = this.u8;
     const n = into.length;
-    if (n > 64) {
+    if (n > LOOP_COPY_MAX) {
       into.set(u8.subarray(o, o + n));
       return;
     }
@@ -185,11 +188,11 @@ export class GuestMemory {
   write(addr: number, data: Uint8Array): void {
     const o = this.offset(addr, data.length);
     const n = data.length;
-    if (n > 64 || data.buffer === this.u8.buffer) {
+    if (n > LOOP_COPY_MAX || data.buffer === this.u8.buffer) {
       this.u8.set(data, o); // set() also copies overlapping ranges right
       return;
     }
-    const u8 = this.u8; // a loop beats set() for the small copies of emulated instructions
+    const u8 = this.u8;
     for (let i = 0; i < n; i++) u8[o + i] = data[i]!;
   }
 
