@@ -2,8 +2,8 @@
  * Subprocesses for the networking tests: {@linkcode run} runs one to its end
  * within a deadline, {@linkcode WatchedProcess} keeps one running while the
  * test reads its output as it comes (and kills it at its deadline), and
- * {@linkcode echoClient} talks UDP or TCP to an echo server (python3). None
- * throws for an exit code.
+ * {@linkcode echoClient} talks UDP or TCP to an echo server (python3) on a port
+ * {@linkcode freePort} found. None throws for an exit code.
  * @module
  */
 
@@ -140,6 +140,17 @@ export class WatchedProcess {
   kill(): void {
     this.signal("SIGKILL");
   }
+}
+
+/**
+ * A loopback TCP port that is free now (the caller's later bind, e.g. passt's
+ * or podman's, checks that it and its UDP twin are still free).
+ */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
 }
 
 /** Bytes as lowercase hex. */

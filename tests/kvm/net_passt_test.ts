@@ -22,7 +22,7 @@
 import assert from "node:assert/strict";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
-import { echoClient, hex, run, WatchedProcess } from "../_helpers/net_process.ts";
+import { echoClient, freePort, hex, run, WatchedProcess } from "../_helpers/net_process.ts";
 import { AS_NOBODY, NOBODY_ID, stageDhyve } from "../_helpers/stage.ts";
 
 const V2_PIE: GuestBuild = { iface: 2, pie: true, versionNote: false };
@@ -150,14 +150,6 @@ async function printedPermissions(s: PasstStage, dhyveArgs: string[]): Promise<s
 async function uidOf(pid: number): Promise<number> {
   // ps, not /proc: Deno wants --allow-all for /proc.
   return Number((await run(["ps", "-o", "ruid=", "-p", String(pid)])).stdout.trim());
-}
-
-/** A free loopback port (TCP and UDP both free is checked by the bind in passt). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** Starts dhyve as nobody with `--net passt`, publishing `port` (TCP and UDP) to guest port 7. */

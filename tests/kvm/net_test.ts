@@ -16,7 +16,7 @@ import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { dhyveArgs } from "../_helpers/cli.ts";
 import { kvmAvailable } from "../_helpers/kvm.ts";
-import { run, WatchedProcess } from "../_helpers/net_process.ts";
+import { hex, run, WatchedProcess } from "../_helpers/net_process.ts";
 import { MAIN } from "../_helpers/repo.ts";
 import { AS_NOBODY, type Stage, stageDhyve } from "../_helpers/stage.ts";
 
@@ -119,10 +119,6 @@ for hexdata in sys.argv[2:]:
     reply, _ = s.recvfrom(65535)
     print(hexdata, reply.hex(), flush=True)
 `;
-
-function hex(bytes: Uint8Array): string {
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** Payloads of several sizes up to the largest that fits one 1500-byte IPv4 packet. */
 function payloads(): Uint8Array[] {

@@ -18,7 +18,7 @@
  */
 
 import assert from "node:assert/strict";
-import { echoClient, hex } from "../_helpers/net_process.ts";
+import { echoClient, freePort, hex } from "../_helpers/net_process.ts";
 import * as oci from "../_helpers/oci.ts";
 import { REPO_ROOT } from "../_helpers/repo.ts";
 
@@ -39,14 +39,6 @@ const NET_ANNOTATIONS = [
   "--annotation",
   "org.hermit-os.dhyve.log-level=info",
 ];
-
-/** A free loopback port on the host (for TCP; the UDP one is checked by podman's bind). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 /** The gateway address of Podman's default network ("podman"). */
 async function podmanGateway(): Promise<string> {

@@ -27,6 +27,7 @@ import { buildGuest, type GuestBuild, guestVariantName } from "../_helpers/guest
 import { buildTar, gzip, hermitToml } from "../_helpers/hermit_image_builder.ts";
 import { describeRun, runDhyve } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
+import { runGuest } from "../_helpers/run_guest.ts";
 
 const FILES = Array.from({ length: 40 }, (_, i) => `f${String(i).padStart(2, "0")}`);
 /** /data as the guest lists it before its mkdirs (sorted by name bytes). */
@@ -102,20 +103,14 @@ function assertAllOk(stdout: string, context: string): void {
   ], context);
 }
 
-async function runGuest(fx: Fixture, variant: GuestBuild, cpuCount = 1): Promise<void> {
-  const kernel = await buildGuest("dirs", variant);
-  const out = new CaptureSink();
-  const err = new CaptureSink();
-  const result = await runVm(kernel, {
+async function runDirs(fx: Fixture, variant: GuestBuild, cpuCount = 1): Promise<void> {
+  const { result, stdout, stderr } = await runGuest("dirs", variant, {
     cpuCount,
     fileMappings: fx.mappings,
     tempDir: fx.tempParent,
-    fileIsolation: "none",
-    stdout: out,
-    stderr: err,
   });
-  const context = `${guestVariantName(variant)}: ${result.error ?? ""}\n${err.text()}`;
-  assertAllOk(out.text(), context);
+  const context = `${guestVariantName(variant)}: ${result.error ?? ""}\n${stderr}`;
+  assertAllOk(stdout, context);
   assert.equal(result.error, null, context);
   assert.equal(result.exitCode, 0, context);
   // Every new call was counted (what --stats reports), on the vCPU that made it.
@@ -142,7 +137,7 @@ kvmTest("dirs guest: Getdents, FileStat, FileFstat and Mkdir pass every check", 
   const fx = makeFixture();
   try {
     for (const variant of VARIANTS) {
-      await t.step(guestVariantName(variant), () => runGuest(fx, variant));
+      await t.step(guestVariantName(variant), () => runDirs(fx, variant));
     }
   } finally {
     fx.cleanup();
@@ -152,7 +147,7 @@ kvmTest("dirs guest: Getdents, FileStat, FileFstat and Mkdir pass every check", 
 kvmTest("dirs guest passes with 2 vCPUs (the new calls over the file channel)", async () => {
   const fx = makeFixture();
   try {
-    await runGuest(fx, { iface: 3, pie: true }, 2);
+    await runDirs(fx, { iface: 3, pie: true }, 2);
   } finally {
     fx.cleanup();
   }

@@ -24,6 +24,7 @@ import {
   uhyveIfNote,
 } from "../../_helpers/elf_builder.ts";
 import { assertFormatError } from "../../_helpers/elf_parse.ts";
+import { prng } from "../../_helpers/prng.ts";
 
 /** A rich valid kernel: all note kinds, all relocation kinds, symbols, TLS. */
 function richKernel(): Uint8Array {
@@ -51,18 +52,6 @@ function onlyFormatErrors(fn: () => unknown, what: string): boolean {
     if (e instanceof ImageFormatError) return false;
     throw new Error(`${what}: threw ${String(e)}`, { cause: e });
   }
-}
-
-/** Small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return function next(): number {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 Deno.test("parseKernel() on the rich test kernel succeeds", () => {

@@ -16,6 +16,7 @@ import {
   PCI_GAP,
   PIE_KERNEL_OFFSET,
 } from "../../../src/loader/layout.ts";
+import { prng } from "../../_helpers/prng.ts";
 
 type Placement = Pick<KernelImage, "kind" | "interfaceVersion" | "firstVaddr" | "memSize">;
 
@@ -43,18 +44,6 @@ function assertLayoutError(fn: () => unknown, message: string | RegExp): void {
     assert.ok(!e.message.endsWith("."), "no final period");
     return true;
   });
-}
-
-/** Small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return function next(): number {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The highest guest address uhyve's formula allows, rounded down to 2 MiB. */

@@ -28,6 +28,7 @@ import {
   STB,
   uhyveIfNote,
 } from "../../_helpers/elf_builder.ts";
+import { prng } from "../../_helpers/prng.ts";
 
 const MIB = 0x10_0000;
 
@@ -59,18 +60,6 @@ function assertThrowsClass(
     else assert.match(e.message, message);
     return true;
   });
-}
-
-/** Small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return function next(): number {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 Deno.test("loadKernel() copies p_filesz bytes, zeroes the tail and leaves gaps alone", () => {
