@@ -147,5 +147,3 @@ export async function acceptDebugger(
     for (const l of listeners) l.close();
   }
 }
-
-export { GdbListenError };

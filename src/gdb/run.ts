@@ -32,8 +32,6 @@ import { KvmGdbTarget } from "./kvm_target.ts";
 import { encodePacket } from "./packet.ts";
 import { GdbSession, SIGNAL, type StopEvent } from "./protocol.ts";
 
-export { GdbListenError } from "./connection.ts";
-
 /** What {@linkcode runUnderDebugger} needs from the VM assembly. */
 export interface DebugRunOptions {
   /** TCP port on 127.0.0.1 (and ::1 where possible); 0 picks a free one. */

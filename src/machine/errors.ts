@@ -8,7 +8,6 @@
  * @module
  */
 
-import { FdtSizeError } from "../boot/fdt.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { GdbListenError } from "../gdb/listen_error.ts";
 import { KvmError, KvmUnavailableError } from "../kvm/errors.ts";
@@ -48,13 +47,6 @@ export function toVmError(error: unknown, kernelPath?: string): VmError | null {
   }
   if (error instanceof FileMapError) return wrap(error.message, EXIT_CODE.USAGE);
   if (error instanceof LayoutError) return wrap(error.message, EXIT_CODE.USAGE);
-  if (error instanceof FdtSizeError) {
-    return wrap(
-      "The kernel arguments, environment and vCPU list are too long to fit in the device " +
-        "tree (16 KiB)",
-      EXIT_CODE.USAGE,
-    );
-  }
   if (error instanceof ImageFormatError) {
     const what = kernelPath === undefined ? "The kernel" : `"${kernelPath}"`;
     return wrap(`${what} is not a usable Hermit kernel: ${error.message}`, EXIT_CODE.BAD_KERNEL);

@@ -21,11 +21,6 @@ const DRAIN_POLL_MS = 10;
 export interface SupervisorOptions {
   /** Wall-clock limit in ms (`--timeout`); none when undefined or null. */
   readonly timeoutMs?: number | null | undefined;
-  /**
-   * Called once when the host stops the run (a signal or the time limit),
-   * after the stop is recorded: kick vCPUs out of KVM_RUN, drop output.
-   */
-  readonly onHostStop?: (stop: VmStop) => void;
 }
 
 /** One run's supervisor. */
@@ -34,14 +29,13 @@ export class Supervisor implements Disposable {
   #byHost = false;
   #wake: () => void = () => {};
   #woken: Promise<void>;
-  #onHostStop: ((stop: VmStop) => void) | undefined;
+  #onHostStop: ((stop: VmStop) => void) | undefined = undefined;
   readonly #listeners: { signal: Deno.Signal; listener: () => void }[] = [];
   readonly #timer: ReturnType<typeof setTimeout> | undefined;
 
   /** Starts listening for SIGINT/SIGTERM and, with a limit, the clock. */
   constructor(options: SupervisorOptions = {}) {
     this.#woken = this.#nextWake();
-    this.#onHostStop = options.onHostStop;
     for (const s of STOP_SIGNALS) {
       const listener = (): void => this.#hostStop(signalStop(s));
       Deno.addSignalListener(s.signal, listener);
@@ -56,11 +50,6 @@ export class Supervisor implements Disposable {
   /** The first stop recorded (by the host or the guest), or null while the run goes on. */
   get stop(): VmStop | null {
     return this.#stop;
-  }
-
-  /** True when a signal or the time limit ended the run (its output may be dropped). */
-  get stoppedByHost(): boolean {
-    return this.#byHost;
   }
 
   /** Records `stop` unless one came first; true when it is the run's stop. */

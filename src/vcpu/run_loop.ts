@@ -113,7 +113,7 @@ const INT3 = 0xcc;
 const EXITS_PER_CLOCK_CHECK = 16;
 
 /** RDI of a vCPU: from the synced registers in `kvm_run` when KVM offers them, else KVM_GET_REGS. */
-export function rdiOf(vcpu: VcpuFd): RdiSource {
+function rdiOf(vcpu: VcpuFd): RdiSource {
   const run = vcpu.kvmRun;
   const regs = new Regs();
   return {
