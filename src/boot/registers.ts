@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { MsrEntry } from "../abi/kvm.ts";
 import { CODE_SEGMENT, DATA_SEGMENT, type SegmentDescriptor } from "./gdt.ts";
 import { PML4_OFFSET } from "./layout.ts";
 
@@ -44,9 +45,6 @@ export const IA32_MISC_ENABLE = 0x1a0;
  * value (reserved bit) and stops at it, so it is never applied (§3.5).
  */
 export const IA32_APIC_BASE = 0x1b;
-
-export type { MsrEntry } from "../abi/kvm.ts";
-import type { MsrEntry } from "../abi/kvm.ts";
 
 /**
  * The MSRs to set on every vCPU: only IA32_MISC_ENABLE = 1 (fast strings),

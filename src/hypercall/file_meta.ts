@@ -46,16 +46,15 @@ function writeFileAttr(ctx: HypercallContext, at: number, attr: Float64Array): v
   mem.writeU64(at + a.sizeField, attr[ATTR.SIZE]!);
   mem.writeU64(at + a.blksize, attr[ATTR.BLKSIZE]!);
   mem.writeU64(at + a.blocks, attr[ATTR.BLOCKS]!);
-  for (
-    const [field, sec] of [
-      [a.atime, ATTR.ATIME_SEC],
-      [a.mtime, ATTR.MTIME_SEC],
-      [a.ctime, ATTR.CTIME_SEC],
-    ] as const
-  ) {
-    mem.writeU64(at + field, attr[sec]!);
-    mem.writeI32(at + field + 8, attr[sec + 1]!);
-  }
+  writeTimespec(ctx, at + a.atime, attr, ATTR.ATIME_SEC);
+  writeTimespec(ctx, at + a.mtime, attr, ATTR.MTIME_SEC);
+  writeTimespec(ctx, at + a.ctime, attr, ATTR.CTIME_SEC);
+}
+
+/** Writes a Timespec {i64 sec, i32 nsec} from `attr[sec]` and the nsec after it. */
+function writeTimespec(ctx: HypercallContext, at: number, attr: Float64Array, sec: number): void {
+  ctx.mem.writeU64(at, attr[sec]!);
+  ctx.mem.writeI32(at + 8, attr[sec + 1]!);
 }
 
 /** Writes a StatResult/MkdirResult: Success, or Error with the positive errno of `ret` < 0. */
@@ -72,11 +71,12 @@ function writeStatus(ctx: HypercallContext, tagAt: number, errnoAt: number, ret:
 function finishStat(
   ctx: HypercallContext,
   attr: number,
-  result: { tag: number; errno: number },
+  tagAt: number,
+  errnoAt: number,
   ret: number,
 ): HandlerResult {
   if (ret >= 0) writeFileAttr(ctx, attr, scratch);
-  writeStatus(ctx, result.tag, result.errno, ret);
+  writeStatus(ctx, tagAt, errnoAt, ret);
   return RESUME;
 }
 
@@ -135,7 +135,7 @@ export function fileStat(ctx: HypercallContext, arg: number): HandlerResult {
       ? -ERRNO.ENOENT
       : fs.stat(path, kind === STAT_KIND.STAT, scratch);
   }
-  return finishStat(ctx, attr, { tag: arg + p.tag, errno: arg + p.errno }, ret);
+  return finishStat(ctx, attr, arg + p.tag, arg + p.errno, ret);
 }
 
 /** FileFstat (0x1180): FstatParams {fd, attr, ret}. fds 0–2 are EBADF (no host metadata). */
@@ -151,7 +151,7 @@ export function fileFstat(ctx: HypercallContext, arg: number): HandlerResult {
   if (!ctx.mem.contains(attr, FILE_ATTR.size)) ret = -ERRNO.EFAULT;
   else if (fs === undefined || (fd >= 0 && fd <= 2)) ret = -ERRNO.EBADF;
   else ret = fs.fstat(fd, scratch);
-  return finishStat(ctx, attr, { tag: arg + p.tag, errno: arg + p.errno }, ret);
+  return finishStat(ctx, attr, arg + p.tag, arg + p.errno, ret);
 }
 
 /** Mkdir (0x1190): MkdirParams {path, len (ignored, as uhyve), ret}. */

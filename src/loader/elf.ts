@@ -187,8 +187,6 @@ const RELOCATION_NAMES: ReadonlyMap<number, string> = new Map([
   [37, "R_X86_64_IRELATIVE"],
 ]);
 
-/** Formats a number as `0x…` hex. */
-
 /** Name of a relocation type for messages, e.g. `R_X86_64_TPOFF64 (18)`. */
 export function relocationTypeName(type: number): string {
   const name = RELOCATION_NAMES.get(type);

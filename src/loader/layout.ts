@@ -63,8 +63,6 @@ function size(n: number): string {
   return n % MIB === 0 ? `${n / MIB} MiB` : `${n} bytes`;
 }
 
-/** Formats a number as `0x…` hex. */
-
 /**
  * Chooses the guest RAM base and the kernel address, as uhyve 0.8 does but
  * with clear errors instead of panics (hermit-abi.md §2.1, §1.7):

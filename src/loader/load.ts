@@ -39,8 +39,6 @@ export interface LoadedKernel {
   relocationsApplied: number;
 }
 
-/** Formats an integer as `0x…` hex (`-0x…` if negative); anything else as is. */
-
 /**
  * Loads `image` (parsed from `bytes`) into `mem` at guest address
  * `kernelAddress`: each PT_LOAD's `p_filesz` bytes are copied and the rest of

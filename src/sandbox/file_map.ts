@@ -259,12 +259,8 @@ export class FileMap {
    * mappings), in insertion order, or null when `guestPath` is not one.
    */
   children(guestPath: string): MapChild[] | null {
-    let dir = this.#root;
-    for (const part of splitGuestPath(guestPath)) {
-      const node = dir.children.get(part);
-      if (node === undefined || node.kind !== "dir") return null;
-      dir = node;
-    }
+    const dir = this.#dirAt(splitGuestPath(guestPath));
+    if (dir === undefined) return null;
     return [...dir.children].map(([name, node]): MapChild =>
       node.kind === "dir"
         ? { name, kind: "directory" }
@@ -284,12 +280,8 @@ export class FileMap {
     const parts = splitGuestPath(guestPath);
     const last = parts.pop();
     if (last === undefined) return false;
-    let dir = this.#root;
-    for (const part of parts) {
-      const node = dir.children.get(part);
-      if (node === undefined || node.kind !== "dir") return false;
-      dir = node;
-    }
+    const dir = this.#dirAt(parts);
+    if (dir === undefined) return false;
     const node = dir.children.get(last);
     if (node === undefined || (node.kind === "dir" && node.children.size > 0)) return false;
     dir.children.delete(last);
@@ -354,6 +346,17 @@ export class FileMap {
     if (problem !== undefined) {
       throw new FileMapError(`Cannot map guest path "/${clean}": ${problem}`);
     }
+  }
+
+  /** The map directory at `parts` (from the root), or undefined when there is none. */
+  #dirAt(parts: readonly string[]): Dir | undefined {
+    let dir = this.#root;
+    for (const part of parts) {
+      const node = dir.children.get(part);
+      if (node === undefined || node.kind !== "dir") return undefined;
+      dir = node;
+    }
+    return dir;
   }
 
   /** Adds a leaf at a clean path; returns why it cannot, or undefined when done. */

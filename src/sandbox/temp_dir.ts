@@ -12,7 +12,7 @@ import { ERRNO } from "../errno.ts";
 import { cleanGuestPath } from "../guest_path.ts";
 import { logger } from "../log.ts";
 import type { FileMap } from "./file_map.ts";
-import { hostErrno } from "./host_errno.ts";
+import { type FailureReporter, hostErrno } from "./host_errno.ts";
 import type { HostFs } from "./host_fs.ts";
 
 const log = logger("sandbox");
@@ -35,7 +35,7 @@ export interface TempDirOptions {
   /** Most bytes all temp files may hold together (`Infinity`: no limit). */
   maxBytes: number;
   /** −errno for a thrown host error (the sandbox's, which warns once per missing flag). */
-  fail: (error: unknown, path: string | undefined) => number;
+  fail: FailureReporter;
 }
 
 /**
@@ -47,7 +47,7 @@ export class TempDir {
   readonly #fs: HostFs;
   readonly #parent: string | undefined;
   readonly #maxBytes: number;
-  readonly #fail: (error: unknown, path: string | undefined) => number;
+  readonly #fail: FailureReporter;
   /** Temp file host path → its size as far as the guest's writes went. */
   readonly #sizes = new Map<string, number>();
   /** Temp files the guest unlinked while an fd still held them (their blocks stay used). */
