@@ -10,6 +10,7 @@ import {
   KVM_CPUID_ENTRY2_SIZE,
   KVM_MSR_LIST_HEADER_SIZE,
 } from "../abi/kvm.ts";
+import { ERRNO } from "../errno.ts";
 import { KVM_IOCTL } from "../abi/ioctl.ts";
 import type { CpuidEntry } from "../abi/kvm.ts";
 import { cString, errno, libc, O_CLOEXEC, O_RDWR } from "../host/libc.ts";
@@ -94,10 +95,17 @@ export class Kvm implements Disposable {
     return Array.from({ length: n }, (_, i) => view.getUint32(4 + 4 * i, true));
   }
 
-  /** KVM_CREATE_VM. */
+  /**
+   * KVM_CREATE_VM. A signal arriving while the kernel builds the VM (a
+   * profiler's SIGPROF, a resized terminal) makes it fail with EINTR; that is
+   * retried, not reported.
+   */
   createVm(): VmFd {
-    const fd = check(libc().ioctl_val(this.fd, KVM_IOCTL.CREATE_VM, 0), "create a VM");
-    return new VmFd(fd, this);
+    let fd: number;
+    do fd = libc().ioctl_val(this.fd, KVM_IOCTL.CREATE_VM, 0); while (
+      fd < 0 && errno() === ERRNO.EINTR
+    );
+    return new VmFd(check(fd, "create a VM"), this);
   }
 
   /** Same as {@linkcode Kvm.close}, for `using`. */
