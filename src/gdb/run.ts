@@ -27,6 +27,7 @@ import {
 } from "../vcpu/run_loop.ts";
 import { timeoutStop } from "../vcpu/timeout.ts";
 import type { Supervisor } from "../machine/supervisor.ts";
+import { sleep } from "../host/sleep.ts";
 import { acceptDebugger, Connection } from "./connection.ts";
 import { KvmGdbTarget } from "./kvm_target.ts";
 import { encodePacket } from "./packet.ts";
@@ -56,10 +57,6 @@ const SLICE_MS = 20;
 const INPUT_POLL_MS = 10;
 const ACK = Uint8Array.of(0x2b); // "+"
 const NACK = Uint8Array.of(0x2d); // "-": send that packet again
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** What running the guest ended with. */
 type RunResult =

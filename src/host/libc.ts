@@ -1,6 +1,9 @@
 // deno-lint-ignore-file camelcase
 /**
  * The only `Deno.dlopen` in dhyve: the few libc functions KVM and Landlock need.
+ * One `dlopen` binds the six symbols a plain run needs (`syscall`, through
+ * which every cold call goes, two `ioctl` shapes, `poll`, a non-blocking
+ * `poll` that sleeps, errno); the --net data path's four bind on first use.
  *
  * FFI bypasses Deno's permission checks, so this module exposes only what the
  * KVM layer needs (open/close of `/dev/kvm` and its fds, ioctl, mmap/munmap,
@@ -17,51 +20,33 @@ import { libcCandidates, openFirst, readLdCache } from "./libc_path.ts";
 
 export { LIBC_SONAME, LibcLoadError } from "./libc_path.ts";
 
+/**
+ * The symbols bound by `dlopen`. Each costs start-up time (~0.15 ms: Deno
+ * builds a fast-call trampoline for it), so the cold calls all go through one
+ * `syscall` (see {@linkcode wrappers}) and only the calls a hot path makes,
+ * with arguments a raw syscall would have to box, get a symbol of their own.
+ */
 const SYMBOLS = {
-  /** int open(const char *path, int flags, mode_t mode) */
-  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
-  /** int close(int fd) */
-  close: { parameters: ["i32"], result: "i32" },
-  /** int ioctl(int fd, unsigned long request, unsigned long arg): value argument */
-  ioctl_val: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
-  /** int ioctl(int fd, unsigned long request, void *arg): buffer argument */
-  ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
-  /** int ioctl(int fd, unsigned long request, unsigned long arg): bigint arguments (hot path) */
-  ioctl_big: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
-  /** void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) */
-  mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "usize" },
-  /** int munmap(void *addr, size_t len) */
-  munmap: { parameters: ["usize", "usize"], result: "i32" },
-  /** int madvise(void *addr, size_t len, int advice) */
-  madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
-  /** int *__errno_location(void): errno of the calling thread */
-  __errno_location: { parameters: [], result: "pointer" },
-  /** long syscall(long nr, long a, long b, long c): integer arguments only */
-  syscall_val: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
-  /** long syscall(long nr, const void *a, long b, long c): a buffer first argument */
-  syscall_buf: { name: "syscall", parameters: ["i64", "buffer", "i64", "i64"], result: "i64" },
-  /** long syscall(long nr, long a, long b, const void *c, long d): a buffer third argument */
-  syscall_val_val_buf: {
-    name: "syscall",
-    parameters: ["i64", "i64", "i64", "buffer", "i64"],
+  /** long syscall(long nr, long a, b, c, d, e, f): numbers only (buffers by address) */
+  syscall: {
+    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
     result: "i64",
   },
-  /** int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) */
-  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
-  /** int timer_create(clockid_t clock, struct sigevent *sev, timer_t *id) */
-  timer_create: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  /** int timer_settime(timer_t id, int flags, const struct itimerspec *new, struct itimerspec *old) */
-  timer_settime: { parameters: ["usize", "i32", "buffer", "usize"], result: "i32" },
-  /** int timer_delete(timer_t id) */
-  timer_delete: { parameters: ["usize"], result: "i32" },
-  /** int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *mask) */
-  sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
-  /** int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *mask) */
-  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
-  /** int fstat(int fd, struct stat *st): st is a 144-byte buffer on x86_64 */
-  fstat: { parameters: ["i32", "buffer"], result: "i32" },
-  /** int eventfd(unsigned int initval, int flags) */
-  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  /** int ioctl(int fd, unsigned long request, unsigned long arg): bigint arguments only */
+  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
+  /** int ioctl(int fd, unsigned long request, void *arg): buffer argument */
+  ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  /** int *__errno_location(void): errno of the calling thread */
+  __errno_location: { parameters: [], result: "pointer" },
+  /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): nfds as u32 (few fds) */
+  poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
+  /** poll(NULL, 0, ms) on Deno's blocking thread pool: a sleep that resolves a Promise */
+  poll_async: {
+    name: "poll",
+    parameters: ["pointer", "u32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   // The next four return ssize_t, declared i32: their counts fit in 32 bits (and -1 stays -1),
   // while an "isize" result allocates on every call (measured: ~60 bytes), which the per-frame
   // data path must not do.
@@ -73,16 +58,6 @@ const SYMBOLS = {
   readv: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** ssize_t writev(int fd, const struct iovec *iov, int iovcnt) */
   writev: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): nfds as u32 (few fds) */
-  poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
-  /** int socket(int domain, int type, int protocol) */
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  /** int connect(int fd, const struct sockaddr *addr, socklen_t len) */
-  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  /** int socketpair(int domain, int type, int protocol, int sv[2]) */
-  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
-  /** uid_t geteuid(void) */
-  geteuid: { parameters: [], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -165,26 +140,98 @@ export interface Libc {
   socketpair(domain: number, type: number, protocol: number, sv: Uint8Array<ArrayBuffer>): number;
   /** geteuid(2) (Deno.uid() would need --allow-sys). */
   geteuid(): number;
+  /**
+   * poll(NULL, 0, ms) on Deno's blocking thread pool: resolves after `ms`
+   * while the event loop runs (signals, other ops). Not cancellable.
+   */
+  poll_async(fds: null, n: 0, timeoutMs: number): Promise<number>;
 }
 
 /**
- * Symbols a plain run never calls (affinity, --thp/--ksm, --net, errno after
- * a failure): bound by a second `dlopen` on their first use. Each bound
- * symbol costs start-up time (~0.15 ms: Deno builds a fast-call trampoline
- * for it), and every run would pay for these.
+ * Symbols a plain run never calls (the --net data path): bound by a second
+ * `dlopen` on their first use, so that a plain run does not build their
+ * trampolines.
  */
 const ON_FIRST_USE: ReadonlySet<string> = new Set<keyof typeof SYMBOLS>([
-  "madvise",
-
-  "__errno_location",
-  "sched_getaffinity",
-  "sched_setaffinity",
-  "eventfd",
   "read_buf",
   "write_buf",
   "readv",
   "writev",
 ]);
+
+/** x86-64 system call numbers of the calls made through `syscall`. */
+const SYS = {
+  close: 3,
+  fstat: 5,
+  mmap: 9,
+  munmap: 11,
+  madvise: 28,
+  socket: 41,
+  connect: 42,
+  socketpair: 53,
+  geteuid: 107,
+  prctl: 157,
+  sched_setaffinity: 203,
+  sched_getaffinity: 204,
+  timer_create: 222,
+  timer_settime: 223,
+  timer_delete: 226,
+  openat: 257,
+  eventfd2: 290,
+} as const;
+/** openat(2)'s "relative to the current directory". */
+const AT_FDCWD = -100;
+
+/** The address of a buffer's first byte, as a raw syscall argument (0 for an empty one). */
+function addressOf(buffer: Uint8Array<ArrayBuffer>): number {
+  // UNSAFE: valid while `buffer` is alive; the caller holds it for the call.
+  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
+
+/** The two bound symbols the wrappers call. */
+interface Raw {
+  syscall(nr: number, a: number, b: number, c: number, d: number, e: number, f: number): number;
+  ioctl(fd: number, request: bigint, arg: bigint): number;
+}
+
+/**
+ * The cold calls, each one raw system call through the one `syscall` symbol
+ * (libc's wrapper: -1 and errno on failure, as the libc functions).
+ */
+function wrappers(raw: Raw): Omit<Libc, keyof typeof SYMBOLS> {
+  const call = (nr: number, a = 0, b = 0, c = 0, d = 0, e = 0, f = 0): number =>
+    Number(raw.syscall(nr, a, b, c, d, e, f));
+  return {
+    open: (path, flags, mode) => call(SYS.openat, AT_FDCWD, addressOf(path), flags, mode),
+    close: (fd) => call(SYS.close, fd),
+    // Numbers become bigints here, so that the symbol only ever sees bigints (see ioctl_big).
+    ioctl_val: (fd, request, arg) => raw.ioctl(fd, BigInt(request), BigInt(arg)),
+    ioctl_big: raw.ioctl,
+    mmap: (addr, len, prot, flags, fd, off) => {
+      const address = call(SYS.mmap, addr, len, prot, flags, fd, Number(off));
+      return address === -1 ? MAP_FAILED : address;
+    },
+    munmap: (addr, len) => call(SYS.munmap, addr, len),
+    madvise: (addr, len, advice) => call(SYS.madvise, addr, len, advice),
+    timer_create: (clock, sev, id) => call(SYS.timer_create, clock, addressOf(sev), addressOf(id)),
+    timer_settime: (id, flags, value, old) =>
+      call(SYS.timer_settime, Number(id), flags, addressOf(value), old),
+    timer_delete: (id) => call(SYS.timer_delete, Number(id)),
+    sched_getaffinity: (pid, size, mask) => call(SYS.sched_getaffinity, pid, size, addressOf(mask)),
+    sched_setaffinity: (pid, size, mask) => call(SYS.sched_setaffinity, pid, size, addressOf(mask)),
+    syscall_val: (nr, a, b, c) => call(nr, a, b, c),
+    syscall_buf: (nr, a, b, c) => call(nr, addressOf(a), b, c),
+    syscall_val_val_buf: (nr, a, b, c, d) => call(nr, a, b, addressOf(c), d),
+    prctl: (option, a2, a3, a4, a5) => call(SYS.prctl, option, a2, a3, a4, a5),
+    fstat: (fd, st) => call(SYS.fstat, fd, addressOf(st)),
+    eventfd: (initval, flags) => call(SYS.eventfd2, initval, flags),
+    socket: (domain, type, protocol) => call(SYS.socket, domain, type, protocol),
+    connect: (fd, addr, len) => call(SYS.connect, fd, addressOf(addr), len),
+    socketpair: (domain, type, protocol, sv) =>
+      call(SYS.socketpair, domain, type, protocol, addressOf(sv)),
+    geteuid: () => call(SYS.geteuid),
+  };
+}
 
 type SymbolTable = Record<string, Deno.ForeignFunction>;
 
@@ -216,6 +263,7 @@ function bind(wanted: (name: string) => boolean): Record<string, unknown> {
 export function libc(): Libc {
   if (symbols === undefined) {
     const table: Record<string, unknown> = bind((name) => !ON_FIRST_USE.has(name));
+    Object.assign(table, wrappers(table as unknown as Raw));
     const bindLater = (): void => void Object.assign(table, bind((n) => ON_FIRST_USE.has(n)));
     for (const name of ON_FIRST_USE) {
       table[name] = (...args: unknown[]): unknown => {

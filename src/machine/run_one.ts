@@ -18,6 +18,7 @@ import { EXIT_CODE } from "../exit_codes.ts";
 import { loadEmulator, OUTCOME, type VcpuLoop } from "../vcpu/run_loop.ts";
 import { DEAD_TICKS, haltedForGood } from "../vcpu/halted.ts";
 import { deadGuestStop, type Supervisor } from "./supervisor.ts";
+import { sleep, yieldTurn } from "../host/sleep.ts";
 
 const log = logger("vm");
 
@@ -63,9 +64,9 @@ export async function runOneVcpu(
           supervisor.claim(deadGuestStop([halted], [ctx.stdout.lastLine(), ctx.stderr.lastLine()]));
         }
       } else if (outcome === OUTCOME.YIELDED) {
-        await new Promise((resolve) => setTimeout(resolve, 0));
+        await yieldTurn();
       } else if (outcome === OUTCOME.WAITING) {
-        await new Promise((resolve) => setTimeout(resolve, INPUT_POLL_MS));
+        await sleep(INPUT_POLL_MS);
       } else if (outcome === OUTCOME.NEEDS_EMULATOR) {
         await loadEmulator();
       } else {

@@ -13,6 +13,7 @@ import { VmStop } from "../hypercall/context.ts";
 import { flushAll, type GuestOutput } from "../io/guest_output.ts";
 import type { HaltedVcpu } from "../vcpu/halted.ts";
 import { signalStop, STOP_SIGNALS, timeoutStop } from "../vcpu/timeout.ts";
+import { MAX_SLEEP_MS, sleep } from "../host/sleep.ts";
 
 /** How often a drain looks again at output waiting for a slow reader. */
 const DRAIN_POLL_MS = 10;
@@ -31,7 +32,7 @@ export class Supervisor implements Disposable {
   #woken: Promise<void>;
   #onHostStop: ((stop: VmStop) => void) | undefined = undefined;
   readonly #listeners: { signal: Deno.Signal; listener: () => void }[] = [];
-  readonly #timer: ReturnType<typeof setTimeout> | undefined;
+  #disposed = false;
 
   /** Starts listening for SIGINT/SIGTERM and, with a limit, the clock. */
   constructor(options: SupervisorOptions = {}) {
@@ -42,9 +43,7 @@ export class Supervisor implements Disposable {
       this.#listeners.push({ signal: s.signal, listener });
     }
     const limit = options.timeoutMs;
-    if (limit !== undefined && limit !== null) {
-      this.#timer = setTimeout(() => this.#hostStop(timeoutStop(limit)), limit);
-    }
+    if (limit !== undefined && limit !== null) void this.#clock(limit);
   }
 
   /** The first stop recorded (by the host or the guest), or null while the run goes on. */
@@ -81,12 +80,7 @@ export class Supervisor implements Disposable {
 
   /** Waits until a stop is recorded, {@linkcode poke} is called, or `ms` pass. */
   async wait(ms: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#woken,
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
-    ]);
-    clearTimeout(timer);
+    await Promise.race([this.#woken, sleep(ms)]);
   }
 
   /**
@@ -95,13 +89,13 @@ export class Supervisor implements Disposable {
    */
   async drain(stdout: GuestOutput, stderr: GuestOutput): Promise<void> {
     while (!flushAll(stdout, stderr) && !this.#byHost) {
-      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+      await sleep(DRAIN_POLL_MS);
     }
   }
 
-  /** Stops listening and clears the clock. */
+  /** Stops listening and the clock. */
   [Symbol.dispose](): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#disposed = true;
     for (const { signal, listener } of this.#listeners) {
       Deno.removeSignalListener(signal, listener);
     }
@@ -115,6 +109,21 @@ export class Supervisor implements Disposable {
     this.claim(stop);
     this.#wake();
     this.#onHostStop?.(stop);
+  }
+
+  /**
+   * The `--timeout` clock: stops the run `limit` ms from now unless disposed
+   * first. It sleeps in slices, so a disposed clock ends within one slice.
+   */
+  async #clock(limit: number): Promise<void> {
+    const deadline = performance.now() + limit;
+    for (;;) {
+      const left = deadline - performance.now();
+      if (this.#disposed) return;
+      if (left <= 0) break;
+      await sleep(Math.min(left, MAX_SLEEP_MS));
+    }
+    this.#hostStop(timeoutStop(limit));
   }
 
   #nextWake(): Promise<void> {
