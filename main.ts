@@ -1,155 +1,18 @@
 /**
- * The dhyve command line: flags → parameters → {@linkcode runVm} → exit code.
- * Every error ends as one line on stderr and a documented exit code, never a
- * stack trace.
+ * The dhyve command line: `deno run --allow-ffi --allow-read main.ts KERNEL`.
+ *
+ * It runs `src/main.ts` from the bundle that `deno task build` (and `npm ci`)
+ * makes of it in `dist/bundle/`: a few files instead of ~90 TypeScript modules,
+ * which halves the time Deno takes to load dhyve before the guest starts (see
+ * docs/performance.md, "Start-up"). After changing `src/`, run
+ * `deno task build` (`deno task test` does it first); a test fails while the
+ * bundle is older than the sources.
  * @module
  */
 
-import { printTrace, traceMark } from "./src/startup_trace.ts";
-import { type CliRequest, parseCommandLineLoading } from "./src/cli.ts";
-import { EXIT_CODE } from "./src/exit_codes.ts";
-import { NullSink, type OutputSink } from "./src/io/guest_output.ts";
-import { configureLogging, logger } from "./src/log.ts";
-import { runVm, VmError } from "./src/vm.ts";
-import { toVmError } from "./src/machine/errors.ts";
+// @ts-types="./src/main.ts"
+import { main, runCommandLine } from "./dist/bundle/main.js";
 
-export { parseCommandLine } from "./src/cli.ts";
+export { main };
 
-const encoder = new TextEncoder();
-
-function printError(message: string): void {
-  try {
-    Deno.stderr.writeSync(encoder.encode(`dhyve: error: ${message}\n`));
-  } catch {
-    // stderr is gone
-  }
-}
-
-function print(text: string): void {
-  const bytes = encoder.encode(`${text}\n`);
-  let at = 0;
-  try {
-    while (at < bytes.length) at += Deno.stdout.writeSync(bytes.subarray(at));
-  } catch {
-    // stdout is closed (`dhyve … | head`): there is no one left to read it
-  }
-}
-
-/** `-o`: a new file (created exclusively, as uhyve), or "none". */
-function openOutput(
-  path: string | undefined,
-): { sink: OutputSink; close(): void; discard(): void } | null {
-  if (path === undefined) return null;
-  if (path.toLowerCase() === "none") {
-    return { sink: new NullSink(), close(): void {}, discard(): void {} };
-  }
-  try {
-    const file = Deno.openSync(path, { write: true, createNew: true });
-    return {
-      sink: file,
-      close: () => file.close(),
-      discard(): void {
-        try {
-          Deno.removeSync(path);
-        } catch {
-          // Landlock or a permission may forbid it now: the empty file stays
-        }
-      },
-    };
-  } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) {
-      throw new VmError(
-        `The output file "${path}" already exists: remove it or choose another with -o`,
-        EXIT_CODE.CANNOT_CREATE,
-      );
-    }
-    if (error instanceof Deno.errors.NotCapable) {
-      throw new VmError(
-        `Deno may not create the output file "${path}": add --allow-write=${path}`,
-        EXIT_CODE.PERMISSION,
-      );
-    }
-    throw new VmError(
-      `Cannot create the output file "${path}": ${error instanceof Error ? error.message : error}`,
-      EXIT_CODE.CANNOT_CREATE,
-    );
-  }
-}
-
-/** Maps any error to one line on stderr and an exit code (the mapping is `toVmError`'s). */
-function report(error: unknown): number {
-  const known = toVmError(error);
-  if (known !== null) {
-    printError(known.message);
-    return known.exitCode;
-  }
-  printError(
-    `Internal error, please report it: ${
-      error instanceof Error ? error.stack ?? error.message : error
-    }`,
-  );
-  return EXIT_CODE.INTERNAL;
-}
-
-/** Runs the CLI and returns the process exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
-  traceMark("evaluated");
-  let request: CliRequest;
-  try {
-    request = await parseCommandLineLoading(argv);
-  } catch (error) {
-    return report(error);
-  }
-  traceMark("cli");
-  if (request.kind === "info") {
-    print(request.text);
-    return 0;
-  }
-  const { kernel, params, verbosity } = request;
-  configureLogging(
-    verbosity < 0 ? "error" : verbosity === 0 ? "warning" : verbosity === 1 ? "info" : "debug",
-  );
-  const log = logger("cli");
-  for (const w of request.warnings) log.warn(w);
-  let output: ReturnType<typeof openOutput> = null;
-  try {
-    output = openOutput(request.output);
-    const result = await runVm(
-      kernel,
-      output === null ? params : { ...params, stdout: output.sink, stderr: output.sink },
-    );
-    traceMark("teardown");
-    if (result.error !== null) {
-      printError(result.error);
-      if (verbosity > 0 && result.errorDetail) {
-        Deno.stderr.writeSync(encoder.encode(`${result.errorDetail}\n`));
-      }
-    }
-    const { formatStats, statsJson } = request.stats === false
-      ? { formatStats: null, statsJson: null }
-      : await import("./src/stats_report.ts");
-    if (request.stats === "table" && formatStats !== null) {
-      print(formatStats(result.stats, { bootMs: result.bootMs, runMs: result.runMs }).trimEnd());
-    } else if (request.stats === "json" && statsJson !== null) {
-      print(
-        JSON.stringify(statsJson(result.stats, { bootMs: result.bootMs, runMs: result.runMs })),
-      );
-    }
-    return result.exitCode;
-  } catch (error) {
-    // The guest never ran: remove the (empty) -o file, or a corrected retry hits "already exists".
-    output?.close();
-    output?.discard();
-    output = null;
-    return report(error);
-  } finally {
-    output?.close();
-  }
-}
-
-if (import.meta.main) {
-  const code = await main(Deno.args);
-  traceMark("exit");
-  printTrace();
-  Deno.exit(code);
-}
+if (import.meta.main) await runCommandLine(Deno.args);

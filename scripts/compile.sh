@@ -15,13 +15,14 @@ if [ -z "${DENORT_BIN:-}" ]; then
   fi
 fi
 mkdir -p dist
+"$deno" task build # main.ts runs the bundle in dist/bundle
 # The binary reads kernels and mapped files wherever the user points it; the
 # file map and Landlock remain the fences around what a guest can reach.
 "$deno" compile \
   --allow-ffi --allow-read --allow-write \
   --allow-net=127.0.0.1,[::1] \
   --allow-env=HERMIT_MEMORY_SIZE,HERMIT_CPU_COUNT,HERMIT_CONFIG,HERMIT_GDB_PORT,XDG_CONFIG_HOME,TMPDIR \
-  --include src/vcpu/worker.ts \
-  --include src/net/net_worker.ts \
+  --include dist/bundle/vcpu/worker.js \
+  --include dist/bundle/net/net_worker.js \
   --output dist/dhyve main.ts
 echo "dhyve: built dist/dhyve"

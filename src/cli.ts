@@ -38,7 +38,7 @@ import {
 } from "./permissions.ts";
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
-import { fileUrlToPath } from "./posix_path.ts";
+import { cliEntry, dhyveRoot } from "./locations.ts";
 
 /** The help text (`--help`). */
 export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.9.1 compatible)
@@ -446,9 +446,7 @@ function minimalCommandLine(
   extra: PermissionContext & { argv: readonly string[] },
 ): string {
   const req = runPermissions(kernel, params, extra);
-  const entry = new URL(import.meta.url).protocol === "file:"
-    ? fileUrlToPath(new URL("../main.ts", import.meta.url))
-    : "main.ts";
+  const entry = cliEntry() ?? "main.ts";
   return denoCommandLine(req, entry, extra.argv);
 }
 
@@ -508,10 +506,4 @@ export function commandLinePermissions(
     cwd: sys.cwd(),
     dhyveRoot,
   });
-}
-
-function dhyveRoot(): string | null {
-  return new URL(import.meta.url).protocol === "file:"
-    ? fileUrlToPath(new URL("..", import.meta.url)).replace(/\/$/, "")
-    : null;
 }

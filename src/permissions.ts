@@ -25,7 +25,7 @@
  * @module
  */
 
-import { dirname, fileUrlToPath, isAbsolute, resolve } from "./posix_path.ts";
+import { dirname, isAbsolute, resolve } from "./posix_path.ts";
 import { PASST_COMMAND, PASST_SOCKET_PARENT, TUN_DEVICE } from "./net/net_option.ts";
 import type { VmParams } from "./params.ts";
 
@@ -55,7 +55,7 @@ export interface PermissionInput {
   readonly libcPath: string;
   /**
    * dhyve's source directory when the run starts vCPU Workers (SMP), since
-   * Deno checks `--allow-read` on a Worker's modules; see {@linkcode dhyveSourceDir}.
+   * Deno checks `--allow-read` on a Worker's modules; see `moduleDir` in `src/locations.ts`.
    */
   readonly workerModules?: string | null;
   /** `/dev/net/tun` when the run has a network device (`--net`); dhyve opens it read/write. */
@@ -124,16 +124,6 @@ export interface RequiredPermissions {
   env: boolean | string[];
   /** Why each path above is needed ("the kernel", "file mapping a:/b", …), by path. */
   reasons: Record<string, string>;
-}
-
-/**
- * dhyve's `src/` directory (where this module lives), for
- * {@linkcode PermissionInput.workerModules}; null when dhyve was not loaded
- * from local files.
- */
-export function dhyveSourceDir(): string | null {
-  const url = new URL("./", import.meta.url);
-  return url.protocol === "file:" ? fileUrlToPath(url).replace(/\/+$/, "") : null;
 }
 
 /**

@@ -33,7 +33,8 @@
  * @module
  */
 
-import { dirname, fileUrlToPath, join } from "../posix_path.ts";
+import { dirname, join } from "../posix_path.ts";
+import { dhyveRoot } from "../locations.ts";
 import { ERRNO, errnoName } from "../errno.ts";
 import { cString, errno, libc, O_CLOEXEC, O_PATH } from "./libc.ts";
 
@@ -437,7 +438,7 @@ export interface DenoRuntimeOptions {
  */
 export function denoRuntimeRules(options: DenoRuntimeOptions = {}): LandlockRule[] {
   const rules: LandlockRule[] = [];
-  const root = projectRoot();
+  const root = dhyveRoot();
   if (root !== null) rules.push({ path: root, access: "dir-read" });
   for (const dir of options.sourceDirs ?? []) rules.push({ path: dir, access: "dir-read" });
   const denoDir = options.denoDir ?? defaultDenoDir();
@@ -462,12 +463,6 @@ export function denoRuntimeRules(options: DenoRuntimeOptions = {}): LandlockRule
     }
   }
   return rules;
-}
-
-/** dhyve's root directory (the parent of `src/`, two levels above this file), or null when not loaded from a file. */
-function projectRoot(): string | null {
-  const url = new URL("../../", import.meta.url);
-  return url.protocol === "file:" ? fileUrlToPath(url).replace(/\/+$/, "") : null;
 }
 
 /** Deno's cache directory as Deno computes it on Linux, or undefined without env access. */

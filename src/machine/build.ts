@@ -26,12 +26,8 @@ import {
   validateMemorySize,
   type VmParams,
 } from "../params.ts";
-import {
-  checkGranted,
-  dhyveSourceDir,
-  optionPermissionInput,
-  requiredPermissions,
-} from "../permissions.ts";
+import { checkGranted, optionPermissionInput, requiredPermissions } from "../permissions.ts";
+import { moduleDir } from "../locations.ts";
 import { FileMap, FileMapError } from "../sandbox/file_map.ts";
 import { denoHostFs } from "../sandbox/host_fs.ts";
 import { Sandbox } from "../sandbox/sandbox.ts";
@@ -217,7 +213,7 @@ function checkOptions(
       output: null,
       envHost: false,
       libcPath: LIBC_SONAME,
-      ...optionPermissionInput(params, dhyveSourceDir()),
+      ...optionPermissionInput(params, moduleDir()),
     }));
     if (missing !== null) throw new VmError(missing, EXIT_CODE.PERMISSION);
   }

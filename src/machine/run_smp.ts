@@ -32,6 +32,7 @@ import {
   type WorkerMessage,
 } from "../vcpu/protocol.ts";
 import { VcpuStats } from "../vcpu/stats.ts";
+import { workerUrl } from "../locations.ts";
 
 /** The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing). */
 const KICK_SIGNAL = 12; // SIGUSR2 (SIGUSR1 would start Deno's inspector)
@@ -158,7 +159,7 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
     };
 
     for (let cpu = 0; cpu < n; cpu++) {
-      const worker = new Worker(new URL("../vcpu/worker.ts", import.meta.url), { type: "module" });
+      const worker = new Worker(workerUrl("vcpu"), { type: "module" });
       workers.push(worker);
       worker.onmessage = (event: MessageEvent<WorkerMessage>): void => {
         const m = event.data;

@@ -19,6 +19,7 @@ import { PASST_GUEST_MAC, type PasstNetOption, TUN_DEVICE } from "./net_option.t
 import type { NetWorkerInit, NetWorkerMessage } from "./net_data_path.ts";
 import { NetSetupError } from "./net_setup_error.ts";
 import { attachPasst, type PasstConnection, settlesWithin, startPasst } from "./passt.ts";
+import { workerUrl } from "../locations.ts";
 
 /** What a vCPU thread needs to build its register file (structured-clone friendly). */
 export interface NetShared {
@@ -186,7 +187,7 @@ export class NetDevice {
     this.mac = options.mac;
     this.persistent = options.persistent;
     // The Worker loads its modules while the VM is being built; start() hands it guest RAM.
-    const worker = new Worker(new URL("./net_worker.ts", import.meta.url), { type: "module" });
+    const worker = new Worker(workerUrl("net"), { type: "module" });
     this.#worker = worker;
     let running = false;
     let ready: () => void = () => {};

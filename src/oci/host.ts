@@ -10,6 +10,8 @@ import { dirname, join } from "node:path/posix";
 import { libcCandidates, readLdCache } from "../host/libc_path.ts";
 import { fileURLToPath } from "node:url";
 import { EXIT_CODE } from "../exit_codes.ts";
+import { BUNDLE_DIR } from "../locations.ts";
+import { warmCodeCache } from "../code_cache.ts";
 import { elfInterpreter } from "./elf_interp.ts";
 import { OciError } from "./errors.ts";
 import { PASST_COMMAND } from "../net/net_option.ts";
@@ -134,17 +136,22 @@ export function discoverHost(): HostRuntime {
   };
 }
 
-/** Every `.ts` module of dhyve that a run may load (main.ts and src/, Workers included). */
+/**
+ * Every module of dhyve that a run may load: main.ts, the bundle it loads
+ * (`dist/bundle/`, Workers included) and the sources (dhyve-oci's own
+ * container entry runs from them).
+ */
 function dhyveModules(root: string): string[] {
   const out = [join(root, "main.ts")];
   const walk = (dir: string): void => {
     for (const entry of Deno.readDirSync(dir)) {
       const path = join(dir, entry.name);
       if (entry.isDirectory) walk(path);
-      else if (entry.name.endsWith(".ts")) out.push(path);
+      else if (entry.name.endsWith(".ts") || entry.name.endsWith(".js")) out.push(path);
     }
   };
   walk(join(root, "src"));
+  walk(join(root, BUNDLE_DIR));
   return out.sort();
 }
 
@@ -175,6 +182,8 @@ export async function warmModuleCache(host: HostRuntime): Promise<void> {
     stderr: "null",
   }).output();
   if (!result.success) return;
+  // The V8 code cache too: containers mount the cache read-only, where no run could write it.
+  await warmCodeCache(join(host.dhyveRoot, BUNDLE_DIR), { DENO_DIR: host.denoDir });
   const tmp = `${stampPath}.${Deno.pid}`;
   Deno.writeTextFileSync(tmp, stamp);
   Deno.renameSync(tmp, stampPath);

@@ -112,7 +112,7 @@ export async function stageDhyve(files: readonly string[] = []): Promise<Stage> 
   try {
     await Deno.chmod(root, 0o755);
     await Deno.mkdir(`${root}/dhyve/node_modules`, { recursive: true, mode: 0o755 });
-    for (const name of ["main.ts", "mod.ts", "deno.json", "package.json", "src"]) {
+    for (const name of ["main.ts", "mod.ts", "deno.json", "package.json", "src", "dist/bundle"]) {
       await copyTree(`${REPO_ROOT}/${name}`, `${root}/dhyve/${name}`);
     }
     for (const name of withDependencies(npmPackagesOfSrc())) {

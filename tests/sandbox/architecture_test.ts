@@ -13,6 +13,9 @@
 import assert from "node:assert/strict";
 import { REPO_ROOT } from "../_helpers/repo.ts";
 import { dirname, join, relative } from "node:path";
+import { existsSync } from "node:fs";
+import { BUNDLE_DIR, WORKERS } from "../../src/locations.ts";
+import { BUNDLE_ENTRIES } from "../../scripts/build.ts";
 
 const root = REPO_ROOT;
 
@@ -151,16 +154,24 @@ Deno.test("guest file I/O: only src/sandbox/host_fs.ts opens or removes files fo
   }
 });
 
-Deno.test("every Worker module is --include'd by scripts/compile.sh (the compiled binary needs it)", () => {
-  const workers: string[] = [];
+Deno.test("every Worker starts from src/locations.ts's list, which the bundle and scripts/compile.sh follow", () => {
+  let started = 0;
   for (const file of files) {
     const text = Deno.readTextFileSync(file);
-    for (const m of text.matchAll(/new Worker\(new URL\("(\.[^"]+)", import\.meta\.url\)/g)) {
-      workers.push(relative(root, join(dirname(file), m[1]!)));
+    for (const m of text.matchAll(/new Worker\(([^,]+),/g)) {
+      started++;
+      assert.match(m[1]!, /^workerUrl\("\w+"\)$/, `${relative(root, file)}: new Worker(${m[1]})`);
     }
   }
-  assert.ok(workers.length >= 2, `found only ${workers.join(", ")}`);
+  const workers = Object.values(WORKERS);
+  assert.ok(started >= 2 && workers.length >= 2, `found ${started} Workers`);
+  for (const { source, bundled } of workers) {
+    assert.ok(existsSync(join(root, source)), `${source} exists`);
+    assert.ok(BUNDLE_ENTRIES.includes(source), `${source} is a bundle entry of scripts/build.ts`);
+    const entryName = source.replace(/^src\//, `${BUNDLE_DIR}/`).replace(/\.ts$/, ".js");
+    assert.equal(bundled, entryName, "deno bundle writes an entry at its path below src/");
+  }
   const script = Deno.readTextFileSync(join(root, "scripts/compile.sh"));
   const included = [...script.matchAll(/--include (\S+)/g)].map((m) => m[1]!);
-  assert.deepEqual(included.sort(), workers.sort());
+  assert.deepEqual(included.sort(), workers.map((w) => w.bundled).sort());
 });

@@ -1,19 +1,26 @@
 /**
- * What a plain run loads at start-up: the static import graph of `main.ts`
- * (from `deno info --json`, what Deno loads before the first line runs) must
- * not reach the modules a plain run does not need, each of which costs every
- * run start-up time and memory (docs/performance.md, "Start-up phases"):
- * Deno's Node compatibility layer (any `node:` module), npm packages (LogTape,
- * smol-toml), the GDB stub, the --net device, its virtio model and data
- * path, the SMP Workers, the instruction emulator, the Hermit image reader
- * and the statistics report. Those are loaded with `await import()` where they are used. No
- * timing here: the figures live in `bench/startup.ts`.
+ * What a plain run loads at start-up. `main.ts` loads the bundle of
+ * `src/main.ts` (`deno task build`, `dist/bundle/`); both the sources' static
+ * import graph and the bundle's (from `deno info --json`: what Deno loads
+ * before the first line runs) must not reach the modules a plain run does
+ * not need, each of which costs every run start-up time and memory
+ * (docs/performance.md, "Start-up"): Deno's Node compatibility layer (any
+ * `node:` module), npm packages (LogTape, smol-toml), the GDB stub, the
+ * --net device, its virtio model and data path, the SMP Workers, the
+ * instruction emulator, the Hermit image reader and the statistics report.
+ * Those are loaded with `await import()` where they are used, and the
+ * bundle keeps each in a chunk of its own. The bundle must also be what
+ * `deno task build` makes of today's sources. No timing here: the figures
+ * live in `bench/startup.ts`.
  * @module
  */
 
 import assert from "node:assert/strict";
 import { REPO_ROOT } from "../_helpers/repo.ts";
+import { fileURLToPath } from "node:url";
 import { testUnless } from "../_helpers/skip.ts";
+import { BUNDLE_DIR } from "../../src/locations.ts";
+import { buildBundle } from "../../scripts/build.ts";
 
 /** Modules a plain run (one vCPU, no --net, no -s, an ELF kernel) must not load eagerly. */
 const NOT_ON_THE_PLAIN_PATH: readonly { what: string; test: (specifier: string) => boolean }[] = [
@@ -107,9 +114,9 @@ function offenders(closure: Map<string, string>): string[] {
 
 testUnless(
   skip,
-  "main.ts: a plain run's static imports reach no module it does not need",
+  "src/main.ts: a plain run's static imports reach no module it does not need",
   async () => {
-    const closure = staticClosure(await graphOf("main.ts"));
+    const closure = staticClosure(await graphOf("src/main.ts"));
     assert.ok(closure.size > 20, `only ${closure.size} modules: the graph walk is broken`);
     assert.ok([...closure.keys()].some((s) => s.endsWith("/src/vm.ts")), "vm.ts is loaded");
     assert.deepEqual(
@@ -122,17 +129,90 @@ testUnless(
 
 testUnless(
   skip,
-  "the graph walk sees what the check forbids: mod.ts loads LogTape, main.ts the rest lazily",
+  "the graph walk sees what the check forbids: mod.ts loads LogTape, src/main.ts the rest lazily",
   async () => {
     // mod.ts (the library entry) imports LogTape statically: the walk must find it.
     const library = offenders(staticClosure(await graphOf("mod.ts")));
     assert.ok(library.some((o) => o.includes("log_logtape.ts")), library.join("\n"));
-    // The modules main.ts loads on use are in its graph, as dynamic imports only.
-    const all = (await graphOf("main.ts")).modules.map((m) => m.specifier);
+    // The modules src/main.ts loads on use are in its graph, as dynamic imports only.
+    const all = (await graphOf("src/main.ts")).modules.map((m) => m.specifier);
     for (
       const lazy of ["/src/gdb/run.ts", "/src/machine/run_smp.ts", "/src/loader/hermit_image.ts"]
     ) {
-      assert.ok(all.some((s) => s.endsWith(lazy)), `${lazy} is in main.ts's full graph`);
+      assert.ok(all.some((s) => s.endsWith(lazy)), `${lazy} is in src/main.ts's full graph`);
     }
   },
 );
+
+/**
+ * The source modules a bundle file holds: esbuild marks each with a
+ * `// src/…/name.ts` comment line (the bundle is not minified).
+ */
+function sourcesOf(bundleFile: string): string[] {
+  const text = Deno.readTextFileSync(bundleFile);
+  return [...text.matchAll(/^\/\/ ((?:src|node_modules)\/\S+)$/gm)].map((m) => m[1]!);
+}
+
+testUnless(
+  skip,
+  "main.ts loads only the bundle, and the bundle's start-up files hold no module a plain run does not need",
+  async () => {
+    const closure = staticClosure(await graphOf("main.ts"));
+    const files = [...closure.keys()].filter((s) =>
+      !s.endsWith("/main.ts") || s.includes("/dist/")
+    );
+    const outside = files.filter((s) => !s.includes(`/${BUNDLE_DIR}/`));
+    assert.deepEqual(outside, [], "main.ts must load dhyve through the bundle only");
+    const held = new Map<string, string>();
+    for (const file of files) {
+      for (const source of sourcesOf(fileURLToPath(file))) held.set(`/${source}`, file);
+    }
+    assert.ok(
+      held.has("/src/machine/build.ts") && held.size > 20,
+      `the bundle holds ${held.size} modules`,
+    );
+    const found: string[] = [];
+    for (const [source, file] of held) {
+      const rule = NOT_ON_THE_PLAIN_PATH.find((r) => r.test(source));
+      if (rule !== undefined) found.push(`${source} (${rule.what}), in ${file}`);
+    }
+    assert.deepEqual(found, [], "the bundle loads these at start-up: keep them in lazy chunks");
+  },
+);
+
+const canBuild = canRun && Deno.permissions.querySync({ name: "write" }).state === "granted";
+
+testUnless(
+  canBuild ? null : "needs --allow-run, --allow-read and --allow-write (it runs deno bundle)",
+  "dist/bundle is what `deno task build` makes of today's sources",
+  async () => {
+    const fresh = await Deno.makeTempDir({ prefix: "dhyve-bundle-" });
+    try {
+      await buildBundle(fresh);
+      const built = listTree(fresh);
+      const shipped = listTree(`${REPO_ROOT}/${BUNDLE_DIR}`);
+      const stale = "dist/bundle is older than src/: run `deno task build`";
+      assert.deepEqual([...shipped.keys()].sort(), [...built.keys()].sort(), stale);
+      for (const [name, bytes] of built) {
+        assert.ok(equalBytes(bytes, shipped.get(name)!), `${name} differs. ${stale}`);
+      }
+    } finally {
+      await Deno.remove(fresh, { recursive: true });
+    }
+  },
+);
+
+function listTree(dir: string, prefix = ""): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) {
+      for (const [k, v] of listTree(path, `${prefix}${entry.name}/`)) out.set(k, v);
+    } else out.set(`${prefix}${entry.name}`, Deno.readFileSync(path));
+  }
+  return out;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

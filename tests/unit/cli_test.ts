@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCommandLine as parseWith } from "../../main.ts";
+import { parseCommandLine as parseWith } from "../../src/cli.ts";
 import type { CliEnvironment, CliRequest } from "../../src/cli.ts";
 import { UsageError, type VmParams } from "../../src/params.ts";
 import { VERSION } from "../../src/version.ts";

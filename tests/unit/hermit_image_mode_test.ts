@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../../main.ts";
+import { parseCommandLine } from "../../src/cli.ts";
 import type { CliEnvironment } from "../../src/cli.ts";
 import { ConfigError, loadTomlParser, parseConfig } from "../../src/config.ts";
 import { parseHermitImageMode, UsageError, type VmParams } from "../../src/params.ts";

@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import {
   denoCommandLine,
-  dhyveSourceDir,
   type PermissionInput,
   requiredPermissions,
   shellQuote,
@@ -113,12 +112,6 @@ Deno.test("requiredPermissions() adds dhyve's modules when vCPU Workers load the
   const req = requiredPermissions(input({ workerModules: "/opt/dhyve/src" }));
   assert.deepEqual(req.read, ["/home/u/app/hello", "/opt/dhyve/src"]);
   assert.equal(req.reasons["/opt/dhyve/src"], "the vCPU Workers' modules");
-});
-
-Deno.test("dhyveSourceDir() is the src directory of this checkout", () => {
-  const dir = dhyveSourceDir();
-  assert.ok(dir !== null && dir.endsWith("/src"), String(dir));
-  assert.equal(dir, new URL("../../src", import.meta.url).pathname);
 });
 
 Deno.test("denoCommandLine() gives the minimal deno run line", () => {

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../../../main.ts";
+import { parseCommandLine } from "../../../src/cli.ts";
 import type { CliEnvironment, CliRequest } from "../../../src/cli.ts";
 import {
   parseNetOption,
