@@ -301,8 +301,8 @@ export async function startupBenchmark(runs = 10): Promise<void> {
   }
   const hello = `${images}/hello_c`;
   // Both get the same four environment entries (Hermit 0.6.9 reads past an unterminated
-  // environment array) and no time limit of their own (dhyve's --timeout starts a timer that
-  // costs a plain run nothing it would otherwise pay; the floor's -t is a free alarm()).
+  // environment array) and no time limit of their own (dhyve's --timeout starts a timer, which
+  // a plain run does not pay for; the floor's -t is a free alarm()).
   const helloArgs = ["-e", "A=1", "-e", "B=2", "-e", "C=3", "-e", "D=4"];
   const pair = [
     { name: "dhyve hello_c", cmd: deno, args: dhyve("64MiB", hello, "a1").slice() },
