@@ -453,6 +453,8 @@ struct vm {
   struct kvm_run *run;
   int argc;    /* the guest's arguments (v1 only): argv[0] = the kernel path, as in dhyve */
   char **argv;
+  int envc;    /* the guest's environment (v1 only): -e NAME=VALUE, in order */
+  char **envp;
   uint32_t pci_address;
   int exit_code; /* -1 while the guest runs */
   uint64_t exits, emulated;
@@ -486,26 +488,37 @@ static void print_trace(void) {
   fputc('\n', stderr);
 }
 
-/* v1 Cmdsize: argc and each argument's size (with its NUL); no environment. */
+/* v1 Cmdsize: argc and each argument's size (with its NUL), envc and each entry's size. */
 static void cmdsize(const struct vm *vm, uint64_t gpa) {
   uint8_t *p = guest(gpa, 1032);
-  int32_t n = vm->argc > 128 ? 128 : vm->argc, zero = 0;
+  int32_t n = vm->argc > 128 ? 128 : vm->argc, e = vm->envc > 128 ? 128 : vm->envc;
   memcpy(p, &n, 4);
   for (int32_t i = 0; i < n; i++) {
     int32_t size = (int32_t)strlen(vm->argv[i]) + 1;
     memcpy(p + 4 + 4 * i, &size, 4);
   }
-  memcpy(p + 516, &zero, 4);
+  memcpy(p + 516, &e, 4);
+  for (int32_t i = 0; i < e; i++) {
+    int32_t size = (int32_t)strlen(vm->envp[i]) + 1;
+    memcpy(p + 520 + 4 * i, &size, 4);
+  }
 }
 
-/* v1 Cmdval: copies each argument to the buffer whose address the guest put in argv[i]. */
+/* v1 Cmdval: copies each argument (environment entry) to the buffer whose address the guest
+ * put in argv[i] (envp[i]). */
 static void cmdval(const struct vm *vm, uint64_t gpa) {
-  uint64_t argv_gpa;
+  uint64_t argv_gpa, envp_gpa;
   memcpy(&argv_gpa, guest(gpa, 16), 8);
+  memcpy(&envp_gpa, guest(gpa + 8, 8), 8);
   for (int i = 0; i < vm->argc && i < 128; i++) {
     uint64_t dst, size = strlen(vm->argv[i]) + 1;
     memcpy(&dst, guest(argv_gpa + 8 * (uint64_t)i, 8), 8);
     memcpy(guest(dst, size), vm->argv[i], size);
+  }
+  for (int i = 0; i < vm->envc && i < 128; i++) {
+    uint64_t dst, size = strlen(vm->envp[i]) + 1;
+    memcpy(&dst, guest(envp_gpa + 8 * (uint64_t)i, 8), 8);
+    memcpy(guest(dst, size), vm->envp[i], size);
   }
 }
 
@@ -720,15 +733,17 @@ int main(int argc, char **argv) {
   trace.origin_epoch_ms = wall.tv_sec * 1e3 + wall.tv_nsec / 1e6;
   trace.origin_ms = t0;
   uint64_t mib = 64;
-  int stats = 0, i = 1;
+  int stats = 0, i = 1, envc = 0;
+  char *envp[128];
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) mib = strtoull(argv[++i], NULL, 0);
+    else if (strcmp(argv[i], "-e") == 0 && i + 1 < argc && envc < 128) envp[envc++] = argv[++i];
     else if (strcmp(argv[i], "-s") == 0) stats = 1;
     else if (strcmp(argv[i], "-T") == 0) trace.on = 1;
     else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) alarm((unsigned)atoi(argv[++i]));
     else break;
   }
-  if (i >= argc || mib < 16) fail("usage: floor [-m MIB >= 16] [-s] [-T] [-t SECONDS] KERNEL [ARG...]");
+  if (i >= argc || mib < 16) fail("usage: floor [-m MIB >= 16] [-s] [-T] [-t SECONDS] [-e NAME=VALUE]... KERNEL [ARG...]");
 
   struct kernel k = {0};
   read_kernel(argv[i], &k);
@@ -737,7 +752,7 @@ int main(int argc, char **argv) {
   ram_base = k.iface == 1 ? 0 : 0x100000000ULL; /* v2 RAM starts at 4 GiB */
   if (k.iface == 1 && ram_size > 0xc0000000ULL) fail("a v1 guest's RAM must end below 3 GiB");
 
-  struct vm vm = {.argc = argc - i, .argv = argv + i, .exit_code = -1};
+  struct vm vm = {.argc = argc - i, .argv = argv + i, .envc = envc, .envp = envp, .exit_code = -1};
   set_up(&vm, &k);
   vm.setup_ms = now_ms() - t0;
   trace_mark("boot");

@@ -11,3 +11,10 @@ export const REPO_ROOT: string = decodeURIComponent(new URL("../..", import.meta
 
 /** dhyve's command-line entry point. */
 export const MAIN: string = `${REPO_ROOT}/main.ts`;
+
+/**
+ * Where `main.ts` reads dhyve's modules from: the bundle `deno task build`
+ * makes (vCPU and net Workers load theirs from here, so a run with them
+ * needs `--allow-read` on it).
+ */
+export const MODULE_DIR: string = `${REPO_ROOT}/dist/bundle`;

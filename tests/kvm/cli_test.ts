@@ -11,7 +11,7 @@ import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
 import { assertOneErrorLine, type CliRun, runDhyve } from "../_helpers/cli.ts";
-import { REPO_ROOT } from "../_helpers/repo.ts";
+import { MODULE_DIR, REPO_ROOT } from "../_helpers/repo.ts";
 
 /** Runs `deno run <permissions> main.ts <args>` from the repository root. */
 function dhyve(
@@ -123,7 +123,7 @@ kvmTest(
   async () => {
     const kernel = await buildGuest("noop", { iface: 1, pie: true });
     assertOneErrorLine(
-      await dhyve([kernel], ["--allow-ffi", `--allow-read=${REPO_ROOT}/src`]),
+      await dhyve([kernel], ["--allow-ffi", `--allow-read=${MODULE_DIR}`]),
       EXIT_CODE.PERMISSION,
       /--allow-read/,
     );

@@ -16,7 +16,7 @@ import { EXIT_CODE } from "../../src/exit_codes.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
 import { denoCommand, dhyveArgs } from "../_helpers/cli.ts";
-import { REPO_ROOT } from "../_helpers/repo.ts";
+import { MODULE_DIR } from "../_helpers/repo.ts";
 
 const decoder = new TextDecoder();
 
@@ -60,7 +60,7 @@ function command(
     "--allow-ffi",
     // Two vCPUs start Workers, whose modules Deno must be allowed to read.
     `--allow-read=${kernel},${dirs.data},${dirs.tempParent}${
-      extra.includes("-c") ? `,${REPO_ROOT}/src` : ""
+      extra.includes("-c") ? `,${MODULE_DIR}` : ""
     }`,
     `--allow-write=${dirs.data},${dirs.tempParent}`,
   ];

@@ -24,7 +24,7 @@ import { runVm } from "../../src/vm.ts";
 import { buildGuest, type GuestBuild } from "../_helpers/guests.ts";
 import { denoCommand, dhyveArgs } from "../_helpers/cli.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { REPO_ROOT } from "../_helpers/repo.ts";
+import { MODULE_DIR } from "../_helpers/repo.ts";
 
 const decoder = new TextDecoder();
 
@@ -250,7 +250,7 @@ async function runFenced(
         "--allow-ffi",
         // Two vCPUs start Workers, whose modules Deno must be allowed to read.
         `--allow-read=${kernel},${fx.data},${fx.tempParent}${
-          extra.includes("-c") ? `,${REPO_ROOT}/src` : ""
+          extra.includes("-c") ? `,${MODULE_DIR}` : ""
         }`,
         `--allow-write=${fx.data},${fx.tempParent}`,
       ],
