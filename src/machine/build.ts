@@ -1,17 +1,18 @@
 /**
- * One VM run, as a recipe of named steps: check the options, prepare the
- * kernel, open the sandbox, the network device and KVM, map guest RAM,
- * load the kernel, create the vCPUs and write the boot state, apply file
- * isolation, give the VM its RAM, then run (under the debugger, one vCPU on this thread, or one
- * Worker per vCPU) under one supervisor. Every resource a step takes is
- * released in reverse order on every path (an `AsyncDisposableStack`), and
- * every error becomes one exit code in one place (`errors.ts`).
+ * One VM run, as a recipe of named steps: check the options, create the VM
+ * (its errors wait for the kernel's), prepare the kernel, open the sandbox
+ * and the network device, map guest RAM, load the kernel, create the vCPUs
+ * and write the boot state, apply file isolation, give the VM its RAM, then
+ * run (under the debugger, one vCPU on this thread, or one Worker per vCPU)
+ * under one supervisor. Every resource a step takes is released in reverse
+ * order on every path (an `AsyncDisposableStack`), and every error becomes
+ * one exit code in one place (`errors.ts`).
  * @module
  */
 
 import { flushAll, GuestOutput } from "../io/guest_output.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
-import { type HostMapping, LIBC_SONAME, mapGuestMemory } from "../kvm.ts";
+import { type HostMapping, type Kvm, LIBC_SONAME, mapGuestMemory, type VmFd } from "../kvm.ts";
 import type { KernelImage } from "../loader/elf.ts";
 import type { Layout } from "../loader/layout.ts";
 import { logger } from "../log.ts";
@@ -94,15 +95,21 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   await using stack = new AsyncDisposableStack();
   // 1. Options that need no host resource: sizes, affinity, file map, Deno permissions.
   const plan = checkOptions(kernelPath, params);
-  // 2. The kernel: read it (or unpack a Hermit image), parse it, choose where it goes.
+  // 2. KVM and the VM with its interrupt controller, early: creating the controller queues
+  // SRCU callbacks (a grace period, ~15 ms here) that the RAM slot (step 9) and closing the
+  // VM (srcu_barrier) wait for, and the next steps pass that time. A failure is thrown in
+  // step 5, after the kernel's and the network's problems, as when KVM was opened there.
+  const opened = openVm(stack, params);
+  traceMark("vm");
+  // 3. The kernel: read it (or unpack a Hermit image), parse it, choose where it goes.
   const kernel = await prepareKernelFile(kernelPath, plan.map, kernelRequest(params, plan));
   traceMark("kernel");
-  // 3. The guest's files and output.
+  // 4. The guest's files and output.
   const sandbox = stack.adopt(openSandbox(plan.map, params), (s) => s.dispose());
   const stdout = new GuestOutput(params.stdout ?? hostOutputSink(1));
   const stderr = new GuestOutput(params.stderr ?? hostOutputSink(2));
   stack.defer(() => void flushAll(stdout, stderr));
-  // 4. The network's host end (--net: TAP or passt), before KVM: a problem is one line.
+  // 5. The network's host end (--net: TAP or passt), before KVM: a problem is one line.
   // Loaded only for --net (the device and its Worker are not on a plain run's path).
   const netSetup = params.net === undefined ? null : await import("./net.ts");
   const net = params.net === undefined || netSetup === null
@@ -110,11 +117,8 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
     : await netSetup.openNetDevice(params.net, params.tempDir);
   const closeNet = once(() => net?.close());
   stack.defer(closeNet);
-  // 5. KVM, the VM with its interrupt controller, and guest RAM on the host (the VM gets
-  // it in step 9).
-  const kvm = stack.use(openKvm());
-  const vm = stack.use(kvm.createVm());
-  configureVm(vm, params);
+  // Then KVM's problem, if it had one, and guest RAM on the host (the VM gets it in step 9).
+  const { kvm, vm } = opened.get();
   const ram = mapRam(stack, plan.memorySize, kernel.layout.guestAddress, params);
   traceMark("kvm");
   // 6. The network device inside the VM; its Worker reads guest RAM, so it stops first.
@@ -130,10 +134,9 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   const machine = createMachine(stack, { kvm, vm, mem: ram.mem, kernel, plan });
   // 8. Landlock (--file-isolation): from here on only the run's own paths.
   applyFileIsolation(params.fileIsolation ?? "none", kernelPath, plan.map, sandbox);
-  // 9. Guest RAM into the VM, as late as it can be. Creating the interrupt controller
-  // queued SRCU callbacks (~15 ms of grace period); a memory slot change waits for them,
-  // and so does closing the VM (srcu_barrier). By now most of that time has passed, so
-  // neither waits long (measured: a noop run's tear-down 7 ms -> 1 ms).
+  // 9. Guest RAM into the VM, as late as it can be: a slot change waits for the grace period
+  // that creating the interrupt controller (step 2) started, and so would closing the VM had
+  // the slot come first (measured: a noop run's tear-down 7 ms -> 1 ms).
   vm.setUserMemoryRegion({
     slot: 0,
     guestPhysAddr: kernel.layout.guestAddress,
@@ -231,7 +234,7 @@ function checkOptions(
   return { memorySize, cpuCount, map };
 }
 
-/** Step 3: the guest's view of host files (the file map, fds, temp dir, stdin). */
+/** Step 4: the guest's view of host files (the file map, fds, temp dir, stdin). */
 function openSandbox(map: FileMap, params: VmParams): Sandbox {
   const stdinSource = params.stdin;
   return new Sandbox({
@@ -245,6 +248,25 @@ function openSandbox(map: FileMap, params: VmParams): Sandbox {
     ...(params.maxTempBytes !== undefined ? { maxTempBytes: params.maxTempBytes } : {}),
     warn: (message) => log.warn(message),
   });
+}
+
+/**
+ * Step 2: KVM and the VM with its interrupt controller (and the options that
+ * configure it). A failure is kept, not thrown: `get()` throws it.
+ */
+function openVm(stack: AsyncDisposableStack, params: VmParams): { get(): { kvm: Kvm; vm: VmFd } } {
+  try {
+    const kvm = stack.use(openKvm());
+    const vm = stack.use(kvm.createVm());
+    configureVm(vm, params);
+    return { get: () => ({ kvm, vm }) };
+  } catch (error) {
+    return {
+      get: () => {
+        throw error;
+      },
+    };
+  }
 }
 
 /** Step 5: guest RAM, mapped on the host (step 9 gives it to the VM). */
