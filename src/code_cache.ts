@@ -12,8 +12,9 @@
 /**
  * Loads the command line and the chunks it loads on use (every `.js` file
  * directly in `bundleDir`; the Workers' entries below it are not run) in a
- * child Deno that then ends normally. `env` adds to the child's environment
- * (e.g. `DENO_DIR`). Returns whether the child succeeded.
+ * child `deno run` that then ends normally. Its main module is a `data:` URL
+ * (`deno eval` never touches the code cache). `env` adds to the child's
+ * environment (e.g. `DENO_DIR`). Returns whether the child succeeded.
  */
 export async function warmCodeCache(
   bundleDir: string,
@@ -25,8 +26,9 @@ export async function warmCodeCache(
   }
   modules.sort();
   const imports = modules.map((m) => `await import(${JSON.stringify(`file://${m}`)});`);
+  const program = `data:application/javascript,${encodeURIComponent(imports.join("\n"))}`;
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--no-config", imports.join("\n")],
+    args: ["run", "--no-config", "--quiet", program],
     env,
     stdin: "null",
     stdout: "null",
