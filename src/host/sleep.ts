@@ -15,7 +15,7 @@
 import { libc } from "./libc.ts";
 
 /** The longest single sleep: how long a pending one may outlive its caller's interest. */
-export const MAX_SLEEP_MS = 100;
+export const MAX_SLEEP_MS = 50;
 
 /** Resolves after `ms` milliseconds (at most {@linkcode MAX_SLEEP_MS}; 0: one pool round trip). */
 export function sleep(ms: number): Promise<void> {

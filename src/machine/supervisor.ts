@@ -15,6 +15,8 @@ import type { HaltedVcpu } from "../vcpu/halted.ts";
 import { signalStop, STOP_SIGNALS, timeoutStop } from "../vcpu/timeout.ts";
 import { MAX_SLEEP_MS, sleep } from "../host/sleep.ts";
 
+/** The longest single sleep of {@linkcode Supervisor.wait}. */
+const WAIT_SLICE_MS = 10;
 /** How often a drain looks again at output waiting for a slow reader. */
 const DRAIN_POLL_MS = 10;
 
@@ -80,7 +82,13 @@ export class Supervisor implements Disposable {
 
   /** Waits until a stop is recorded, {@linkcode poke} is called, or `ms` pass. */
   async wait(ms: number): Promise<void> {
-    await Promise.race([this.#woken, sleep(ms)]);
+    let woken = false;
+    const wake = this.#woken.then(() => void (woken = true));
+    const end = performance.now() + ms;
+    // In short sleeps: one still pending when the run ends keeps the process alive that long.
+    for (let left = ms; !woken && left > 0; left = end - performance.now()) {
+      await Promise.race([wake, sleep(Math.min(left, WAIT_SLICE_MS))]);
+    }
   }
 
   /**
