@@ -276,6 +276,11 @@ export function libc(): Libc {
   return symbols;
 }
 
+/** Whether this thread has loaded libc (a run has; `--version` has not). */
+export function libcLoaded(): boolean {
+  return symbols !== undefined;
+}
+
 /** errno of the calling thread; read it right after the call that failed. */
 export function errno(): number {
   if (errnoView === undefined) {

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { libc } from "./libc.ts";
+import { libc, libcLoaded } from "./libc.ts";
 
 /** The longest single sleep: how long a pending one may outlive its caller's interest. */
 export const MAX_SLEEP_MS = 50;
@@ -26,4 +26,12 @@ export function sleep(ms: number): Promise<void> {
 /** Gives the event loop a turn (signals, I/O) and resolves soon after. */
 export function yieldTurn(): Promise<void> {
   return sleep(0);
+}
+
+/**
+ * {@linkcode yieldTurn} when this thread has loaded libc already (a run has);
+ * resolves at once otherwise, rather than load libc for it (`--version`).
+ */
+export function yieldTurnIfLoaded(): Promise<void> {
+  return libcLoaded() ? yieldTurn() : Promise.resolve();
 }
