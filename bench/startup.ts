@@ -98,10 +98,11 @@ async function measure(
   cmd: string,
   args: readonly string[],
   expect: number | null = 0,
+  env: Record<string, string> = TRACE_ENV,
 ): Promise<Measured> {
   const command = new Deno.Command(runstat, {
     args: [cmd, ...args],
-    env: TRACE_ENV,
+    env,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -156,6 +157,24 @@ function phaseDurations(
     const before = order.slice(0, i).findLast((m) => m !== null);
     return pick(runs.map((r) => r.get(mark)! - (before === undefined ? 0 : r.get(before)!)));
   });
+}
+
+/**
+ * Parses a `DHYVE_TRACE_STARTUP=rss` line: each mark's resident set size
+ * and V8 heap in use then (KiB), as `name=<ms>/<rss>/<heap>`.
+ */
+function memoryMarks(m: Measured): Map<string, { rss: number; heap: number }> {
+  const line = m.stderr.split("\n").find((l) => l.startsWith("dhyve-trace:"));
+  if (line === undefined) throw new Error(`no trace line in: ${m.stderr.trim()}`);
+  const out = new Map<string, { rss: number; heap: number }>();
+  for (const field of line.slice("dhyve-trace:".length).trim().split(" ")) {
+    const [name, value] = field.split("=");
+    const [, rss, heap] = (value ?? "").split("/");
+    if (name !== "origin" && rss !== undefined && heap !== undefined) {
+      out.set(name!, { rss: Number(rss), heap: Number(heap) });
+    }
+  }
+  return out;
 }
 
 const least = (values: number[]): number => Math.min(...values);
@@ -293,6 +312,46 @@ export async function startupBenchmark(runs = 10): Promise<void> {
       mib(rss[7]! - rss[6]!),
       "",
       "~0",
+    ],
+  ]);
+
+  // Where the noop run's memory goes: RSS and V8 heap at each mark (DHYVE_TRACE_STARTUP=rss,
+  // which adds a little time per mark, so in runs of their own), against bare Deno's peak.
+  const memoryRuns: Measured[] = [];
+  for (let i = 0; i < Math.max(5, Math.ceil(runs / 2)); i++) {
+    memoryRuns.push(
+      await measure(runstat, deno, specs[1]!.args, 0, { DHYVE_TRACE_STARTUP: "rss" }),
+    );
+  }
+  const memory = memoryRuns.map(memoryMarks);
+  const memoryOrder = DHYVE_PHASES.map(([name, mark]) => [name, mark] as const)
+    .filter(([, mark]) => memory.every((m) => m.has(mark)));
+  let previous = rss[0]!;
+  say("\n");
+  printTable([
+    [
+      `RSS split, dhyve noop 64 MiB (median of ${memoryRuns.length})`,
+      "RSS MiB",
+      "+ MiB",
+      "V8 heap MiB",
+    ],
+    ["bare deno run, peak", mib(rss[0]!), "", ""],
+    ...memoryOrder.map(([name, mark]) => {
+      const at = median(memory.map((m) => m.get(mark)!.rss));
+      const row = [
+        name,
+        mib(at),
+        mib(at - previous),
+        mib(median(memory.map((m) => m.get(mark)!.heap))),
+      ];
+      previous = at;
+      return row;
+    }),
+    [
+      "peak (process exit included)",
+      mib(median(memoryRuns.map((m) => m.rssKiB))),
+      mib(median(memoryRuns.map((m) => m.rssKiB)) - previous),
+      "",
     ],
   ]);
 
