@@ -39,6 +39,7 @@ import {
 import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
 import { cliEntry, dhyveRoot } from "./locations.ts";
+import { pathExists } from "./host/path_probe.ts";
 
 /** The help text (`--help`). */
 export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.9.1 compatible)
@@ -174,14 +175,7 @@ export const denoEnvironment: CliEnvironment = {
   readTextFile(path: string): string {
     return Deno.readTextFileSync(path);
   },
-  exists(path: string): boolean {
-    try {
-      Deno.statSync(path);
-      return true;
-    } catch {
-      return false;
-    }
-  },
+  exists: pathExists,
   cwd(): string {
     return Deno.cwd();
   },

@@ -140,6 +140,8 @@ export interface Libc {
   socketpair(domain: number, type: number, protocol: number, sv: Uint8Array<ArrayBuffer>): number;
   /** geteuid(2) (Deno.uid() would need --allow-sys). */
   geteuid(): number;
+  /** faccessat(AT_FDCWD, path, mode, 0): 0 when `path` (symlinks followed) allows `mode`. */
+  access(path: Uint8Array<ArrayBuffer>, mode: number): number;
   /**
    * poll(NULL, 0, ms) on Deno's blocking thread pool: resolves after `ms`
    * while the event loop runs (signals, other ops). Not cancellable.
@@ -170,6 +172,7 @@ const SYS = {
   connect: 42,
   socketpair: 53,
   geteuid: 107,
+  faccessat: 269,
   prctl: 157,
   sched_setaffinity: 203,
   sched_getaffinity: 204,
@@ -230,6 +233,7 @@ function wrappers(raw: Raw): Omit<Libc, keyof typeof SYMBOLS> {
     socketpair: (domain, type, protocol, sv) =>
       call(SYS.socketpair, domain, type, protocol, addressOf(sv)),
     geteuid: () => call(SYS.geteuid),
+    access: (path, mode) => call(SYS.faccessat, AT_FDCWD, addressOf(path), mode),
   };
 }
 
