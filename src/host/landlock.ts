@@ -166,8 +166,11 @@ export class LandlockError extends Error {
  * @throws {Deno.errors.NotCapable} without `--allow-ffi` for libc.
  */
 export function landlockAbiVersion(): number {
-  const result = Number(
-    libc().syscall_val(SYS_LANDLOCK_CREATE_RULESET, 0, 0, LANDLOCK_CREATE_RULESET_VERSION),
+  const result = libc().syscall_args(
+    SYS_LANDLOCK_CREATE_RULESET,
+    0,
+    0,
+    LANDLOCK_CREATE_RULESET_VERSION,
   );
   return result < 0 ? 0 : result;
 }
@@ -238,9 +241,7 @@ export function applyLandlock(
   const handled = handledAccessFs(abi);
   const attr = new Uint8Array(8); // struct landlock_ruleset_attr, handled_access_fs only
   new DataView(attr.buffer).setBigUint64(0, BigInt(handled), true);
-  const rulesetFd = Number(
-    libc().syscall_buf(SYS_LANDLOCK_CREATE_RULESET, attr, attr.length, 0),
-  );
+  const rulesetFd = libc().syscall_args(SYS_LANDLOCK_CREATE_RULESET, attr, attr.length, 0);
   if (rulesetFd < 0) {
     return failed(result, strict, `Cannot create a Landlock ruleset: ${errnoText(errno())}`);
   }
@@ -255,7 +256,7 @@ export function applyLandlock(
       return failed(result, strict, `Cannot set no_new_privs: ${errnoText(errno())}`);
     }
     const flags = abi >= ABI_TSYNC ? LANDLOCK_RESTRICT_SELF_TSYNC : 0;
-    if (Number(libc().syscall_val(SYS_LANDLOCK_RESTRICT_SELF, rulesetFd, flags, 0)) < 0) {
+    if (libc().syscall_args(SYS_LANDLOCK_RESTRICT_SELF, rulesetFd, flags) < 0) {
       throw new LandlockError(`Cannot apply the Landlock ruleset: ${errnoText(errno())}`);
     }
     appliedBefore = true;
@@ -313,14 +314,12 @@ function addRule(
     const view = new DataView(attr.buffer);
     view.setBigUint64(0, BigInt(access), true);
     view.setInt32(8, fd, true);
-    const added = Number(
-      libc().syscall_val_val_buf(
-        SYS_LANDLOCK_ADD_RULE,
-        rulesetFd,
-        LANDLOCK_RULE_PATH_BENEATH,
-        attr,
-        0,
-      ),
+    const added = libc().syscall_args(
+      SYS_LANDLOCK_ADD_RULE,
+      rulesetFd,
+      LANDLOCK_RULE_PATH_BENEATH,
+      attr,
+      0,
     );
     if (added < 0) {
       return {
@@ -465,6 +464,14 @@ export function denoRuntimeRules(options: DenoRuntimeOptions = {}): LandlockRule
   return rules;
 }
 
+/** An environment variable, or undefined when `--allow-env` does not grant it (no prompt). */
+function envVar(name: string): string | undefined {
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+    return undefined;
+  }
+  return Deno.env.get(name);
+}
+
 /** Deno's cache directory as Deno computes it on Linux, or undefined without env access. */
 function defaultDenoDir(): string | undefined {
   const denoDir = envVar("DENO_DIR");
@@ -473,12 +480,4 @@ function defaultDenoDir(): string | undefined {
   if (cache !== undefined && cache.startsWith("/")) return join(cache, "deno");
   const home = envVar("HOME");
   return home !== undefined && home.startsWith("/") ? join(home, ".cache", "deno") : undefined;
-}
-
-/** An environment variable, or undefined when `--allow-env` does not grant it (no prompt). */
-function envVar(name: string): string | undefined {
-  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
-    return undefined;
-  }
-  return Deno.env.get(name);
 }

@@ -104,18 +104,11 @@ export interface Libc {
   sched_setaffinity(pid: number, size: number, mask: Uint8Array<ArrayBuffer>): number;
   /** The address of the calling thread's errno. */
   __errno_location(): Deno.PointerValue;
-  /** syscall(2) with integer arguments; -1 and errno on failure. */
-  syscall_val(nr: number, a: number, b: number, c: number): number | bigint;
-  /** syscall(2) whose first argument is a buffer (e.g. landlock_create_ruleset). */
-  syscall_buf(nr: number, a: Uint8Array<ArrayBuffer>, b: number, c: number): number | bigint;
-  /** syscall(2) whose third argument is a buffer (e.g. landlock_add_rule). */
-  syscall_val_val_buf(
-    nr: number,
-    a: number,
-    b: number,
-    c: Uint8Array<ArrayBuffer>,
-    d: number,
-  ): number | bigint;
+  /**
+   * syscall(2) with up to six arguments, each a number or a buffer (passed by
+   * its address); -1 and errno on failure. For cold calls: it allocates.
+   */
+  syscall_args(nr: number, ...args: (number | Uint8Array<ArrayBuffer>)[]): number;
   /** prctl(2). */
   prctl(option: number, a2: number, a3: number, a4: number, a5: number): number;
   /** fstat(2) into a `struct stat` buffer (144 bytes on x86_64). */
@@ -185,10 +178,14 @@ const SYS = {
 /** openat(2)'s "relative to the current directory". */
 const AT_FDCWD = -100;
 
-/** The address of a buffer's first byte, as a raw syscall argument (0 for an empty one). */
-function addressOf(buffer: Uint8Array<ArrayBuffer>): number {
-  // UNSAFE: valid while `buffer` is alive; the caller holds it for the call.
-  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+/**
+ * The host address of a buffer's first byte (0 for an empty one), as a raw
+ * syscall argument or inside a struct handed to the kernel (iovecs).
+ */
+export function bufferAddress(buffer: Uint8Array<ArrayBuffer>): number {
+  // UNSAFE: valid while `buffer` is alive; the caller holds it while the kernel may use it.
+  const ptr = Deno.UnsafePointer.of(buffer);
+  return ptr === null ? 0 : Number(Deno.UnsafePointer.value(ptr));
 }
 
 /** The two bound symbols the wrappers call. */
@@ -205,7 +202,7 @@ function wrappers(raw: Raw): Omit<Libc, keyof typeof SYMBOLS> {
   const call = (nr: number, a = 0, b = 0, c = 0, d = 0, e = 0, f = 0): number =>
     Number(raw.syscall(nr, a, b, c, d, e, f));
   return {
-    open: (path, flags, mode) => call(SYS.openat, AT_FDCWD, addressOf(path), flags, mode),
+    open: (path, flags, mode) => call(SYS.openat, AT_FDCWD, bufferAddress(path), flags, mode),
     close: (fd) => call(SYS.close, fd),
     // Numbers become bigints here, so that the symbol only ever sees bigints (see ioctl_big).
     ioctl_val: (fd, request, arg) => raw.ioctl(fd, BigInt(request), BigInt(arg)),
@@ -216,24 +213,26 @@ function wrappers(raw: Raw): Omit<Libc, keyof typeof SYMBOLS> {
     },
     munmap: (addr, len) => call(SYS.munmap, addr, len),
     madvise: (addr, len, advice) => call(SYS.madvise, addr, len, advice),
-    timer_create: (clock, sev, id) => call(SYS.timer_create, clock, addressOf(sev), addressOf(id)),
+    timer_create: (clock, sev, id) =>
+      call(SYS.timer_create, clock, bufferAddress(sev), bufferAddress(id)),
     timer_settime: (id, flags, value, old) =>
-      call(SYS.timer_settime, Number(id), flags, addressOf(value), old),
+      call(SYS.timer_settime, Number(id), flags, bufferAddress(value), old),
     timer_delete: (id) => call(SYS.timer_delete, Number(id)),
-    sched_getaffinity: (pid, size, mask) => call(SYS.sched_getaffinity, pid, size, addressOf(mask)),
-    sched_setaffinity: (pid, size, mask) => call(SYS.sched_setaffinity, pid, size, addressOf(mask)),
-    syscall_val: (nr, a, b, c) => call(nr, a, b, c),
-    syscall_buf: (nr, a, b, c) => call(nr, addressOf(a), b, c),
-    syscall_val_val_buf: (nr, a, b, c, d) => call(nr, a, b, addressOf(c), d),
+    sched_getaffinity: (pid, size, mask) =>
+      call(SYS.sched_getaffinity, pid, size, bufferAddress(mask)),
+    sched_setaffinity: (pid, size, mask) =>
+      call(SYS.sched_setaffinity, pid, size, bufferAddress(mask)),
+    syscall_args: (nr, ...args) =>
+      call(nr, ...args.map((a) => (typeof a === "number" ? a : bufferAddress(a)))),
     prctl: (option, a2, a3, a4, a5) => call(SYS.prctl, option, a2, a3, a4, a5),
-    fstat: (fd, st) => call(SYS.fstat, fd, addressOf(st)),
+    fstat: (fd, st) => call(SYS.fstat, fd, bufferAddress(st)),
     eventfd: (initval, flags) => call(SYS.eventfd2, initval, flags),
     socket: (domain, type, protocol) => call(SYS.socket, domain, type, protocol),
-    connect: (fd, addr, len) => call(SYS.connect, fd, addressOf(addr), len),
+    connect: (fd, addr, len) => call(SYS.connect, fd, bufferAddress(addr), len),
     socketpair: (domain, type, protocol, sv) =>
-      call(SYS.socketpair, domain, type, protocol, addressOf(sv)),
+      call(SYS.socketpair, domain, type, protocol, bufferAddress(sv)),
     geteuid: () => call(SYS.geteuid),
-    access: (path, mode) => call(SYS.faccessat, AT_FDCWD, addressOf(path), mode),
+    access: (path, mode) => call(SYS.faccessat, AT_FDCWD, bufferAddress(path), mode),
   };
 }
 

@@ -11,12 +11,12 @@ const SYS_TGKILL = 234;
 
 /** The kernel thread id of the calling thread (for kicking it out of KVM_RUN). */
 export function currentThreadId(): number {
-  return Number(libc().syscall_val(SYS_GETTID, 0, 0, 0));
+  return libc().syscall_args(SYS_GETTID);
 }
 
 /** Sends `signal` to one thread of this process; returns 0 or the errno. */
 export function signalThread(tid: number, signal: number): number {
-  return Number(libc().syscall_val(SYS_TGKILL, Deno.pid, tid, signal)) < 0 ? errno() : 0;
+  return libc().syscall_args(SYS_TGKILL, Deno.pid, tid, signal) < 0 ? errno() : 0;
 }
 
 /** Pins the calling thread to host core `core`; returns 0 or the errno. */

@@ -207,11 +207,7 @@ export function effectiveUid(): number {
   return libc().geteuid();
 }
 
-/** Host address of a buffer that lives as long as its owner (for iovecs). */
-export function bufferAddress(buffer: Uint8Array<ArrayBuffer>): number {
-  const ptr = Deno.UnsafePointer.of(buffer);
-  return ptr === null ? 0 : Number(Deno.UnsafePointer.value(ptr));
-}
+export { bufferAddress } from "../host/libc.ts";
 
 /** A non-blocking eventfd; throws a plain Error with the errno if the kernel refuses. */
 export function createEventFd(): number {
