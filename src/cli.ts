@@ -40,6 +40,7 @@ import { FileMap, FileMapError } from "./sandbox/file_map.ts";
 import { VERSION } from "./version.ts";
 import { cliEntry, dhyveRoot } from "./locations.ts";
 import { pathExists } from "./host/path_probe.ts";
+import { grantedEnvVar } from "./env_var.ts";
 
 /** The help text (`--help`). */
 export const HELP = `dhyve ${VERSION}: run a Hermit unikernel under KVM (uhyve 0.9.1 compatible)
@@ -153,18 +154,7 @@ export interface CliEnvironment {
 
 /** The real environment, with missing permissions treated as "not there". */
 export const denoEnvironment: CliEnvironment = {
-  env(name: string): string | undefined {
-    try {
-      // Asked first: the NotCapable error a refused read throws costs ~0.6 ms to build,
-      // and a query never prompts.
-      if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
-        return undefined;
-      }
-      return Deno.env.get(name);
-    } catch {
-      return undefined;
-    }
-  },
+  env: grantedEnvVar,
   envAll(): [string, string][] {
     try {
       return Object.entries(Deno.env.toObject());

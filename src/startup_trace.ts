@@ -13,19 +13,15 @@
  * @module
  */
 
+import { grantedEnvVar } from "./env_var.ts";
+
 const mode = traceMode();
 const enabled = mode !== null;
 const marks: string[] = [];
 
 function traceMode(): "1" | "rss" | null {
-  try {
-    const variable = "DHYVE_TRACE_STARTUP";
-    if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return null;
-    const value = Deno.env.get(variable);
-    return value === "1" || value === "rss" ? value : null;
-  } catch {
-    return null;
-  }
+  const value = grantedEnvVar("DHYVE_TRACE_STARTUP");
+  return value === "1" || value === "rss" ? value : null;
 }
 
 /** "<resident KiB>/<V8 heap used KiB>". */

@@ -35,6 +35,7 @@
 
 import { dirname, join } from "../posix_path.ts";
 import { dhyveRoot } from "../locations.ts";
+import { grantedEnvVar } from "../env_var.ts";
 import { ERRNO, errnoName } from "../errno.ts";
 import { cString, errno, libc, O_CLOEXEC, O_PATH } from "./libc.ts";
 
@@ -456,7 +457,7 @@ export function denoRuntimeRules(options: DenoRuntimeOptions = {}): LandlockRule
     { path: "/etc/ssl/certs", access: "dir-read", optional: true },
   );
   for (const name of ["NODE_EXTRA_CA_CERTS", "DENO_CERT"]) {
-    const file = envVar(name);
+    const file = grantedEnvVar(name);
     if (file !== undefined && file !== "") {
       rules.push({ path: file, access: "read", optional: true });
     }
@@ -464,20 +465,12 @@ export function denoRuntimeRules(options: DenoRuntimeOptions = {}): LandlockRule
   return rules;
 }
 
-/** An environment variable, or undefined when `--allow-env` does not grant it (no prompt). */
-function envVar(name: string): string | undefined {
-  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
-    return undefined;
-  }
-  return Deno.env.get(name);
-}
-
 /** Deno's cache directory as Deno computes it on Linux, or undefined without env access. */
 function defaultDenoDir(): string | undefined {
-  const denoDir = envVar("DENO_DIR");
+  const denoDir = grantedEnvVar("DENO_DIR");
   if (denoDir !== undefined && denoDir !== "") return denoDir;
-  const cache = envVar("XDG_CACHE_HOME");
+  const cache = grantedEnvVar("XDG_CACHE_HOME");
   if (cache !== undefined && cache.startsWith("/")) return join(cache, "deno");
-  const home = envVar("HOME");
+  const home = grantedEnvVar("HOME");
   return home !== undefined && home.startsWith("/") ? join(home, ".cache", "deno") : undefined;
 }
