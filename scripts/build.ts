@@ -26,17 +26,12 @@ export const BUNDLE_ENTRIES: readonly string[] = [
   "src/net/net_worker.ts",
 ];
 
-/** Deno's own binary (the pinned one from npm when present). */
-function denoBinary(): string {
-  return Deno.execPath();
-}
-
 /** Writes the bundle to `outDir` (replaced); throws with deno bundle's output when it fails. */
 export async function buildBundle(outDir: string): Promise<void> {
   await Deno.remove(outDir, { recursive: true }).catch((error) => {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   });
-  const out = await new Deno.Command(denoBinary(), {
+  const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "bundle",
       "--quiet",

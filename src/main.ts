@@ -15,8 +15,6 @@ import { runVm, VmError } from "./vm.ts";
 import { toVmError } from "./machine/errors.ts";
 import { yieldTurnIfLoaded } from "./host/sleep.ts";
 
-export { parseCommandLine } from "./cli.ts";
-
 const encoder = new TextEncoder();
 
 function printError(message: string): void {

@@ -5,6 +5,8 @@
  */
 
 // No node: imports: `deno check` cannot resolve @types/node with this repo's manual node_modules.
+import { BUNDLE_DIR } from "../../src/locations.ts";
+
 /** The repository's root directory, without a trailing slash. */
 export const REPO_ROOT: string = decodeURIComponent(new URL("../..", import.meta.url).pathname)
   .replace(/\/$/, "");
@@ -17,4 +19,4 @@ export const MAIN: string = `${REPO_ROOT}/main.ts`;
  * makes (vCPU and net Workers load theirs from here, so a run with them
  * needs `--allow-read` on it).
  */
-export const MODULE_DIR: string = `${REPO_ROOT}/dist/bundle`;
+export const MODULE_DIR: string = `${REPO_ROOT}/${BUNDLE_DIR}`;

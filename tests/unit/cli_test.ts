@@ -1,7 +1,7 @@
 /**
- * Unit tests of `parseCommandLine` from `main.ts`: the kernel and its
+ * Unit tests of `parseCommandLine` from `src/cli.ts`: the kernel and its
  * arguments (with uhyve's `--` rules), repeated `-e`, flags, and usage errors.
- * Importing main.ts must need no permissions, so this runs with none.
+ * Importing the CLI must need no permissions, so this runs with none.
  * @module
  */
 
@@ -12,7 +12,7 @@ import { UsageError, type VmParams } from "../../src/params.ts";
 import { VERSION } from "../../src/version.ts";
 import { loadTomlParser } from "../../src/config.ts";
 
-// parseCommandLine() parses config files with the parser main.ts loads on demand.
+// parseCommandLine() parses config files with the parser the CLI loads on demand.
 await loadTomlParser();
 
 const MIB = 1024 * 1024;
