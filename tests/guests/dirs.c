@@ -115,7 +115,6 @@ static volatile struct mkdir_params mp;
 static struct file_attr attr, attr2;
 static char dbuf[4096] __attribute__((aligned(8)));
 static char names[2][2048];
-static int checks, failed;
 
 /* A v2-port hypercall: the parameter's (identity-mapped) address in RDI. */
 static void v3call(uint16_t port, const volatile void *p) {
@@ -123,16 +122,6 @@ static void v3call(uint16_t port, const volatile void *p) {
                    :
                    : "a"(0x1234u), "d"(port), "D"((uint64_t)(uintptr_t)p)
                    : "memory");
-}
-
-static void check(const char *name, int64_t got, int64_t want) {
-  checks++;
-  if (got == want) {
-    rt_printf("ok %s\n", name);
-  } else {
-    failed++;
-    rt_printf("FAIL %s: got %ld want %ld\n", name, (long)got, (long)want);
-  }
 }
 
 /* Getdents: bytes (> 0), 0 for EndOfDirectory, -errno for Error, -1000 for a bad tag. */
@@ -212,7 +201,7 @@ static int list(const char *path, size_t bufsize, char *out, size_t cap) {
       at += d->reclen;
     }
   }
-  check("getdents: the end stays the end", getdents(fd, dbuf, bufsize), 0);
+  rt_check("getdents: the end stays the end", getdents(fd, dbuf, bufsize), 0);
   rt_close(fd);
   rt_printf("ls %s %u: %s\n", path, (unsigned)bufsize, out);
   return count;
@@ -225,7 +214,7 @@ int main(void) {
       int n = list(rt_argv(i), sizeof dbuf, names[0], sizeof names[0]);
       if (n < 0) rt_printf("FAIL ls %s: %d\n", rt_argv(i), n);
     }
-    return failed == 0 ? 0 : 1;
+    return rt_failed == 0 ? 0 : 1;
   }
   rt_printf("dirs: interface %d\n", RT_IFACE);
 
@@ -235,80 +224,80 @@ int main(void) {
   op.mode = 0;
   op.ret = -1000;
   v3call(0x1110, &op);
-  check("v2 FileOpen by RDI", op.ret >= 3, 1);
+  rt_check("v2 FileOpen by RDI", op.ret >= 3, 1);
   rp.len = 16;
   rp.ret = -1000;
   rp.buf = (uint64_t)(uintptr_t)dbuf;
   rp.fd = op.ret;
   v3call(0x1130, &rp);
-  check("v2 FileRead by RDI", rp.ret == 6 && memcmp(dbuf, "alpha\n", 6) == 0, 1);
-  check("v1/v2 close of that fd", rt_close(op.ret), 0);
+  rt_check("v2 FileRead by RDI", rp.ret == 6 && memcmp(dbuf, "alpha\n", 6) == 0, 1);
+  rt_check("v1/v2 close of that fd", rt_close(op.ret), 0);
 
   /* ---- listings ---- */
-  check("ls / entries", list("/", 4096, names[0], sizeof names[0]), 3);
+  rt_check("ls / entries", list("/", 4096, names[0], sizeof names[0]), 3);
   int big = list("/data", 4096, names[0], sizeof names[0]);
-  check("ls /data entries", big, 44);
-  check("ls /data with 64-byte buffers", list("/data", 64, names[1], sizeof names[1]), big);
-  check("same listing, any buffer size", strcmp(names[0], names[1]), 0);
-  check("ls /files entries", list("/files", 4096, names[1], sizeof names[1]), 1);
-  check("ls /data/sub entries", list("/data/sub/", 32, names[1], sizeof names[1]), 1);
+  rt_check("ls /data entries", big, 44);
+  rt_check("ls /data with 64-byte buffers", list("/data", 64, names[1], sizeof names[1]), big);
+  rt_check("same listing, any buffer size", strcmp(names[0], names[1]), 0);
+  rt_check("ls /files entries", list("/files", 4096, names[1], sizeof names[1]), 1);
+  rt_check("ls /data/sub entries", list("/data/sub/", 32, names[1], sizeof names[1]), 1);
 
   int dir = rt_open("/data", RT_O_RDONLY | RT_O_DIRECTORY, 0);
-  check("getdents: too small a buffer", getdents(dir, dbuf, 16), -EINVAL);
+  rt_check("getdents: too small a buffer", getdents(dir, dbuf, 16), -EINVAL);
   int64_t first = getdents(dir, dbuf, 64);
-  check("getdents: first page", first > 0 && first <= 64, 1);
-  check("lseek SEEK_SET 0 on a directory", rt_lseek(dir, 0, RT_SEEK_SET), 0);
-  check("getdents: the same first page again", getdents(dir, dbuf, 64), first);
-  check("lseek SEEK_END on a directory", rt_lseek(dir, 0, RT_SEEK_END) < 0, 1);
-  check("read on a directory fd", rt_read(dir, dbuf, 8), -EISDIR);
-  check("getdents on fd 1", getdents(1, dbuf, 64), -ENOTDIR);
+  rt_check("getdents: first page", first > 0 && first <= 64, 1);
+  rt_check("lseek SEEK_SET 0 on a directory", rt_lseek(dir, 0, RT_SEEK_SET), 0);
+  rt_check("getdents: the same first page again", getdents(dir, dbuf, 64), first);
+  rt_check("lseek SEEK_END on a directory", rt_lseek(dir, 0, RT_SEEK_END) < 0, 1);
+  rt_check("read on a directory fd", rt_read(dir, dbuf, 8), -EISDIR);
+  rt_check("getdents on fd 1", getdents(1, dbuf, 64), -ENOTDIR);
   int file = rt_open("/data/a.txt", RT_O_RDONLY, 0);
-  check("getdents on a file", getdents(file, dbuf, 64), -ENOTDIR);
-  check("getdents on a bad fd", getdents(1000, dbuf, 64), -EBADF);
-  check("open a directory for writing", rt_open("/data/sub", RT_O_RDWR, 0), -EISDIR);
-  check("open a file with O_DIRECTORY", rt_open("/data/a.txt", RT_O_DIRECTORY, 0), -ENOTDIR);
+  rt_check("getdents on a file", getdents(file, dbuf, 64), -ENOTDIR);
+  rt_check("getdents on a bad fd", getdents(1000, dbuf, 64), -EBADF);
+  rt_check("open a directory for writing", rt_open("/data/sub", RT_O_RDWR, 0), -EISDIR);
+  rt_check("open a file with O_DIRECTORY", rt_open("/data/a.txt", RT_O_DIRECTORY, 0), -ENOTDIR);
 
   /* ---- stat, lstat, fstat ---- */
-  check("stat /data/a.txt", stat_kind("/data/a.txt", 0, &attr), 0);
-  check("stat: size", attr.size, 6);
-  check("stat: regular file", attr.mode & S_IFMT, S_IFREG);
-  check("stat: no host uid", attr.uid, 0);
-  check("fstat of the open file", fstat_fd(file, &attr2), 0);
-  check("fstat: same inode as stat", attr2.ino == attr.ino && attr.ino != 0, 1);
-  check("fstat: same size", attr2.size, 6);
-  check("fstat of a directory fd", fstat_fd(dir, &attr2), 0);
-  check("fstat: directory", attr2.mode & S_IFMT, S_IFDIR);
-  check("stat /data/link-in follows", stat_kind("/data/link-in", 0, &attr2), 0);
-  check("stat /data/link-in: the target", attr2.ino == attr.ino && attr2.size == 6, 1);
-  check("lstat /data/link-in", stat_kind("/data/link-in", 1, &attr2), 0);
-  check("lstat: a link", attr2.mode & S_IFMT, S_IFLNK);
-  check("stat /data/link-out (leaves the map)", stat_kind("/data/link-out", 0, &attr2), -EACCES);
-  check("lstat /data/link-out (the link itself)", stat_kind("/data/link-out", 1, &attr2), 0);
-  check("stat outside the map", stat_kind("/etc/passwd", 0, &attr2), -ENOENT);
-  check("stat .. out of a mapping", stat_kind("/data/../../etc", 0, &attr2), -ENOENT);
-  check("stat an unknown StatKind", stat_kind("/data/a.txt", 7, &attr2), -EINVAL);
-  check("stat /", stat_kind("/", 0, &attr2), 0);
-  check("stat /: a directory", attr2.mode & S_IFMT, S_IFDIR);
-  check("fstat of fd 1", fstat_fd(1, &attr2), -EBADF);
-  check("fstat of a closed fd", fstat_fd(999, &attr2), -EBADF);
+  rt_check("stat /data/a.txt", stat_kind("/data/a.txt", 0, &attr), 0);
+  rt_check("stat: size", attr.size, 6);
+  rt_check("stat: regular file", attr.mode & S_IFMT, S_IFREG);
+  rt_check("stat: no host uid", attr.uid, 0);
+  rt_check("fstat of the open file", fstat_fd(file, &attr2), 0);
+  rt_check("fstat: same inode as stat", attr2.ino == attr.ino && attr.ino != 0, 1);
+  rt_check("fstat: same size", attr2.size, 6);
+  rt_check("fstat of a directory fd", fstat_fd(dir, &attr2), 0);
+  rt_check("fstat: directory", attr2.mode & S_IFMT, S_IFDIR);
+  rt_check("stat /data/link-in follows", stat_kind("/data/link-in", 0, &attr2), 0);
+  rt_check("stat /data/link-in: the target", attr2.ino == attr.ino && attr2.size == 6, 1);
+  rt_check("lstat /data/link-in", stat_kind("/data/link-in", 1, &attr2), 0);
+  rt_check("lstat: a link", attr2.mode & S_IFMT, S_IFLNK);
+  rt_check("stat /data/link-out (leaves the map)", stat_kind("/data/link-out", 0, &attr2), -EACCES);
+  rt_check("lstat /data/link-out (the link itself)", stat_kind("/data/link-out", 1, &attr2), 0);
+  rt_check("stat outside the map", stat_kind("/etc/passwd", 0, &attr2), -ENOENT);
+  rt_check("stat .. out of a mapping", stat_kind("/data/../../etc", 0, &attr2), -ENOENT);
+  rt_check("stat an unknown StatKind", stat_kind("/data/a.txt", 7, &attr2), -EINVAL);
+  rt_check("stat /", stat_kind("/", 0, &attr2), 0);
+  rt_check("stat /: a directory", attr2.mode & S_IFMT, S_IFDIR);
+  rt_check("fstat of fd 1", fstat_fd(1, &attr2), -EBADF);
+  rt_check("fstat of a closed fd", fstat_fd(999, &attr2), -EBADF);
   rt_close(file);
   rt_close(dir);
 
   /* ---- mkdir ---- */
-  check("mkdir /data/newdir", mkdir_path("/data/newdir"), 0);
-  check("stat /data/newdir", stat_kind("/data/newdir", 0, &attr2) == 0 &&
+  rt_check("mkdir /data/newdir", mkdir_path("/data/newdir"), 0);
+  rt_check("stat /data/newdir", stat_kind("/data/newdir", 0, &attr2) == 0 &&
                                  (attr2.mode & S_IFMT) == S_IFDIR, 1);
-  check("mkdir /data/newdir again", mkdir_path("/data/newdir"), -EEXIST);
-  check("mkdir in a :ro mapping", mkdir_path("/ro/x"), -EROFS);
-  check("mkdir through a link out of the map", mkdir_path("/data/link-out/x"), -EACCES);
-  check("mkdir without a parent", mkdir_path("/nowhere/x"), -ENOENT);
-  check("mkdir /scratch (unmapped: temp dir)", mkdir_path("/scratch"), 0);
+  rt_check("mkdir /data/newdir again", mkdir_path("/data/newdir"), -EEXIST);
+  rt_check("mkdir in a :ro mapping", mkdir_path("/ro/x"), -EROFS);
+  rt_check("mkdir through a link out of the map", mkdir_path("/data/link-out/x"), -EACCES);
+  rt_check("mkdir without a parent", mkdir_path("/nowhere/x"), -ENOENT);
+  rt_check("mkdir /scratch (unmapped: temp dir)", mkdir_path("/scratch"), 0);
   int created = rt_open("/scratch/note.txt", RT_O_CREAT | RT_O_WRONLY, 0644);
-  check("create a file in /scratch", created >= 3, 1);
+  rt_check("create a file in /scratch", created >= 3, 1);
   rt_close(created);
-  check("ls / now", list("/", 4096, names[1], sizeof names[1]), 4);
-  check("ls /scratch", list("/scratch", 4096, names[1], sizeof names[1]), 1);
+  rt_check("ls / now", list("/", 4096, names[1], sizeof names[1]), 4);
+  rt_check("ls /scratch", list("/scratch", 4096, names[1], sizeof names[1]), 1);
 
-  rt_printf("dirs: %d checks, %d failed\n", checks, failed);
-  return failed == 0 ? 0 : 1;
+  rt_printf("dirs: %d checks, %d failed\n", rt_checks, rt_failed);
+  return rt_failed == 0 ? 0 : 1;
 }

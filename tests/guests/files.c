@@ -28,26 +28,14 @@
 
 static uint64_t chunk[CHUNK / 8];
 static char buf[256];
-static int checks, failed;
-
-/* One check: prints "ok name" or "FAIL name: got X want Y". */
-static void check(const char *name, int64_t got, int64_t want) {
-  checks++;
-  if (got == want) {
-    rt_printf("ok %s\n", name);
-  } else {
-    failed++;
-    rt_printf("FAIL %s: got %ld want %ld\n", name, (long)got, (long)want);
-  }
-}
 
 /* A check that `got` is a valid fd (>= 3); returns it. */
 static int check_fd(const char *name, int got) {
-  checks++;
+  rt_checks++;
   if (got >= 3) {
     rt_printf("ok %s\n", name);
   } else {
-    failed++;
+    rt_failed++;
     rt_printf("FAIL %s: got %d want an fd >= 3\n", name, got);
   }
   return got;
@@ -58,13 +46,13 @@ static void check_read(const char *name, int fd, const char *want) {
   size_t len = strlen(want);
   int64_t n = rt_read(fd, buf, sizeof buf);
   if (n == (int64_t)len && memcmp(buf, want, len) == 0) {
-    check(name, 0, 0);
+    rt_check(name, 0, 0);
   } else if (n != (int64_t)len) {
-    check(name, n, (int64_t)len);
+    rt_check(name, n, (int64_t)len);
   } else {
     buf[len] = 0;
-    checks++;
-    failed++;
+    rt_checks++;
+    rt_failed++;
     rt_printf("FAIL %s: got \"%s\" want \"%s\"\n", name, buf, want);
   }
 }
@@ -72,70 +60,70 @@ static void check_read(const char *name, int fd, const char *want) {
 static void test_read_and_seek(void) {
   int fd = check_fd("open hello.txt", rt_open("/root/data/hello.txt", RT_O_RDONLY, 0));
   check_read("read hello.txt", fd, "hello from the host\n");
-  check("read at eof", rt_read(fd, buf, sizeof buf), 0);
-  check("lseek set", rt_lseek(fd, 6, RT_SEEK_SET), 6);
-  check("read after lseek set", rt_read(fd, buf, 4), 4);
-  check("lseek cur", rt_lseek(fd, 1, RT_SEEK_CUR), 11);
+  rt_check("read at eof", rt_read(fd, buf, sizeof buf), 0);
+  rt_check("lseek set", rt_lseek(fd, 6, RT_SEEK_SET), 6);
+  rt_check("read after lseek set", rt_read(fd, buf, 4), 4);
+  rt_check("lseek cur", rt_lseek(fd, 1, RT_SEEK_CUR), 11);
   check_read("read after lseek cur", fd, "the host\n");
-  check("lseek end", rt_lseek(fd, -5, RT_SEEK_END), 15);
+  rt_check("lseek end", rt_lseek(fd, -5, RT_SEEK_END), 15);
   check_read("read after lseek end", fd, "host\n");
-  check("lseek bad whence", rt_lseek(fd, 0, 7), -EINVAL);
-  check("lseek before start", rt_lseek(fd, -1, RT_SEEK_SET), -EINVAL);
+  rt_check("lseek bad whence", rt_lseek(fd, 0, 7), -EINVAL);
+  rt_check("lseek before start", rt_lseek(fd, -1, RT_SEEK_SET), -EINVAL);
 #if RT_IFACE == 2 /* v1 FileWrite has no result field */
-  check("write to read-only fd", rt_write_fd(fd, "x", 1), -EBADF);
+  rt_check("write to read-only fd", rt_write_fd(fd, "x", 1), -EBADF);
 #endif
-  check("close hello.txt", rt_close(fd), 0);
-  check("close closed fd", rt_close(fd), -EBADF);
-  check("read closed fd", rt_read(fd, buf, 1), -EBADF);
-  check("read bad fd", rt_read(1234, buf, 1), -EBADF);
-  check("close bad fd", rt_close(1234), -EBADF);
-  check("lseek bad fd", rt_lseek(1234, 0, RT_SEEK_SET), -EBADF);
-  check("close stdout", rt_close(1), 0);
+  rt_check("close hello.txt", rt_close(fd), 0);
+  rt_check("close closed fd", rt_close(fd), -EBADF);
+  rt_check("read closed fd", rt_read(fd, buf, 1), -EBADF);
+  rt_check("read bad fd", rt_read(1234, buf, 1), -EBADF);
+  rt_check("close bad fd", rt_close(1234), -EBADF);
+  rt_check("lseek bad fd", rt_lseek(1234, 0, RT_SEEK_SET), -EBADF);
+  rt_check("close stdout", rt_close(1), 0);
 }
 
 static void test_create_write_unlink(void) {
   static const char text[] = "written by the guest\n";
   int fd = check_fd("create new.txt",
                     rt_open("/root/data/new.txt", RT_O_RDWR | RT_O_CREAT | RT_O_TRUNC, 0644));
-  check("write new.txt", rt_write_fd(fd, text, sizeof text - 1), sizeof text - 1);
-  check("rewind new.txt", rt_lseek(fd, 0, RT_SEEK_SET), 0);
+  rt_check("write new.txt", rt_write_fd(fd, text, sizeof text - 1), sizeof text - 1);
+  rt_check("rewind new.txt", rt_lseek(fd, 0, RT_SEEK_SET), 0);
   check_read("read back new.txt", fd, text);
-  check("close new.txt", rt_close(fd), 0);
+  rt_check("close new.txt", rt_close(fd), 0);
 
   fd = check_fd("create gone.txt", rt_open("/root/data/gone.txt", RT_O_WRONLY | RT_O_CREAT, 0600));
-  check("write gone.txt", rt_write_fd(fd, "bye\n", 4), 4);
-  check("close gone.txt", rt_close(fd), 0);
-  check("unlink gone.txt", rt_unlink("/root/data/gone.txt"), 0);
-  check("open unlinked", rt_open("/root/data/gone.txt", RT_O_RDONLY, 0), -ENOENT);
-  check("unlink again", rt_unlink("/root/data/gone.txt"), -ENOENT);
-  check("open missing", rt_open("/root/data/missing.txt", RT_O_RDONLY, 0), -ENOENT);
-  check("O_DIRECTORY|O_CREAT", rt_open("/root/data/d", RT_O_DIRECTORY | RT_O_CREAT, 0755), -EINVAL);
+  rt_check("write gone.txt", rt_write_fd(fd, "bye\n", 4), 4);
+  rt_check("close gone.txt", rt_close(fd), 0);
+  rt_check("unlink gone.txt", rt_unlink("/root/data/gone.txt"), 0);
+  rt_check("open unlinked", rt_open("/root/data/gone.txt", RT_O_RDONLY, 0), -ENOENT);
+  rt_check("unlink again", rt_unlink("/root/data/gone.txt"), -ENOENT);
+  rt_check("open missing", rt_open("/root/data/missing.txt", RT_O_RDONLY, 0), -ENOENT);
+  rt_check("O_DIRECTORY|O_CREAT", rt_open("/root/data/d", RT_O_DIRECTORY | RT_O_CREAT, 0755), -EINVAL);
 }
 
 static void test_escapes(void) {
-  check("dotdot escape", rt_open("/root/data/../../etc/passwd", RT_O_RDONLY, 0), -ENOENT);
-  check("absolute escape", rt_open("/etc/passwd", RT_O_RDONLY, 0), -ENOENT);
-  check("symlink out", rt_open("/root/data/escape", RT_O_RDONLY, 0), -EACCES);
-  check("symlink dir out", rt_open("/root/data/outdir/secret.txt", RT_O_RDONLY, 0), -EACCES);
-  check("create via symlink dir",
+  rt_check("dotdot escape", rt_open("/root/data/../../etc/passwd", RT_O_RDONLY, 0), -ENOENT);
+  rt_check("absolute escape", rt_open("/etc/passwd", RT_O_RDONLY, 0), -ENOENT);
+  rt_check("symlink out", rt_open("/root/data/escape", RT_O_RDONLY, 0), -EACCES);
+  rt_check("symlink dir out", rt_open("/root/data/outdir/secret.txt", RT_O_RDONLY, 0), -EACCES);
+  rt_check("create via symlink dir",
         rt_open("/root/data/outdir/created.txt", RT_O_WRONLY | RT_O_CREAT, 0644), -EACCES);
-  check("unlink via symlink dir", rt_unlink("/root/data/outdir/secret.txt"), -EACCES);
+  rt_check("unlink via symlink dir", rt_unlink("/root/data/outdir/secret.txt"), -EACCES);
   int fd = check_fd("symlink in", rt_open("/root/data/link_in", RT_O_RDONLY, 0));
   check_read("read symlink in", fd, "hello from the host\n");
-  check("close symlink in", rt_close(fd), 0);
+  rt_check("close symlink in", rt_close(fd), 0);
 }
 
 static void test_temp_file(void) {
   static const char text[] = "temp data\n";
   int fd = check_fd("create /tmp/new.txt",
                     rt_open("/tmp/new.txt", RT_O_RDWR | RT_O_CREAT, 0600));
-  check("write /tmp/new.txt", rt_write_fd(fd, text, sizeof text - 1), sizeof text - 1);
-  check("rewind /tmp/new.txt", rt_lseek(fd, 0, RT_SEEK_SET), 0);
+  rt_check("write /tmp/new.txt", rt_write_fd(fd, text, sizeof text - 1), sizeof text - 1);
+  rt_check("rewind /tmp/new.txt", rt_lseek(fd, 0, RT_SEEK_SET), 0);
   check_read("read back /tmp/new.txt", fd, text);
-  check("close /tmp/new.txt", rt_close(fd), 0);
+  rt_check("close /tmp/new.txt", rt_close(fd), 0);
   fd = check_fd("reopen /tmp/new.txt", rt_open("/tmp/new.txt", RT_O_RDONLY, 0));
   check_read("read reopened /tmp/new.txt", fd, text);
-  check("close reopened /tmp/new.txt", rt_close(fd), 0);
+  rt_check("close reopened /tmp/new.txt", rt_close(fd), 0);
 }
 
 static void test_big_read(int64_t want_sum) {
@@ -147,10 +135,10 @@ static void test_big_read(int64_t want_sum) {
     const uint64_t *w = chunk, *end = chunk + n / 8;
     while (w < end) h = h * 31 + *w++;
   }
-  check("big read end", n, 0);
-  check("big read size", total, BIG_SIZE);
-  check("big read checksum", (uint32_t)(h ^ (h >> 32)), want_sum);
-  check("close big.bin", rt_close(fd), 0);
+  rt_check("big read end", n, 0);
+  rt_check("big read size", total, BIG_SIZE);
+  rt_check("big read checksum", (uint32_t)(h ^ (h >> 32)), want_sum);
+  rt_check("close big.bin", rt_close(fd), 0);
 }
 
 int main(void) {
@@ -164,6 +152,6 @@ int main(void) {
   test_escapes();
   test_temp_file();
   test_big_read(want_sum);
-  rt_printf("files: %d checks, %d failed\n", checks, failed);
-  return failed == 0 ? 0 : 1;
+  rt_printf("files: %d checks, %d failed\n", rt_checks, rt_failed);
+  return rt_failed == 0 ? 0 : 1;
 }

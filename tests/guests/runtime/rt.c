@@ -371,6 +371,18 @@ int rt_printf(const char *fmt, ...) {
   return n;
 }
 
+int rt_checks, rt_failed;
+
+void rt_check(const char *name, int64_t got, int64_t want) {
+  rt_checks++;
+  if (got == want) {
+    rt_printf("ok %s\n", name);
+  } else {
+    rt_failed++;
+    rt_printf("FAIL %s: got %ld want %ld\n", name, (long)got, (long)want);
+  }
+}
+
 __attribute__((noreturn)) static void rt_fail(const char *what) {
   rt_printf("dhyve-rt: %s\n", what);
   rt_exit(RT_EXIT_RUNTIME);

@@ -108,6 +108,10 @@ void rt_print_hex(uint64_t v); /* "0x" + lowercase hex digits */
 int rt_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int rt_vprintf(const char *fmt, va_list ap);
 
+/* ---- self-checking guests: one "ok NAME" or "FAIL NAME: …" line per check, counted ---- */
+extern int rt_checks, rt_failed;
+void rt_check(const char *name, int64_t got, int64_t want); /* passes when got == want */
+
 /* ---- file hypercalls (hermit-abi.md §5.4); results are >= 0 or -errno ---- */
 #define RT_O_RDONLY 0
 #define RT_O_WRONLY 1
