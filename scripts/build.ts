@@ -16,6 +16,7 @@
 import { fileURLToPath } from "node:url";
 import { BUNDLE_DIR } from "../src/locations.ts";
 import { warmCodeCache } from "../src/code_cache.ts";
+import { markEagerCompile } from "./eager_compile.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
@@ -50,6 +51,18 @@ export async function buildBundle(outDir: string): Promise<void> {
     throw new Error(
       `deno bundle failed:\n${text.decode(out.stdout)}${text.decode(out.stderr)}`.trimEnd(),
     );
+  }
+  markBundleEager(outDir);
+}
+
+/** Rewrites every `.js` file under `dir` with {@linkcode markEagerCompile}. */
+function markBundleEager(dir: string): void {
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) markBundleEager(path);
+    else if (entry.isFile && entry.name.endsWith(".js")) {
+      Deno.writeTextFileSync(path, markEagerCompile(Deno.readTextFileSync(path)));
+    }
   }
 }
 
