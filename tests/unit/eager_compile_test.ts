@@ -123,7 +123,8 @@ Deno.test("every function expression and arrow ends up in parentheses; declarati
   // Nothing is lost or added: the same number of functions, the methods untouched.
   const before = functionsOf(SAMPLE);
   assert.equal(after.length, before.length);
-  const methods = (list: Seen[]): number => list.filter((f) => f.parent === "MethodDefinition").length;
+  const methods = (list: Seen[]): number =>
+    list.filter((f) => f.parent === "MethodDefinition").length;
   assert.equal(methods(after), methods(before));
   assert.equal(methods(before), 3);
 });
