@@ -1,9 +1,10 @@
 // deno-lint-ignore-file camelcase
 /**
  * The only `Deno.dlopen` in dhyve: the few libc functions KVM and Landlock need.
- * One `dlopen` binds the six symbols a plain run needs (`syscall`, through
- * which every cold call goes, two `ioctl` shapes, `poll`, a non-blocking
- * `poll` that sleeps, errno); the --net data path's four bind on first use.
+ * One `dlopen` binds the five symbols a plain run needs (`syscall`, through
+ * which every cold call goes, two `ioctl` shapes, a non-blocking `poll` that
+ * sleeps, errno); the --net data path's five (`poll` of its fds among them)
+ * bind on first use.
  *
  * FFI bypasses Deno's permission checks, so this module exposes only what the
  * KVM layer needs (open/close of `/dev/kvm` and its fds, ioctl, mmap/munmap,
@@ -148,6 +149,7 @@ export interface Libc {
  * trampolines.
  */
 const ON_FIRST_USE: ReadonlySet<string> = new Set<keyof typeof SYMBOLS>([
+  "poll",
   "read_buf",
   "write_buf",
   "readv",

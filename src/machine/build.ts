@@ -96,7 +96,7 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   // 1. Options that need no host resource: sizes, affinity, file map, Deno permissions.
   const plan = checkOptions(kernelPath, params);
   // 2. KVM and the VM with its interrupt controller, early: creating the controller queues
-  // SRCU callbacks (a grace period, ~15 ms here) that the RAM slot (step 9) and closing the
+  // SRCU callbacks (a grace period, 8-10 ms here) that the RAM slot (step 9) and closing the
   // VM (srcu_barrier) wait for, and the next steps pass that time. A failure is thrown in
   // step 5, after the kernel's and the network's problems, as when KVM was opened there.
   const opened = openVm(stack, params);
@@ -134,19 +134,10 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   const machine = createMachine(stack, { kvm, vm, mem: ram.mem, kernel, plan });
   // 8. Landlock (--file-isolation): from here on only the run's own paths.
   applyFileIsolation(params.fileIsolation ?? "none", kernelPath, plan.map, sandbox);
-  // 9. Guest RAM into the VM, as late as it can be: a slot change waits for the grace period
-  // that creating the interrupt controller (step 2) started, and so would closing the VM had
-  // the slot come first (measured: a noop run's tear-down 7 ms -> 1 ms).
-  vm.setUserMemoryRegion({
-    slot: 0,
-    guestPhysAddr: kernel.layout.guestAddress,
-    size: plan.memorySize,
-    hostAddress: ram.mapping.address,
-  });
   const bootMs = performance.now() - t0;
   traceMark("boot");
 
-  // 10. Run, under one supervisor. Under the debugger --timeout counts guest time only.
+  // 9. Run, under one supervisor. Under the debugger --timeout counts guest time only.
   const timeoutMs = params.gdbPort === undefined ? params.timeoutMs : undefined;
   using supervisor = new Supervisor({ timeoutMs });
   const ran = await runGuest({
@@ -162,12 +153,23 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
     supervisor,
     kernelAddress: kernel.layout.kernelAddress,
     loadOffset: kernel.layout.kernelAddress - kernel.image.firstVaddr,
+    // Guest RAM goes into the VM as late as it can: the run mode calls this once it is set up,
+    // right before the first KVM_RUN. A slot change waits for the grace period that creating
+    // the interrupt controller (step 2) started (8-10 ms on kvm_pvm), and closing the VM would
+    // wait for it had the slot come first (measured: a noop run's tear-down 7 ms -> 1 ms).
+    attachRam: () =>
+      vm.setUserMemoryRegion({
+        slot: 0,
+        guestPhysAddr: kernel.layout.guestAddress,
+        size: plan.memorySize,
+        hostAddress: ram.mapping.address,
+      }),
   });
   traceMark("guest");
   // A vCPU Worker that did not end may still touch guest RAM: keep it mapped.
   if (ran.abandoned) ram.keepMapped();
 
-  // 11. The result; the stack then gives everything back.
+  // 10. The result; the stack then gives everything back.
   if (net !== null && netSetup !== null) log.info(netSetup.netSummary(net.counters()));
   return result(ran.stop, {
     stats: ran.stats,

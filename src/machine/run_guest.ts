@@ -49,6 +49,12 @@ export interface RunInput extends Machine {
   readonly kernelAddress: number;
   /** How far the kernel moved from its link address (`qOffsets`). */
   readonly loadOffset: number;
+  /**
+   * Gives guest RAM to the VM. A run mode calls it once, when it is ready to
+   * run: late, so that the wait it may have (see step 9 in `build.ts`) overlaps
+   * as much set-up as it can.
+   */
+  readonly attachRam: () => void;
 }
 
 /** How a run mode ended. */
@@ -81,6 +87,7 @@ export async function runGuest(r: RunInput): Promise<Ran> {
         `(gdb: add-symbol-file KERNEL -o 0x${offset})`,
     );
     const { runUnderDebugger } = await import("../gdb/run.ts");
+    r.attachRam();
     const stop = await runUnderDebugger({
       port: params.gdbPort,
       loops,
@@ -100,13 +107,14 @@ export async function runGuest(r: RunInput): Promise<Ran> {
     const savedMask = params.affinity ? currentAffinity() : null;
     if (params.affinity) pinOrWarn(params.affinity[0]!);
     try {
-      const stop = await runOneVcpu(loop!, supervisor, params.timeoutMs);
+      const stop = await runOneVcpu(loop!, supervisor, params.timeoutMs, r.attachRam);
       return { stop, stats: [loop!.options.stats], abandoned: false };
     } finally {
       if (savedMask !== null) restoreAffinity(savedMask);
     }
   }
   const { runSmp } = await import("./run_smp.ts");
+  r.attachRam();
   return await runSmp({
     vcpus: r.vcpus,
     mem: r.mem,

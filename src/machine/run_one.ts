@@ -35,12 +35,14 @@ export const YIELD_EVERY_MS = 50;
 /**
  * Runs `loop` (built with `yieldEveryMs`) until the VM stops; returns the
  * supervisor's stop: the guest's, a signal's, the time limit's, or a dead
- * guest's.
+ * guest's. `ready` is called once the run is set up, right before the first
+ * KVM_RUN (the machine gives the VM its RAM there).
  */
 export async function runOneVcpu(
   loop: VcpuLoop,
   supervisor: Supervisor,
   timeoutMs?: number,
+  ready?: () => void,
 ): Promise<VmStop> {
   const { vcpu, ctx } = loop.options;
   // A tick aimed at this thread interrupts KVM_RUN even when the guest is
@@ -49,10 +51,11 @@ export async function runOneVcpu(
   Deno.addSignalListener("SIGALRM", tick);
   const ticker = ThreadTicker.start(currentThreadId(), Math.min(TICK_MS, timeoutMs ?? TICK_MS));
   if (ticker === null) log.debug("No thread timer: signals may wait for the next guest exit");
-  traceMark("loop");
   const regs = new Regs();
   let deadTicks = 0;
   try {
+    ready?.();
+    traceMark("loop");
     while (supervisor.stop === null) {
       const outcome = loop.run();
       if (outcome === OUTCOME.INTERRUPTED) {
