@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { testUnless } from "../_helpers/skip.ts";
 import { BUNDLE_DIR } from "../../src/locations.ts";
 import { buildBundle } from "../../scripts/build.ts";
+import { markEagerCompile } from "../../scripts/eager_compile.ts";
 
 /** Modules a plain run (one vCPU, no --net, no -s, an ELF kernel) must not load eagerly. */
 const NOT_ON_THE_PLAIN_PATH: readonly { what: string; test: (specifier: string) => boolean }[] = [
@@ -197,6 +198,22 @@ testUnless(
     } finally {
       await Deno.remove(fresh, { recursive: true });
     }
+  },
+);
+
+testUnless(
+  Deno.permissions.querySync({ name: "read" }).state === "granted" ? null : "needs --allow-read",
+  "every bundle file has its functions marked for eager compilation (V8 compiles them with the file)",
+  () => {
+    const text = new TextDecoder();
+    const unmarked = [...listTree(`${REPO_ROOT}/${BUNDLE_DIR}`)]
+      .filter(([name]) => name.endsWith(".js"))
+      .filter(([, bytes]) => {
+        const source = text.decode(bytes);
+        return markEagerCompile(source) !== source;
+      })
+      .map(([name]) => name);
+    assert.deepEqual(unmarked, [], "scripts/build.ts must run scripts/eager_compile.ts");
   },
 );
 
