@@ -37,9 +37,9 @@ const DHYVE_PHASES = [
   ["logging, -o, up to runVm", "runvm"],
   ["options; KVM: the VM and its irqchip", "vm"],
   ["kernel read and parse", "kernel"],
-  ["KVM set-up (guest RAM; floor: VM, RAM, irqchip)", "kvm"],
+  ["KVM set-up (guest RAM on the host; floor: VM, RAM, irqchip)", "kvm"],
   ["kernel in RAM, vCPUs, boot state, Landlock", "boot"],
-  ["run loop ready (signals, tick timer)", "loop"],
+  ["run loop ready (signals, tick timer, the RAM slot)", "loop"],
   ["first KVM_RUN to the guest's exit", "guest"],
   ["tear-down (VM, RAM, temp dir)", "teardown"],
   ["statistics, exit code", "exit"],
@@ -271,8 +271,10 @@ export async function startupBenchmark(runs = 10): Promise<void> {
   const wallMin = results.map((r) => least(r.map((m) => m.ms)));
   const cpu = results.map((r) => median(r.map((m) => m.cpuMs)));
   const rss = results.map((r) => median(r.map((m) => m.rssKiB)));
-  const inProcess = (r: Map<string, number>[], from: string): number =>
-    median(r.map((m) => m.get("boot")! - m.get(from)!));
+  // To the first KVM_RUN: dhyve's "loop" mark (its run loop set up and the RAM slot set; the
+  // floor's "boot" mark is the same moment).
+  const inProcess = (r: Map<string, number>[], from: string, to: string): number =>
+    median(r.map((m) => m.get(to)! - m.get(from)!));
   say("\n");
   printTable([
     ["whole process (median; min)", "wall ms", "min", "CPU ms", "peak RSS MiB"],
@@ -296,8 +298,8 @@ export async function startupBenchmark(runs = 10): Promise<void> {
     ["dhyve - bare deno, CPU ms (median)", ms(cpu[1]! - cpu[0]!), ms(cpu[2]! - cpu[0]!), ""],
     [
       "in-process set-up (runVm to KVM_RUN) / floor's (main to KVM_RUN)",
-      `${ms(inProcess(d64, "runvm"))} / ${ms(inProcess(f64, "origin"))}`,
-      `${ms(inProcess(d4g, "runvm"))} / ${ms(inProcess(f4g, "origin"))}`,
+      `${ms(inProcess(d64, "runvm", "loop"))} / ${ms(inProcess(f64, "origin", "boot"))}`,
+      `${ms(inProcess(d4g, "runvm", "loop"))} / ${ms(inProcess(f4g, "origin", "boot"))}`,
       "<= 3x",
     ],
     ["peak RSS - bare deno, MiB", mib(rss[1]! - rss[0]!), mib(rss[2]! - rss[0]!), "<= 12"],
