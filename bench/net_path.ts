@@ -49,7 +49,7 @@ interface Harness {
 
 function harness(): Harness {
   const mapping = mapGuestMemory(RAM);
-  const mem = new GuestMemory(mapping.buffer, BASE);
+  const mem = new GuestMemory(mapping, BASE);
   const fds = [0, 1, 2, 3, 4].map(() => createEventFd());
   const [tapFd, rxNotifyFd, txNotifyFd, wakeFd, irqFd] = fds as [
     number,

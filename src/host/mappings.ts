@@ -35,22 +35,35 @@ export function mmapResult(result: number | bigint, op: string): number {
   return Number(result);
 }
 
-/** An anonymous host mapping, viewed as an ArrayBuffer. */
-export class HostMapping {
+/**
+ * Host memory at `address` viewed piece by piece (a `RamSource` for
+ * `GuestMemory`): guest RAM mapped here, or mapped by the main thread for a
+ * Worker. The caller keeps the memory mapped while views are used.
+ */
+export class HostRam {
   /** Host virtual address of the first byte. */
   readonly address: number;
   /** Size in bytes. */
   readonly size: number;
-  /** The mapped bytes; invalid after {@linkcode HostMapping.unmap}. */
-  readonly buffer: ArrayBuffer;
-  #mapped = true;
 
-  /** Wraps a mapping made by {@linkcode mapGuestMemory}. */
+  /** Views `size` bytes of host memory at `address`. */
   constructor(address: number, size: number) {
     this.address = address;
     this.size = size;
-    this.buffer = viewOf(address, size);
   }
+
+  /** An ArrayBuffer of the `length` bytes at `offset` (checked against the size). */
+  view(offset: number, length: number): ArrayBuffer {
+    if (offset < 0 || length < 0 || offset + length > this.size) {
+      throw new RangeError(`View ${offset}+${length} outside host memory of ${this.size} bytes`);
+    }
+    return viewOf(this.address + offset, length);
+  }
+}
+
+/** An anonymous host mapping (guest RAM), viewed piece by piece. */
+export class HostMapping extends HostRam {
+  #mapped = true;
 
   /** Unmaps the region. Views over it must not be used afterwards. */
   unmap(): void {

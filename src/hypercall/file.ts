@@ -251,7 +251,9 @@ export function fileWriteV2(ctx: HypercallContext, arg: number): HandlerResult {
   } else {
     const out = stdioOutput(ctx, fd);
     if (out !== null) {
-      if (!out.writeResumable(ctx.mem.u8, ctx.mem.offset(buf, len), len)) return WOULD_BLOCK;
+      const span = ctx.mem.span(buf, len);
+      const at = ctx.mem.offset(buf, len) - span.offset;
+      if (!out.writeResumable(span.u8, at, len)) return WOULD_BLOCK;
       ret = len;
     } else {
       const fs = files(ctx);

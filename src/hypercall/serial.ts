@@ -32,7 +32,8 @@ function writeBuffer(
     );
   }
   // A stalled write is retried with the same parameters and goes on where it stopped.
-  return ctx.stdout.writeResumable(ctx.mem.u8, ctx.mem.offset(buf, len), len)
+  const span = ctx.mem.span(buf, len);
+  return ctx.stdout.writeResumable(span.u8, ctx.mem.offset(buf, len) - span.offset, len)
     ? RESUME
     : WOULD_BLOCK;
 }

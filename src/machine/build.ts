@@ -290,7 +290,7 @@ function mapRam(
   });
   return {
     mapping,
-    mem: new GuestMemory(mapping.buffer, guestAddress),
+    mem: new GuestMemory(mapping, guestAddress),
     keepMapped: () => void (keep = true),
   };
 }

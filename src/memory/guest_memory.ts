@@ -3,8 +3,9 @@
  *
  * Owns the one rule of guest memory access: every read or write names a range
  * `[addr, addr + len)` that is checked, with overflow, against the guest's RAM
- * before any byte moves. Pure: works on any ArrayBuffer (an mmap'd region in
- * production, a plain buffer in tests). Must not import KVM or FFI code.
+ * before any byte moves. Pure: works on any ArrayBuffer (a plain buffer in
+ * tests) or on a {@linkcode RamSource} that views host memory piece by piece
+ * (the mmap'd region in production). Must not import KVM or FFI code.
  * @module
  */
 
@@ -36,6 +37,35 @@ const TWO_POW_32 = 0x1_0000_0000;
 const LOOP_COPY_MAX = 64;
 
 /**
+ * Guest RAM on host memory is viewed in windows of 2 × this many bytes, one
+ * starting every this many bytes, made on first use; so any range up to this
+ * long lies in one window. Why not one view of all of RAM: V8 counts every
+ * ArrayBuffer's length as external memory, and a view of more than ~64 MiB
+ * makes it collect garbage at once (two young-generation collections at 64
+ * MiB, a mark-compact at 4 GiB: 0.6–1.6 ms of a run's start), while a run
+ * touches only a few windows: the kernel, the boot state, its buffers.
+ */
+export const WINDOW_STRIDE = 0x20_0000;
+
+/** Guest RAM that lives outside the JavaScript heap, viewed piece by piece. */
+export interface RamSource {
+  /** Size of guest RAM in bytes. */
+  readonly size: number;
+  /** An ArrayBuffer of the `length` bytes at `offset` (valid while RAM is mapped). */
+  view(offset: number, length: number): ArrayBuffer;
+}
+
+/** A view of guest RAM that holds a checked range (see {@linkcode GuestMemory.span}). */
+export interface GuestSpan {
+  /** The bytes. */
+  readonly u8: Uint8Array;
+  /** The same bytes as a DataView. */
+  readonly view: DataView;
+  /** Offset in guest RAM (gpa − base) of `u8[0]`. */
+  readonly offset: number;
+}
+
+/**
  * Guest RAM: `size` bytes visible to the guest at physical address `base`.
  *
  * Addresses are JavaScript numbers (exact up to 2^53, far above any guest
@@ -48,19 +78,45 @@ export class GuestMemory {
   readonly base: number;
   /** Size of guest RAM in bytes. */
   readonly size: number;
-  /** Byte view of all of guest RAM (index = gpa - base). Check before use. */
-  readonly u8: Uint8Array;
-  readonly #view: DataView;
+  readonly #buffer: ArrayBuffer | SharedArrayBuffer | null;
+  readonly #source: RamSource | null;
+  /** Window k views RAM offsets [k × WINDOW_STRIDE, (k + 2) × WINDOW_STRIDE), cut at `size`. */
+  readonly #windows: (GuestSpan | undefined)[];
+  /** Every buffer a span of this memory views → the RAM offset of its first byte. */
+  readonly #bufferOffsets = new WeakMap<ArrayBufferLike, number>();
+  #all: Uint8Array | undefined;
 
-  /** Wraps `buffer` as guest RAM starting at guest-physical `base`. */
-  constructor(buffer: ArrayBuffer | SharedArrayBuffer, base = 0) {
+  /**
+   * Wraps guest RAM starting at guest-physical `base`: a buffer (tests, or
+   * any RAM that is already a buffer), or a {@linkcode RamSource} whose
+   * windows are made on first use.
+   */
+  constructor(ram: ArrayBuffer | SharedArrayBuffer | RamSource, base = 0) {
     if (!Number.isSafeInteger(base) || base < 0) {
       throw new RangeError(`Invalid guest memory base: ${base}`);
     }
     this.base = base;
-    this.size = buffer.byteLength;
-    this.u8 = new Uint8Array(buffer);
-    this.#view = new DataView(buffer);
+    const isBuffer = ram instanceof ArrayBuffer ||
+      (typeof SharedArrayBuffer !== "undefined" && ram instanceof SharedArrayBuffer);
+    this.#buffer = isBuffer ? ram : null;
+    this.#source = isBuffer ? null : ram as RamSource;
+    this.size = isBuffer ? ram.byteLength : (ram as RamSource).size;
+    if (!Number.isSafeInteger(this.size) || this.size < 0) {
+      throw new RangeError(`Invalid guest memory size: ${this.size}`);
+    }
+    if (this.#buffer !== null) this.#bufferOffsets.set(this.#buffer, 0);
+    this.#windows = new Array(Math.ceil(this.size / WINDOW_STRIDE));
+  }
+
+  /**
+   * A byte view of all of guest RAM (index = gpa − base), made on first use.
+   * On host RAM V8 then counts all of RAM as external memory (see
+   * {@linkcode WINDOW_STRIDE}): dhyve's own paths use {@linkcode span} and the
+   * methods below; this is for tests and tools.
+   */
+  get u8(): Uint8Array {
+    if (this.#all === undefined) this.#all = this.#spanOf(0, this.size).u8;
+    return this.#all;
   }
 
   /** End of guest RAM (exclusive). */
@@ -75,7 +131,7 @@ export class GuestMemory {
   }
 
   /**
-   * Checks `[addr, addr + len)` and returns its offset in {@linkcode u8}.
+   * Checks `[addr, addr + len)` and returns its offset in guest RAM (gpa − base).
    * @throws {GuestMemoryError} if the range is not wholly inside guest RAM.
    */
   offset(addr: number, len: number): number {
@@ -83,54 +139,85 @@ export class GuestMemory {
     return addr - this.base;
   }
 
+  /**
+   * A view that holds the checked range `[addr, addr + len)`: the bytes are
+   * at `u8[addr − base − offset]` onwards. Allocates nothing for ranges up to
+   * {@linkcode WINDOW_STRIDE} bytes (the windows are kept); a longer one gets
+   * a view of its own.
+   * @throws {GuestMemoryError} if the range is not wholly inside guest RAM.
+   */
+  span(addr: number, len: number): GuestSpan {
+    return this.#spanOf(this.offset(addr, len), len);
+  }
+
   /** Reads an unsigned byte. */
   readU8(addr: number): number {
-    return this.#view.getUint8(this.offset(addr, 1));
+    const o = this.offset(addr, 1);
+    const w = this.#window(o);
+    return w.view.getUint8(o - w.offset);
   }
   /** Reads a little-endian u16. */
   readU16(addr: number): number {
-    return this.#view.getUint16(this.offset(addr, 2), true);
+    const o = this.offset(addr, 2);
+    const w = this.#window(o);
+    return w.view.getUint16(o - w.offset, true);
   }
   /** Reads a little-endian u32. */
   readU32(addr: number): number {
-    return this.#view.getUint32(this.offset(addr, 4), true);
+    const o = this.offset(addr, 4);
+    const w = this.#window(o);
+    return w.view.getUint32(o - w.offset, true);
   }
   /** Reads a little-endian i32. */
   readI32(addr: number): number {
-    return this.#view.getInt32(this.offset(addr, 4), true);
+    const o = this.offset(addr, 4);
+    const w = this.#window(o);
+    return w.view.getInt32(o - w.offset, true);
   }
   /** Reads a little-endian u64 as a number (exact below 2^53). */
   readU64(addr: number): number {
     const o = this.offset(addr, 8);
-    return this.#view.getUint32(o, true) +
-      this.#view.getUint32(o + 4, true) * TWO_POW_32;
+    const w = this.#window(o);
+    const i = o - w.offset;
+    return w.view.getUint32(i, true) + w.view.getUint32(i + 4, true) * TWO_POW_32;
   }
   /** Reads a little-endian i64 as a number (exact within ±2^53). */
   readI64(addr: number): number {
     const o = this.offset(addr, 8);
-    return this.#view.getUint32(o, true) +
-      this.#view.getInt32(o + 4, true) * TWO_POW_32;
+    const w = this.#window(o);
+    const i = o - w.offset;
+    return w.view.getUint32(i, true) + w.view.getInt32(i + 4, true) * TWO_POW_32;
   }
   /** Reads a little-endian u64 exactly, as a bigint (not for hot paths). */
   readU64Big(addr: number): bigint {
-    return this.#view.getBigUint64(this.offset(addr, 8), true);
+    const o = this.offset(addr, 8);
+    const w = this.#window(o);
+    return w.view.getBigUint64(o - w.offset, true);
   }
 
   /** Writes a byte. */
   writeU8(addr: number, value: number): void {
-    this.#view.setUint8(this.offset(addr, 1), value);
+    const o = this.offset(addr, 1);
+    const w = this.#window(o);
+    w.view.setUint8(o - w.offset, value);
   }
   /** Writes a little-endian u16. */
   writeU16(addr: number, value: number): void {
-    this.#view.setUint16(this.offset(addr, 2), value, true);
+    const o = this.offset(addr, 2);
+    const w = this.#window(o);
+    w.view.setUint16(o - w.offset, value, true);
   }
   /** Writes a little-endian u32. */
   writeU32(addr: number, value: number): void {
-    this.#view.setUint32(this.offset(addr, 4), value >>> 0, true);
+    const o = this.offset(addr, 4);
+    const w = this.#window(o);
+    w.view.setUint32(o - w.offset, value >>> 0, true);
   }
   /** Writes a little-endian i32. */
   writeI32(addr: number, value: number): void {
-    this.#view.setInt32(this.offset(addr, 4), value | 0, true);
+    const o = this.offset(addr, 4);
+    const w = this.#window(o);
+    w.view.setInt32(o - w.offset, value | 0, true);
   }
   /**
    * Writes a little-endian 64-bit value given as a number; negative values
@@ -138,47 +225,62 @@ export class GuestMemory {
    */
   writeU64(addr: number, value: number): void {
     const o = this.offset(addr, 8);
+    const w = this.#window(o);
+    const i = o - w.offset;
     const hi = Math.floor(value / TWO_POW_32);
-    this.#view.setUint32(o, value - hi * TWO_POW_32, true);
-    this.#view.setUint32(o + 4, hi >>> 0, true);
+    w.view.setUint32(i, value - hi * TWO_POW_32, true);
+    w.view.setUint32(i + 4, hi >>> 0, true);
   }
   /** Writes a little-endian 64-bit value given as a bigint. */
   writeU64Big(addr: number, value: bigint): void {
-    this.#view.setBigUint64(this.offset(addr, 8), BigInt.asUintN(64, value), true);
+    const o = this.offset(addr, 8);
+    const w = this.#window(o);
+    w.view.setBigUint64(o - w.offset, BigInt.asUintN(64, value), true);
   }
 
   /**
    * Returns a view (not a copy) of `[addr, addr + len)`. Allocates a view, so
-   * keep it off the per-exit hot path where a reused buffer will do.
+   * keep it off the per-exit hot path where {@linkcode span} or a reused
+   * buffer will do.
    */
   bytes(addr: number, len: number): Uint8Array {
     const o = this.offset(addr, len);
-    return this.u8.subarray(o, o + len);
+    const s = this.#spanOf(o, len);
+    return s.u8.subarray(o - s.offset, o - s.offset + len);
   }
 
   /**
    * Copies `[addr, addr + into.length)` into `into` (no view is made, so it
-   * allocates nothing).
+   * allocates nothing up to {@linkcode WINDOW_STRIDE} bytes).
    */
   readInto(addr: number, into: Uint8Array): void {
-    const o = this.offset(addr, into.length);
-    const u8 = this.u8;
     const n = into.length;
-    if (n > LOOP_COPY_MAX) {
-      into.set(u8.subarray(o, o + n));
+    const o = this.offset(addr, n);
+    if (n > WINDOW_STRIDE) {
+      for (let done = 0; done < n; done += WINDOW_STRIDE) {
+        this.readInto(addr + done, into.subarray(done, Math.min(n, done + WINDOW_STRIDE)));
+      }
       return;
     }
-    for (let i = 0; i < n; i++) into[i] = u8[o + i]!;
+    const w = this.#window(o);
+    const u8 = w.u8;
+    const i = o - w.offset;
+    if (n > LOOP_COPY_MAX) {
+      into.set(u8.subarray(i, i + n));
+      return;
+    }
+    for (let k = 0; k < n; k++) into[k] = u8[i + k]!;
   }
 
   /**
    * The guest-physical address of the first byte of `view`, a view of guest
-   * RAM (from {@linkcode bytes} or of {@linkcode u8}'s buffer).
+   * RAM (from {@linkcode bytes}, {@linkcode span} or {@linkcode u8}).
    * @throws {TypeError} if `view` is not a view of guest RAM.
    */
   addressOf(view: Uint8Array): number {
-    const offset = view.byteOffset - this.u8.byteOffset;
-    if (view.buffer !== this.u8.buffer || offset < 0 || offset + view.length > this.size) {
+    const start = this.#bufferOffsets.get(view.buffer);
+    const offset = start === undefined ? -1 : start + view.byteOffset;
+    if (offset < 0 || offset + view.length > this.size) {
       throw new TypeError("Not a view of guest memory");
     }
     return this.base + offset;
@@ -186,20 +288,35 @@ export class GuestMemory {
 
   /** Copies `data` into guest memory at `addr`. */
   write(addr: number, data: Uint8Array): void {
-    const o = this.offset(addr, data.length);
     const n = data.length;
-    if (n > LOOP_COPY_MAX || data.buffer === this.u8.buffer) {
-      this.u8.set(data, o); // set() also copies overlapping ranges right
+    const o = this.offset(addr, n);
+    // From guest RAM itself (through any view of it): copy out first, the ranges may overlap.
+    if (this.#bufferOffsets.has(data.buffer)) data = data.slice();
+    if (n > WINDOW_STRIDE) {
+      for (let done = 0; done < n; done += WINDOW_STRIDE) {
+        this.write(addr + done, data.subarray(done, Math.min(n, done + WINDOW_STRIDE)));
+      }
       return;
     }
-    const u8 = this.u8;
-    for (let i = 0; i < n; i++) u8[o + i] = data[i]!;
+    const w = this.#window(o);
+    const u8 = w.u8;
+    const i = o - w.offset;
+    if (n > LOOP_COPY_MAX) {
+      u8.set(data, i);
+      return;
+    }
+    for (let k = 0; k < n; k++) u8[i + k] = data[k]!;
   }
 
   /** Fills `[addr, addr + len)` with `value` (default 0). */
   fill(addr: number, len: number, value = 0): void {
     const o = this.offset(addr, len);
-    this.u8.fill(value, o, o + len);
+    for (let done = 0; done < len; done += WINDOW_STRIDE) {
+      const n = Math.min(len - done, WINDOW_STRIDE);
+      const w = this.#window(o + done);
+      const i = o + done - w.offset;
+      w.u8.fill(value, i, i + n);
+    }
   }
 
   /**
@@ -209,7 +326,48 @@ export class GuestMemory {
    */
   cStringLength(addr: number, max: number): number {
     const start = this.offset(addr, 1);
-    const limit = Math.min(this.u8.length, start + max);
-    return this.u8.subarray(start, limit).indexOf(0);
+    const limit = Math.min(this.size, start + Math.max(0, max));
+    for (let at = start; at < limit; at += WINDOW_STRIDE) {
+      const n = Math.min(limit - at, WINDOW_STRIDE);
+      const w = this.#window(at);
+      const i = at - w.offset;
+      const found = w.u8.subarray(i, i + n).indexOf(0);
+      if (found >= 0) return at - start + found;
+    }
+    return -1;
+  }
+
+  /** The window that holds RAM offset `o` and the WINDOW_STRIDE bytes after it (as RAM allows). */
+  #window(o: number): GuestSpan {
+    const k = Math.floor(o / WINDOW_STRIDE);
+    return this.#windows[k] ?? this.#openWindow(k);
+  }
+
+  #openWindow(k: number): GuestSpan {
+    const offset = k * WINDOW_STRIDE;
+    const span = this.#makeSpan(offset, Math.min(this.size - offset, 2 * WINDOW_STRIDE));
+    this.#windows[k] = span;
+    return span;
+  }
+
+  /** A span holding RAM offsets [o, o + len): a window, or a view of its own when longer. */
+  #spanOf(o: number, len: number): GuestSpan {
+    if (len <= WINDOW_STRIDE) return this.#window(o);
+    if (this.#buffer !== null) return this.#makeSpan(0, this.size);
+    return this.#makeSpan(o, len);
+  }
+
+  #makeSpan(offset: number, length: number): GuestSpan {
+    if (this.#buffer !== null) {
+      // A buffer in the JS heap is one allocation already: windows are views into it.
+      return {
+        u8: new Uint8Array(this.#buffer, offset, length),
+        view: new DataView(this.#buffer, offset, length),
+        offset,
+      };
+    }
+    const buffer = this.#source!.view(offset, length);
+    this.#bufferOffsets.set(buffer, offset);
+    return { u8: new Uint8Array(buffer), view: new DataView(buffer), offset };
   }
 }

@@ -7,6 +7,7 @@
 /// <reference lib="deno.worker" />
 
 import { GuestMemory } from "../memory/guest_memory.ts";
+import { HostRam } from "../host/mappings.ts";
 import { NetDataPath, type NetWorkerInit, type NetWorkerMessage } from "./net_data_path.ts";
 
 function post(message: NetWorkerMessage): void {
@@ -14,11 +15,8 @@ function post(message: NetWorkerMessage): void {
 }
 
 function guestRam(init: NetWorkerInit): GuestMemory {
-  const ptr = Deno.UnsafePointer.create(BigInt(init.memAddress));
-  if (ptr === null) throw new Error("Null guest memory address");
   // UNSAFE: the main thread keeps guest RAM mapped until this Worker has ended.
-  const buffer = Deno.UnsafePointerView.getArrayBuffer(ptr, init.memSize);
-  return new GuestMemory(buffer, init.guestAddress);
+  return new GuestMemory(new HostRam(init.memAddress, init.memSize), init.guestAddress);
 }
 
 self.onmessage = (event: MessageEvent<NetWorkerInit>): void => {

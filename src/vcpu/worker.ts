@@ -14,7 +14,7 @@ import type { XsaveComponent } from "../emulate/xsave.ts";
 import { flushAll, GuestOutput, type OutputSink } from "../io/guest_output.ts";
 import { currentThreadId, pinCurrentThread, Regs, ThreadTicker, VcpuFd } from "../kvm.ts";
 import { DEAD_TICKS, haltedForGood } from "./halted.ts";
-import { viewOf } from "../host/mappings.ts";
+import { HostRam } from "../host/mappings.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { vcpuContext } from "./context.ts";
 import { ChannelFiles } from "./file_channel.ts";
@@ -85,7 +85,7 @@ function start(init: WorkerInit): void {
   }
   const vcpu = new VcpuFd(init.vcpuFd, init.cpu, init.runSize, init.runAddress);
   vcpu.enableSyncRegs(init.syncRegs);
-  const mem = new GuestMemory(viewOf(init.memAddress, init.memSize), init.guestAddress);
+  const mem = new GuestMemory(new HostRam(init.memAddress, init.memSize), init.guestAddress);
   const stdout = new GuestOutput(init.output === "stdio" ? hostOutputSink(1) : new PostSink(1));
   const stderr = new GuestOutput(init.output === "stdio" ? hostOutputSink(2) : new PostSink(2));
   const ctx = vcpuContext({

@@ -50,7 +50,7 @@ export class Rig {
   /** A rig whose data path uses `host` (default: a fresh eventfd, "tap" backend). */
   constructor(host: { fd?: number; backend?: NetWorkerInit["backend"] } = {}) {
     this.mapping = mapGuestMemory(RAM);
-    this.mem = new GuestMemory(this.mapping.buffer, BASE);
+    this.mem = new GuestMemory(this.mapping, BASE);
     this.#fds = [0, 1, 2, 3, 4].map((i) =>
       i === 0 && host.fd !== undefined ? host.fd : createEventFd()
     );
