@@ -84,7 +84,8 @@ export class GuestMemory {
   readonly #windows: (GuestSpan | undefined)[];
   /** Every buffer a span of this memory views → the RAM offset of its first byte. */
   readonly #bufferOffsets = new WeakMap<ArrayBufferLike, number>();
-  #all: Uint8Array | undefined;
+  /** A view of all of RAM, made once a range longer than a window is asked for. */
+  #all: GuestSpan | undefined;
 
   /**
    * Wraps guest RAM starting at guest-physical `base`: a buffer (tests, or
@@ -115,8 +116,7 @@ export class GuestMemory {
    * methods below; this is for tests and tools.
    */
   get u8(): Uint8Array {
-    if (this.#all === undefined) this.#all = this.#spanOf(0, this.size).u8;
-    return this.#all;
+    return this.#whole().u8;
   }
 
   /** End of guest RAM (exclusive). */
@@ -141,9 +141,9 @@ export class GuestMemory {
 
   /**
    * A view that holds the checked range `[addr, addr + len)`: the bytes are
-   * at `u8[addr − base − offset]` onwards. Allocates nothing for ranges up to
-   * {@linkcode WINDOW_STRIDE} bytes (the windows are kept); a longer one gets
-   * a view of its own.
+   * at `u8[addr − base − offset]` onwards. Allocates nothing: a range up to
+   * {@linkcode WINDOW_STRIDE} bytes lies in a window, a longer one in the view
+   * of all of RAM (made on the first such range; V8 then counts all of RAM).
    * @throws {GuestMemoryError} if the range is not wholly inside guest RAM.
    */
   span(addr: number, len: number): GuestSpan {
@@ -350,11 +350,15 @@ export class GuestMemory {
     return span;
   }
 
-  /** A span holding RAM offsets [o, o + len): a window, or a view of its own when longer. */
+  /** A span holding RAM offsets [o, o + len): a window, or all of RAM when longer. */
   #spanOf(o: number, len: number): GuestSpan {
-    if (len <= WINDOW_STRIDE) return this.#window(o);
-    if (this.#buffer !== null) return this.#makeSpan(0, this.size);
-    return this.#makeSpan(o, len);
+    return len <= WINDOW_STRIDE ? this.#window(o) : this.#whole();
+  }
+
+  #whole(): GuestSpan {
+    return this.#all ??= this.size <= WINDOW_STRIDE
+      ? this.#window(0)
+      : this.#makeSpan(0, this.size);
   }
 
   #makeSpan(offset: number, length: number): GuestSpan {

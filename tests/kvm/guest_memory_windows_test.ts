@@ -160,7 +160,7 @@ Deno.test("windows: a copy from guest RAM to overlapping guest RAM moves as memm
   });
 });
 
-Deno.test("windows: only the windows used are viewed, each once; u8 views all of RAM on demand", () => {
+Deno.test("windows: only the windows used are viewed, each once; longer ranges and u8 view all of RAM, once", () => {
   withRam((host, _model, source) => {
     assert.equal(source.views.length, 0); // nothing until used
     host.writeU32(BASE + 0x9000, 1);
@@ -170,9 +170,11 @@ Deno.test("windows: only the windows used are viewed, each once; u8 views all of
       { offset: 0, length: 2 * WINDOW_STRIDE },
       { offset: 5 * WINDOW_STRIDE, length: SIZE - 5 * WINDOW_STRIDE }, // cut at the end of RAM
     ]);
-    host.bytes(BASE, 2 * WINDOW_STRIDE); // longer than a stride: a view of its own
-    assert.deepEqual(source.views.at(-1), { offset: 0, length: 2 * WINDOW_STRIDE });
+    host.bytes(BASE + 0x100, WINDOW_STRIDE + 1); // longer than a stride: the view of all of RAM
+    assert.deepEqual(source.views.at(-1), { offset: 0, length: SIZE });
+    host.bytes(BASE + 0x200, 2 * WINDOW_STRIDE); // made once
     assert.equal(host.u8.length, SIZE);
+    assert.equal(source.views.length, 3);
     assert.equal(host.addressOf(host.u8.subarray(0x10)), BASE + 0x10);
     assert.throws(() => host.addressOf(new Uint8Array(8)), TypeError);
   });
