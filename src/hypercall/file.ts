@@ -252,8 +252,7 @@ export function fileWriteV2(ctx: HypercallContext, arg: number): HandlerResult {
     const out = stdioOutput(ctx, fd);
     if (out !== null) {
       const span = ctx.mem.span(buf, len);
-      const at = ctx.mem.offset(buf, len) - span.offset;
-      if (!out.writeResumable(span.u8, at, len)) return WOULD_BLOCK;
+      if (!out.writeResumable(span.u8, ctx.mem.indexIn(span, buf), len)) return WOULD_BLOCK;
       ret = len;
     } else {
       const fs = files(ctx);

@@ -39,7 +39,7 @@ export function writeVirtual(
     if (stalledAt >= 0 || at <= from) return; // stalled, or written by an earlier try
     const skip = from > start ? from - start : 0;
     const span = mem.span(gpa + skip, n - skip);
-    const taken = out.write(span.u8, mem.offset(gpa + skip, n - skip) - span.offset, n - skip);
+    const taken = out.write(span.u8, mem.indexIn(span, gpa + skip), n - skip);
     if (taken < n - skip) stalledAt = start + skip + taken;
   });
   if (!mapped) return "unmapped";

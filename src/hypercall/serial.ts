@@ -33,9 +33,7 @@ function writeBuffer(
   }
   // A stalled write is retried with the same parameters and goes on where it stopped.
   const span = ctx.mem.span(buf, len);
-  return ctx.stdout.writeResumable(span.u8, ctx.mem.offset(buf, len) - span.offset, len)
-    ? RESUME
-    : WOULD_BLOCK;
+  return ctx.stdout.writeResumable(span.u8, ctx.mem.indexIn(span, buf), len) ? RESUME : WOULD_BLOCK;
 }
 
 /** v1 SerialBufferWrite: `arg` points to {u64 buf, u64 len}. */

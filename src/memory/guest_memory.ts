@@ -150,6 +150,11 @@ export class GuestMemory {
     return this.#spanOf(this.offset(addr, len), len);
   }
 
+  /** Where `addr` is in `span.u8` (for an `addr` the span was made to hold: no check again). */
+  indexIn(span: GuestSpan, addr: number): number {
+    return addr - this.base - span.offset;
+  }
+
   /** Reads an unsigned byte. */
   readU8(addr: number): number {
     const o = this.offset(addr, 1);
@@ -244,9 +249,9 @@ export class GuestMemory {
    * buffer will do.
    */
   bytes(addr: number, len: number): Uint8Array {
-    const o = this.offset(addr, len);
-    const s = this.#spanOf(o, len);
-    return s.u8.subarray(o - s.offset, o - s.offset + len);
+    const s = this.span(addr, len);
+    const i = this.indexIn(s, addr);
+    return s.u8.subarray(i, i + len);
   }
 
   /**
