@@ -7,12 +7,20 @@
  * docs/performance.md, "Start-up"). After changing `src/`, run
  * `deno task build` (`deno task test` does it first); a test fails while the
  * bundle is older than the sources.
+ *
+ * First it loads only the KVM layer and creates the VM (`src/machine/early_vm.ts`),
+ * so that the interrupt controller's grace period passes while the rest loads.
  * @module
  */
 
-// @ts-types="./src/main.ts"
-import { main, runCommandLine } from "./dist/bundle/main.js";
+// @ts-types="./src/machine/early_vm.ts"
+import { openVmEarly } from "./dist/bundle/machine/early_vm.js";
 
-export { main };
+if (import.meta.main) openVmEarly(Deno.args);
 
-if (import.meta.main) await runCommandLine(Deno.args);
+const bundle: typeof import("./src/main.ts") = await import("./dist/bundle/main.js");
+
+/** Runs the CLI with `argv` and returns the exit code (see `src/main.ts`). */
+export const main: typeof bundle.main = bundle.main;
+
+if (import.meta.main) await bundle.runCommandLine(Deno.args);

@@ -31,11 +31,12 @@ const MOST_EXITS = 100_000;
 /** dhyve's phases: the mark that ends each, in order (see main.ts and vm.ts). */
 const DHYVE_PHASES = [
   ["process start to Deno's runtime (timeOrigin)", "origin"],
-  ["module load (read, transpile, compile)", "modules"],
-  ["module evaluation", "evaluated"],
+  ["the KVM layer's modules load (main.ts's first step)", "kvmlayer"],
+  ["KVM: the VM and its irqchip, made early (src/machine/early_vm.ts)", "early"],
+  ["the rest of the modules load and run their top level", "modules"],
   ["CLI (flags, config, permissions)", "cli"],
   ["logging, -o, up to runVm", "runvm"],
-  ["options; KVM: the VM and its irqchip", "vm"],
+  ["options; the VM's options (PIT, --cpu-pm, x2APIC)", "vm"],
   ["kernel read and parse", "kernel"],
   ["KVM set-up (guest RAM on the host; floor: VM, RAM, irqchip)", "kvm"],
   ["kernel in RAM, vCPUs, boot state, Landlock", "boot"],
@@ -49,8 +50,9 @@ const DHYVE_PHASES = [
 /** The floor's marks for the same phases (null: the floor has no such phase). */
 const FLOOR_MARK: Record<string, string | null> = {
   origin: "origin",
+  kvmlayer: null,
+  early: null,
   modules: null,
-  evaluated: null,
   cli: null,
   runvm: null,
   vm: null,

@@ -22,6 +22,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
 /** The bundle's entry modules (the Workers must match `src/locations.ts`). */
 export const BUNDLE_ENTRIES: readonly string[] = [
+  "src/machine/early_vm.ts",
   "src/main.ts",
   "src/vcpu/worker.ts",
   "src/net/net_worker.ts",

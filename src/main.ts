@@ -15,6 +15,9 @@ import { runVm, VmError } from "./vm.ts";
 import { toVmError } from "./machine/errors.ts";
 import { yieldTurnIfLoaded } from "./host/sleep.ts";
 
+// The bundle is loaded and its modules evaluated (this module's body runs last).
+traceMark("modules");
+
 const encoder = new TextEncoder();
 
 function printError(message: string): void {
@@ -93,7 +96,6 @@ function report(error: unknown): number {
 
 /** Runs the CLI and returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  traceMark("evaluated");
   let request: CliRequest;
   try {
     request = await parseCommandLineLoading(argv);

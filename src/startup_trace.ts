@@ -50,5 +50,3 @@ export function printTrace(): void {
     // stderr is gone
   }
 }
-
-traceMark("modules");

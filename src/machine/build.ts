@@ -40,6 +40,7 @@ import { toVmError, VmError } from "./errors.ts";
 import { applyFileIsolation } from "./isolation.ts";
 import { type KernelRequest, prepareKernelFile } from "./kernel.ts";
 import { configureVm, openKvm } from "./kvm_setup.ts";
+import { takeEarlyVm } from "./early_vm.ts";
 import { traceMark } from "../startup_trace.ts";
 import { runGuest } from "./run_guest.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -97,8 +98,10 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   const plan = checkOptions(kernelPath, params);
   // 2. KVM and the VM with its interrupt controller, early: creating the controller queues
   // SRCU callbacks (a grace period, 8-10 ms here) that the RAM slot (step 9) and closing the
-  // VM (srcu_barrier) wait for, and the next steps pass that time. A failure is thrown in
-  // step 5, after the kernel's and the network's problems, as when KVM was opened there.
+  // VM (srcu_barrier) wait for, and the next steps pass that time. The command line made
+  // them before it loaded (src/machine/early_vm.ts); a library call makes them here. A failure is
+  // thrown in step 5, after the kernel's and the network's problems, as when KVM was opened
+  // there.
   const opened = openVm(stack, params);
   traceMark("vm");
   // 3. The kernel: read it (or unpack a Hermit image), parse it, choose where it goes.
@@ -259,10 +262,12 @@ function openSandbox(map: FileMap, params: VmParams): Sandbox {
  * configure it). A failure is kept, not thrown: `get()` throws it.
  */
 function openVm(stack: AsyncDisposableStack, params: VmParams): { get(): { kvm: Kvm; vm: VmFd } } {
+  // The command line made the VM and its irqchip before loading the rest (src/machine/early_vm.ts).
+  const early = takeEarlyVm();
   try {
-    const kvm = stack.use(openKvm());
-    const vm = stack.use(kvm.createVm());
-    configureVm(vm, params);
+    const kvm = stack.use(early?.kvm ?? openKvm());
+    const vm = stack.use(early?.vm ?? kvm.createVm());
+    configureVm(vm, params, early !== null);
     return { get: () => ({ kvm, vm }) };
   } catch (error) {
     return {

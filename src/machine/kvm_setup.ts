@@ -72,9 +72,12 @@ export interface VmOptions {
   readonly cpuPm?: boolean | undefined;
 }
 
-/** Gives the VM its in-kernel interrupt controller, the PIT and the options asked for. */
-export function configureVm(vm: VmFd, options: VmOptions): void {
-  vm.createIrqchip();
+/**
+ * Gives the VM its in-kernel interrupt controller (unless `hasIrqchip`: the
+ * early VM of `src/machine/early_vm.ts` has it), the PIT and the options asked for.
+ */
+export function configureVm(vm: VmFd, options: VmOptions, hasIrqchip = false): void {
+  if (!hasIrqchip) vm.createIrqchip();
   if (options.pit) vm.createPit2();
   if (options.cpuPm) enableCpuPm(vm);
   const x2apic = vm.enableCap(CAP.X2APIC_API, [

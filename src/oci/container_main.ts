@@ -40,6 +40,12 @@ for (const { signal, code } of STOP_SIGNALS) {
   });
 }
 
+// The VM first, as main.ts makes it for its own command line (src/machine/early_vm.ts): the
+// same bundle module main.ts loads, so the run takes this VM.
+const early: typeof import("../machine/early_vm.ts") = await import(
+  "../../dist/bundle/machine/early_vm.js"
+);
+early.openVmEarly(Deno.args);
 // Loaded only now, so that the listeners above are in place while it loads.
 const { main } = await import("../../main.ts");
 Deno.exit(await main(Deno.args));
