@@ -20,26 +20,15 @@
  * Left as they were (V8 has no hint for them): class and object-literal
  * methods, getters and setters, and function declarations inside blocks
  * or `export` statements. The rewrite keeps the program's meaning; only the
- * moment V8 compiles changes. Parsing uses acorn.
+ * moment V8 compiles changes. Parsing uses acorn, the edits (and their source
+ * map) magic-string.
  * @module
  */
 
 import { parse } from "npm:acorn@8.19.0";
 import { ancestor } from "npm:acorn-walk@8.3.5";
 import type { Node } from "npm:acorn@8.19.0";
-
-/** One text insertion; `order` sorts insertions at the same offset. */
-interface Insertion {
-  at: number;
-  order: number;
-  text: () => string;
-}
-
-/** A range of the source that moves elsewhere (a hoisted declaration). */
-interface Removal {
-  start: number;
-  end: number;
-}
+import MagicString from "npm:magic-string@1.4.5";
 
 interface Ranged {
   start: number;
@@ -55,41 +44,70 @@ interface Declaration extends Ranged {
   id: (Ranged & { name: string }) | null;
 }
 
+/** A rewritten file and the source map from it back to the file it was made of. */
+export interface EagerOutput {
+  /** The rewritten text. */
+  code: string;
+  /** Source map (v3) of `code` against the input, whose name is `source`. */
+  map: { version: number; sources: string[]; mappings: string; names: string[] };
+}
+
 /**
  * Returns `source` (an ES module) with its functions marked for eager
  * compilation as described in the module comment. Throws acorn's
  * `SyntaxError` when `source` does not parse.
  */
 export function markEagerCompile(source: string): string {
+  return rewrite(source).toString();
+}
+
+/**
+ * {@linkcode markEagerCompile}, with a source map of the result against
+ * `source` (named `sourceName` in the map), so that positions in the
+ * rewritten file still lead back to the bundle's sources.
+ */
+export function markEagerCompileWithMap(source: string, sourceName: string): EagerOutput {
+  const text = rewrite(source);
+  const map = text.generateMap({ source: sourceName, hires: true, includeContent: false });
+  return {
+    code: text.toString(),
+    map: { version: 3, sources: [sourceName], mappings: map.mappings, names: map.names },
+  };
+}
+
+function rewrite(source: string): MagicString {
   const program = parse(source, {
     ecmaVersion: "latest",
     sourceType: "module",
     preserveParens: true,
   }) as unknown as Node;
-  const insertions: Insertion[] = [];
-  const removals: Removal[] = [];
+  const text = new MagicString(source);
 
+  // The texts attach to the function's own first and last character, so they travel with it
+  // when a hoisted declaration around it moves. Walked inner first: at a shared end the inner
+  // `)` goes first, at a shared start the outer `(` is put in front.
   const parenthesize = (node: Ranged): void => {
-    // Outer before inner at the same start; inner before outer at the same end.
-    insertions.push({ at: node.start, order: -node.end, text: () => "(" });
-    insertions.push({ at: node.end, order: node.start, text: () => ")" });
+    text.prependRight(node.start, "(");
+    text.appendLeft(node.end, ")");
   };
 
-  /** Moves the declarations among `statements` to offset `at` (the start of their body). */
+  /** Moves the declarations among `statements` to offset `at` (the start of their body), in order. */
   const hoist = (statements: unknown, at: number): void => {
     if (!Array.isArray(statements)) return;
+    let anchor = at;
     for (const statement of statements as Array<Ranged & { type: string }>) {
       if (statement.type !== "FunctionDeclaration") continue;
       const declaration = statement as unknown as Declaration;
       if (declaration.id === null) continue;
-      const { name } = declaration.id;
-      removals.push({ start: declaration.start, end: declaration.end });
-      insertions.push({
-        at,
-        // Same offset: keep the declarations' order (a name declared twice: the last wins).
-        order: Number.MIN_SAFE_INTEGER + declaration.start,
-        text: () => `var ${name} = (${render(declaration.start, declaration.end, false)});\n`,
-      });
+      text.prependRight(declaration.start, `var ${declaration.id.name} = (`);
+      text.appendLeft(declaration.end, ");\n");
+      // Already first (nothing but blanks before it): it stays, and the next ones follow it.
+      // The order matters: a name declared twice in one body takes the last value.
+      if (/^\s*$/.test(source.slice(anchor, declaration.start))) {
+        anchor = declaration.end;
+      } else {
+        text.move(declaration.start, declaration.end, anchor);
+      }
     }
   };
 
@@ -111,46 +129,7 @@ export function markEagerCompile(source: string): string {
       parenthesize(fn);
     },
   });
-
-  insertions.sort((a, b) => a.at - b.at || a.order - b.order);
-  removals.sort((a, b) => a.start - b.start);
-
-  /** The source from `start` to `end` with every edit inside that range applied. */
-  function render(start: number, end: number, whole: boolean): string {
-    let text = "";
-    let at = start;
-    // A moved declaration's text starts after what is inserted where it stood (the hoisted
-    // declarations of the scope it is in, itself among them), and its own removal is not skipped.
-    let i = lowerBound(insertions, whole ? start : start + 1);
-    let r = removals.findIndex((removal) => whole ? removal.start >= start : removal.start > start);
-    if (r < 0) r = removals.length;
-    while (at < end) {
-      const nextInsert = i < insertions.length ? insertions[i]!.at : Infinity;
-      const nextRemoval = r < removals.length ? removals[r]!.start : Infinity;
-      const next = Math.min(nextInsert, nextRemoval, end);
-      text += source.slice(at, next);
-      at = next;
-      if (at === end) break;
-      if (nextInsert === at && nextInsert <= nextRemoval) {
-        text += insertions[i]!.text();
-        i++;
-        continue;
-      }
-      // A hoisted declaration: skip its text and the edits inside it.
-      at = removals[r]!.end;
-      r++;
-      while (i < insertions.length && insertions[i]!.at < at) i++;
-      while (r < removals.length && removals[r]!.start < at) r++;
-    }
-    // Insertions at `end` itself (closing parentheses of what ends here).
-    while (i < insertions.length && insertions[i]!.at === end && end === source.length) {
-      text += insertions[i]!.text();
-      i++;
-    }
-    return text;
-  }
-
-  return render(0, source.length, true);
+  return text;
 }
 
 /** Where a function body's statements begin: after `{` and any "use strict"-like directives. */
@@ -161,15 +140,4 @@ function afterDirectives(body: Ranged & { body?: unknown }): number {
     at = statement.end;
   }
   return at;
-}
-
-function lowerBound(insertions: Insertion[], at: number): number {
-  let lo = 0;
-  let hi = insertions.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (insertions[mid]!.at < at) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

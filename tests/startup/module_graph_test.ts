@@ -152,12 +152,16 @@ testUnless(
 );
 
 /**
- * The source modules a bundle file holds: esbuild marks each with a
- * `// src/…/name.ts` comment line (the bundle is not minified).
+ * The source modules a bundle file holds, as paths from the repository root
+ * (`src/…`, `node_modules/…`): the `sources` of its source map (the bundle is
+ * minified; `scripts/build.ts` writes a map beside each file).
  */
 function sourcesOf(bundleFile: string): string[] {
-  const text = Deno.readTextFileSync(bundleFile);
-  return [...text.matchAll(/^\/\/ ((?:src|node_modules)\/\S+)$/gm)].map((m) => m[1]!);
+  const map = JSON.parse(Deno.readTextFileSync(`${bundleFile}.map`)) as { sources: string[] };
+  const root = new URL(`file://${REPO_ROOT}/`);
+  return map.sources.map((source) =>
+    new URL(source, `file://${bundleFile}`).href.slice(root.href.length)
+  );
 }
 
 testUnless(
