@@ -10,6 +10,9 @@
  *
  * Run alone: `deno run --allow-ffi --allow-read --allow-write --allow-run --allow-env
  * bench/startup.ts` (part of `deno task bench`); `STARTUP_RUNS=N` sets the rounds (10).
+ * `STARTUP_BASELINE=DIR` (another dhyve checkout, built) adds its noop runs to every
+ * round, so that a before/after comparison sees the same host: whole runs of the
+ * benchmark minutes apart do not (the host's speed drifts by half).
  * @module
  */
 
@@ -193,17 +196,21 @@ export async function startupBenchmark(runs = 10): Promise<void> {
   const runstat = await buildRunstat(floor);
   const noop = await buildGuest("noop", { iface: 2, pie: true });
   const loop = await buildGuest("serial_loop", { iface: 2, pie: true });
-  const dhyve = (size: string, kernel: string, ...args: string[]): string[] => [
+  const dhyveAt = (main: string, size: string, kernel: string, ...args: string[]): string[] => [
     "run",
     "--allow-ffi",
     "--allow-read",
     "--allow-env=DHYVE_TRACE_STARTUP",
-    mainTs,
+    main,
     "-m",
     size,
     kernel,
     ...args,
   ];
+  const dhyve = (size: string, kernel: string, ...args: string[]): string[] =>
+    dhyveAt(mainTs, size, kernel, ...args);
+  const baseline = Deno.env.get("STARTUP_BASELINE");
+  const baselineMain = baseline ? `${baseline.replace(/\/+$/, "")}/main.ts` : null;
   const specs = [
     { name: "bare deno run (empty script)", cmd: deno, args: ["run", emptyTs] },
     { name: "dhyve noop, 64 MiB", cmd: deno, args: dhyve("64MiB", noop), trace: "dhyve-trace:" },
@@ -225,6 +232,19 @@ export async function startupBenchmark(runs = 10): Promise<void> {
       cmd: deno,
       args: dhyve("64MiB", loop, String(MOST_EXITS)),
     },
+    // Indices 8 and 9: the baseline's noop runs, in the same rounds.
+    ...(baselineMain === null ? [] : [
+      {
+        name: "baseline dhyve noop, 64 MiB",
+        cmd: deno,
+        args: dhyveAt(baselineMain, "64MiB", noop),
+      },
+      {
+        name: "baseline dhyve noop, 4 GiB",
+        cmd: deno,
+        args: dhyveAt(baselineMain, "4GiB", noop),
+      },
+    ]),
   ];
   const loadBefore = load();
   const results: Measured[][] = specs.map(() => []);
@@ -317,7 +337,39 @@ export async function startupBenchmark(runs = 10): Promise<void> {
       "",
       "~0",
     ],
+    ...(baselineMain === null ? [] : (() => {
+      const b64 = trace(8, "dhyve-trace:");
+      const b4g = trace(9, "dhyve-trace:");
+      return [
+        [
+          "baseline: dhyve - bare deno, wall ms (median)",
+          ms(wall[8]! - wall[0]!),
+          ms(wall[9]! - wall[0]!),
+          "",
+        ],
+        [
+          "baseline: dhyve - bare deno, wall ms (min)",
+          ms(wallMin[8]! - wallMin[0]!),
+          ms(wallMin[9]! - wallMin[0]!),
+          "",
+        ],
+        [
+          "baseline: dhyve - bare deno, CPU ms (median)",
+          ms(cpu[8]! - cpu[0]!),
+          ms(cpu[9]! - cpu[0]!),
+          "",
+        ],
+        [
+          "baseline: in-process set-up (runVm to KVM_RUN)",
+          ms(inProcess(b64, "runvm", "loop")),
+          ms(inProcess(b4g, "runvm", "loop")),
+          "",
+        ],
+        ["baseline: peak RSS - bare deno, MiB", mib(rss[8]! - rss[0]!), mib(rss[9]! - rss[0]!), ""],
+      ];
+    })()),
   ]);
+  if (baselineMain !== null) say(`(baseline: ${baselineMain})\n`);
 
   // Where the noop run's memory goes: RSS and V8 heap at each mark (DHYVE_TRACE_STARTUP=rss,
   // which adds a little time per mark, so in runs of their own), against bare Deno's peak.

@@ -175,7 +175,8 @@ export class GuestOutput {
       this.#len = 0;
       return true;
     }
-    if (this.#keepLastLine(len)) this.#lastAt = performance.timeOrigin + performance.now();
+    // Date.now(), not performance.now(): the builtin allocates nothing once V8 optimises this.
+    if (this.#keepLastLine(len)) this.#lastAt = Date.now();
     let at = 0;
     try {
       while (at < len) {
@@ -216,7 +217,9 @@ export class GuestOutput {
     let start = end;
     while (start > 0 && buf[start - 1] !== NEWLINE) start--;
     const n = Math.min(end - start, LAST_LINE_MAX);
-    this.#last.set(buf.subarray(start, start + n));
+    // A loop, not set(subarray(…)): a view per line would be an allocation every few exits.
+    const last = this.#last;
+    for (let i = 0; i < n; i++) last[i] = buf[start + i]!;
     this.#lastLen = n;
     return true;
   }
