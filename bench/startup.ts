@@ -24,6 +24,7 @@ import { buildFloor } from "./kvm_floor.ts";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const mainTs = `${root}main.ts`;
 const emptyTs = `${root}bench/_empty.ts`;
+const emptyStatusTs = `${root}bench/_empty_status.ts`;
 const TRACE_ENV = { DHYVE_TRACE_STARTUP: "1" };
 const dec = new TextDecoder();
 const FEW_EXITS = 1_000;
@@ -164,19 +165,33 @@ function phaseDurations(
   });
 }
 
+/** Memory at one mark, KiB: RSS, V8 heap in use, and RSS's anonymous and file-backed parts. */
+interface MemoryAt {
+  rss: number;
+  heap: number;
+  anon: number;
+  file: number;
+}
+
 /**
- * Parses a `DHYVE_TRACE_STARTUP=rss` line: each mark's resident set size
- * and V8 heap in use then (KiB), as `name=<ms>/<rss>/<heap>`.
+ * Parses a `DHYVE_TRACE_STARTUP=rss` line: each mark's resident set size,
+ * V8 heap in use, and RSS's anonymous and file-backed parts then (KiB), as
+ * `name=<ms>/<rss>/<heap>/<anon>/<file>` (the last two NaN when absent).
  */
-function memoryMarks(m: Measured): Map<string, { rss: number; heap: number }> {
+function memoryMarks(m: Measured): Map<string, MemoryAt> {
   const line = m.stderr.split("\n").find((l) => l.startsWith("dhyve-trace:"));
   if (line === undefined) throw new Error(`no trace line in: ${m.stderr.trim()}`);
-  const out = new Map<string, { rss: number; heap: number }>();
+  const out = new Map<string, MemoryAt>();
   for (const field of line.slice("dhyve-trace:".length).trim().split(" ")) {
     const [name, value] = field.split("=");
-    const [, rss, heap] = (value ?? "").split("/");
+    const [, rss, heap, anon, file] = (value ?? "").split("/");
     if (name !== "origin" && rss !== undefined && heap !== undefined) {
-      out.set(name!, { rss: Number(rss), heap: Number(heap) });
+      out.set(name!, {
+        rss: Number(rss),
+        heap: Number(heap),
+        anon: Number(anon),
+        file: Number(file),
+      });
     }
   }
   return out;
@@ -377,25 +392,44 @@ export async function startupBenchmark(runs = 10): Promise<void> {
 
   // Where the noop run's memory goes: RSS and V8 heap at each mark (DHYVE_TRACE_STARTUP=rss,
   // which adds a little time per mark, so in runs of their own), against bare Deno's peak.
+  // With --allow-all: only then does Deno let a program read /proc/self/status, where the
+  // private (anonymous) part of the RSS and the file-backed part (Deno's own code, shared by
+  // every Deno process) are told apart.
   const memoryRuns: Measured[] = [];
+  const bareSplit: { anon: number; file: number }[] = [];
+  const allArgs = ["run", "--allow-all", ...specs[1]!.args.slice(specs[1]!.args.indexOf(mainTs))];
   for (let i = 0; i < Math.max(5, Math.ceil(runs / 2)); i++) {
-    memoryRuns.push(
-      await measure(runstat, deno, specs[1]!.args, 0, { DHYVE_TRACE_STARTUP: "rss" }),
-    );
+    memoryRuns.push(await measure(runstat, deno, allArgs, 0, { DHYVE_TRACE_STARTUP: "rss" }));
+    const bare = await measure(runstat, deno, ["run", "--allow-all", emptyStatusTs], 0, {});
+    const split = /anon=(\d+) file=(\d+)/.exec(bare.stderr);
+    if (split !== null) bareSplit.push({ anon: Number(split[1]), file: Number(split[2]) });
   }
   const memory = memoryRuns.map(memoryMarks);
   const memoryOrder = DHYVE_PHASES.map(([name, mark]) => [name, mark] as const)
     .filter(([, mark]) => memory.every((m) => m.has(mark)));
+  const part = (mark: string, key: "anon" | "file"): string => {
+    const values = memory.map((m) => m.get(mark)![key]);
+    return values.some(Number.isNaN) ? "" : mib(median(values));
+  };
   let previous = rss[0]!;
   say("\n");
   printTable([
     [
-      `RSS split, dhyve noop 64 MiB (median of ${memoryRuns.length})`,
+      `RSS split, dhyve noop 64 MiB (median of ${memoryRuns.length}, --allow-all)`,
       "RSS MiB",
       "+ MiB",
       "V8 heap MiB",
+      "anon MiB",
+      "file MiB",
     ],
-    ["bare deno run, peak", mib(rss[0]!), "", ""],
+    [
+      "bare deno run, peak (anon, file: at its end)",
+      mib(rss[0]!),
+      "",
+      "",
+      bareSplit.length === 0 ? "" : mib(median(bareSplit.map((b) => b.anon))),
+      bareSplit.length === 0 ? "" : mib(median(bareSplit.map((b) => b.file))),
+    ],
     ...memoryOrder.map(([name, mark]) => {
       const at = median(memory.map((m) => m.get(mark)!.rss));
       const row = [
@@ -403,6 +437,8 @@ export async function startupBenchmark(runs = 10): Promise<void> {
         mib(at),
         mib(at - previous),
         mib(median(memory.map((m) => m.get(mark)!.heap))),
+        part(mark, "anon"),
+        part(mark, "file"),
       ];
       previous = at;
       return row;
@@ -411,6 +447,8 @@ export async function startupBenchmark(runs = 10): Promise<void> {
       "peak (process exit included)",
       mib(median(memoryRuns.map((m) => m.rssKiB))),
       mib(median(memoryRuns.map((m) => m.rssKiB)) - previous),
+      "",
+      "",
       "",
     ],
   ]);

@@ -6,8 +6,9 @@
  * `dhyve-trace: origin=<ms since the epoch> NAME=<ms since origin> …`.
  * With `DHYVE_TRACE_STARTUP=rss` each mark also records the resident set
  * size and V8 heap in use then (`NAME=<ms>/<RSS KiB>/<heap KiB>`, from
- * `Deno.memoryUsage()`), which adds a
- * little time to each mark. Off (the default) a mark is
+ * `Deno.memoryUsage()`) and, where Deno may read `/proc/self/status` (it
+ * asks for `--allow-all`), the private (anonymous) and file-backed parts of
+ * the RSS (`…/<anon KiB>/<file KiB>`); this adds a little time to each mark. Off (the default) a mark is
  * one boolean test; reading the variable costs one permission query and
  * never prompts.
  * @module
@@ -24,10 +25,28 @@ function traceMode(): "1" | "rss" | null {
   return value === "1" || value === "rss" ? value : null;
 }
 
-/** "<resident KiB>/<V8 heap used KiB>". */
+/** Whether /proc/self/status can be read (Deno wants `--allow-all` for it); tried once. */
+let statusReadable = true;
+
+/** "<resident KiB>/<V8 heap used KiB>[/<anonymous KiB>/<file-backed KiB>]". */
 function memory(): string {
   const { rss, heapUsed } = Deno.memoryUsage();
-  return `${Math.round(rss / 1024)}/${Math.round(heapUsed / 1024)}`;
+  return `${Math.round(rss / 1024)}/${Math.round(heapUsed / 1024)}${rssSplit()}`;
+}
+
+/** "/<RssAnon KiB>/<RssFile KiB>" from /proc/self/status, or "" where Deno may not read it. */
+function rssSplit(): string {
+  if (!statusReadable) return "";
+  let status: string;
+  try {
+    status = Deno.readTextFileSync("/proc/self/status");
+  } catch {
+    statusReadable = false;
+    return "";
+  }
+  const kib = (name: string): number =>
+    Number.parseInt(/^\w+:\s+(\d+)/m.exec(status.slice(status.indexOf(`${name}:`)))?.[1] ?? "", 10);
+  return `/${kib("RssAnon")}/${kib("RssFile")}`;
 }
 
 /** Records that phase `name` ended now (no-op unless tracing is on). */
