@@ -8,9 +8,9 @@
  * size and V8 heap in use then (`NAME=<ms>/<RSS KiB>/<heap KiB>`, from
  * `Deno.memoryUsage()`) and, where Deno may read `/proc/self/status` (it
  * asks for `--allow-all`), the private (anonymous) and file-backed parts of
- * the RSS (`…/<anon KiB>/<file KiB>`); this adds a little time to each mark. Off (the default) a mark is
- * one boolean test; reading the variable costs one permission query and
- * never prompts.
+ * the RSS (`…/<anon KiB>/<file KiB>`); this adds a little time to each
+ * mark. Off (the default) a mark is one boolean test; reading the variable
+ * costs one permission query and never prompts.
  * @module
  */
 

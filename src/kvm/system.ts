@@ -6,6 +6,7 @@
 
 import {
   CAP,
+  KVM_API_VERSION,
   KVM_CPUID2_HEADER_SIZE,
   KVM_CPUID_ENTRY2_SIZE,
   KVM_MSR_LIST_HEADER_SIZE,
@@ -42,6 +43,19 @@ export class Kvm implements Disposable {
       libc().ioctl_val(this.fd, KVM_IOCTL.GET_API_VERSION, 0),
       "get the KVM API version",
     );
+  }
+
+  /**
+   * What keeps dhyve from using this KVM: an API version other than
+   * `KVM_API_VERSION`, or the first of {@linkcode REQUIRED_CAPS} it lacks;
+   * null when there is nothing.
+   * @throws {KvmError} when the version query fails (not a KVM device).
+   */
+  missingRequirement(): { version: number } | { capability: string } | null {
+    const version = this.apiVersion();
+    if (version !== KVM_API_VERSION) return { version };
+    const lacking = REQUIRED_CAPS.find(({ cap }) => this.checkExtension(cap) === 0);
+    return lacking === undefined ? null : { capability: lacking.name };
   }
 
   /** KVM_CHECK_EXTENSION: 0 when unsupported, else a capability-specific value. */

@@ -17,8 +17,7 @@
  * @module
  */
 
-import { KVM_API_VERSION } from "../abi/kvm.ts";
-import { Kvm, REQUIRED_CAPS, type VmFd } from "../kvm.ts";
+import { Kvm, type VmFd } from "../kvm.ts";
 import { traceMark } from "../startup_trace.ts";
 
 /** A VM made before `runVm` ran, waiting for it. */
@@ -63,18 +62,15 @@ export function openVmEarly(argv: readonly string[]): void {
   let vm: VmFd | null = null;
   try {
     kvm = Kvm.open();
-    if (kvm.apiVersion() !== KVM_API_VERSION) throw new Error("KVM API version");
-    for (const { cap } of REQUIRED_CAPS) {
-      if (kvm.checkExtension(cap) === 0) throw new Error("KVM capability");
-    }
+    if (kvm.missingRequirement() !== null) throw new Error("KVM lacks what dhyve needs");
     vm = kvm.createVm();
     vm.createIrqchip();
     waiting = { kvm, vm };
     traceMark("early");
   } catch {
-    // runVm opens KVM again and says what is wrong.
-    closeQuietly(vm);
-    closeQuietly(kvm);
+    // runVm opens KVM again and says what is wrong. (Closing an fd never throws.)
+    vm?.close();
+    kvm?.close();
   }
 }
 
@@ -94,13 +90,5 @@ function granted(): boolean {
     return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
   } catch {
     return false;
-  }
-}
-
-function closeQuietly(fd: { close(): void } | null): void {
-  try {
-    fd?.close();
-  } catch {
-    // nothing to give back
   }
 }

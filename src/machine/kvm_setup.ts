@@ -10,7 +10,7 @@ import { adjustCpuid } from "../boot/cpuid.ts";
 import { BOOT_INFO_OFFSET } from "../boot/layout.ts";
 import { BOOT_MSRS, initialRegisters, initialSpecialRegisters } from "../boot/registers.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
-import { Kvm, KvmError, Regs, REQUIRED_CAPS, Sregs, type VcpuFd, type VmFd } from "../kvm.ts";
+import { Kvm, KvmError, Regs, Sregs, type VcpuFd, type VmFd } from "../kvm.ts";
 import { logger } from "../log.ts";
 import { VmError } from "./errors.ts";
 
@@ -19,9 +19,9 @@ const log = logger("vm");
 /** Opens `/dev/kvm` and checks its API version and the capabilities dhyve needs. */
 export function openKvm(): Kvm {
   const kvm = Kvm.open();
-  let version: number;
+  let missing: ReturnType<Kvm["missingRequirement"]>;
   try {
-    version = kvm.apiVersion();
+    missing = kvm.missingRequirement();
   } catch (error) {
     kvm.close();
     if (!(error instanceof KvmError)) throw error;
@@ -32,23 +32,14 @@ export function openKvm(): Kvm {
       { cause: error },
     );
   }
-  if (version !== KVM_API_VERSION) {
-    kvm.close();
-    throw new VmError(
-      `/dev/kvm speaks KVM API version ${version}, dhyve needs ${KVM_API_VERSION}`,
-      EXIT_CODE.KVM_UNAVAILABLE,
-    );
-  }
-  for (const { cap, name } of REQUIRED_CAPS) {
-    if (kvm.checkExtension(cap) === 0) {
-      kvm.close();
-      throw new VmError(
-        `This host's KVM lacks ${name}, which dhyve needs`,
-        EXIT_CODE.KVM_UNAVAILABLE,
-      );
-    }
-  }
-  return kvm;
+  if (missing === null) return kvm;
+  kvm.close();
+  throw new VmError(
+    "version" in missing
+      ? `/dev/kvm speaks KVM API version ${missing.version}, dhyve needs ${KVM_API_VERSION}`
+      : `This host's KVM lacks ${missing.capability}, which dhyve needs`,
+    EXIT_CODE.KVM_UNAVAILABLE,
+  );
 }
 
 /** `--cpu-pm`: lets the guest halt, pause and mwait without exits, where KVM allows. */
