@@ -17,7 +17,7 @@
 
 import { parseArgs } from "node:util";
 import { EXIT_CODE } from "../src/exit_codes.ts";
-import { buildHypercallTable } from "../src/hypercall/table.ts";
+import { buildHypercallTable, hypercallAt } from "../src/hypercall/table.ts";
 import { type FuzzPorts, fuzzRun, FuzzSandbox } from "../tests/_helpers/fuzz_run.ts";
 import { buildGuest, type GuestIface } from "../tests/_helpers/guests.ts";
 
@@ -59,7 +59,7 @@ const target = count(values.target, 100_000, "--target");
 const callsPerRun = count(values.calls, 2_000, "--calls");
 let seed = count(values.seed, 1, "--seed");
 const table = buildHypercallTable();
-const haveV3 = V3_PORTS.every((p) => table.entries[p] !== undefined);
+const haveV3 = V3_PORTS.every((p) => hypercallAt(table, p) !== undefined);
 const asked = values.ports ?? "auto";
 if (asked !== "base" && asked !== "v3" && asked !== "auto") {
   Deno.stderr.writeSync(enc.encode(`fuzz: --ports must be base, v3 or auto\n${USAGE}\n`));
@@ -120,6 +120,6 @@ say(
 );
 say("calls per port:");
 for (const [port, n] of [...perPort].sort((a, b) => a[0] - b[0])) {
-  const name = table.entries[port]?.name ?? "unknown port";
+  const name = hypercallAt(table, port)?.name ?? "unknown port";
   say(`  0x${port.toString(16).padStart(4, "0")}  ${name.padEnd(20)} ${n}`);
 }

@@ -6,7 +6,12 @@
  */
 
 import { EXIT, EXIT_NAMES } from "./abi/kvm.ts";
-import { buildHypercallTable, MAX_HYPERCALL_PORT } from "./hypercall/table.ts";
+import {
+  buildHypercallTable,
+  hypercallAt,
+  type HypercallTable,
+  MAX_HYPERCALL_PORT,
+} from "./hypercall/table.ts";
 import type { VcpuStats } from "./vcpu/stats.ts";
 
 /** One kind of exit, counted over all vCPUs. */
@@ -19,14 +24,15 @@ export interface ExitRow {
   readonly perCpu: readonly number[];
 }
 
-let hypercallNames: readonly (string | undefined)[] | undefined;
+let hypercalls: HypercallTable | undefined;
 
 /** `Hypercall(V<n>(<Name>))` for each hypercall port, as uhyve's Debug output names it. */
 function hypercallName(port: number): string {
-  hypercallNames ??= buildHypercallTable().entries.map((e) =>
-    e === undefined ? undefined : `Hypercall(V${e.version}(${e.name}))`
-  );
-  return hypercallNames[port] ?? `Hypercall(0x${port.toString(16)})`;
+  hypercalls ??= buildHypercallTable();
+  const e = hypercallAt(hypercalls, port);
+  return e === undefined
+    ? `Hypercall(0x${port.toString(16)})`
+    : `Hypercall(V${e.version}(${e.name}))`;
 }
 
 /** `SHUTDOWN` → `Shutdown`, `FAIL_ENTRY` → `FailEntry`. */

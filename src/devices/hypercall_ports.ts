@@ -14,7 +14,7 @@ import { V2 } from "../hypercall/abi.ts";
 import { type HypercallContext, RESUME, VmStop } from "../hypercall/context.ts";
 import { hex } from "../hex.ts";
 import { readSerialByte } from "../hypercall/serial_input.ts";
-import { type HypercallTable, MAX_HYPERCALL_PORT } from "../hypercall/table.ts";
+import { hypercallAt, type HypercallTable, MAX_HYPERCALL_PORT } from "../hypercall/table.ts";
 
 /** First port of the hypercall region (v1's FileWrite). */
 export const HYPERCALL_REGION_START = 0x400;
@@ -31,14 +31,14 @@ export interface RdiSource {
 export class HypercallPorts implements BusDevice {
   /** Bus device name. */
   readonly name = "hypercalls";
-  readonly #entries: HypercallTable["entries"];
+  readonly #table: HypercallTable;
   readonly #ctx: HypercallContext;
   readonly #counts: Float64Array;
   readonly #regs: RdiSource;
 
   /** `counts[port]` is bumped for each hypercall made. */
   constructor(table: HypercallTable, ctx: HypercallContext, counts: Float64Array, regs: RdiSource) {
-    this.#entries = table.entries;
+    this.#table = table;
     this.#ctx = ctx;
     this.#counts = counts;
     this.#regs = regs;
@@ -46,7 +46,7 @@ export class HypercallPorts implements BusDevice {
 
   /** A hypercall (OUT): runs its handler; unknown ports stop the VM. */
   write(port: number, size: number, data: Uint8Array, at: number): DeviceResult {
-    const entry = port < MAX_HYPERCALL_PORT ? this.#entries[port] : undefined;
+    const entry = hypercallAt(this.#table, port);
     if (entry === undefined) {
       return new VmStop(
         "error",

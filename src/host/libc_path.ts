@@ -40,7 +40,13 @@ export class LibcLoadError extends Error {
   override name = "LibcLoadError";
 }
 
-const CACHE_MAGIC = "glibc-ld.so.cache1.1";
+const encoder = new TextEncoder();
+/** glibc's new format: this magic, a 48-byte header, 24-byte entries; string offsets from the magic. */
+const NEW_MAGIC = encoder.encode("glibc-ld.so.cache1.1");
+/** The old format (glibc < 2.32 wrote it first): this magic and a library count, 16 bytes. */
+const OLD_MAGIC = encoder.encode("ld.so-1.7.0\0");
+const OLD_HEADER_SIZE = 16;
+const OLD_ENTRY_SIZE = 12;
 const HEADER_SIZE = 48;
 const ENTRY_SIZE = 24;
 /** `FLAG_ELF_LIBC6 | FLAG_X8664_LIB64` in glibc's `ldconfig.h`: a 64-bit x86 glibc library. */
@@ -50,35 +56,106 @@ const FLAG_TYPE_AND_ARCH_MASK = 0xffff;
 
 /**
  * The paths `/etc/ld.so.cache` gives for `soname` built for x86-64 glibc, in
- * the cache's order. Reads glibc's "new" format (the only one glibc ≥ 2.32
- * writes, found also after an old-format prefix); returns [] for anything it
- * does not understand (a truncated or foreign file is no error, just no hint).
+ * the cache's order, found as glibc's loader finds them: a binary search of
+ * the entries, which `ldconfig` sorts by {@linkcode libcmp} (descending),
+ * then every neighbour with the same name. Reads glibc's "new" format (the
+ * only one glibc ≥ 2.32 writes, found also after an old-format prefix);
+ * returns [] for anything it does not understand (a truncated or foreign file
+ * is no error, just no hint). Nothing is decoded but the paths it returns:
+ * searching the file as text made a string as large as it (35–200 KB), enough
+ * to fill V8's young generation at start-up.
  */
 export function ldCacheLookup(cache: Uint8Array, soname: string): string[] {
-  // One byte per UTF-16 unit, so that the engine's native indexOf finds the
-  // magic and the key (a loop over the bytes cost ~1 ms at start-up).
-  const text = bytesAsText.decode(cache);
-  const start = text.indexOf(CACHE_MAGIC);
+  const start = newFormatStart(cache);
   if (start < 0 || cache.length < start + HEADER_SIZE) return [];
-  // Where the C string `soname` may begin: every "soname\0" (ldconfig shares string tails).
-  const keys = new Set<number>();
-  for (let at = text.indexOf(`${soname}\0`); at >= 0; at = text.indexOf(`${soname}\0`, at + 1)) {
-    keys.add(at);
-  }
-  if (keys.size === 0) return [];
+  const name = encoder.encode(soname);
   const view = new DataView(cache.buffer, cache.byteOffset, cache.byteLength);
-  const count = view.getUint32(start + 20, true);
-  const found: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const at = start + HEADER_SIZE + i * ENTRY_SIZE;
-    if (at + ENTRY_SIZE > cache.length) break;
-    if (!keys.has(start + view.getUint32(at + 4, true))) continue;
-    const flags = view.getInt32(at, true);
-    if ((flags & FLAG_TYPE_AND_ARCH_MASK) !== FLAG_X86_64_LIBC6) continue;
-    const value = cString(cache, start + view.getUint32(at + 8, true));
-    if (value !== null && value.startsWith("/")) found.push(value);
+  const count = Math.min(
+    view.getUint32(start + 20, true),
+    Math.floor((cache.length - start - HEADER_SIZE) / ENTRY_SIZE),
+  );
+  const entryAt = (i: number): number => start + HEADER_SIZE + i * ENTRY_SIZE;
+  const compare = (i: number): number =>
+    libcmp(name, cache, start + view.getUint32(entryAt(i) + 4, true));
+  let left = 0;
+  let right = count - 1;
+  while (left <= right) {
+    const middle = (left + right) >>> 1;
+    const order = compare(middle);
+    if (order < 0) left = middle + 1;
+    else if (order > 0) right = middle - 1;
+    else {
+      let first = middle;
+      while (first > 0 && compare(first - 1) === 0) first--;
+      const found: string[] = [];
+      for (let i = first; i < count && compare(i) === 0; i++) {
+        const flags = view.getInt32(entryAt(i), true);
+        if ((flags & FLAG_TYPE_AND_ARCH_MASK) !== FLAG_X86_64_LIBC6) continue;
+        const value = cString(cache, start + view.getUint32(entryAt(i) + 8, true));
+        if (value !== null && value.startsWith("/")) found.push(value);
+      }
+      return found;
+    }
   }
-  return found;
+  return [];
+}
+
+/**
+ * glibc's `_dl_cache_libcmp`, the order of the cache's entries: `name`
+ * against the NUL-terminated string at `bytes[at]`, runs of digits compared
+ * as numbers (so `libx.so.10` sorts after `libx.so.9`), other bytes as C's
+ * signed `char` on x86-64. A string that runs past the end of `bytes` ends there.
+ */
+export function libcmp(name: Uint8Array, bytes: Uint8Array, at: number): number {
+  const a = (i: number): number => (i < name.length ? (name[i]! << 24) >> 24 : 0);
+  const b = (i: number): number => (i >= 0 && i < bytes.length ? (bytes[i]! << 24) >> 24 : 0);
+  let i = 0;
+  let j = at;
+  while (a(i) !== 0) {
+    if (isDigit(a(i))) {
+      if (!isDigit(b(j))) return 1;
+      let x = 0;
+      let y = 0;
+      while (isDigit(a(i))) x = x * 10 + a(i++) - DIGIT_0;
+      while (isDigit(b(j))) y = y * 10 + b(j++) - DIGIT_0;
+      if (x !== y) return x - y;
+    } else if (isDigit(b(j))) {
+      return -1;
+    } else if (a(i) !== b(j)) {
+      return a(i) - b(j);
+    } else {
+      i++;
+      j++;
+    }
+  }
+  return 0 - b(j); // not -b(j): that is -0 for equal strings
+}
+
+const DIGIT_0 = 0x30;
+
+function isDigit(c: number): boolean {
+  return c >= DIGIT_0 && c <= DIGIT_0 + 9;
+}
+
+/**
+ * Where the new-format part begins: at 0, or after an old-format part (its
+ * 16-byte header, then 12 bytes per library, aligned to 8 as glibc's
+ * `ALIGN_CACHE` does); -1 when neither holds the magic.
+ */
+function newFormatStart(cache: Uint8Array): number {
+  if (bytesAt(cache, 0, NEW_MAGIC)) return 0;
+  if (!bytesAt(cache, 0, OLD_MAGIC) || cache.length < OLD_HEADER_SIZE) return -1;
+  const libraries = new DataView(cache.buffer, cache.byteOffset, cache.byteLength)
+    .getUint32(OLD_MAGIC.length, true);
+  const start = (OLD_HEADER_SIZE + libraries * OLD_ENTRY_SIZE + 7) & ~7;
+  return bytesAt(cache, start, NEW_MAGIC) ? start : -1;
+}
+
+/** Whether `bytes` holds `want` at `at`. */
+function bytesAt(bytes: Uint8Array, at: number, want: Uint8Array): boolean {
+  if (at < 0 || at + want.length > bytes.length) return false;
+  for (let i = 0; i < want.length; i++) if (bytes[at + i] !== want[i]) return false;
+  return true;
 }
 
 /** The paths to try for libc, best first: the cache's entries, then {@linkcode LIBC_DIRS}. */
@@ -130,8 +207,6 @@ export function readLdCache(): Uint8Array | null {
 }
 
 const decoder = new TextDecoder();
-/** Decodes each byte to one UTF-16 unit (windows-1252 maps all 256 bytes one to one). */
-const bytesAsText = new TextDecoder("windows-1252");
 
 function cString(bytes: Uint8Array, at: number): string | null {
   if (at >= bytes.length) return null;

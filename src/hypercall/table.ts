@@ -1,7 +1,9 @@
 /**
  * The hypercall dispatch table: port → handler, built once. v1 handlers take
  * the 32-bit OUT value (a parameter address, or the byte for Uart); v2
- * handlers take RDI. The run loop indexes a dense array by port, so dispatch
+ * handlers take RDI. Every hypercall port is a multiple of 0x10, so the table
+ * is a dense array with one slot per multiple (304 slots, not 4 864: the
+ * larger array alone was 39 KB of young heap at start-up), and dispatch
  * allocates nothing. Dispatch goes by port alone, as in uhyve 0.9.1: the
  * kernel's UHYVEIF note (none, 2 or 3) chooses the boot state, not the calls,
  * so a kernel may use any port of the table (uhyve's own test kernels declare
@@ -48,10 +50,29 @@ export interface HypercallEntry {
 /** Ports above this are never hypercalls. */
 export const MAX_HYPERCALL_PORT = 0x1300;
 
-/** The dense table the run loop indexes by port. */
+/** Every hypercall port is a multiple of this; the table keeps one slot per multiple. */
+export const HYPERCALL_PORT_STEP = 0x10;
+
+/** The dense table the run loop indexes; read it with {@linkcode hypercallAt}. */
 export interface HypercallTable {
-  /** `entries[port]`, or undefined when the port is not a hypercall. */
-  readonly entries: readonly (HypercallEntry | undefined)[];
+  /** `slots[port / HYPERCALL_PORT_STEP]`, or undefined when that port is not a hypercall. */
+  readonly slots: readonly (HypercallEntry | undefined)[];
+}
+
+/** The entry of hypercall port `port`, or undefined when `port` is not a hypercall. */
+export function hypercallAt(table: HypercallTable, port: number): HypercallEntry | undefined {
+  return port % HYPERCALL_PORT_STEP === 0 && port >= 0 && port < MAX_HYPERCALL_PORT
+    ? table.slots[port / HYPERCALL_PORT_STEP]
+    : undefined;
+}
+
+/** Every port of the table with its entry, in port order. */
+export function hypercallPorts(table: HypercallTable): [number, HypercallEntry][] {
+  const found: [number, HypercallEntry][] = [];
+  table.slots.forEach((entry, slot) => {
+    if (entry !== undefined) found.push([slot * HYPERCALL_PORT_STEP, entry]);
+  });
+  return found;
 }
 
 function unsupported(name: string, port: number): Handler {
@@ -65,9 +86,11 @@ function unsupported(name: string, port: number): Handler {
 
 /** Builds the table of every v1 and v2 (and v3: v2 ports) hypercall dhyve knows. */
 export function buildHypercallTable(): HypercallTable {
-  const entries: (HypercallEntry | undefined)[] = new Array(MAX_HYPERCALL_PORT).fill(undefined);
+  const slots: (HypercallEntry | undefined)[] = new Array(MAX_HYPERCALL_PORT / HYPERCALL_PORT_STEP)
+    .fill(undefined);
   const add = (port: number, version: 1 | 2, name: string, handle: Handler): void => {
-    entries[port] = { name, version, handle };
+    if (port % HYPERCALL_PORT_STEP !== 0) throw new RangeError(`Port ${hex(port)} has no slot`);
+    slots[port / HYPERCALL_PORT_STEP] = { name, version, handle };
   };
   add(V1.UART, 1, "Uart", serialWriteByte);
   add(V1.SERIAL_BUFFER_WRITE, 1, "SerialBufferWrite", serialWriteBufferV1);
@@ -109,5 +132,5 @@ export function buildHypercallTable(): HypercallTable {
       ["SharedMemClose", V2.SHARED_MEM_CLOSE],
     ] as const
   ) add(port, 2, name, unsupported(name, port));
-  return { entries };
+  return { slots };
 }

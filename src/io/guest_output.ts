@@ -78,7 +78,8 @@ const LAST_LINE_MAX = 160;
 export class GuestOutput {
   readonly #sink: OutputSink;
   readonly #buf: Uint8Array;
-  readonly #views: (Uint8Array | undefined)[];
+  /** `#buf.subarray(0, n)` by `n`, made once each (a Map: an array of `capacity` slots cost 32 KB up front). */
+  readonly #views = new Map<number, Uint8Array>();
   #len = 0;
   #failed = false;
   #progress = 0;
@@ -91,7 +92,6 @@ export class GuestOutput {
   constructor(sink: OutputSink, capacity = 4096) {
     this.#sink = sink;
     this.#buf = new Uint8Array(capacity);
-    this.#views = new Array(capacity + 1);
   }
 
   /** True once the sink failed (for example a closed pipe); output is then dropped. */
@@ -233,8 +233,11 @@ export class GuestOutput {
 
   #view(at: number, n: number): Uint8Array {
     if (at !== 0) return this.#buf.subarray(at, at + n); // rare: a partial write
-    let v = this.#views[n];
-    if (v === undefined) v = this.#views[n] = this.#buf.subarray(0, n);
+    let v = this.#views.get(n);
+    if (v === undefined) {
+      v = this.#buf.subarray(0, n);
+      this.#views.set(n, v);
+    }
     return v;
   }
 }

@@ -84,3 +84,24 @@ testUnless(
     assert.ok(Deno.statSync(first).isFile, first);
   },
 );
+
+testUnless(
+  readLdCache() === null ? `${LD_SO_CACHE} is absent or unreadable here` : null,
+  "ldCacheLookup()'s binary search finds every x86-64 library `ldconfig -p` lists",
+  async () => {
+    const cache = readLdCache()!;
+    const listed = await new Deno.Command("/sbin/ldconfig", { args: ["-p"], stdout: "piped" })
+      .output();
+    assert.ok(listed.success, "ldconfig -p");
+    // "\tlibz.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libz.so.1"
+    const entries = new TextDecoder().decode(listed.stdout).split("\n")
+      .map((line) => /^\s+(\S+) \(libc6,x86-64[^)]*\) => (\/\S+)$/.exec(line))
+      .filter((m) => m !== null)
+      .map((m) => ({ soname: m[1]!, path: m[2]! }));
+    assert.ok(entries.length > 20, `only ${entries.length} x86-64 entries listed`);
+    const missed = entries.filter(({ soname, path }) =>
+      !ldCacheLookup(cache, soname).includes(path)
+    );
+    assert.deepEqual(missed, [], "libraries the lookup did not find");
+  },
+);

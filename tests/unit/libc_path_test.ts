@@ -12,6 +12,7 @@ import {
   LIBC_DIRS,
   libcCandidates,
   LibcLoadError,
+  libcmp,
   openFirst,
   readLdCache,
 } from "../../src/host/libc_path.ts";
@@ -89,6 +90,55 @@ Deno.test("ldCacheLookup() finds the new format after an old-format prefix", () 
   const prefix = new TextEncoder().encode("ld.so-1.7.0\0\0\0\0\0");
   const cache = ldCache([{ flags: X86_64, key: "libc.so.6", value: "/usr/lib/libc.so.6" }], prefix);
   assert.deepEqual(ldCacheLookup(cache, "libc.so.6"), ["/usr/lib/libc.so.6"]);
+});
+
+Deno.test("ldCacheLookup() finds the new format after an old part listing libraries", () => {
+  // "ld.so-1.7.0\0", two libraries (12 bytes each): the new part starts at 40, aligned to 8.
+  const prefix = new Uint8Array(40);
+  prefix.set(new TextEncoder().encode("ld.so-1.7.0\0"));
+  new DataView(prefix.buffer).setUint32(12, 2, true);
+  const cache = ldCache([{ flags: X86_64, key: "libc.so.6", value: "/usr/lib/libc.so.6" }], prefix);
+  assert.deepEqual(ldCacheLookup(cache, "libc.so.6"), ["/usr/lib/libc.so.6"]);
+  new DataView(cache.buffer).setUint32(12, 3, true); // a count that points elsewhere: no cache
+  assert.deepEqual(ldCacheLookup(cache, "libc.so.6"), []);
+});
+
+Deno.test("ldCacheLookup() finds libc among many entries in ldconfig's order", () => {
+  // ldconfig sorts by libcmp, descending; the loader (and the lookup) search that order.
+  const names = Array.from(
+    { length: 300 },
+    (_, i) => `lib${String.fromCharCode(97 + i % 26)}${i}.so.${i % 7}`,
+  );
+  names.push("libc.so.6", "libc.so.10", "libc.so.5");
+  const key = (name: string): Uint8Array => new TextEncoder().encode(`${name}\0`);
+  names.sort((a, b) => libcmp(new TextEncoder().encode(b), key(a), 0));
+  const cache = ldCache(
+    names.map((name) => ({ flags: X86_64, key: name, value: `/lib64/${name}` })),
+  );
+  assert.deepEqual(ldCacheLookup(cache, "libc.so.6"), ["/lib64/libc.so.6"]);
+  assert.deepEqual(ldCacheLookup(cache, "libc.so.10"), ["/lib64/libc.so.10"]);
+  assert.deepEqual(ldCacheLookup(cache, "libz.so.1"), []);
+  for (const name of names.filter((_, i) => i % 37 === 0)) {
+    assert.deepEqual(ldCacheLookup(cache, name), [`/lib64/${name}`], name);
+  }
+});
+
+Deno.test("libcmp() orders as glibc's _dl_cache_libcmp: digit runs as numbers", () => {
+  const cmp = (a: string, b: string): number =>
+    Math.sign(libcmp(new TextEncoder().encode(a), new TextEncoder().encode(`${b}\0`), 0));
+  assert.equal(cmp("libc.so.6", "libc.so.6"), 0);
+  assert.equal(cmp("libx.so.10", "libx.so.9"), 1);
+  assert.equal(cmp("libx.so.9", "libx.so.10"), -1);
+  assert.equal(cmp("libx.so.007", "libx.so.7"), 0);
+  assert.equal(cmp("liba.so", "libb.so"), -1);
+  assert.equal(cmp("libc.so", "libc.so.6"), -1); // a prefix sorts first
+  assert.equal(cmp("lib1", "liba"), 1); // a digit sorts after any other byte
+  assert.equal(cmp("liba", "lib1"), -1);
+  // Past the end of the bytes the string ends, as at a NUL.
+  assert.equal(
+    Math.sign(libcmp(new TextEncoder().encode("libc"), new TextEncoder().encode("lib"), 0)),
+    1,
+  );
 });
 
 Deno.test("ldCacheLookup() returns [] for garbage, a truncated cache and wild offsets", () => {

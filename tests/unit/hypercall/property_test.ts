@@ -44,7 +44,11 @@ import {
 import { RESUME, VmStop, WOULD_BLOCK } from "../../../src/hypercall/context.ts";
 import type { InputSource } from "../../../src/hypercall/serial_input.ts";
 import { ALLOWED_OPEN_FLAGS, type GuestFiles, PATH_MAX } from "../../../src/hypercall/file.ts";
-import { buildHypercallTable, type HypercallEntry } from "../../../src/hypercall/table.ts";
+import {
+  buildHypercallTable,
+  type HypercallEntry,
+  hypercallPorts,
+} from "../../../src/hypercall/table.ts";
 import { EXIT_CODE } from "../../../src/exit_codes.ts";
 import { GuestMemory } from "../../../src/memory/guest_memory.ts";
 import { FAKE_PAGE_SIZE, fakeContext } from "../../_helpers/hypercall_context.ts";
@@ -720,9 +724,7 @@ function check(entry: HypercallEntry, port: number, spec: Spec, s: Scenario): vo
 // ---- the tests ----------------------------------------------------------------------
 
 const table = buildHypercallTable();
-const entries = table.entries.flatMap((entry, port) =>
-  entry === undefined ? [] : [{ entry, port }]
-);
+const entries = hypercallPorts(table).map(([port, entry]) => ({ entry, port }));
 let total = 0;
 
 Deno.test("buildHypercallTable() has a parameter layout here for every port", () => {

@@ -13,7 +13,9 @@ import { RESUME, VmStop } from "../../../src/hypercall/context.ts";
 import type { GuestFiles } from "../../../src/hypercall/file.ts";
 import {
   buildHypercallTable,
+  hypercallAt,
   type HypercallEntry,
+  hypercallPorts,
   MAX_HYPERCALL_PORT,
 } from "../../../src/hypercall/table.ts";
 import {
@@ -64,7 +66,7 @@ const UNSUPPORTED: readonly number[] = [
 ];
 
 function entry(port: number): HypercallEntry {
-  const e = buildHypercallTable().entries[port];
+  const e = hypercallAt(buildHypercallTable(), port);
   assert.ok(e !== undefined, `no table entry for port 0x${port.toString(16)}`);
   return e;
 }
@@ -74,29 +76,33 @@ function portsOf(iface: typeof V1 | typeof V2): [string, number][] {
 }
 
 Deno.test("buildHypercallTable() has a version-1 entry for every v1 port in abi.ts", () => {
-  const { entries } = buildHypercallTable();
-  const missing = portsOf(V1).filter(([, port]) => entries[port] === undefined)
+  const table = buildHypercallTable();
+  const missing = portsOf(V1).filter(([, port]) => hypercallAt(table, port) === undefined)
     .map(([key, port]) => `${key} (0x${port.toString(16)})`);
   assert.deepEqual(missing, [], "v1 ports without an entry");
-  for (const [key, port] of portsOf(V1)) assert.equal(entries[port]?.version, 1, key);
+  for (const [key, port] of portsOf(V1)) assert.equal(hypercallAt(table, port)?.version, 1, key);
 });
 
 Deno.test("buildHypercallTable() has a version-2 entry for every v2 port in abi.ts", () => {
-  const { entries } = buildHypercallTable();
-  const missing = portsOf(V2).filter(([, port]) => entries[port] === undefined)
+  const table = buildHypercallTable();
+  const missing = portsOf(V2).filter(([, port]) => hypercallAt(table, port) === undefined)
     .map(([key, port]) => `${key} (0x${port.toString(16)})`);
   assert.deepEqual(missing, [], "v2 ports without an entry");
-  for (const [key, port] of portsOf(V2)) assert.equal(entries[port]?.version, 2, key);
+  for (const [key, port] of portsOf(V2)) assert.equal(hypercallAt(table, port)?.version, 2, key);
 });
 
 Deno.test("buildHypercallTable() has entries only at abi.ts ports, all below the limit", () => {
-  const { entries } = buildHypercallTable();
-  assert.equal(entries.length, MAX_HYPERCALL_PORT);
+  const table = buildHypercallTable();
   const known = new Set<number>([...Object.values(V1), ...Object.values(V2)]);
-  entries.forEach((e, port) => {
-    if (e !== undefined) assert.ok(known.has(port), `unexpected entry at 0x${port.toString(16)}`);
-  });
+  assert.deepEqual(hypercallPorts(table).map(([port]) => port), [...known].sort((a, b) => a - b));
   for (const port of known) assert.ok(port < MAX_HYPERCALL_PORT);
+  // Between the ports, below 0 and past the limit: nothing (the run loop's bounds).
+  for (const port of [...known].flatMap((p) => [p - 1, p + 1, p + 8])) {
+    assert.equal(hypercallAt(table, port), undefined, `0x${port.toString(16)}`);
+  }
+  for (const port of [-0x10, MAX_HYPERCALL_PORT, MAX_HYPERCALL_PORT + 0x10, 0.5, NaN]) {
+    assert.equal(hypercallAt(table, port), undefined, String(port));
+  }
 });
 
 Deno.test("buildHypercallTable() names each supported hypercall as uhyve does", () => {
@@ -106,16 +112,15 @@ Deno.test("buildHypercallTable() names each supported hypercall as uhyve does", 
 Deno.test("buildHypercallTable() builds a fresh, independent table each time", () => {
   const a = buildHypercallTable();
   const b = buildHypercallTable();
-  assert.notEqual(a.entries, b.entries);
-  assert.equal(a.entries[V2.EXIT]?.handle, b.entries[V2.EXIT]?.handle);
+  assert.notEqual(a.slots, b.slots);
+  assert.equal(hypercallAt(a, V2.EXIT)?.handle, hypercallAt(b, V2.EXIT)?.handle);
 });
 
 Deno.test("buildHypercallTable() entries for unsupported ports stop with a clear message", () => {
-  const { entries } = buildHypercallTable();
   const f = fakeContext();
   const stopped: number[] = [];
-  entries.forEach((e, port) => {
-    if (e === undefined || SUPPORTED.has(port)) return;
+  hypercallPorts(buildHypercallTable()).forEach(([port, e]) => {
+    if (SUPPORTED.has(port)) return;
     // A valid, zeroed parameter block: the stop must not depend on its contents.
     const stop = assertProtocolStop(e.handle(f.ctx, PARAM), {
       call: e.name,
@@ -130,12 +135,12 @@ Deno.test("buildHypercallTable() entries for unsupported ports stop with a clear
 });
 
 Deno.test("buildHypercallTable() serves every file hypercall with a zeroed block (no stop)", () => {
-  const { entries } = buildHypercallTable();
+  const table = buildHypercallTable();
   const f = fakeContext();
   for (const [port, name] of SUPPORTED) {
     if (!name.startsWith("File")) continue;
     assert.equal(entry(port).handle(f.ctx, PARAM), RESUME, `${name} 0x${port.toString(16)}`);
-    assert.equal(entries[port]?.name, name);
+    assert.equal(hypercallAt(table, port)?.name, name);
   }
 });
 
