@@ -61,8 +61,9 @@ export interface HypercallTable {
 
 /** The entry of hypercall port `port`, or undefined when `port` is not a hypercall. */
 export function hypercallAt(table: HypercallTable, port: number): HypercallEntry | undefined {
+  // A multiple of 16 in [0, MAX_HYPERCALL_PORT): the shift is exact and keeps integer math.
   return port % HYPERCALL_PORT_STEP === 0 && port >= 0 && port < MAX_HYPERCALL_PORT
-    ? table.slots[port / HYPERCALL_PORT_STEP]
+    ? table.slots[port >>> 4]
     : undefined;
 }
 
