@@ -9,7 +9,7 @@
  * @module
  */
 
-import { fileUrlToPath } from "./posix_path.ts";
+import { fileHrefToPath } from "./posix_path.ts";
 
 /** The bundle's directory below dhyve's root (`deno task build` writes it). */
 export const BUNDLE_DIR = "dist/bundle";
@@ -45,8 +45,8 @@ export const RUNS_BUNDLED: boolean = here.bundled;
 
 /** dhyve's root directory (holding `main.ts`, `src/`, `dist/`), or null when not loaded from files. */
 export function dhyveRoot(): string | null {
-  const url = new URL(here.root);
-  return url.protocol === "file:" ? fileUrlToPath(url).replace(/\/+$/, "") : null;
+  // The text, not a URL object: a plain run would construct its only URL here.
+  return here.root.startsWith("file:") ? fileHrefToPath(here.root).replace(/\/+$/, "") : null;
 }
 
 /**

@@ -101,3 +101,28 @@ export function fileUrlToPath(url: URL): string {
   }
   return decodeURIComponent(url.pathname);
 }
+
+/**
+ * {@linkcode fileUrlToPath} of a URL's text as Deno writes `import.meta.url`
+ * (normalised, percent-encoded): `file:///a/b%20c` → `/a/b c`. Reads the
+ * text without the URL parser, whose first use in a process costs ~0.2 ms.
+ * @throws {TypeError} for anything but a local `file:` URL, or an encoded `/`.
+ */
+export function fileHrefToPath(href: string): string {
+  const local = href.startsWith("file:///")
+    ? href.slice("file://".length)
+    : href.startsWith("file://localhost/")
+    ? href.slice("file://localhost".length)
+    : null;
+  if (local === null) {
+    const what = href.startsWith("file:")
+      ? "A file: URL with a host is not a local path"
+      : "Not a file: URL";
+    throw new TypeError(`${what}: ${href}`);
+  }
+  const path = local.replace(/[?#].*$/s, "");
+  if (/%2f/i.test(path)) {
+    throw new TypeError(`A file: URL path must not contain an encoded "/": ${href}`);
+  }
+  return decodeURIComponent(path);
+}

@@ -12,6 +12,7 @@ import fc from "fast-check";
 import {
   basename,
   dirname,
+  fileHrefToPath,
   fileUrlToPath,
   isAbsolute,
   join,
@@ -90,5 +91,26 @@ Deno.test("posix_path: fileUrlToPath matches node:url's fileURLToPath on file: U
   );
   for (const href of ["http://x/a", "file://host/a", "file:///a%2Fb"]) {
     assert.throws(() => fileUrlToPath(new URL(href)), TypeError, href);
+  }
+});
+
+Deno.test("posix_path: fileHrefToPath reads a normalised file: URL's text as fileURLToPath does", () => {
+  for (
+    const href of [
+      "file:///",
+      "file:///a/b/",
+      "file:///a%20b/c%C3%A9",
+      "file://localhost/x",
+      "file:///a/../b",
+      "file:///a/b?q=1#f",
+      "file:///%E2%82%AC/%25/x",
+    ]
+  ) {
+    const url = new URL(href);
+    assert.equal(fileHrefToPath(url.href), fileURLToPath(url), href);
+  }
+  assert.equal(fileHrefToPath(import.meta.url), fileURLToPath(import.meta.url));
+  for (const href of ["http://x/a", "file://host/a", "file:///a%2Fb", "file:a", "/a/b"]) {
+    assert.throws(() => fileHrefToPath(href), TypeError, href);
   }
 });
