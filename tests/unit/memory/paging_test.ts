@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { GuestMemory } from "../../../src/memory/guest_memory.ts";
 import {
   buildIdentityMap,
@@ -180,6 +181,39 @@ Deno.test("buildIdentityMap() takes a new PD per GiB and a new PDPT per 512 GiB"
   ]);
   assert.equal(translate(mem2, map2.pml4, 512 * GIB + 0x1234), 512 * GIB + 0x1234);
   assert.equal(translate(mem2, map2.pml4, g2 + 0x1234), g2 + 0x1234);
+});
+
+Deno.test("buildIdentityMap() maps exactly guest..end, identity, wherever ASLR puts RAM", () => {
+  // RAM anywhere 2 MiB-aligned in the lower half (above 2^30 too, where the old per-address loop
+  // boxed every number), maps of up to 2 100 pages (over four page directories).
+  const cases = fc.record({
+    page: fc.integer({ min: 0, max: 2 ** 25 }),
+    pages: fc.integer({ min: 1, max: 2100 }),
+    offset: fc.integer({ min: 0, max: MIB2 - 1 }),
+  });
+  fc.assert(
+    fc.property(cases, ({ page, pages, offset }) => {
+      const guest = page * MIB2;
+      const end = guest + (pages - 1) * MIB2 + offset; // the last mapped page holds `end`
+      const mem = ram(guest, 0x40000);
+      const map = buildIdentityMap(mem, { guestAddress: guest, kernelEnd: end, legacy: false });
+      const gibs = Math.floor(end / GIB) - Math.floor(guest / GIB) + 1;
+      const pml4s = Math.floor(end / (512 * GIB)) - Math.floor(guest / (512 * GIB)) + 1;
+      assert.deepEqual(map, { pml4: guest + 0x10000, pages2m: pages, framesUsed: gibs + pml4s });
+      for (
+        const i of new Set(
+          [0, 1, pages >> 1, pages - 2, pages - 1].filter((i) => i >= 0 && i < pages),
+        )
+      ) {
+        const va = guest + i * MIB2 + (i * 0x1235) % MIB2;
+        assert.equal(translate(mem, map.pml4, va), va, `page ${i}`);
+      }
+      const after = guest + pages * MIB2;
+      if (after < LOWER_HALF_END) assert.equal(translate(mem, map.pml4, after), -1);
+      if (guest > 0) assert.equal(translate(mem, map.pml4, guest - 1), -1);
+    }),
+    { numRuns: 300 },
+  );
 });
 
 Deno.test("buildIdentityMap() zeroes the PML4 and every frame it takes, and nothing else", () => {
