@@ -73,44 +73,39 @@ Deno.test("posix_path: join and resolve match node:path/posix", () => {
   assert.equal(join(), nodePath.join());
 });
 
+/** file: URLs both converters must read as node:url does. */
+const FILE_HREFS = [
+  "file:///",
+  "file:///a/b/",
+  "file:///a%20b/c%C3%A9",
+  "file://localhost/x",
+  "file:///a/../b",
+  "file:///a/b?q=1#f",
+  "file:///%E2%82%AC/%25/x",
+];
+/** What neither accepts: another scheme, a host, an encoded "/". */
+const BAD_HREFS = ["http://x/a", "file://host/a", "file:///a%2Fb"];
+
 Deno.test("posix_path: fileUrlToPath matches node:url's fileURLToPath on file: URLs", () => {
-  for (
-    const href of [
-      "file:///",
-      "file:///a/b/",
-      "file:///a%20b/c%C3%A9",
-      "file://localhost/x",
-      "file:///a/../b",
-    ]
-  ) {
+  for (const href of FILE_HREFS) {
     assert.equal(fileUrlToPath(new URL(href)), fileURLToPath(new URL(href)), href);
   }
   assert.equal(
     fileUrlToPath(new URL("../main.ts", import.meta.url)),
     fileURLToPath(new URL("../main.ts", import.meta.url)),
   );
-  for (const href of ["http://x/a", "file://host/a", "file:///a%2Fb"]) {
+  for (const href of BAD_HREFS) {
     assert.throws(() => fileUrlToPath(new URL(href)), TypeError, href);
   }
 });
 
 Deno.test("posix_path: fileHrefToPath reads a normalised file: URL's text as fileURLToPath does", () => {
-  for (
-    const href of [
-      "file:///",
-      "file:///a/b/",
-      "file:///a%20b/c%C3%A9",
-      "file://localhost/x",
-      "file:///a/../b",
-      "file:///a/b?q=1#f",
-      "file:///%E2%82%AC/%25/x",
-    ]
-  ) {
+  for (const href of FILE_HREFS) {
     const url = new URL(href);
     assert.equal(fileHrefToPath(url.href), fileURLToPath(url), href);
   }
   assert.equal(fileHrefToPath(import.meta.url), fileURLToPath(import.meta.url));
-  for (const href of ["http://x/a", "file://host/a", "file:///a%2Fb", "file:a", "/a/b"]) {
+  for (const href of [...BAD_HREFS, "file:a", "/a/b"]) {
     assert.throws(() => fileHrefToPath(href), TypeError, href);
   }
 });
