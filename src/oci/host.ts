@@ -13,6 +13,7 @@ import { EXIT_CODE } from "../exit_codes.ts";
 import { BUNDLE_DIR } from "../locations.ts";
 import { warmCodeCache } from "../code_cache.ts";
 import { elfInterpreter } from "./elf_interp.ts";
+import { executablesOnPath } from "./executables.ts";
 import { OciError } from "./errors.ts";
 import { PASST_COMMAND } from "../net/net_option.ts";
 import { type HostBind, type HostRuntime, KVM_DEVICE } from "./rewrite.ts";
@@ -69,21 +70,9 @@ function libraryBinds(programs: readonly string[]): HostBind[] {
   return binds;
 }
 
-/** Where passt is looked for after `PATH` (engines may start runtimes without one). */
-const SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-
 /** The host's passt (its real path), or null when it is not installed. */
 export function findPasst(path: string | undefined = Deno.env.get("PATH")): string | null {
-  for (const dir of `${path ?? ""}:${SYSTEM_PATH}`.split(":")) {
-    if (!dir.startsWith("/")) continue;
-    try {
-      const real = Deno.realPathSync(join(dir, PASST_COMMAND));
-      const stat = Deno.statSync(real);
-      if (stat.isFile && ((stat.mode ?? 0) & 0o111) !== 0) return real;
-    } catch {
-      // not here
-    }
-  }
+  for (const found of executablesOnPath(PASST_COMMAND, path)) return found.real;
   return null;
 }
 

@@ -10,10 +10,10 @@
  * @module
  */
 
-import { join } from "node:path/posix";
 import { fileURLToPath } from "node:url";
 import { EXIT_CODE } from "../exit_codes.ts";
 import { OciError } from "./errors.ts";
+import { executablesOnPath, isExecutable } from "./executables.ts";
 import { parseRuncArgs, type RuncInvocation } from "./runc_cli.ts";
 import { formatLogLine } from "./runtime_log.ts";
 
@@ -22,22 +22,10 @@ export const RUNC_ENV = "DHYVE_OCI_RUNC";
 
 const encoder = new TextEncoder();
 
-/** Where runc is looked for after `PATH`. */
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/** Whether `path` is an executable regular file. */
-function isExecutable(path: string): boolean {
-  try {
-    const stat = Deno.statSync(path);
-    return stat.isFile && ((stat.mode ?? 0) & 0o111) !== 0;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The runc binary: `--runc PATH`, else `$DHYVE_OCI_RUNC`, else the first
- * `runc` on `PATH` that is not dhyve-oci itself.
+ * `runc` on `PATH`, then in the system directories, that is not dhyve-oci
+ * itself.
  * @throws {OciError} (exit 69) when there is none.
  */
 export function findRunc(invocation: RuncInvocation): string {
@@ -59,19 +47,10 @@ export function findRunc(invocation: RuncInvocation): string {
   } catch {
     // not installed from a checkout
   }
-  // PATH, then the usual places: engines may start runtimes without a PATH,
-  // and Deno then sets one of its own.
-  const dirs = `${Deno.env.get("PATH") ?? ""}:${DEFAULT_PATH}`.split(":");
-  for (const dir of dirs) {
-    if (dir === "") continue;
-    const candidate = join(dir, "runc");
-    if (!isExecutable(candidate)) continue;
-    try {
-      if (Deno.realPathSync(candidate) === self) continue;
-    } catch {
-      continue;
-    }
-    return candidate;
+  // PATH, then the usual places (src/oci/executables.ts); not dhyve-oci itself, which an
+  // engine may have been told to run as "runc".
+  for (const found of executablesOnPath("runc", Deno.env.get("PATH"))) {
+    if (found.real !== self) return found.path;
   }
   throw new OciError(
     "No runc found on PATH: install runc (apt-get install runc), or give its path with " +
