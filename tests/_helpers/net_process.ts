@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { type CommandResult, runCommand } from "./process.ts";
 
 const decoder = new TextDecoder();
 
@@ -33,26 +34,12 @@ function command(cmd: string[], options: ProcessOptions): Deno.Command {
 }
 
 /** Runs `cmd` to completion (killed at the deadline); returns its exit code and output. */
-export async function run(
-  cmd: string[],
-  options: ProcessOptions = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = command(cmd, options).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }, options.timeoutMs ?? 30_000);
-  try {
-    const out = await child.output();
-    return {
-      code: out.code,
-      stdout: decoder.decode(out.stdout),
-      stderr: decoder.decode(out.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
+export function run(cmd: string[], options: ProcessOptions = {}): Promise<CommandResult> {
+  return runCommand(cmd[0]!, cmd.slice(1), {
+    env: { NO_COLOR: "1", ...options.env },
+    timeoutMs: options.timeoutMs ?? 30_000,
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+  });
 }
 
 /** A running process whose stdout and stderr are collected as they come. */

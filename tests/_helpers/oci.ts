@@ -10,6 +10,9 @@ import { buildGuest, type GuestBuild } from "./guests.ts";
 import { kvmAvailable } from "./kvm.ts";
 import { REPO_ROOT } from "./repo.ts";
 import { isRoot } from "./skip.ts";
+import { type CommandResult, runCommand } from "./process.ts";
+
+export type { CommandResult };
 
 /** The launcher the engines are given as their runtime. */
 export const DHYVE_OCI = `${REPO_ROOT}/bin/dhyve-oci`;
@@ -27,15 +30,6 @@ export const IMAGE_GUESTS = [
 
 /** Where a static busybox is looked for (Debian's busybox-static installs /bin/busybox). */
 const BUSYBOX = ["/bin/busybox", "/usr/bin/busybox"];
-
-/** What a finished command gave. */
-export interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-const decoder = new TextDecoder();
 
 /** A command's exit code and output, for assertion messages. */
 export function describeResult(result: CommandResult): string {
@@ -77,26 +71,13 @@ export async function podmanWait(name: string): Promise<number> {
   return Number(waited.stdout.trim());
 }
 
-/** Runs `cmd args`, feeding `stdin` when given, and collects its output. */
-export async function run(
+/** Runs `cmd args`, feeding `stdin` when given, and collects its output (see `process.ts`). */
+export function run(
   cmd: string,
   args: readonly string[],
   options: { stdin?: string; env?: Record<string, string> } = {},
 ): Promise<CommandResult> {
-  const child = new Deno.Command(cmd, {
-    args: [...args],
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    ...(options.env === undefined ? {} : { env: options.env }),
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+  return runCommand(cmd, args, options);
 }
 
 /** The first of `names` that is an executable on PATH (or an absolute path), or null. */
