@@ -6,10 +6,8 @@
  */
 
 import assert from "node:assert/strict";
+import { outputOf } from "./process.ts";
 import { MAIN, REPO_ROOT } from "./repo.ts";
-
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
 
 /** The permissions most runs need: KVM and reading the kernel. */
 export const DEFAULT_PERMS: readonly string[] = ["--allow-ffi", "--allow-read"];
@@ -94,19 +92,8 @@ export function denoCommand(args: readonly string[], opts: RunOptions = {}): Den
 /** Runs `deno <args>` to its end. */
 export async function runDeno(args: readonly string[], opts: RunOptions = {}): Promise<CliRun> {
   const t0 = performance.now();
-  const child = denoCommand(args, opts).spawn();
-  if (opts.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(encoder.encode(opts.stdin));
-    await writer.close();
-  }
-  const output = await child.output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-    ms: performance.now() - t0,
-  };
+  const output = await outputOf(denoCommand(args, opts).spawn(), opts.stdin);
+  return { ...output, ms: performance.now() - t0 };
 }
 
 /** The `deno run` arguments for `main.ts <args>` with `opts.perms`. */

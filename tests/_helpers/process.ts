@@ -48,18 +48,22 @@ export async function runCommand(
     } catch { /* already gone */ }
   }, options.timeoutMs);
   try {
-    if (options.stdin !== undefined) {
-      const writer = child.stdin.getWriter();
-      await writer.write(new TextEncoder().encode(options.stdin));
-      await writer.close();
-    }
-    const out = await child.output();
-    return {
-      code: out.code,
-      stdout: decoder.decode(out.stdout),
-      stderr: decoder.decode(out.stderr),
-    };
+    return await outputOf(child, options.stdin);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Feeds `stdin` (when given; the child's stdin must then be piped) to a
+ * spawned child, waits for its end and returns its exit code and output.
+ */
+export async function outputOf(child: Deno.ChildProcess, stdin?: string): Promise<CommandResult> {
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
