@@ -3,8 +3,9 @@
  * The only `Deno.dlopen` in dhyve: the few libc functions KVM and Landlock need.
  * One `dlopen` binds the five symbols a plain run needs (`syscall`, through
  * which every cold call goes, two `ioctl` shapes, a non-blocking `poll` that
- * sleeps, errno); the --net data path's five (`poll` of its fds among them)
- * bind on first use.
+ * sleeps, errno), all on Deno's libffi path (see {@linkcode COLD}); KVM_RUN's
+ * fast `ioctl` ({@linkcode fastIoctl}) and the --net data path's five (`poll`
+ * of its fds among them) bind on first use.
  *
  * FFI bypasses Deno's permission checks, so this module exposes only what the
  * KVM layer needs (open/close of `/dev/kvm` and its fds, ioctl, mmap/munmap,
@@ -22,25 +23,39 @@ import { libcCandidates, openFirst, readLdCache } from "./libc_path.ts";
 export { LIBC_SONAME, LibcLoadError } from "./libc_path.ts";
 
 /**
- * The symbols bound by `dlopen`. Each costs start-up time (~0.15 ms: Deno
- * builds a fast-call trampoline for it), so the cold calls all go through one
- * `syscall` (see {@linkcode wrappers}) and only the calls a hot path makes,
- * with arguments a raw syscall would have to box, get a symbol of their own.
+ * The last parameter of the symbols a plain run binds at start-up, which the C
+ * functions never read: with a struct parameter Deno calls a symbol through
+ * libffi instead of compiling a fast-call trampoline for it at `dlopen`. The
+ * first trampoline of a process costs ~0.7 ms and pages in ~2.5 MiB of
+ * Deno's own code (measured: `dlopen` of these four 1.03–1.12 ms and +4.5–5.0
+ * MiB of the binary's pages with trampolines, 0.34–0.37 ms and +2.1–2.4 MiB
+ * without); a call costs ~0.1 µs more (0.33–0.40 against 0.24–0.27 µs) and
+ * allocates nothing. On x86-64 an 8-byte struct goes in the next integer
+ * register or stack slot, which these functions (variadic, or taking fewer
+ * parameters) ignore, as C's calling convention lets them.
+ */
+const COLD = { struct: ["u64"] } as const;
+/** The value passed for {@linkcode COLD}: any 8 bytes. */
+const COLD_ARG = new Uint8Array(8);
+
+/**
+ * The symbols bound by the start-up `dlopen`, cold (see {@linkcode COLD}): the
+ * cold calls all go through one `syscall` (see {@linkcode wrappers}), and
+ * only calls with arguments a raw syscall would have to box get a symbol of
+ * their own.
  */
 const SYMBOLS = {
   /** long syscall(long nr, long a, b, c, d, e, f): numbers only (buffers by address) */
   syscall: {
-    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64", COLD],
     result: "i64",
   },
   /** int ioctl(int fd, unsigned long request, unsigned long arg): bigint arguments only */
-  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "u64", COLD], result: "i32" },
   /** int ioctl(int fd, unsigned long request, void *arg): buffer argument */
-  ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer", COLD], result: "i32" },
   /** int *__errno_location(void): errno of the calling thread */
-  __errno_location: { parameters: [], result: "pointer" },
-  /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): nfds as u32 (few fds) */
-  poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
+  __errno_location: { parameters: [COLD], result: "pointer" },
   /** poll(NULL, 0, ms) on Deno's blocking thread pool: a sleep that resolves a Promise */
   poll_async: {
     name: "poll",
@@ -48,6 +63,15 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/**
+ * Symbols bound by a `dlopen` of their own on first use, with Deno's fast
+ * calls: the --net data path's (a plain run never calls them).
+ */
+const ON_FIRST_USE = {
+  /** int poll(struct pollfd *fds, nfds_t nfds, int timeout): nfds as u32 (few fds) */
+  poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
   // The next four return ssize_t, declared i32: their counts fit in 32 bits (and -1 stays -1),
   // while an "isize" result allocates on every call (measured: ~60 bytes), which the per-frame
   // data path must not do.
@@ -75,7 +99,8 @@ export interface Libc {
   /** ioctl(2) with a buffer argument. */
   ioctl_buf(fd: number, request: number, arg: Uint8Array<ArrayBuffer>): number;
   /**
-   * ioctl(2) with bigint request and argument, for the hot path: a number
+   * ioctl(2) with bigint request and argument, for KVM_RUN until a run is
+   * long enough for {@linkcode fastIoctl} (the same arguments): a number
    * passed for a u64 parameter makes V8's optimised fast call deoptimise
    * ("not a BigInt") again and again, so callers pass bigints made once.
    */
@@ -143,19 +168,6 @@ export interface Libc {
   poll_async(fds: null, n: 0, timeoutMs: number): Promise<number>;
 }
 
-/**
- * Symbols a plain run never calls (the --net data path): bound by a second
- * `dlopen` on their first use, so that a plain run does not build their
- * trampolines.
- */
-const ON_FIRST_USE: ReadonlySet<string> = new Set<keyof typeof SYMBOLS>([
-  "poll",
-  "read_buf",
-  "write_buf",
-  "readv",
-  "writev",
-]);
-
 /** x86-64 system call numbers of the calls made through `syscall`. */
 const SYS = {
   close: 3,
@@ -190,25 +202,38 @@ export function bufferAddress(buffer: Uint8Array<ArrayBuffer>): number {
   return ptr === null ? 0 : Number(Deno.UnsafePointer.value(ptr));
 }
 
-/** The two bound symbols the wrappers call. */
+/** The cold symbols the wrappers call, each with {@linkcode COLD}'s argument last. */
 interface Raw {
-  syscall(nr: number, a: number, b: number, c: number, d: number, e: number, f: number): number;
-  ioctl(fd: number, request: bigint, arg: bigint): number;
+  syscall(
+    nr: number,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+    e: number,
+    f: number,
+    cold: Uint8Array,
+  ): number;
+  ioctl(fd: number, request: bigint, arg: bigint, cold: Uint8Array): number;
+  ioctl_buf(fd: number, request: number, arg: Uint8Array<ArrayBuffer>, cold: Uint8Array): number;
+  __errno_location(cold: Uint8Array): Deno.PointerValue;
 }
 
 /**
  * The cold calls, each one raw system call through the one `syscall` symbol
  * (libc's wrapper: -1 and errno on failure, as the libc functions).
  */
-function wrappers(raw: Raw): Omit<Libc, keyof typeof SYMBOLS> {
+function wrappers(raw: Raw): Omit<Libc, "poll_async" | keyof typeof ON_FIRST_USE> {
   const call = (nr: number, a = 0, b = 0, c = 0, d = 0, e = 0, f = 0): number =>
-    Number(raw.syscall(nr, a, b, c, d, e, f));
+    Number(raw.syscall(nr, a, b, c, d, e, f, COLD_ARG));
   return {
     open: (path, flags, mode) => call(SYS.openat, AT_FDCWD, bufferAddress(path), flags, mode),
     close: (fd) => call(SYS.close, fd),
     // Numbers become bigints here, so that the symbol only ever sees bigints (see ioctl_big).
-    ioctl_val: (fd, request, arg) => raw.ioctl(fd, BigInt(request), BigInt(arg)),
-    ioctl_big: raw.ioctl,
+    ioctl_val: (fd, request, arg) => raw.ioctl(fd, BigInt(request), BigInt(arg), COLD_ARG),
+    ioctl_big: (fd, request, arg) => raw.ioctl(fd, request, arg, COLD_ARG),
+    ioctl_buf: (fd, request, arg) => raw.ioctl_buf(fd, request, arg, COLD_ARG),
+    __errno_location: () => raw.__errno_location(COLD_ARG),
     mmap: (addr, len, prot, flags, fd, off) => {
       const address = call(SYS.mmap, addr, len, prot, flags, fd, Number(off));
       return address === -1 ? MAP_FAILED : address;
@@ -245,9 +270,8 @@ let libcFile: string | undefined; // where the first dlopen found libc
 let symbols: Libc | undefined;
 let errnoView: Int32Array | undefined;
 
-/** dlopen()s libc with the symbols of SYMBOLS for which `wanted` holds. */
-function bind(wanted: (name: string) => boolean): Record<string, unknown> {
-  const table = Object.fromEntries(Object.entries(SYMBOLS).filter(([name]) => wanted(name)));
+/** dlopen()s libc (where the first one found it) with the symbols of `table`. */
+function bind(table: Deno.ForeignLibraryInterface): Record<string, unknown> {
   // Tried path by path (see libc_path.ts): Deno cannot dlopen by soname.
   const { path, library } = openFirst(
     libcFile === undefined ? libcCandidates(readLdCache()) : [libcFile],
@@ -260,17 +284,20 @@ function bind(wanted: (name: string) => boolean): Record<string, unknown> {
 
 /**
  * Loads libc once per thread (each Worker has its own copy of this module).
- * The symbols in ON_FIRST_USE start as stubs that bind all of them, replace
+ * The symbols of ON_FIRST_USE start as stubs that bind all of them, replace
  * themselves in the table (so later calls go straight to libc) and forward.
  * @throws {Deno.errors.NotCapable} when `--allow-ffi` is missing (passed through).
  * @throws {LibcLoadError} when no candidate path opens (one line naming them).
  */
 export function libc(): Libc {
   if (symbols === undefined) {
-    const table: Record<string, unknown> = bind((name) => !ON_FIRST_USE.has(name));
-    Object.assign(table, wrappers(table as unknown as Raw));
-    const bindLater = (): void => void Object.assign(table, bind((n) => ON_FIRST_USE.has(n)));
-    for (const name of ON_FIRST_USE) {
+    const raw = bind(SYMBOLS);
+    const table: Record<string, unknown> = {
+      poll_async: raw.poll_async,
+      ...wrappers(raw as unknown as Raw),
+    };
+    const bindLater = (): void => void Object.assign(table, bind(ON_FIRST_USE));
+    for (const name of Object.keys(ON_FIRST_USE)) {
       table[name] = (...args: unknown[]): unknown => {
         bindLater();
         return (table[name] as (...a: unknown[]) => unknown)(...args);
@@ -279,6 +306,37 @@ export function libc(): Libc {
     symbols = table as unknown as Libc;
   }
   return symbols;
+}
+
+/** ioctl(2) with Deno's fast call, as bound by {@linkcode fastIoctl}. */
+export type FastIoctl = (fd: number, request: bigint, arg: bigint) => number;
+
+const FAST_IOCTL = {
+  /** int ioctl(int fd, unsigned long request, unsigned long arg): bigint arguments only */
+  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+let fastIoctlSymbol: FastIoctl | null | undefined;
+
+/**
+ * ioctl(2) through Deno's fast call, for KVM_RUN once a run has shown it is
+ * long enough to repay the trampoline (see `VcpuFd.run`): ~0.1 µs less per
+ * call than the cold `ioctl_big`, for a `dlopen` of its own on the first
+ * call of each thread (~0.7 ms and ~2.5 MiB of Deno's code paged in).
+ * Arguments as `ioctl_big`'s: bigints made once. Null when that `dlopen`
+ * fails (the caller keeps the cold call; libc is loaded already, so the
+ * loader finds it by name, without opening the file again under Landlock).
+ */
+export function fastIoctl(): FastIoctl | null {
+  if (fastIoctlSymbol === undefined) {
+    try {
+      libc(); // where libc is
+      fastIoctlSymbol = bind(FAST_IOCTL).ioctl as FastIoctl;
+    } catch {
+      fastIoctlSymbol = null;
+    }
+  }
+  return fastIoctlSymbol;
 }
 
 /** Whether this thread has loaded libc (a run has; `--version` has not). */
