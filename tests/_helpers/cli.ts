@@ -145,3 +145,10 @@ export function assertRan(run: CliRun, code: number): void {
   assert.equal(run.code, code, describeRun(run));
   assert.equal(run.stderr, "", describeRun(run));
 }
+
+/** The mark names of the `dhyve-trace:` line (`DHYVE_TRACE_STARTUP=1`) on `stderr`, in order. */
+export function traceMarks(stderr: string): string[] {
+  const line = stderr.split("\n").find((l) => l.startsWith("dhyve-trace:"));
+  assert.ok(line !== undefined, `a trace line in:\n${stderr}`);
+  return line.split(" ").slice(2).map((field) => field.split("=")[0]!);
+}

@@ -15,7 +15,7 @@ import { runVm } from "../../src/vm.ts";
 import { NullSink } from "../../src/io/guest_output.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
-import { describeRun, runDhyve } from "../_helpers/cli.ts";
+import { describeRun, runDhyve, traceMarks } from "../_helpers/cli.ts";
 
 const V2 = { iface: 2, pie: true } as const;
 const quiet = { stdout: new NullSink(), stderr: new NullSink() };
@@ -68,13 +68,6 @@ kvmTest("early VM: handed over once, then closed by its owner", () => {
     early.kvm.close();
   }
 });
-
-/** The marks of the `dhyve-trace:` line on stderr, in order. */
-function traceMarks(stderr: string): string[] {
-  const line = stderr.split("\n").find((l) => l.startsWith("dhyve-trace:"));
-  assert.ok(line !== undefined, `a trace line in:\n${stderr}`);
-  return line.split(" ").slice(2).map((field) => field.split("=")[0]!);
-}
 
 kvmTest("early VM: main.ts makes it before the rest loads, and only for a run", async () => {
   const noop = await buildGuest("noop", V2);

@@ -8,20 +8,13 @@
 
 import assert from "node:assert/strict";
 import { COLD_RUNS } from "../../src/kvm/vcpu.ts";
-import { describeRun, runDhyve } from "../_helpers/cli.ts";
+import { describeRun, runDhyve, traceMarks } from "../_helpers/cli.ts";
 import { buildGuest } from "../_helpers/guests.ts";
 import { kvmTest } from "../_helpers/kvm.ts";
 
 const V2 = { iface: 2, pie: true } as const;
 const perms = ["--allow-ffi", "--allow-read", "--allow-env=DHYVE_TRACE_STARTUP"];
 const env = { DHYVE_TRACE_STARTUP: "1" };
-
-/** The mark names of the `dhyve-trace:` line on stderr. */
-function traceMarks(stderr: string): string[] {
-  const line = stderr.split("\n").find((l) => l.startsWith("dhyve-trace:"));
-  assert.ok(line !== undefined, `a trace line in:\n${stderr}`);
-  return line.split(" ").slice(2).map((field) => field.split("=")[0]!);
-}
 
 kvmTest("KVM_RUN: a short run never binds the fast ioctl, a long one does, once", async () => {
   const loop = await buildGuest("serial_loop", V2);
