@@ -50,8 +50,10 @@ export interface HypercallEntry {
 /** Ports above this are never hypercalls. */
 export const MAX_HYPERCALL_PORT = 0x1300;
 
+/** log2 of {@linkcode HYPERCALL_PORT_STEP}: a port's slot is `port >>> PORT_SHIFT`. */
+const PORT_SHIFT = 4;
 /** Every hypercall port is a multiple of this; the table keeps one slot per multiple. */
-export const HYPERCALL_PORT_STEP = 0x10;
+export const HYPERCALL_PORT_STEP = 1 << PORT_SHIFT;
 
 /** The dense table the run loop indexes; read it with {@linkcode hypercallAt}. */
 export interface HypercallTable {
@@ -61,9 +63,9 @@ export interface HypercallTable {
 
 /** The entry of hypercall port `port`, or undefined when `port` is not a hypercall. */
 export function hypercallAt(table: HypercallTable, port: number): HypercallEntry | undefined {
-  // A multiple of 16 in [0, MAX_HYPERCALL_PORT): the shift is exact and keeps integer math.
+  // A multiple of the step in [0, MAX_HYPERCALL_PORT): the shift is exact and keeps integer math.
   return port % HYPERCALL_PORT_STEP === 0 && port >= 0 && port < MAX_HYPERCALL_PORT
-    ? table.slots[port >>> 4]
+    ? table.slots[port >>> PORT_SHIFT]
     : undefined;
 }
 
@@ -87,11 +89,11 @@ function unsupported(name: string, port: number): Handler {
 
 /** Builds the table of every v1 and v2 (and v3: v2 ports) hypercall dhyve knows. */
 export function buildHypercallTable(): HypercallTable {
-  const slots: (HypercallEntry | undefined)[] = new Array(MAX_HYPERCALL_PORT / HYPERCALL_PORT_STEP)
+  const slots: (HypercallEntry | undefined)[] = new Array(MAX_HYPERCALL_PORT >>> PORT_SHIFT)
     .fill(undefined);
   const add = (port: number, version: 1 | 2, name: string, handle: Handler): void => {
     if (port % HYPERCALL_PORT_STEP !== 0) throw new RangeError(`Port ${hex(port)} has no slot`);
-    slots[port / HYPERCALL_PORT_STEP] = { name, version, handle };
+    slots[port >>> PORT_SHIFT] = { name, version, handle };
   };
   add(V1.UART, 1, "Uart", serialWriteByte);
   add(V1.SERIAL_BUFFER_WRITE, 1, "SerialBufferWrite", serialWriteBufferV1);
