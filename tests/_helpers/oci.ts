@@ -11,6 +11,7 @@ import { kvmAvailable } from "./kvm.ts";
 import { REPO_ROOT } from "./repo.ts";
 import { isRoot } from "./skip.ts";
 import { type CommandResult, runCommand } from "./process.ts";
+import { executablesOnPath, isExecutable } from "../../src/oci/executables.ts";
 
 export type { CommandResult };
 
@@ -80,19 +81,14 @@ export function run(
   return runCommand(cmd, args, options);
 }
 
-/** The first of `names` that is an executable on PATH (or an absolute path), or null. */
+/**
+ * `name` when it is an absolute executable path, else the first executable
+ * `name` on PATH and then in the system directories, as dhyve-oci looks for
+ * its helpers (`src/oci/executables.ts`); null when there is none.
+ */
 export function which(name: string): string | null {
-  const dirs = (Deno.env.get("PATH") ?? "").split(":").concat(["/usr/sbin", "/usr/bin", "/sbin"]);
-  for (const dir of name.startsWith("/") ? [""] : dirs) {
-    const path = dir === "" ? name : `${dir}/${name}`;
-    try {
-      const stat = Deno.statSync(path);
-      if (stat.isFile && ((stat.mode ?? 0) & 0o111) !== 0) return path;
-    } catch {
-      // not here
-    }
-  }
-  return null;
+  if (name.startsWith("/")) return isExecutable(name) ? name : null;
+  return executablesOnPath(name, Deno.env.get("PATH")).next().value?.path ?? null;
 }
 
 /** A static busybox binary, or null. */
