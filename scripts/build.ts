@@ -1,10 +1,11 @@
 /**
  * `deno task build` (also run by `npm ci`): bundles the command line
  * (`src/main.ts`) and the Workers' entry modules into `dist/bundle/` with
- * `deno bundle --code-splitting`, which `main.ts` loads. Deno then reads a
- * few files instead of ~90 TypeScript modules at every start; the parts a
- * plain run does not need (GDB stub, `--net`, SMP, the emulator, the Hermit
- * image reader, LogTape, the TOML parser) stay in chunks loaded on use.
+ * `deno bundle --code-splitting`, which `main.ts` loads, and then merges
+ * esbuild's chunks with rollup (`scripts/rechunk.ts`): a plain run reads two
+ * files instead of ~90 TypeScript modules at every start; the parts it does
+ * not need (GDB stub, `--net`, SMP, the emulator, the Hermit image reader,
+ * LogTape, the TOML parser) stay in chunks loaded on use.
  *
  * Afterwards it warms Deno's V8 code cache for the bundle, which dhyve's
  * own runs never write (see `src/code_cache.ts`).
@@ -18,6 +19,7 @@ import { BUNDLE_DIR } from "../src/locations.ts";
 import { warmCodeCache } from "../src/code_cache.ts";
 import remapping from "npm:@jridgewell/remapping@2.3.5";
 import { markEagerCompileWithMap } from "./eager_compile.ts";
+import { rechunk } from "./rechunk.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
@@ -37,8 +39,9 @@ export async function buildBundle(outDir: string): Promise<void> {
   // freshness test's) is the same bytes.
   Deno.mkdirSync(`${ROOT}/dist`, { recursive: true });
   const stage = Deno.makeTempDirSync({ dir: `${ROOT}/dist`, prefix: ".bundle-" });
+  const merged = Deno.makeTempDirSync({ dir: `${ROOT}/dist`, prefix: ".bundle-" });
   // A temp dir is private (0700); the bundle is read by other users too (a container's user).
-  Deno.chmodSync(stage, 0o755);
+  Deno.chmodSync(merged, 0o755);
   try {
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
@@ -66,10 +69,13 @@ export async function buildBundle(outDir: string): Promise<void> {
         `deno bundle failed:\n${text.decode(out.stdout)}${text.decode(out.stderr)}`.trimEnd(),
       );
     }
-    markBundleEager(stage);
-    moveTree(stage, outDir);
+    // Then as few files per program as it loads at start (scripts/rechunk.ts).
+    await rechunk(stage, merged);
+    markBundleEager(merged);
+    moveTree(merged, outDir);
   } finally {
     await removeTree(stage);
+    await removeTree(merged);
   }
 }
 

@@ -44,13 +44,24 @@ function lineColumn(text: string, offset: number): { line: number; column: numbe
 function literals(code: string): { start: number; value: string }[] {
   const found: { start: number; value: string }[] = [];
   const program = parse(code, { ecmaVersion: "latest", sourceType: "module" });
+  // Module specifiers are the bundlers' own (chunk names, the imports rollup hoists): not dhyve's.
+  const specifiers = new Set<number>();
+  const specifier = (node: Node): void => {
+    const source = (node as unknown as { source?: { start: number } | null }).source;
+    if (source) specifiers.add(source.start);
+  };
+  simple(program as unknown as Node, {
+    ImportDeclaration: specifier,
+    ExportNamedDeclaration: specifier,
+    ExportAllDeclaration: specifier,
+    ImportExpression: specifier,
+  });
   simple(program as unknown as Node, {
     Literal(node: Node): void {
       const literal = node as unknown as { start: number; value: unknown; raw: string };
       if (typeof literal.value !== "string" || literal.value.length < 8) return;
       if (literal.raw.includes("\\")) return;
-      // esbuild's own: the chunk names it writes into imports.
-      if (/^\.\.?\/[\w/-]+\.js$/.test(literal.value)) return;
+      if (specifiers.has(literal.start)) return;
       found.push({ start: literal.start, value: literal.value });
     },
   });

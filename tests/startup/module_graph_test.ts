@@ -189,6 +189,20 @@ testUnless(
   },
 );
 
+testUnless(
+  skip,
+  "a plain run loads two bundle files: the early VM step's and the command line's (scripts/rechunk.ts)",
+  async () => {
+    // Deno spends ~70 µs on each module file it loads; esbuild alone left 25 here.
+    const graph = await graphOf("main.ts");
+    const files = [...staticClosure(graph, true).keys()]
+      .filter((s) => !graph.roots.includes(s))
+      .map((s) => s.slice(s.indexOf(`/${BUNDLE_DIR}/`) + BUNDLE_DIR.length + 2))
+      .sort();
+    assert.deepEqual(files, ["machine/early_vm.js", "main.js"]);
+  },
+);
+
 const canBuild = canRun && Deno.permissions.querySync({ name: "write" }).state === "granted";
 
 testUnless(
