@@ -56,6 +56,8 @@ const SYMBOLS = {
   ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer", COLD], result: "i32" },
   /** int *__errno_location(void): errno of the calling thread */
   __errno_location: { parameters: [COLD], result: "pointer" },
+  /** char *getenv(const char *name) */
+  getenv: { parameters: ["buffer", COLD], result: "pointer" },
   /** poll(NULL, 0, ms) on Deno's blocking thread pool: a sleep that resolves a Promise */
   poll_async: {
     name: "poll",
@@ -130,6 +132,11 @@ export interface Libc {
   sched_setaffinity(pid: number, size: number, mask: Uint8Array<ArrayBuffer>): number;
   /** The address of the calling thread's errno. */
   __errno_location(): Deno.PointerValue;
+  /**
+   * getenv(3): the process's environment as libc (and Deno's Rust side) sees
+   * it, without Deno's env permission; null when `name` is unset.
+   */
+  getenv(name: string): string | null;
   /**
    * syscall(2) with up to six arguments, each a number or a buffer (passed by
    * its address); -1 and errno on failure. For cold calls: it allocates.
@@ -217,6 +224,7 @@ interface Raw {
   ioctl(fd: number, request: bigint, arg: bigint, cold: Uint8Array): number;
   ioctl_buf(fd: number, request: number, arg: Uint8Array<ArrayBuffer>, cold: Uint8Array): number;
   __errno_location(cold: Uint8Array): Deno.PointerValue;
+  getenv(name: Uint8Array<ArrayBuffer>, cold: Uint8Array): Deno.PointerValue;
 }
 
 /**
@@ -234,6 +242,11 @@ function wrappers(raw: Raw): Omit<Libc, "poll_async" | keyof typeof ON_FIRST_USE
     ioctl_big: (fd, request, arg) => raw.ioctl(fd, request, arg, COLD_ARG),
     ioctl_buf: (fd, request, arg) => raw.ioctl_buf(fd, request, arg, COLD_ARG),
     __errno_location: () => raw.__errno_location(COLD_ARG),
+    getenv: (name) => {
+      const value = raw.getenv(cString(name), COLD_ARG);
+      // UNSAFE: getenv's result is a NUL-terminated string in the environment; copied at once.
+      return value === null ? null : Deno.UnsafePointerView.getCString(value);
+    },
     mmap: (addr, len, prot, flags, fd, off) => {
       const address = call(SYS.mmap, addr, len, prot, flags, fd, Number(off));
       return address === -1 ? MAP_FAILED : address;

@@ -5,6 +5,7 @@
 
 import { dirname } from "../posix_path.ts";
 import { applyLandlock, denoRuntimeRules, sandboxRules } from "../host/landlock.ts";
+import { mayMakeTempDir } from "../host/temp_dir_access.ts";
 import { logger } from "../log.ts";
 import type { FileMap } from "../sandbox/file_map.ts";
 import type { Sandbox } from "../sandbox/sandbox.ts";
@@ -24,8 +25,9 @@ export function applyFileIsolation(
 ): void {
   if (mode === "none") return;
   // Landlock rules name existing paths, so the temp dir is made now. Where
-  // Deno may not create it, the guest cannot create files anyway (EACCES).
-  const prepared = sandbox.prepareTempDir();
+  // Deno may not create it, the guest cannot create files anyway (EACCES); a
+  // run without --allow-write is not made to try (a refusal costs start-up time).
+  const prepared = mayMakeTempDir(sandbox.tempParent) ? sandbox.prepareTempDir() : null;
   const tempDir = typeof prepared === "string" ? prepared : null;
   const rules = [
     ...sandboxRules({
