@@ -1,6 +1,7 @@
 /**
  * dhyve's board: which device answers which ports and guest-physical
- * addresses, as uhyve 0.8 lays them out. One board per thread that runs
+ * addresses, as uhyve 0.8 lays them out (and the IOAPIC, when KVM does not
+ * hold it: `src/machine/irqchip.ts`). One board per thread that runs
  * vCPUs (the devices' state is per thread or shared through their own
  * SharedArrayBuffers). A new device goes here: make it a `BusDevice` and
  * register its range. Pure.
@@ -22,6 +23,7 @@ import {
   HYPERCALL_REGION_START,
   type HypercallPorts,
 } from "./hypercall_ports.ts";
+import { IOAPIC_MMIO } from "./ioapic.ts";
 import { PCI_CONFIG_PORTS, type PciConfigSpace } from "./pci_config.ts";
 
 /** The two address spaces of one vCPU thread. */
@@ -76,6 +78,8 @@ export interface BoardDevices {
   readonly pci: PciConfigSpace;
   /** The virtio-net registers (`--net`), or null. */
   readonly net: NetRegisters | null;
+  /** The IOAPIC's window when the VM's interrupt controller is split, else null (KVM's). */
+  readonly ioapic: BusDevice | null;
 }
 
 /** Registers every device of the board on fresh buses. */
@@ -93,5 +97,6 @@ export function buildBuses(devices: BoardDevices): Buses {
   ports.register(pciEnd, HYPERCALL_REGION_END - pciEnd, devices.hypercalls);
   for (const hole of MP_TABLE_HOLES) mmio.register(hole.start, hole.length, zeroes);
   if (devices.net !== null) mmio.register(NET_MMIO_BASE, NET_MMIO_SIZE, netWindow(devices.net));
+  if (devices.ioapic !== null) mmio.register(IOAPIC_MMIO.start, IOAPIC_MMIO.length, devices.ioapic);
   return { ports, mmio, hypercalls: devices.hypercalls };
 }

@@ -5,13 +5,14 @@
  */
 
 import {
+  CAP,
   KVM_ENABLE_CAP_SIZE,
   KVM_PIT_CONFIG_SIZE,
   KVM_USERSPACE_MEMORY_REGION_SIZE,
 } from "../abi/kvm.ts";
 import { KVM_IOCTL } from "../abi/ioctl.ts";
 import { errno, libc } from "../host/libc.ts";
-import { check, closeFd } from "./errors.ts";
+import { check, closeFd, KvmError } from "./errors.ts";
 import type { Kvm } from "./system.ts";
 import { VcpuFd } from "./vcpu.ts";
 
@@ -48,6 +49,16 @@ export class VmFd implements Disposable {
       libc().ioctl_buf(this.fd, KVM_IOCTL.SET_USER_MEMORY_REGION, buf),
       `map guest memory at 0x${region.guestPhysAddr.toString(16)}`,
     );
+  }
+
+  /**
+   * KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): the LAPICs in KVM, no PIC, and
+   * the IOAPIC left to userspace with `pins` routes reserved for it. Before
+   * any vCPU exists.
+   */
+  enableSplitIrqchip(pins: number): void {
+    const err = this.enableCap(CAP.SPLIT_IRQCHIP, [pins]);
+    if (err !== 0) throw new KvmError("split the interrupt controller", err);
   }
 
   /** KVM_CREATE_IRQCHIP: in-kernel PIC, IOAPIC and LAPIC. */

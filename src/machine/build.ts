@@ -41,6 +41,8 @@ import { applyFileIsolation } from "./isolation.ts";
 import { type KernelRequest, prepareKernelFile } from "./kernel.ts";
 import { configureVm, openKvm } from "./kvm_setup.ts";
 import { takeEarlyVm } from "./early_vm.ts";
+import { createIrqchip, type IrqchipMode, irqchipMode } from "./irqchip.ts";
+import { newIoapicState } from "../devices/ioapic.ts";
 import { traceMark } from "../startup_trace.ts";
 import { runGuest } from "./run_guest.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -121,7 +123,7 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   const closeNet = once(() => net?.close());
   stack.defer(closeNet);
   // Then KVM's problem, if it had one, and guest RAM on the host (the VM gets it in step 9).
-  const { kvm, vm } = opened.get();
+  const { kvm, vm, irqchip } = opened.get();
   const ram = mapRam(stack, plan.memorySize, kernel.layout.guestAddress, params);
   traceMark("kvm");
   // 6. The network device inside the VM; its Worker reads guest RAM, so it stops first.
@@ -152,6 +154,8 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
     stdout,
     stderr,
     net,
+    // One IOAPIC for the VM's vCPU threads, where KVM does not hold it.
+    ioapic: irqchip === "split" ? newIoapicState() : null,
     params,
     supervisor,
     kernelAddress: kernel.layout.kernelAddress,
@@ -261,14 +265,26 @@ function openSandbox(map: FileMap, params: VmParams): Sandbox {
  * Step 2: KVM and the VM with its interrupt controller (and the options that
  * configure it). A failure is kept, not thrown: `get()` throws it.
  */
-function openVm(stack: AsyncDisposableStack, params: VmParams): { get(): { kvm: Kvm; vm: VmFd } } {
-  // The command line made the VM and its irqchip before loading the rest (src/machine/early_vm.ts).
+function openVm(
+  stack: AsyncDisposableStack,
+  params: VmParams,
+): { get(): { kvm: Kvm; vm: VmFd; irqchip: IrqchipMode } } {
+  // The command line made the VM and its irqchip before loading the rest (src/machine/early_vm.ts),
+  // as its options seemed to ask; a config file's --net or --pit can want the other kind.
   const early = takeEarlyVm();
   try {
     const kvm = stack.use(early?.kvm ?? openKvm());
-    const vm = stack.use(early?.vm ?? kvm.createVm());
-    configureVm(vm, params, early !== null);
-    return { get: () => ({ kvm, vm }) };
+    const irqchip = irqchipMode(kvm, { net: params.net !== undefined, pit: params.pit === true });
+    let vm: VmFd;
+    if (early !== null && early.irqchip === irqchip) {
+      vm = stack.use(early.vm);
+    } else {
+      early?.vm.close();
+      vm = stack.use(kvm.createVm());
+      createIrqchip(vm, irqchip);
+    }
+    configureVm(vm, params);
+    return { get: () => ({ kvm, vm, irqchip }) };
   } catch (error) {
     return {
       get: () => {

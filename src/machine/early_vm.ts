@@ -1,11 +1,13 @@
 /**
  * The command line's first step, before the rest of dhyve loads: open
- * `/dev/kvm` and create the VM with its interrupt controller.
+ * `/dev/kvm` and create the VM with its interrupt controllers.
  *
- * Why so early: creating the interrupt controller starts an SRCU grace
- * period (8–10 ms on kvm_pvm, see docs/performance.md) that the guest RAM's
- * memory slot waits for. Started here, it passes while Deno loads the
- * bundle and the CLI does its work, instead of inside `runVm`.
+ * Why so early: KVM's own PIC and IOAPIC (`--net`, `--pit`: see
+ * `src/machine/irqchip.ts`) start an SRCU grace period when they are made
+ * (5–10 ms on kvm_pvm, see docs/performance.md) that the guest RAM's memory
+ * slot waits for. Started here, it passes while Deno loads the bundle and the
+ * CLI does its work, instead of inside `runVm`. A split interrupt controller
+ * (every other run) has no such wait; its VM is made here all the same.
  *
  * `main.ts` calls {@linkcode openVmEarly} with the process's arguments and
  * then imports the rest; `runVm`'s VM step takes the VM with
@@ -19,13 +21,16 @@
 
 import { Kvm, type VmFd } from "../kvm.ts";
 import { traceMark } from "../startup_trace.ts";
+import { argvIrqchipNeeds, createIrqchip, type IrqchipMode, irqchipMode } from "./irqchip.ts";
 
 /** A VM made before `runVm` ran, waiting for it. */
 export interface EarlyVm {
   /** `/dev/kvm`, open and checked. */
   readonly kvm: Kvm;
-  /** The VM, with its interrupt controller (KVM_CREATE_IRQCHIP done). */
+  /** The VM, with its interrupt controllers. */
   readonly vm: VmFd;
+  /** Where they are: the mode the command line's options seemed to ask for. */
+  readonly irqchip: IrqchipMode;
 }
 
 traceMark("kvmlayer");
@@ -50,8 +55,9 @@ export function argvWantsVm(argv: readonly string[]): boolean {
 }
 
 /**
- * Opens KVM and creates the VM with its interrupt controller, for the run
- * `argv` asks for (nothing when it asks for none, see {@linkcode argvWantsVm}).
+ * Opens KVM and creates the VM with its interrupt controllers, for the run
+ * `argv` asks for (nothing when it asks for none, see {@linkcode argvWantsVm}),
+ * split unless `argv` names `--net` or `--pit`.
  * Never throws and never prompts: without the FFI permission, or without a
  * usable `/dev/kvm`, it leaves the work (and the message) to `runVm`.
  */
@@ -64,8 +70,9 @@ export function openVmEarly(argv: readonly string[]): void {
     kvm = Kvm.open();
     if (kvm.missingRequirement() !== null) throw new Error("KVM lacks what dhyve needs");
     vm = kvm.createVm();
-    vm.createIrqchip();
-    waiting = { kvm, vm };
+    const irqchip = irqchipMode(kvm, argvIrqchipNeeds(argv));
+    createIrqchip(vm, irqchip);
+    waiting = { kvm, vm, irqchip };
     traceMark("early");
   } catch {
     // runVm opens KVM again and says what is wrong. (Closing an fd never throws.)

@@ -64,11 +64,10 @@ export interface VmOptions {
 }
 
 /**
- * Gives the VM its in-kernel interrupt controller (unless `hasIrqchip`: the
- * early VM of `src/machine/early_vm.ts` has it), the PIT and the options asked for.
+ * Gives a VM that has its interrupt controllers (`src/machine/irqchip.ts`)
+ * the PIT and the options asked for.
  */
-export function configureVm(vm: VmFd, options: VmOptions, hasIrqchip = false): void {
-  if (!hasIrqchip) vm.createIrqchip();
+export function configureVm(vm: VmFd, options: VmOptions): void {
   if (options.pit) vm.createPit2();
   if (options.cpuPm) enableCpuPm(vm);
   const x2apic = vm.enableCap(CAP.X2APIC_API, [

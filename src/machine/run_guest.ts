@@ -41,6 +41,8 @@ export interface RunInput extends Machine {
   readonly stderr: GuestOutput;
   /** The virtio-net device (`--net`), or null. */
   readonly net: NetDevice | null;
+  /** The IOAPIC's state when the VM's interrupt controller is split, else null. */
+  readonly ioapic: SharedArrayBuffer | null;
   /** The run's options. */
   readonly params: VmParams;
   /** Signals, --timeout, the first stop, output drain, dead guests. */
@@ -130,6 +132,7 @@ export async function runGuest(r: RunInput): Promise<Ran> {
     supervisor,
     warn: (message) => log.warn(message),
     net: r.net?.shared ?? null,
+    ioapic: r.ioapic,
   });
 }
 
@@ -156,7 +159,7 @@ function mainThreadLoops(r: RunInput, net: NetRegisters | null, yieldEveryMs?: n
       stats,
       control,
       xsaveLayout: r.xsaveLayout,
-      buses: vcpuBuses(vcpu, { ctx, stats, net }),
+      buses: vcpuBuses(vcpu, { ctx, stats, net, ioapic: r.ioapic }),
       ...(yieldEveryMs === undefined ? {} : { yieldEveryMs }),
     });
   });

@@ -78,6 +78,8 @@ export interface SmpOptions {
   warn: (message: string) => void;
   /** The virtio-net device (`--net`), or null. */
   net?: NetShared | null;
+  /** The IOAPIC's state when the VM's interrupt controller is split, else null. */
+  ioapic?: SharedArrayBuffer | null;
 }
 
 /** How a multi-vCPU run ended. */
@@ -217,6 +219,7 @@ export function runSmp(options: SmpOptions): Promise<SmpResult> {
         output: options.sinks === null ? "stdio" : "post",
         affinity: options.affinity?.[cpu] ?? null,
         net: options.net ?? null,
+        ioapic: options.ioapic ?? null,
       };
       worker.postMessage(init);
     }

@@ -68,6 +68,8 @@ export interface WorkerInit {
   affinity: number | null;
   /** The virtio-net device (`--net`), or null. */
   net: NetShared | null;
+  /** The VM's IOAPIC state when its interrupt controller is split, else null. */
+  ioapic: SharedArrayBuffer | null;
 }
 
 /** A stop, as a Worker reports it. */

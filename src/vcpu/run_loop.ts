@@ -13,6 +13,7 @@ import { EMULATION_FLAG_INSTRUCTION_BYTES, EXIT, INTERNAL_ERROR, SREGS } from ".
 import type { BusDevice } from "../bus/bus.ts";
 import { buildBuses, type Buses } from "../devices/board.ts";
 import { HypercallPorts, type RdiSource } from "../devices/hypercall_ports.ts";
+import { Ioapic } from "../devices/ioapic.ts";
 import { busZero } from "../devices/pci_config.ts";
 import { ERRNO } from "../errno.ts";
 import { EXIT_CODE } from "../exit_codes.ts";
@@ -127,12 +128,18 @@ function rdiOf(vcpu: VcpuFd): RdiSource {
 
 /**
  * dhyve's board for one vCPU: its hypercall ports, the PCI configuration
- * ports (with the virtio-net function, `--net`), the MP-table holes and the
- * net MMIO window.
+ * ports (with the virtio-net function, `--net`), the MP-table holes, the
+ * net MMIO window and, with a split interrupt controller, the IOAPIC.
  */
 export function vcpuBuses(
   vcpu: VcpuFd,
-  devices: { ctx: HypercallContext; stats: VcpuStats; net: NetRegisters | null },
+  devices: {
+    ctx: HypercallContext;
+    stats: VcpuStats;
+    net: NetRegisters | null;
+    /** The VM's IOAPIC state when its interrupt controller is split, else null. */
+    ioapic: SharedArrayBuffer | null;
+  },
 ): Buses {
   return buildBuses({
     hypercalls: new HypercallPorts(
@@ -143,6 +150,7 @@ export function vcpuBuses(
     ),
     pci: busZero(devices.net),
     net: devices.net,
+    ioapic: devices.ioapic === null ? null : new Ioapic(devices.ioapic),
   });
 }
 

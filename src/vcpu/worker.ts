@@ -107,7 +107,7 @@ function start(init: WorkerInit): void {
     stats,
     control,
     xsaveLayout: new Map<number, XsaveComponent>(init.xsaveLayout),
-    buses: vcpuBuses(vcpu, { ctx, stats, net }),
+    buses: vcpuBuses(vcpu, { ctx, stats, net, ioapic: init.ioapic }),
   });
   // A slow tick on this thread: KVM_RUN returns now and then even while the
   // guest is halted, so the vCPU can see whether it is halted for good.

@@ -55,7 +55,7 @@ Deno.test("buildBuses(): hypercalls around the PCI ports, MP-table holes, net wi
   const hypercalls = new HypercallPorts(buildHypercallTable(), ctx, new Float64Array(0x1300), {
     rdi: () => 0,
   });
-  const buses = buildBuses({ hypercalls, pci: busZero(null), net: null });
+  const buses = buildBuses({ hypercalls, pci: busZero(null), net: null, ioapic: null });
   assert.deepEqual(
     buses.ports.ranges().map((r) => [r.start, r.end, r.device]),
     [[0x400, 0xcf8, "hypercalls"], [0xcf8, 0xd00, "pci-config"], [0xd00, 0x1300, "hypercalls"]],

@@ -124,7 +124,7 @@ function setUp(
     stats,
     control: new Int32Array(1),
     xsaveLayout: new Map(),
-    buses: vcpuBuses(asVcpu, { ctx: fake.ctx, stats, net }),
+    buses: vcpuBuses(asVcpu, { ctx: fake.ctx, stats, net, ioapic: null }),
     ...(options.yieldEveryMs === undefined ? {} : { yieldEveryMs: options.yieldEveryMs }),
   });
   return { vcpu, loop, output: () => fake.output().stdout, stats };
