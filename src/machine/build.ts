@@ -98,12 +98,12 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   await using stack = new AsyncDisposableStack();
   // 1. Options that need no host resource: sizes, affinity, file map, Deno permissions.
   const plan = checkOptions(kernelPath, params);
-  // 2. KVM and the VM with its interrupt controller, early: creating the controller queues
-  // SRCU callbacks (a grace period, 8-10 ms here) that the RAM slot (step 9) and closing the
-  // VM (srcu_barrier) wait for, and the next steps pass that time. The command line made
-  // them before it loaded (src/machine/early_vm.ts); a library call makes them here. A failure is
-  // thrown in step 5, after the kernel's and the network's problems, as when KVM was opened
-  // there.
+  // 2. KVM and the VM with its interrupt controllers, early: KVM's own (--net, --pit; see
+  // src/machine/irqchip.ts) queue SRCU callbacks (a grace period, 5-10 ms here) that the RAM
+  // slot (step 9) and closing the VM (srcu_barrier) wait for, and the next steps pass that time;
+  // a split one has no such wait. The command line made them before it loaded
+  // (src/machine/early_vm.ts); a library call makes them here. A failure is thrown in step 5,
+  // after the kernel's and the network's problems, as when KVM was opened there.
   const opened = openVm(stack, params);
   traceMark("vm");
   // 3. The kernel: read it (or unpack a Hermit image), parse it, choose where it goes.
@@ -161,8 +161,8 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
     kernelAddress: kernel.layout.kernelAddress,
     loadOffset: kernel.layout.kernelAddress - kernel.image.firstVaddr,
     // Guest RAM goes into the VM as late as it can: the run mode calls this once it is set up,
-    // right before the first KVM_RUN. A slot change waits for the grace period that creating
-    // the interrupt controller (step 2) started (8-10 ms on kvm_pvm), and closing the VM would
+    // right before the first KVM_RUN. With KVM's own irqchip, a slot change waits for the grace
+    // period that creating it (step 2) started (5-10 ms on kvm_pvm), and closing the VM would
     // wait for it had the slot come first (measured: a noop run's tear-down 7 ms -> 1 ms).
     attachRam: () => {
       vm.setUserMemoryRegion({

@@ -6,22 +6,6 @@
  * when it cannot map the IOAPIC. Needs RAM above 4 GiB (interface 2 or 3). */
 #include "rt.h"
 
-static uint64_t io_pd[512] __attribute__((aligned(4096)));
-
-/* Maps the 2 MiB page at 0xFEC00000 1:1, uncached, in the free 3-4 GiB slot. */
-static int map_ioapic(void) {
-  uint64_t cr3;
-  __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
-  uint64_t *pml4 = (uint64_t *)(cr3 & ~0xfffull);
-  if (!(pml4[0] & 1)) return -1;
-  uint64_t *pdpt = (uint64_t *)(pml4[0] & 0x000ffffffffff000ull);
-  if (pdpt[3] & 1) return -1; /* RAM never lies in the 3-4 GiB gap */
-  io_pd[0xfec00000u >> 21 & 511] = 0xfec00000u | 0x93; /* present, writable, huge, PCD */
-  pdpt[3] = (uint64_t)io_pd | 3;
-  __asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
-  return 0;
-}
-
 static volatile uint32_t *const ioapic = (volatile uint32_t *)0xfec00000u;
 
 static uint32_t rd(uint32_t reg) {
@@ -45,7 +29,7 @@ static inline uint8_t inb(uint16_t port) {
 }
 
 int main(void) {
-  if (map_ioapic() != 0) {
+  if (rt_map_device(0xfec00000u) != 0) {
     rt_puts("ioapic: cannot map it\n");
     return 1;
   }

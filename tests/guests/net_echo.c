@@ -78,7 +78,6 @@ static struct queue rxq __attribute__((aligned(4096)));
 static struct queue txq __attribute__((aligned(4096)));
 static uint8_t rxbuf[QSIZE][BUF_SIZE] __attribute__((aligned(4096)));
 static uint8_t txbuf[BUF_SIZE] __attribute__((aligned(4096)));
-static uint64_t io_pd[512] __attribute__((aligned(4096)));
 static uint8_t mac[6];
 static int csum_offload;       /* CSUM was negotiated: the device completes our checksums */
 static uint32_t ping_target;   /* 0: no ping */
@@ -115,17 +114,7 @@ static void wrmsr(uint32_t msr, uint64_t v) {
 
 /* Maps the 2 MiB pages at 0xFE000000 (virtio BAR) and 0xFEC00000 (IOAPIC) 1:1, uncached. */
 static int map_io(void) {
-  uint64_t cr3;
-  __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
-  uint64_t *pml4 = (uint64_t *)(cr3 & ~0xfffull);
-  if (!(pml4[0] & 1)) return -1;
-  uint64_t *pdpt = (uint64_t *)(pml4[0] & 0x000ffffffffff000ull);
-  if (pdpt[3] & 1) return -1; /* RAM never lies in the 3-4 GiB gap */
-  io_pd[0xfe000000u >> 21 & 511] = 0xfe000000u | 0x93; /* present, writable, huge, PCD */
-  io_pd[0xfec00000u >> 21 & 511] = 0xfec00000u | 0x93;
-  pdpt[3] = (uint64_t)io_pd | 3;
-  __asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
-  return 0;
+  return rt_map_device(0xfe000000u) == 0 && rt_map_device(0xfec00000u) == 0 ? 0 : -1;
 }
 
 static void setup_irq(unsigned line) {

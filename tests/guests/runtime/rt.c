@@ -967,3 +967,23 @@ int rt_parse_i64(const char *s, int64_t *out) {
   *out = neg ? (int64_t)(0 - v) : (int64_t)v;
   return 0;
 }
+
+/* ---- device windows ---- */
+
+static uint64_t rt_device_pd[512] __attribute__((aligned(4096)));
+
+int rt_map_device(uint64_t phys) {
+  if (phys < 0xc0000000ull || phys >= 0x100000000ull) return -1;
+  uint64_t cr3;
+  __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+  uint64_t *pml4 = (uint64_t *)(cr3 & ~0xfffull);
+  if (!(pml4[0] & 1)) return -1;
+  uint64_t *pdpt = (uint64_t *)(pml4[0] & 0x000ffffffffff000ull);
+  uint64_t slot = (uint64_t)rt_device_pd | 3;
+  if ((pdpt[3] & 1) && pdpt[3] != slot) return -1; /* RAM never lies in the 3-4 GiB gap */
+  uint64_t page = phys & ~0x1fffffull;
+  rt_device_pd[page >> 21 & 511] = page | 0x93; /* present, writable, 2 MiB, uncached (PCD) */
+  pdpt[3] = slot;
+  __asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
+  return 0;
+}

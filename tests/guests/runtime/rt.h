@@ -153,6 +153,12 @@ const void *rt_fdt_prop(const char *path, const char *name, uint32_t *len);
 int rt_fdt_reservation(int i, uint64_t *addr, uint64_t *size);
 uint64_t rt_be64(const void *p); /* a big-endian u64 cell */
 
+/* ---- device windows ---- */
+/* Maps the 2 MiB page holding guest-physical `phys` (in the 3-4 GiB gap, below RAM at 4 GiB:
+ * interface 2 or 3) 1:1 and uncached, as a kernel maps the virtio BAR or the IOAPIC. 0, or -1
+ * when the gap is taken (RAM there) or the boot page tables are not the host's. */
+int rt_map_device(uint64_t phys);
+
 /* ---- raw port I/O ---- */
 /* v1: out dx, eax with EAX = (u32)arg.  v2: out dx, eax with RDI = arg, EAX = dummy. */
 void rt_hypercall(uint16_t port, uint64_t arg);
