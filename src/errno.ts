@@ -55,11 +55,11 @@ export const ERRNO = {
 /** One of the errno names above. */
 export type ErrnoName = keyof typeof ERRNO;
 
-const NAMES: Readonly<Record<number, string>> = Object.fromEntries(
-  Object.entries(ERRNO).map(([name, value]) => [value, name]),
-);
+let names: Readonly<Record<number, string>> | undefined;
 
 /** The symbolic name of an errno value, e.g. `errnoName(2)` → `"ENOENT"`. */
 export function errnoName(errno: number): string {
-  return NAMES[errno] ?? `errno ${errno}`;
+  // Built on first use, not at every start: only messages about failures ask.
+  names ??= Object.fromEntries(Object.entries(ERRNO).map(([name, value]) => [value, name]));
+  return names[errno] ?? `errno ${errno}`;
 }

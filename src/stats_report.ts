@@ -5,7 +5,7 @@
  * @module
  */
 
-import { EXIT, EXIT_NAMES } from "./abi/kvm.ts";
+import { EXIT, exitName } from "./abi/kvm.ts";
 import {
   buildHypercallTable,
   hypercallAt,
@@ -79,7 +79,7 @@ function countsOf(s: VcpuStats): Map<string, number> {
         add("InternalError", n - s.emulated);
         break;
       default: {
-        const name = EXIT_NAMES[reason];
+        const name = exitName(reason);
         add(name === undefined ? `Exit(${reason})` : pascal(name), n);
       }
     }

@@ -159,10 +159,17 @@ export const EXIT = {
   SYSTEM_EVENT: 24,
 } as const;
 
-/** Human-readable names of KVM exit reasons, for messages and stats. */
-export const EXIT_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
-  Object.entries(EXIT).map(([name, code]) => [code, name]),
-);
+let exitNames: Readonly<Record<number, string>> | undefined;
+
+/**
+ * The name of a KVM exit reason, for messages and stats: `exitName(8)` is
+ * `"SHUTDOWN"`; undefined for a reason dhyve does not know.
+ */
+export function exitName(reason: number): string | undefined {
+  // Built on first use, not at every start (only the --stats report asks).
+  exitNames ??= Object.fromEntries(Object.entries(EXIT).map(([name, code]) => [code, name]));
+  return exitNames[reason];
+}
 
 /** `kvm_run.io.direction` values. */
 export const IO_IN = 0;

@@ -12,7 +12,7 @@ import { io, ioc, ior, iow, iowr, KVM_IOCTL } from "../../../src/abi/ioctl.ts";
 import {
   CAP,
   EXIT,
-  EXIT_NAMES,
+  exitName,
   IO_IN,
   IO_OUT,
   KVM_API_VERSION,
@@ -191,7 +191,8 @@ Deno.test("KVM exit reasons and constants match linux/kvm.h", () => {
   );
   assert.equal(EXIT.INTERNAL_ERROR, 17);
   assert.equal(EXIT.SYSTEM_EVENT, 24);
-  assert.equal(EXIT_NAMES[8], "SHUTDOWN");
+  assert.equal(exitName(8), "SHUTDOWN");
+  assert.equal(exitName(99), undefined);
   assert.deepEqual([IO_IN, IO_OUT], [0, 1]);
   assert.equal(MP_STATE_RUNNABLE, 0);
   assert.equal(KVM_API_VERSION, 12);
