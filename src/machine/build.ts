@@ -274,14 +274,17 @@ function openVm(
   const early = takeEarlyVm();
   try {
     const kvm = stack.use(early?.kvm ?? openKvm());
-    const irqchip = irqchipMode(kvm, { net: params.net !== undefined, pit: params.pit === true });
+    const wanted = irqchipMode(kvm, { net: params.net !== undefined, pit: params.pit === true });
     let vm: VmFd;
-    if (early !== null && early.irqchip === irqchip) {
+    let irqchip: IrqchipMode;
+    // KVM's own irqchip serves every run (only a split one cannot serve --net or --pit).
+    if (early !== null && (early.irqchip === wanted || early.irqchip === "kernel")) {
       vm = stack.use(early.vm);
+      irqchip = early.irqchip;
     } else {
       early?.vm.close();
       vm = stack.use(kvm.createVm());
-      createIrqchip(vm, irqchip);
+      irqchip = createIrqchip(vm, wanted);
     }
     configureVm(vm, params);
     return { get: () => ({ kvm, vm, irqchip }) };

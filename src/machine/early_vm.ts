@@ -70,8 +70,7 @@ export function openVmEarly(argv: readonly string[]): void {
     kvm = Kvm.open();
     if (kvm.missingRequirement() !== null) throw new Error("KVM lacks what dhyve needs");
     vm = kvm.createVm();
-    const irqchip = irqchipMode(kvm, argvIrqchipNeeds(argv));
-    createIrqchip(vm, irqchip);
+    const irqchip = createIrqchip(vm, irqchipMode(kvm, argvIrqchipNeeds(argv)));
     waiting = { kvm, vm, irqchip };
     traceMark("early");
   } catch {

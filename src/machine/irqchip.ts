@@ -38,10 +38,25 @@ export function irqchipMode(kvm: Kvm, needs: IrqchipNeeds): IrqchipMode {
   return kvm.checkExtension(CAP.SPLIT_IRQCHIP) > 0 ? "split" : "kernel";
 }
 
-/** Gives a VM without vCPUs its interrupt controllers in `mode`. */
-export function createIrqchip(vm: VmFd, mode: IrqchipMode): void {
-  if (mode === "kernel") vm.createIrqchip();
-  else vm.enableSplitIrqchip(IOAPIC_PINS);
+/**
+ * Gives a VM without vCPUs its interrupt controllers in `mode` and returns
+ * the mode it got: a KVM that advertises the split but refuses it gets its
+ * own irqchip instead (KVM's error, if that fails too, is thrown).
+ */
+export function createIrqchip(
+  vm: Pick<VmFd, "createIrqchip" | "enableSplitIrqchip">,
+  mode: IrqchipMode,
+): IrqchipMode {
+  if (mode === "split") {
+    try {
+      vm.enableSplitIrqchip(IOAPIC_PINS);
+      return "split";
+    } catch {
+      // KVM's own below.
+    }
+  }
+  vm.createIrqchip();
+  return "kernel";
 }
 
 /**

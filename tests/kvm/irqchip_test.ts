@@ -110,6 +110,15 @@ kvmTest(
   },
 );
 
+kvmTest("irqchip: runVm keeps an early VM with KVM's irqchip, which serves any run", async () => {
+  const guest = await buildGuest("ioapic", V2);
+  openVmEarly(["--pit", guest]); // KVM's own: the command line named --pit
+  const run = await probe(); // a run without --pit (a config file said otherwise)
+  assert.equal(takeEarlyVm(), null, "the run took the early VM");
+  assert.equal(run.pic, "pic: mask fb", "the early VM's PIC, not a new split VM");
+  assert.equal(run.mmio, 0, "KVM answered the IOAPIC");
+});
+
 kvmTest("irqchip: the command line runs the guest in either mode", async () => {
   const guest = await buildGuest("ioapic", V2);
   const plain = await runDhyve([guest]);
