@@ -20,11 +20,25 @@ function pollNow(fd: number, events: number): number {
 }
 
 /**
+ * Whether a zero-timeout poll() result says the fd is ready: 1 is (an
+ * error condition or hang-up included, which the read or write then
+ * reports); 0 is not, and neither is -1. poll() of one valid buffer fails
+ * only with EINTR (the run loop's tick, SIGALRM, landed during the call) or
+ * ENOMEM: "ready" there sent the caller into a blocking read or write that
+ * a stalled pipe never let return (a run that neither --timeout nor SIGTERM
+ * could end, ~1 in 100 runs of the stalled-reader tests). Not ready: the
+ * caller asks again a moment later.
+ */
+export function pollReady(result: number): boolean {
+  return result > 0;
+}
+
+/**
  * True when a read of `fd` would not block: data, end of input, or an error
  * condition is waiting (poll with a zero timeout).
  */
 export function fdReadable(fd: number): boolean {
-  return pollNow(fd, POLLIN) !== 0; // 1: ready (or POLLHUP/POLLERR); -1: let the read report it
+  return pollReady(pollNow(fd, POLLIN));
 }
 
 /**
@@ -33,5 +47,5 @@ export function fdReadable(fd: number): boolean {
  * write then reports it.
  */
 export function fdWritable(fd: number): boolean {
-  return pollNow(fd, POLLOUT) !== 0;
+  return pollReady(pollNow(fd, POLLOUT));
 }
