@@ -92,14 +92,7 @@ export function basename(path: string): string {
  * @throws {TypeError} for another scheme, a host, or an encoded "/".
  */
 export function fileUrlToPath(url: URL): string {
-  if (url.protocol !== "file:") throw new TypeError(`Not a file: URL: ${url.href}`);
-  if (url.hostname !== "" && url.hostname !== "localhost") {
-    throw new TypeError(`A file: URL with a host is not a local path: ${url.href}`);
-  }
-  if (/%2f/i.test(url.pathname)) {
-    throw new TypeError(`A file: URL path must not contain an encoded "/": ${url.href}`);
-  }
-  return decodeURIComponent(url.pathname);
+  return fileHrefToPath(url.href);
 }
 
 /**

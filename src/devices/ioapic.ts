@@ -56,7 +56,6 @@ export class Ioapic implements BusDevice {
   /** Bus device name. */
   readonly name = "ioapic";
   readonly #words: Int32Array;
-  readonly #value = new DataView(new ArrayBuffer(4));
 
   /** Wraps `state` (from {@linkcode newIoapicState}). */
   constructor(state: SharedArrayBuffer) {
@@ -72,8 +71,8 @@ export class Ioapic implements BusDevice {
       : offset === WINDOW
       ? this.#readRegister(Atomics.load(this.#words, WORD.SELECT))
       : 0;
-    this.#value.setUint32(0, value >>> 0, true);
-    for (let i = 0; i < n; i++) data[at + i] = i < 4 && i < size ? this.#value.getUint8(i) : 0;
+    // Little-endian, as the write below reads it; an 8-byte read gets zeroes above the dword.
+    for (let i = 0; i < n; i++) data[at + i] = i < 4 && i < size ? (value >>> (8 * i)) & 0xff : 0;
     return RESUME;
   }
 

@@ -41,7 +41,7 @@ import { applyFileIsolation } from "./isolation.ts";
 import { type KernelRequest, prepareKernelFile } from "./kernel.ts";
 import { configureVm, openKvm } from "./kvm_setup.ts";
 import { takeEarlyVm } from "./early_vm.ts";
-import { createIrqchip, type IrqchipMode, irqchipMode } from "./irqchip.ts";
+import { createIrqchip, type IrqchipMode, irqchipMode, irqchipServes } from "./irqchip.ts";
 import { newIoapicState } from "../devices/ioapic.ts";
 import { traceMark } from "../startup_trace.ts";
 import { runGuest } from "./run_guest.ts";
@@ -274,17 +274,16 @@ function openVm(
   const early = takeEarlyVm();
   try {
     const kvm = stack.use(early?.kvm ?? openKvm());
-    const wanted = irqchipMode(kvm, { net: params.net !== undefined, pit: params.pit === true });
+    const needs = { net: params.net !== undefined, pit: params.pit === true };
     let vm: VmFd;
     let irqchip: IrqchipMode;
-    // KVM's own irqchip serves every run (only a split one cannot serve --net or --pit).
-    if (early !== null && (early.irqchip === wanted || early.irqchip === "kernel")) {
+    if (early !== null && irqchipServes(early.irqchip, needs)) {
       vm = stack.use(early.vm);
       irqchip = early.irqchip;
     } else {
       early?.vm.close();
       vm = stack.use(kvm.createVm());
-      irqchip = createIrqchip(vm, wanted);
+      irqchip = createIrqchip(vm, irqchipMode(kvm, needs));
     }
     configureVm(vm, params);
     return { get: () => ({ kvm, vm, irqchip }) };

@@ -32,9 +32,14 @@ export interface IrqchipNeeds {
   readonly pit: boolean;
 }
 
+/** Whether interrupt controllers in `mode` serve a run with `needs`: KVM's serve every run. */
+export function irqchipServes(mode: IrqchipMode, needs: IrqchipNeeds): boolean {
+  return mode === "kernel" || !(needs.net || needs.pit);
+}
+
 /** The mode for a run with `needs` on `kvm`'s host. */
 export function irqchipMode(kvm: Kvm, needs: IrqchipNeeds): IrqchipMode {
-  if (needs.net || needs.pit) return "kernel";
+  if (!irqchipServes("split", needs)) return "kernel";
   return kvm.checkExtension(CAP.SPLIT_IRQCHIP) > 0 ? "split" : "kernel";
 }
 
