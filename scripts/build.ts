@@ -18,8 +18,15 @@ import { fileURLToPath } from "node:url";
 import { BUNDLE_DIR } from "../src/locations.ts";
 import { warmCodeCache } from "../src/code_cache.ts";
 import remapping from "npm:@jridgewell/remapping@2.3.5";
-import { markEagerCompileWithMap } from "./eager_compile.ts";
+import { type EagerFilter, markEagerCompileWithMap } from "./eager_compile.ts";
 import { rechunk } from "./rechunk.ts";
+import {
+  keyedFunctions,
+  PROFILE_FILE,
+  PROFILED_FILES,
+  readProfile,
+  repoSourceReader,
+} from "./startup_profile.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
@@ -31,8 +38,15 @@ export const BUNDLE_ENTRIES: readonly string[] = [
   "src/net/net_worker.ts",
 ];
 
+/**
+ * Which functions the build marks for eager compilation: as the start-up
+ * profile says (`scripts/startup_profile.ts`; everything where there is
+ * none), all of them, or none (what `deno task profile` records from).
+ */
+export type EagerMode = "profile" | "all" | "none";
+
 /** Writes the bundle to `outDir` (replaced); throws with deno bundle's output when it fails. */
-export async function buildBundle(outDir: string): Promise<void> {
+export async function buildBundle(outDir: string, eager: EagerMode = "profile"): Promise<void> {
   await removeTree(outDir);
   // esbuild names chunks by a hash that covers the maps' relative paths to the sources, so the
   // bundle is made beside dist/bundle (same depth) and then moved: a build for elsewhere (the
@@ -71,7 +85,7 @@ export async function buildBundle(outDir: string): Promise<void> {
     }
     // Then as few files per program as it loads at start (scripts/rechunk.ts).
     await rechunk(stage, merged);
-    markBundleEager(merged);
+    markBundleEager(merged, eager);
     moveTree(merged, outDir);
   } finally {
     await removeTree(stage);
@@ -102,22 +116,57 @@ function moveTree(from: string, to: string): void {
 
 /**
  * Rewrites every `.js` file under `dir` with `markEagerCompile`, and its
- * source map (`.js.map`, esbuild's) so that it maps the rewritten file to
- * the sources: the rewrite's map composed with esbuild's.
+ * source map (`.js.map`, rollup's) so that it maps the rewritten file to
+ * the sources: the rewrite's map composed with rollup's. In the start-up
+ * files, with `mode` "profile", only the functions the start-up profile
+ * names (and those it cannot name) are marked.
  */
-function markBundleEager(dir: string): void {
-  for (const entry of Deno.readDirSync(dir)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) markBundleEager(path);
-    else if (entry.isFile && entry.name.endsWith(".js")) {
-      const bundled = JSON.parse(Deno.readTextFileSync(`${path}.map`));
-      const eager = markEagerCompileWithMap(Deno.readTextFileSync(path), entry.name);
-      const map = remapping([eager.map, bundled], () => null, { excludeContent: true });
-      map.file = entry.name;
-      Deno.writeTextFileSync(path, eager.code);
-      Deno.writeTextFileSync(`${path}.map`, `${map.toString()}\n`);
+function markBundleEager(dir: string, mode: EagerMode): void {
+  if (mode === "none") return;
+  const profile = mode === "profile" ? readProfile(`${ROOT}/${PROFILE_FILE}`) : null;
+  const executed = profile === null ? null : new Set(profile.functions);
+  const walk = (sub: string): void => {
+    for (const entry of Deno.readDirSync(`${dir}/${sub}`)) {
+      const name = `${sub}${entry.name}`;
+      if (entry.isDirectory) walk(`${name}/`);
+      else if (entry.isFile && name.endsWith(".js")) {
+        const filter = executed !== null && PROFILED_FILES.includes(name)
+          ? profiledFilter(`${dir}/${name}`, executed)
+          : undefined;
+        markFile(`${dir}/${name}`, filter);
+      }
     }
+  };
+  walk("");
+}
+
+/** Marks the functions of the file at `path` that `executed` names, or that have no key. */
+function profiledFilter(path: string, executed: ReadonlySet<string>): EagerFilter {
+  const keys = new Map<number, string | null>();
+  for (
+    const fn of keyedFunctions(
+      Deno.readTextFileSync(path),
+      Deno.readTextFileSync(`${path}.map`),
+      repoSourceReader(ROOT, path),
+    )
+  ) {
+    keys.set(fn.start, fn.key);
   }
+  return (fn) => {
+    const key = keys.get(fn.start);
+    return key === undefined || key === null || executed.has(key);
+  };
+}
+
+/** Rewrites the file at `path` and its map (every function, or those `keep` accepts). */
+function markFile(path: string, keep?: EagerFilter): void {
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  const bundled = JSON.parse(Deno.readTextFileSync(`${path}.map`));
+  const eager = markEagerCompileWithMap(Deno.readTextFileSync(path), name, keep);
+  const map = remapping([eager.map, bundled], () => null, { excludeContent: true });
+  map.file = name;
+  Deno.writeTextFileSync(path, eager.code);
+  Deno.writeTextFileSync(`${path}.map`, `${map.toString()}\n`);
 }
 
 function say(line: string): void {

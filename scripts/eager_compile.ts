@@ -77,12 +77,25 @@ export function markEagerCompile(source: string): string {
 }
 
 /**
+ * Which functions to mark, by their place in the source (acorn's node
+ * offsets: a declaration's, an expression's, or a method's function, which
+ * starts at its parameters). A function it refuses is compiled on its first
+ * call, as V8 would have done anyway.
+ */
+export type EagerFilter = (fn: { readonly start: number; readonly end: number }) => boolean;
+
+/**
  * {@linkcode markEagerCompile}, with a source map of the result against
  * `source` (named `sourceName` in the map), so that positions in the
- * rewritten file still lead back to the bundle's sources.
+ * rewritten file still lead back to the bundle's sources. With `keep`, only
+ * the functions it accepts are marked (`scripts/startup_profile.ts`).
  */
-export function markEagerCompileWithMap(source: string, sourceName: string): EagerOutput {
-  const text = rewrite(source);
+export function markEagerCompileWithMap(
+  source: string,
+  sourceName: string,
+  keep: EagerFilter = () => true,
+): EagerOutput {
+  const text = rewrite(source, keep);
   const map = text.generateMap({ source: sourceName, hires: true, includeContent: false });
   return {
     code: text.toString(),
@@ -90,7 +103,7 @@ export function markEagerCompileWithMap(source: string, sourceName: string): Eag
   };
 }
 
-function rewrite(source: string): MagicString {
+function rewrite(source: string, keep: EagerFilter = () => true): MagicString {
   const program = parse(source, {
     ecmaVersion: "latest",
     sourceType: "module",
@@ -113,7 +126,7 @@ function rewrite(source: string): MagicString {
     for (const statement of statements as Array<Ranged & { type: string }>) {
       if (statement.type !== "FunctionDeclaration") continue;
       const declaration = statement as unknown as Declaration;
-      if (declaration.id === null) continue;
+      if (declaration.id === null || !keep(declaration)) continue;
       text.prependRight(declaration.start, `var ${declaration.id.name} = (`);
       text.appendLeft(declaration.end, ");\n");
       // Already first (nothing but blanks before it): it stays, and the next ones follow it.
@@ -130,10 +143,10 @@ function rewrite(source: string): MagicString {
   let defines = 0;
   ancestor(program, {
     ClassBody(node: Node): void {
-      defines += rewriteClassMethods(text, node as unknown as ClassBodyNode);
+      defines += rewriteClassMethods(text, node as unknown as ClassBodyNode, keep);
     },
     ObjectExpression(node: Node): void {
-      rewriteObjectMethods(text, node as unknown as { properties: PropertyNode[] });
+      rewriteObjectMethods(text, node as unknown as { properties: PropertyNode[] }, keep);
     },
     Function(node: Node, _state: unknown, ancestors: Node[]): void {
       const fn = node as unknown as FunctionLike;
@@ -148,7 +161,7 @@ function rewrite(source: string): MagicString {
       // A method's, getter's or setter's function is not an expression that can be wrapped.
       if (parent.type === "MethodDefinition") return;
       if (parent.type === "Property" && (parent.method === true || parent.kind !== "init")) return;
-      parenthesize(fn);
+      if (keep(fn)) parenthesize(fn);
     },
   });
   if (defines > 0) {
@@ -275,7 +288,11 @@ function functionHead(key: KeyNode, computed: boolean, fn: FunctionValue): strin
 }
 
 /** Rewrites the class's methods, getters and setters; returns how many. */
-function rewriteClassMethods(text: MagicString, body: ClassBodyNode): number {
+function rewriteClassMethods(
+  text: MagicString,
+  body: ClassBodyNode,
+  keep: EagerFilter,
+): number {
   const staticInit = body.body.some((e) =>
     e.type === "StaticBlock" || (e.type === "PropertyDefinition" && e.static === true)
   );
@@ -286,7 +303,7 @@ function rewriteClassMethods(text: MagicString, body: ClassBodyNode): number {
     const method = element as MethodNode;
     if (method.kind === "constructor" || method.key.type === "PrivateIdentifier") continue;
     const key = keyExpression(method.key, method.computed);
-    if (key === null || usesSuper(method.value)) continue;
+    if (key === null || usesSuper(method.value) || !keep(method.value)) continue;
     const kind = method.kind === "get" ? 1 : method.kind === "set" ? 2 : 0;
     const target = method.static ? "this" : "this.prototype";
     const head = functionHead(method.key, method.computed, method.value);
@@ -302,12 +319,17 @@ function rewriteClassMethods(text: MagicString, body: ClassBodyNode): number {
 }
 
 /** Rewrites the object literal's methods into properties holding function expressions. */
-function rewriteObjectMethods(text: MagicString, object: { properties: PropertyNode[] }): void {
+function rewriteObjectMethods(
+  text: MagicString,
+  object: { properties: PropertyNode[] },
+  keep: EagerFilter,
+): void {
   for (const property of object.properties) {
     if (property.type !== "Property" || !property.method || property.kind !== "init") continue;
     const key = keyExpression(property.key, property.computed);
     // `__proto__: f` would set the prototype; a method by that name does not.
     if (key === null || key === '"__proto__"' || usesSuper(property.value)) continue;
+    if (!keep(property.value)) continue;
     const keyText = property.computed ? `[${key}]` : key;
     text.overwrite(
       property.start,

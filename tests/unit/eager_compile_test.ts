@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { parse } from "npm:acorn@8.19.0";
 import { ancestor } from "npm:acorn-walk@8.3.5";
 import type { Node } from "npm:acorn@8.19.0";
-import { markEagerCompile } from "../../scripts/eager_compile.ts";
+import { markEagerCompile, markEagerCompileWithMap } from "../../scripts/eager_compile.ts";
 
 /** A module that leans on what the rewrite touches: hoisting, names, `this`, nesting. */
 const SAMPLE = `
@@ -180,4 +180,31 @@ Deno.test("a second pass changes nothing, and a syntax error is thrown, not pass
   const once = markEagerCompile(SAMPLE);
   assert.equal(markEagerCompile(once), once);
   assert.throws(() => markEagerCompile("function ("), SyntaxError);
+});
+
+Deno.test("with a filter, only the functions it accepts are marked, and the module means the same", async () => {
+  const expected = await evaluate(SAMPLE);
+  // Refusing everything leaves the file as it was.
+  assert.equal(markEagerCompileWithMap(SAMPLE, "sample.js", () => false).code, SAMPLE);
+  // Every other function (by position): a mix of marked and unmarked ones in one class, one body.
+  const starts = new Set<number>();
+  ancestor(parseModule(SAMPLE), { Function: (node: Node) => void starts.add(node.start) });
+  const every = [...starts].sort((a, b) => a - b);
+  const kept = new Set(every.filter((_, i) => i % 2 === 0));
+  const asked: number[] = [];
+  const half = markEagerCompileWithMap(SAMPLE, "sample.js", (fn) => {
+    asked.push(fn.start);
+    return kept.has(fn.start);
+  }).code;
+  assert.ok(
+    asked.every((start) => starts.has(start)),
+    "the filter sees the functions' own offsets",
+  );
+  assert.deepEqual(await evaluate(half), expected);
+  const marked = (source: string): number =>
+    functionsOf(source).filter((f) =>
+      f.parent === "ParenthesizedExpression" || f.parent === "VariableDeclarator"
+    ).length;
+  const all = marked(markEagerCompile(SAMPLE));
+  assert.ok(marked(half) > marked(SAMPLE) && marked(half) < all, `${marked(half)} of ${all}`);
 });

@@ -1,0 +1,154 @@
+/**
+ * `deno task profile`: records the start-up profile
+ * (`scripts/startup_profile.ts`) and writes it to
+ * `scripts/startup_profile.json`; then run `deno task build`.
+ *
+ * It builds the bundle with nothing marked for eager compilation (in
+ * `dist/.profile-*`, removed afterwards), runs dhyve's command line from it
+ * on a few test guests (`scripts/startup_trainer.ts`, under V8's precise
+ * coverage), and keeps the keys of the start-up files' functions that any
+ * run executed. The guests cover what every run does and the usual guest
+ * paths: a v2 PIE kernel that exits at once, and one line through each
+ * output path from a v3 PIE kernel (with arguments and environment, as a
+ * current Hermit kernel) and from a v1 fixed-address one (as uhyve's
+ * 0.6 `hello_c`).
+ *
+ * Needs `/dev/kvm` and gcc (the guests are built as the tests build them).
+ * Usage: `deno run --allow-all scripts/profile_startup.ts`.
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { buildGuest, type GuestBuild } from "../tests/_helpers/guests.ts";
+import { buildBundle } from "./build.ts";
+import {
+  keyedFunctions,
+  PROFILE_FILE,
+  PROFILED_FILES,
+  repoSourceReader,
+  type StartupProfile,
+} from "./startup_profile.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+const TRAINER = `${ROOT}/scripts/startup_trainer.ts`;
+
+/** One recorded run: a test guest and the dhyve arguments around it. */
+export interface TrainingRun {
+  /** The guest (`tests/guests/NAME.c`). */
+  readonly guest: string;
+  /** How it is built. */
+  readonly build: GuestBuild;
+  /** dhyve's options before the kernel. */
+  readonly options?: readonly string[];
+  /** The guest's arguments after it. */
+  readonly args?: readonly string[];
+}
+
+/** The runs `deno task profile` records. */
+export const TRAINING_RUNS: readonly TrainingRun[] = [
+  { guest: "noop", build: { iface: 2, pie: true } },
+  {
+    guest: "hello",
+    build: { iface: 3, pie: true },
+    options: ["-e", "A=1", "-e", "B=2", "-e", "C=3", "-e", "D=4"],
+    args: ["one", "two"],
+  },
+  { guest: "hello", build: { iface: 1, pie: false } },
+];
+
+/** What a recording found. */
+export interface Recording {
+  /** Keys of the functions the runs executed. */
+  readonly functions: ReadonlySet<string>;
+  /** How many executed functions had no key (no source position): the build marks those anyway. */
+  readonly unkeyed: number;
+  /** The runs, by guest and variant. */
+  readonly runs: readonly string[];
+}
+
+/**
+ * Builds an unmarked bundle, runs `runs` from it and returns the keys of
+ * the start-up files' functions they executed. Throws when a run fails or
+ * reports nothing.
+ */
+export async function recordStartupProfile(runs: readonly TrainingRun[]): Promise<Recording> {
+  Deno.mkdirSync(`${ROOT}/dist`, { recursive: true });
+  // Beside dist/bundle, at its depth: the maps name the sources relative to the files.
+  const dir = Deno.makeTempDirSync({ dir: `${ROOT}/dist`, prefix: ".profile-" });
+  try {
+    await buildBundle(dir, "none");
+    const files = new Map(PROFILED_FILES.map((name) => {
+      const path = `${dir}/${name}`;
+      const fns = keyedFunctions(
+        Deno.readTextFileSync(path),
+        Deno.readTextFileSync(`${path}.map`),
+        repoSourceReader(ROOT, path),
+      );
+      return [name, fns] as const;
+    }));
+    const functions = new Set<string>();
+    let unkeyed = 0;
+    const names: string[] = [];
+    for (const run of runs) {
+      const kernel = await buildGuest(run.guest, run.build);
+      const executed = await trainOnce(dir, [...(run.options ?? []), kernel, ...(run.args ?? [])]);
+      names.push(`${run.guest} v${run.build.iface} ${run.build.pie ? "pie" : "fixed"}`);
+      for (const [name, ends] of Object.entries(executed)) {
+        const ran = new Set(ends);
+        for (const fn of files.get(name) ?? []) {
+          if (!ran.has(fn.end)) continue;
+          if (fn.key === null) unkeyed++;
+          else functions.add(fn.key);
+        }
+      }
+    }
+    return { functions, unkeyed, runs: names };
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/** One trainer run; returns the end offsets of the functions it executed, per file. */
+async function trainOnce(bundleDir: string, argv: string[]): Promise<Record<string, number[]>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", "--allow-read", "--allow-sys", TRAINER, bundleDir, ...argv],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  const line = stderr.split("\n").find((l) => l.startsWith("dhyve-profile: "));
+  if (!out.success || line === undefined) {
+    throw new Error(`The recorded run of ${argv.join(" ")} failed:\n${stderr.trimEnd()}`);
+  }
+  const executed = JSON.parse(line.slice("dhyve-profile: ".length)) as Record<string, number[]>;
+  if (Object.values(executed).every((ends) => ends.length === 0)) {
+    throw new Error(`The recorded run of ${argv.join(" ")} reported no functions`);
+  }
+  return executed;
+}
+
+function say(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(`dhyve profile: ${line}\n`));
+}
+
+if (import.meta.main) {
+  try {
+    const recording = await recordStartupProfile(TRAINING_RUNS);
+    const profile: StartupProfile = {
+      about: "Functions of the start-up files a plain run executes (scripts/startup_profile.ts). " +
+        "Made by `deno task profile`.",
+      runs: recording.runs,
+      functions: [...recording.functions].sort(),
+    };
+    Deno.writeTextFileSync(`${ROOT}/${PROFILE_FILE}`, `${JSON.stringify(profile, null, 2)}\n`);
+    say(
+      `${profile.functions.length} functions from ${recording.runs.length} runs ` +
+        `(${recording.unkeyed} without a source position) in ${PROFILE_FILE}; ` +
+        "now run `deno task build`",
+    );
+  } catch (error) {
+    say(error instanceof Error ? error.message : String(error));
+    Deno.exit(1);
+  }
+}
