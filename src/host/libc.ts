@@ -68,6 +68,21 @@ const SYMBOLS = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
+ * Bound by a `dlopen` of its own on first use: a symbol more in the start-up
+ * `dlopen` costs every run (~0.1 ms measured for this one), and only runs
+ * with a large guest RAM call it (`VmFd.setUserMemoryRegionAsync`).
+ */
+const ON_FIRST_ASYNC = {
+  /** ioctl(fd, request, buf) on Deno's blocking thread pool: a slow ioctl that resolves a Promise */
+  ioctl_async: {
+    name: "ioctl",
+    parameters: ["i32", "u64", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/**
  * Symbols bound by a `dlopen` of their own on first use, with Deno's fast
  * calls: the --net data path's (a plain run never calls them).
  */
@@ -173,6 +188,14 @@ export interface Libc {
    * while the event loop runs (signals, other ops). Not cancellable.
    */
   poll_async(fds: null, n: 0, timeoutMs: number): Promise<number>;
+  /**
+   * ioctl(2) with a buffer argument, on Deno's blocking thread pool, for an
+   * ioctl that can take milliseconds while this thread goes on. `arg` must
+   * not change until the Promise settles. It resolves to the result; on -1
+   * errno is that pool thread's, out of reach: repeat the call on this
+   * thread to learn it.
+   */
+  ioctl_async(fd: number, request: bigint, arg: Uint8Array<ArrayBuffer>): Promise<number>;
 }
 
 /** x86-64 system call numbers of the calls made through `syscall`. */
@@ -231,7 +254,9 @@ interface Raw {
  * The cold calls, each one raw system call through the one `syscall` symbol
  * (libc's wrapper: -1 and errno on failure, as the libc functions).
  */
-function wrappers(raw: Raw): Omit<Libc, "poll_async" | keyof typeof ON_FIRST_USE> {
+function wrappers(
+  raw: Raw,
+): Omit<Libc, "poll_async" | keyof typeof ON_FIRST_ASYNC | keyof typeof ON_FIRST_USE> {
   const call = (nr: number, a = 0, b = 0, c = 0, d = 0, e = 0, f = 0): number =>
     Number(raw.syscall(nr, a, b, c, d, e, f, COLD_ARG));
   return {
@@ -297,8 +322,9 @@ function bind(table: Deno.ForeignLibraryInterface): Record<string, unknown> {
 
 /**
  * Loads libc once per thread (each Worker has its own copy of this module).
- * The symbols of ON_FIRST_USE start as stubs that bind all of them, replace
- * themselves in the table (so later calls go straight to libc) and forward.
+ * The symbols of ON_FIRST_USE (and of ON_FIRST_ASYNC) start as stubs that
+ * bind all of their group, replace themselves in the table (so later calls
+ * go straight to libc) and forward.
  * @throws {Deno.errors.NotCapable} when `--allow-ffi` is missing (passed through).
  * @throws {LibcLoadError} when no candidate path opens (one line naming them).
  */
@@ -309,12 +335,14 @@ export function libc(): Libc {
       poll_async: raw.poll_async,
       ...wrappers(raw as unknown as Raw),
     };
-    const bindLater = (): void => void Object.assign(table, bind(ON_FIRST_USE));
-    for (const name of Object.keys(ON_FIRST_USE)) {
-      table[name] = (...args: unknown[]): unknown => {
-        bindLater();
-        return (table[name] as (...a: unknown[]) => unknown)(...args);
-      };
+    for (const group of [ON_FIRST_USE, ON_FIRST_ASYNC]) {
+      const bindLater = (): void => void Object.assign(table, bind(group));
+      for (const name of Object.keys(group)) {
+        table[name] = (...args: unknown[]): unknown => {
+          bindLater();
+          return (table[name] as (...a: unknown[]) => unknown)(...args);
+        };
+      }
     }
     symbols = table as unknown as Libc;
   }

@@ -52,11 +52,12 @@ export interface RunInput extends Machine {
   /** How far the kernel moved from its link address (`qOffsets`). */
   readonly loadOffset: number;
   /**
-   * Gives guest RAM to the VM. A run mode calls it once, when it is ready to
-   * run: late, so that the wait it may have (see step 9 in `build.ts`) overlaps
-   * as much set-up as it can.
+   * Gives guest RAM to the VM, or waits until the slot made earlier is in
+   * place. A run mode calls it once, when it is ready to run: late, so that
+   * the wait it may have (see steps 5 and 9 in `build.ts`) overlaps as much
+   * set-up as it can.
    */
-  readonly attachRam: () => void;
+  readonly attachRam: () => Promise<void>;
 }
 
 /** How a run mode ended. */
@@ -89,7 +90,7 @@ export async function runGuest(r: RunInput): Promise<Ran> {
         `(gdb: add-symbol-file KERNEL -o 0x${offset})`,
     );
     const { runUnderDebugger } = await import("../gdb/run.ts");
-    r.attachRam();
+    await r.attachRam();
     const stop = await runUnderDebugger({
       port: params.gdbPort,
       loops,
@@ -116,7 +117,7 @@ export async function runGuest(r: RunInput): Promise<Ran> {
     }
   }
   const { runSmp } = await import("./run_smp.ts");
-  r.attachRam();
+  await r.attachRam();
   return await runSmp({
     vcpus: r.vcpus,
     mem: r.mem,

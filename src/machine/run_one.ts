@@ -42,7 +42,7 @@ export async function runOneVcpu(
   loop: VcpuLoop,
   supervisor: Supervisor,
   timeoutMs?: number,
-  ready?: () => void,
+  ready?: () => Promise<void>,
 ): Promise<VmStop> {
   const { vcpu, ctx } = loop.options;
   // A tick aimed at this thread interrupts KVM_RUN even when the guest is
@@ -54,7 +54,7 @@ export async function runOneVcpu(
   const regs = new Regs();
   let deadTicks = 0;
   try {
-    ready?.();
+    await ready?.();
     traceMark("loop");
     while (supervisor.stop === null) {
       const outcome = loop.run();
