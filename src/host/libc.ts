@@ -68,9 +68,9 @@ const SYMBOLS = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
- * Bound by a `dlopen` of its own on first use: a symbol more in the start-up
- * `dlopen` costs every run (~0.1 ms measured for this one), and only runs
- * with a large guest RAM call it (`VmFd.setUserMemoryRegionAsync`).
+ * Bound by a `dlopen` of its own on first use: a symbol in the start-up
+ * `dlopen` is bound (and paid for) in every run, and only runs with a large
+ * guest RAM call this one (`VmFd.setUserMemoryRegionAsync`).
  */
 const ON_FIRST_ASYNC = {
   /** ioctl(fd, request, buf) on Deno's blocking thread pool: a slow ioctl that resolves a Promise */
