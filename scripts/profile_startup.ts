@@ -19,6 +19,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { makeFixture } from "../tests/_helpers/files_fixture.ts";
 import { buildGuest, type GuestBuild } from "../tests/_helpers/guests.ts";
 import { buildBundle } from "./build.ts";
 import {
@@ -42,6 +43,28 @@ export interface TrainingRun {
   readonly options?: readonly string[];
   /** The guest's arguments after it. */
   readonly args?: readonly string[];
+  /** Makes what the run needs on the host: more options, arguments and Deno flags, and its cleanup. */
+  readonly prepare?: () => Prepared;
+}
+
+/** What {@linkcode TrainingRun.prepare} made. */
+export interface Prepared {
+  readonly options: readonly string[];
+  readonly args: readonly string[];
+  /** Deno's flags besides `--allow-ffi --allow-read` (e.g. `--allow-write`). */
+  readonly denoFlags: readonly string[];
+  cleanup(): void;
+}
+
+/** The `files` guest's directory map (tests/_helpers/files_fixture.ts), writable. */
+function filesFixture(): Prepared {
+  const fx = makeFixture();
+  return {
+    options: ["--file-mapping", `${fx.data}:/root/data`, "--tempdir", fx.tempParent],
+    args: [fx.bigSum],
+    denoFlags: ["--allow-write"],
+    cleanup: () => fx.cleanup(),
+  };
 }
 
 /** The runs `deno task profile` records. */
@@ -54,6 +77,8 @@ export const TRAINING_RUNS: readonly TrainingRun[] = [
     args: ["one", "two"],
   },
   { guest: "hello", build: { iface: 1, pie: false } },
+  // Every file hypercall, as a v3 kernel (long enough for the run loop's ticks too).
+  { guest: "files", build: { iface: 3, pie: true }, prepare: filesFixture },
 ];
 
 /** What a recording found. */
@@ -91,7 +116,19 @@ export async function recordStartupProfile(runs: readonly TrainingRun[]): Promis
     const names: string[] = [];
     for (const run of runs) {
       const kernel = await buildGuest(run.guest, run.build);
-      const executed = await trainOnce(dir, [...(run.options ?? []), kernel, ...(run.args ?? [])]);
+      const prepared = run.prepare?.() ?? null;
+      let executed: Record<string, number[]>;
+      try {
+        executed = await trainOnce(dir, prepared?.denoFlags ?? [], [
+          ...(run.options ?? []),
+          ...(prepared?.options ?? []),
+          kernel,
+          ...(run.args ?? []),
+          ...(prepared?.args ?? []),
+        ]);
+      } finally {
+        prepared?.cleanup();
+      }
       names.push(`${run.guest} v${run.build.iface} ${run.build.pie ? "pie" : "fixed"}`);
       for (const [name, ends] of Object.entries(executed)) {
         const ran = new Set(ends);
@@ -109,9 +146,22 @@ export async function recordStartupProfile(runs: readonly TrainingRun[]): Promis
 }
 
 /** One trainer run; returns the end offsets of the functions it executed, per file. */
-async function trainOnce(bundleDir: string, argv: string[]): Promise<Record<string, number[]>> {
+async function trainOnce(
+  bundleDir: string,
+  denoFlags: readonly string[],
+  argv: string[],
+): Promise<Record<string, number[]>> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-ffi", "--allow-read", "--allow-sys", TRAINER, bundleDir, ...argv],
+    args: [
+      "run",
+      "--allow-ffi",
+      "--allow-read",
+      ...denoFlags,
+      "--allow-sys",
+      TRAINER,
+      bundleDir,
+      ...argv,
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -121,7 +171,14 @@ async function trainOnce(bundleDir: string, argv: string[]): Promise<Record<stri
   if (!out.success || line === undefined) {
     throw new Error(`The recorded run of ${argv.join(" ")} failed:\n${stderr.trimEnd()}`);
   }
-  const executed = JSON.parse(line.slice("dhyve-profile: ".length)) as Record<string, number[]>;
+  const { exitCode, executed } = JSON.parse(line.slice("dhyve-profile: ".length)) as {
+    exitCode: number;
+    executed: Record<string, number[]>;
+  };
+  // A run that went wrong took another path than the one to record.
+  if (exitCode !== 0) {
+    throw new Error(`The recorded run of ${argv.join(" ")} exited with ${exitCode}:\n${stderr}`);
+  }
   if (Object.values(executed).every((ends) => ends.length === 0)) {
     throw new Error(`The recorded run of ${argv.join(" ")} reported no functions`);
   }

@@ -2,9 +2,10 @@
  * One recorded run for `deno task profile` (`scripts/profile_startup.ts`):
  * runs dhyve's command line from an unmarked bundle, as `main.ts` does,
  * under V8's precise coverage, and writes on stderr which functions of the
- * start-up files ran, as one line:
- * `dhyve-profile: {"main.js":[END, …], "machine/early_vm.js":[…]}`, each
- * function named by the offset just past its last character.
+ * start-up files ran, and dhyve's exit code, as one line:
+ * `dhyve-profile: {"exitCode":0,"executed":{"main.js":[END, …],
+ * "machine/early_vm.js":[…]}}`, each function named by the offset just past
+ * its last character.
  *
  * Usage (run by the profiler): `deno run --allow-ffi --allow-read --allow-sys
  * scripts/startup_trainer.ts BUNDLE_DIR KERNEL [dhyve arguments…]`.
@@ -29,22 +30,31 @@ function post<T>(method: string, params: Record<string, unknown> = {}): Promise<
 }
 
 /** What the end of a run throws instead of exiting, so that the coverage can be taken. */
-class Exited extends Error {}
+class Exited extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
 
-async function train(bundleDir: string, argv: string[]): Promise<Record<string, number[]>> {
+async function train(
+  bundleDir: string,
+  argv: string[],
+): Promise<{ exitCode: number; executed: Record<string, number[]> }> {
   session.connect();
   await post("Profiler.enable");
   await post("Profiler.startPreciseCoverage", { callCount: true, detailed: false });
   const realExit = Deno.exit;
-  Deno.exit = (): never => {
-    throw new Exited();
+  Deno.exit = (code = 0): never => {
+    throw new Exited(code);
   };
+  let exitCode = -1;
   try {
     const early = await import(`file://${bundleDir}/machine/early_vm.js`);
     early.openVmEarly(argv);
     const bundle = await import(`file://${bundleDir}/main.js`);
     await bundle.runCommandLine(argv).catch((error: unknown) => {
       if (!(error instanceof Exited)) throw error;
+      exitCode = error.code;
     });
   } finally {
     Deno.exit = realExit;
@@ -60,7 +70,7 @@ async function train(bundleDir: string, argv: string[]): Promise<Record<string, 
       .filter((r) => r.count > 0 && r.startOffset > 0)
       .map((r) => r.endOffset);
   }
-  return executed;
+  return { exitCode, executed };
 }
 
 if (import.meta.main) {
@@ -71,7 +81,7 @@ if (import.meta.main) {
     );
     Deno.exit(64);
   }
-  const executed = await train(bundleDir, argv);
-  Deno.stderr.writeSync(new TextEncoder().encode(`dhyve-profile: ${JSON.stringify(executed)}\n`));
+  const recorded = await train(bundleDir, argv);
+  Deno.stderr.writeSync(new TextEncoder().encode(`dhyve-profile: ${JSON.stringify(recorded)}\n`));
   Deno.exit(0);
 }
