@@ -21,11 +21,10 @@ import remapping from "npm:@jridgewell/remapping@2.3.5";
 import { type EagerFilter, markEagerCompileWithMap } from "./eager_compile.ts";
 import { rechunk } from "./rechunk.ts";
 import {
-  keyedFunctions,
+  keyedFunctionsOfFile,
   PROFILE_FILE,
   PROFILED_FILES,
   readProfile,
-  repoSourceReader,
 } from "./startup_profile.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
@@ -142,16 +141,7 @@ function markBundleEager(dir: string, mode: EagerMode): void {
 
 /** Marks the functions of the file at `path` that `executed` names, or that have no key. */
 function profiledFilter(path: string, executed: ReadonlySet<string>): EagerFilter {
-  const keys = new Map<number, string | null>();
-  for (
-    const fn of keyedFunctions(
-      Deno.readTextFileSync(path),
-      Deno.readTextFileSync(`${path}.map`),
-      repoSourceReader(ROOT, path),
-    )
-  ) {
-    keys.set(fn.start, fn.key);
-  }
+  const keys = new Map(keyedFunctionsOfFile(ROOT, path).map((fn) => [fn.start, fn.key]));
   return (fn) => {
     const key = keys.get(fn.start);
     return key === undefined || key === null || executed.has(key);

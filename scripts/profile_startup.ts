@@ -8,10 +8,12 @@
  * on a few test guests (`scripts/startup_trainer.ts`, under V8's precise
  * coverage), and keeps the keys of the start-up files' functions that any
  * run executed. The guests cover what every run does and the usual guest
- * paths: a v2 PIE kernel that exits at once, and one line through each
- * output path from a v3 PIE kernel (with arguments and environment, as a
- * current Hermit kernel) and from a v1 fixed-address one (as uhyve's
- * 0.6 `hello_c`).
+ * paths: a v2 PIE kernel that exits at once; one line through each output
+ * path from a v3 PIE kernel (with arguments and environment, as a current
+ * Hermit kernel) and from a v1 fixed-address one (as uhyve's 0.6
+ * `hello_c`); and every file hypercall from a v3 kernel over a mapped
+ * directory (`TRAINING_RUNS`). A run that does not exit 0 stops the
+ * recording: it took another path than the one to record.
  *
  * Needs `/dev/kvm` and gcc (the guests are built as the tests build them).
  * Usage: `deno run --allow-all scripts/profile_startup.ts`.
@@ -23,10 +25,9 @@ import { makeFixture } from "../tests/_helpers/files_fixture.ts";
 import { buildGuest, type GuestBuild } from "../tests/_helpers/guests.ts";
 import { buildBundle } from "./build.ts";
 import {
-  keyedFunctions,
+  keyedFunctionsOfFile,
   PROFILE_FILE,
   PROFILED_FILES,
-  repoSourceReader,
   type StartupProfile,
 } from "./startup_profile.ts";
 
@@ -102,15 +103,9 @@ export async function recordStartupProfile(runs: readonly TrainingRun[]): Promis
   const dir = Deno.makeTempDirSync({ dir: `${ROOT}/dist`, prefix: ".profile-" });
   try {
     await buildBundle(dir, "none");
-    const files = new Map(PROFILED_FILES.map((name) => {
-      const path = `${dir}/${name}`;
-      const fns = keyedFunctions(
-        Deno.readTextFileSync(path),
-        Deno.readTextFileSync(`${path}.map`),
-        repoSourceReader(ROOT, path),
-      );
-      return [name, fns] as const;
-    }));
+    const files = new Map(
+      PROFILED_FILES.map((name) => [name, keyedFunctionsOfFile(ROOT, `${dir}/${name}`)] as const),
+    );
     const functions = new Set<string>();
     let unkeyed = 0;
     const names: string[] = [];

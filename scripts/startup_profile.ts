@@ -1,8 +1,9 @@
 /**
  * The start-up profile: which functions of the command line's start-up
- * files (`machine/early_vm.js` and `main.js`) a plain run executes. The
- * build marks only those for eager compilation (`scripts/eager_compile.ts`);
- * the rest of those files, and every file loaded later, as before.
+ * files (`machine/early_vm.js` and `main.js`) a plain run executes. In
+ * those two files the build marks only these for eager compilation
+ * (`scripts/eager_compile.ts`); in every file loaded later it still marks
+ * all.
  *
  * Why: a function marked eager has its bytecode in Deno's code cache, which
  * saves compiling it on its first call but costs deserialising it at every
@@ -101,6 +102,18 @@ export function keyedFunctions(
     seen.set(base, count);
     return { start, end, key: count === 1 ? base : `${base}\t#${count}` };
   });
+}
+
+/**
+ * {@linkcode keyedFunctions} of the bundle file at `path` (its map beside it,
+ * `path.map`), its sources read below `root` ({@linkcode repoSourceReader}).
+ */
+export function keyedFunctionsOfFile(root: string, path: string): KeyedFunction[] {
+  return keyedFunctions(
+    Deno.readTextFileSync(path),
+    Deno.readTextFileSync(`${path}.map`),
+    repoSourceReader(root, path),
+  );
 }
 
 /**

@@ -141,9 +141,11 @@ async function run(kernelPath: string, params: VmParams): Promise<VmResult> {
   const slot = irqchip === "split" && plan.memorySize >= ASYNC_SLOT_BYTES
     ? vm.setUserMemoryRegionAsync(region)
     : null;
+  // The VM closes once the ioctl is done; a failure is thrown where it is awaited (step 9), and
+  // handling it here too keeps it from ever being unhandled.
   if (slot !== null) {
-    slot.catch(() => {}); // its failure is thrown where it is awaited (step 9), never unhandled
-    stack.defer(() => slot.then(() => {}, () => {})); // the VM closes once the ioctl is done
+    const settled = slot.then(() => {}, () => {});
+    stack.defer(() => settled);
   }
   traceMark("kvm");
   // 6. The network device inside the VM; its Worker reads guest RAM, so it stops first.
