@@ -14,6 +14,8 @@
  * @module
  */
 
+import { encodeUtf8 } from "./utf8.ts";
+
 /** A record's severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warning" | "error";
 
@@ -67,12 +69,11 @@ export function formatLogLine(level: LogLevel, message: string): string {
 
 /** Sends dhyve's log records at `level` and above to stderr (CLI use). */
 export function configureLogging(level: LogLevel): void {
-  const encoder = new TextEncoder();
   const lowest = RANK[level];
   setLogSink((recordLevel, _category, message) => {
     if (RANK[recordLevel] < lowest) return;
     try {
-      Deno.stderr.writeSync(encoder.encode(formatLogLine(recordLevel, message)));
+      Deno.stderr.writeSync(encodeUtf8(formatLogLine(recordLevel, message)));
     } catch {
       // stderr is gone: nothing sensible left to do with a diagnostic
     }

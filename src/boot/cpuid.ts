@@ -8,6 +8,7 @@
 
 export type { CpuidEntry } from "../abi/kvm.ts";
 import type { CpuidEntry } from "../abi/kvm.ts";
+import { encodeUtf8 } from "../utf8.ts";
 
 /** Leaf 1: feature information. */
 export const CPUID_LEAF_FEATURES = 0x1;
@@ -29,7 +30,7 @@ export const BRAND_STRING = "uhyve - unikernel hypervisor";
 /** The 48 brand bytes as 12 little-endian u32s: the string, a NUL, then zeros. */
 function brandWords(): readonly number[] {
   const bytes = new Uint8Array(48);
-  bytes.set(new TextEncoder().encode(BRAND_STRING));
+  bytes.set(encodeUtf8(BRAND_STRING));
   const view = new DataView(bytes.buffer);
   return Array.from({ length: 12 }, (_, i) => view.getUint32(i * 4, true));
 }

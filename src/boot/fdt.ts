@@ -9,6 +9,7 @@
  */
 
 import { FDT_MAX_SIZE } from "./layout.ts";
+import { encodeUtf8 } from "../utf8.ts";
 
 /** DTB header magic. */
 export const FDT_MAGIC = 0xd00d_feed;
@@ -30,7 +31,6 @@ export const FDT_END = 0x9;
 export const FDT_HEADER_SIZE = 40;
 
 const TWO_POW_32 = 0x1_0000_0000;
-const encoder = new TextEncoder();
 
 /** A growable big-endian byte buffer. */
 class ByteSink {
@@ -78,7 +78,7 @@ function cString(text: string, what: string): Uint8Array {
   if (text.includes("\0")) {
     throw new TypeError(`Cannot write device tree: ${what} contains a NUL character`);
   }
-  const encoded = encoder.encode(text);
+  const encoded = encodeUtf8(text);
   const bytes = new Uint8Array(encoded.length + 1);
   bytes.set(encoded);
   return bytes;

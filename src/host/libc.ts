@@ -19,6 +19,7 @@
  */
 
 import { libcCandidates, openFirst, readLdCache } from "./libc_path.ts";
+import { encodeUtf8 } from "../utf8.ts";
 
 export { LIBC_SONAME, LibcLoadError } from "./libc_path.ts";
 
@@ -398,7 +399,7 @@ export function errno(): number {
 
 /** A NUL-terminated copy of `s` for passing to C. */
 export function cString(s: string): Uint8Array<ArrayBuffer> {
-  const bytes = new TextEncoder().encode(s);
+  const bytes = encodeUtf8(s);
   const out = new Uint8Array(bytes.length + 1);
   out.set(bytes);
   return out;

@@ -14,6 +14,8 @@
  * @module
  */
 
+import { decodeUtf8, encodeUtf8 } from "../utf8.ts";
+
 /** The soname of glibc's C library on x86_64 Linux. */
 export const LIBC_SONAME = "libc.so.6";
 
@@ -40,11 +42,10 @@ export class LibcLoadError extends Error {
   override name = "LibcLoadError";
 }
 
-const encoder = new TextEncoder();
 /** glibc's new format: this magic, a 48-byte header, 24-byte entries; string offsets from the magic. */
-const NEW_MAGIC = encoder.encode("glibc-ld.so.cache1.1");
+const NEW_MAGIC = encodeUtf8("glibc-ld.so.cache1.1");
 /** The old format (glibc < 2.32 wrote it first): this magic and a library count, 16 bytes. */
-const OLD_MAGIC = encoder.encode("ld.so-1.7.0\0");
+const OLD_MAGIC = encodeUtf8("ld.so-1.7.0\0");
 const OLD_HEADER_SIZE = 16;
 const OLD_ENTRY_SIZE = 12;
 const HEADER_SIZE = 48;
@@ -68,7 +69,7 @@ const FLAG_TYPE_AND_ARCH_MASK = 0xffff;
 export function ldCacheLookup(cache: Uint8Array, soname: string): string[] {
   const start = newFormatStart(cache);
   if (start < 0 || cache.length < start + HEADER_SIZE) return [];
-  const name = encoder.encode(soname);
+  const name = encodeUtf8(soname);
   const view = new DataView(cache.buffer, cache.byteOffset, cache.byteLength);
   const count = Math.min(
     view.getUint32(start + 20, true),
@@ -206,11 +207,9 @@ export function readLdCache(): Uint8Array | null {
   }
 }
 
-const decoder = new TextDecoder();
-
 function cString(bytes: Uint8Array, at: number): string | null {
   if (at >= bytes.length) return null;
   const end = bytes.indexOf(0, at);
   if (end < 0) return null;
-  return decoder.decode(bytes.subarray(at, end));
+  return decodeUtf8(bytes.subarray(at, end));
 }

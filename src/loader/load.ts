@@ -55,12 +55,18 @@ export interface LoadedKernel {
  * @throws {LayoutError} if the image does not fit in `mem` at `kernelAddress`,
  * or an EXEC kernel is not loaded at its link address.
  * @throws {ImageFormatError} if a segment or relocation is malformed.
+ *
+ * With `zeroed` (the caller's RAM is freshly mapped, all zero) a segment's
+ * tail is zeroed only where an earlier segment's bytes went: the result is
+ * the same, and the pages of a large `.bss` stay untouched until the guest
+ * uses them (each one the host touches costs a page fault and its zeroing).
  */
 export function loadKernel(
   mem: GuestMemory,
   bytes: Uint8Array,
   image: KernelImage,
   kernelAddress: number,
+  options: { zeroed?: boolean } = {},
 ): LoadedKernel {
   const { memSize, firstVaddr } = image;
   const pie = image.kind === "pie";
@@ -107,10 +113,22 @@ export function loadKernel(
       );
     }
   }
-  for (const s of image.segments) {
+  const segments = image.segments;
+  for (const [i, s] of segments.entries()) {
     const dst = kernelAddress + (s.vaddr - firstVaddr);
     mem.write(dst, bytes.subarray(s.offset, s.offset + s.filesz));
-    mem.fill(dst + s.filesz, s.memsz - s.filesz, 0);
+    const tail = { start: dst + s.filesz, end: dst + s.memsz };
+    if (options.zeroed !== true) {
+      mem.fill(tail.start, tail.end - tail.start, 0);
+      continue;
+    }
+    // Only an earlier segment's file bytes can be non-zero here (a malformed image's overlap).
+    for (const earlier of segments.slice(0, i)) {
+      const from = kernelAddress + (earlier.vaddr - firstVaddr);
+      const start = Math.max(tail.start, from);
+      const end = Math.min(tail.end, from + earlier.filesz);
+      if (start < end) mem.fill(start, end - start, 0);
+    }
   }
 
   let relocationsApplied = 0;

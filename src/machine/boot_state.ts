@@ -48,7 +48,8 @@ export function createMachine(
 ): Machine {
   const { kvm, vm, mem, kernel, plan } = m;
   const { guestAddress, kernelAddress, kernelEnd } = kernel.layout;
-  const loaded = loadKernel(mem, kernel.bytes, kernel.image, kernelAddress);
+  // The mapping is fresh (build.ts maps it for this run): a `.bss` needs no zeroing.
+  const loaded = loadKernel(mem, kernel.bytes, kernel.image, kernelAddress, { zeroed: true });
   const initrd = kernel.initrd;
   // The pages after the initrd's end stay zero: the mapping is fresh.
   if (initrd !== null) mem.write(initrd.start, initrd.bytes);

@@ -15,6 +15,7 @@ import { logger } from "../log.ts";
 import { type HermitImageMode, UsageError } from "../params.ts";
 import { type FileMap, FileMapError } from "../sandbox/file_map.ts";
 import { VmError } from "./errors.ts";
+import { encodeUtf8 } from "../utf8.ts";
 
 const log = logger("vm");
 
@@ -91,10 +92,9 @@ function commandLine(
   args: readonly string[],
   env: readonly (readonly [string, string])[],
 ): GuestCommandLine {
-  const enc = new TextEncoder();
   return {
-    argv: [kernelPath, ...args].map((a) => enc.encode(a)),
-    env: env.map(([k, v]) => enc.encode(`${k}=${v}`)),
+    argv: [kernelPath, ...args].map((a) => encodeUtf8(a)),
+    env: env.map(([k, v]) => encodeUtf8(`${k}=${v}`)),
   };
 }
 

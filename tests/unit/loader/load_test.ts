@@ -89,6 +89,38 @@ Deno.test("loadKernel() copies p_filesz bytes, zeroes the tail and leaves gaps a
   assert.ok(mem.bytes(k + 0x4100, 0x1000).every((x) => x === 0xaa), "nothing above it");
 });
 
+Deno.test("loadKernel() with zeroed RAM leaves a .bss untouched but still zeroes an overlap", () => {
+  const code = pattern(0x40, 3);
+  const first = pattern(0x100, 7);
+  const second = pattern(0x10, 9);
+  const b = buildElfLayout({
+    entry: 0x1010,
+    loads: [
+      { vaddr: 0x1000, data: code, memsz: 0x2000, flags: PF.R | PF.X },
+      // A malformed image: the second segment's tail covers the end of the first's bytes.
+      { vaddr: 0x4000, data: first, memsz: 0x100 },
+      { vaddr: 0x4080, data: second, memsz: 0x100 },
+    ],
+  });
+  const image = parseKernel(b.bytes);
+  const k = 0x40000;
+  const zeroed = ram();
+  loadKernel(zeroed, b.bytes, image, k, { zeroed: true });
+  assert.deepEqual(zeroed.bytes(k + 0x1000, 0x40), code);
+  // The caller promised zeros: the 0xaa pattern shows which bytes were never written.
+  assert.ok(zeroed.bytes(k + 0x1040, 0x2000 - 0x40).every((x) => x === 0xaa), ".bss untouched");
+  assert.deepEqual(zeroed.bytes(k + 0x4000, 0x80), first.subarray(0, 0x80));
+  assert.deepEqual(zeroed.bytes(k + 0x4080, 0x10), second);
+  assert.ok(zeroed.bytes(k + 0x4090, 0x70).every((x) => x === 0), "overlap zeroed");
+  assert.ok(zeroed.bytes(k + 0x4100, 0x80).every((x) => x === 0xaa), "rest of the tail untouched");
+  // Without the promise, every tail is zeroed, and the overlap ends the same.
+  const plain = ram();
+  loadKernel(plain, b.bytes, image, k);
+  assert.ok(plain.bytes(k + 0x1040, 0x2000 - 0x40).every((x) => x === 0), ".bss zeroed");
+  assert.deepEqual(plain.bytes(k + 0x4000, 0x90), zeroed.bytes(k + 0x4000, 0x90));
+  assert.ok(plain.bytes(k + 0x4090, 0xf0).every((x) => x === 0), "tail zeroed");
+});
+
 Deno.test("loadKernel() applies R_X86_64_RELATIVE as base + addend, little-endian", () => {
   const { bytes, image } = build({
     relocations: [
