@@ -14,22 +14,21 @@ import { configureLogging, logger } from "./log.ts";
 import { runVm, VmError } from "./vm.ts";
 import { toVmError } from "./machine/errors.ts";
 import { yieldTurnIfLoaded } from "./host/sleep.ts";
+import { encodeUtf8 } from "./utf8.ts";
 
 // The bundle is loaded and its modules evaluated (this module's body runs last).
 traceMark("modules");
 
-const encoder = new TextEncoder();
-
 function printError(message: string): void {
   try {
-    Deno.stderr.writeSync(encoder.encode(`dhyve: error: ${message}\n`));
+    Deno.stderr.writeSync(encodeUtf8(`dhyve: error: ${message}\n`));
   } catch {
     // stderr is gone
   }
 }
 
 function print(text: string): void {
-  const bytes = encoder.encode(`${text}\n`);
+  const bytes = encodeUtf8(`${text}\n`);
   let at = 0;
   try {
     while (at < bytes.length) at += Deno.stdout.writeSync(bytes.subarray(at));
@@ -124,7 +123,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (result.error !== null) {
       printError(result.error);
       if (verbosity > 0 && result.errorDetail) {
-        Deno.stderr.writeSync(encoder.encode(`${result.errorDetail}\n`));
+        Deno.stderr.writeSync(encodeUtf8(`${result.errorDetail}\n`));
       }
     }
     const { formatStats, statsJson } = request.stats === false

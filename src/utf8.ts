@@ -26,11 +26,14 @@ export function encodeUtf8(text: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** `bytes` as text, as `new TextDecoder().decode(bytes)` gives it (U+FFFD for bad sequences). */
-export function decodeUtf8(bytes: Uint8Array): string {
+/**
+ * `bytes` as text, as `new TextDecoder("utf-8", { fatal }).decode(bytes)`
+ * gives it: bad sequences become U+FFFD, or with `fatal` throw a TypeError.
+ */
+export function decodeUtf8(bytes: Uint8Array, { fatal = false } = {}): string {
   const n = bytes.length;
   for (let i = 0; i < n; i++) {
-    if (bytes[i]! > 0x7f) return new TextDecoder().decode(bytes);
+    if (bytes[i]! > 0x7f) return new TextDecoder("utf-8", { fatal }).decode(bytes);
   }
   let text = "";
   for (let at = 0; at < n; at += CHUNK) {

@@ -25,6 +25,7 @@ import { type HandlerResult, type HypercallContext, RESUME, WOULD_BLOCK } from "
 import { stdinReady } from "./serial_input.ts";
 import { stdioOutput, writeVirtual } from "./file_write_stdio.ts";
 import { badParameterBlock } from "./protocol.ts";
+import { decodeUtf8 } from "../utf8.ts";
 
 /** Longest path a guest may pass, including the NUL (Linux PATH_MAX). */
 export const PATH_MAX = 4096;
@@ -62,8 +63,6 @@ export interface GuestFiles {
   mkdir(path: string): number;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 /**
  * Reads the NUL-terminated path at `addr`: the path, or −EFAULT (outside
  * memory), −ENAMETOOLONG (no NUL within PATH_MAX) or −EINVAL (not UTF-8).
@@ -76,7 +75,7 @@ export function readGuestPath(ctx: HypercallContext, addr: number): string | num
     return ctx.mem.end - addr < PATH_MAX ? -ERRNO.EFAULT : -ERRNO.ENAMETOOLONG;
   }
   try {
-    return utf8.decode(ctx.mem.bytes(addr, len));
+    return decodeUtf8(ctx.mem.bytes(addr, len), { fatal: true });
   } catch {
     return -ERRNO.EINVAL;
   }

@@ -12,8 +12,7 @@ import { type DirEntry, DirListing, DT } from "./dirents.ts";
 import type { FileMap } from "./file_map.ts";
 import { direntType, type GuestInodes } from "./guest_attr.ts";
 import type { HostFs, HostStat } from "./host_fs.ts";
-
-const encoder = new TextEncoder();
+import { encodeUtf8 } from "../utf8.ts";
 
 /**
  * The entries of map directory `cleanPath`: exactly what `map` grants there.
@@ -29,7 +28,7 @@ export function mapListing(
   const entries: DirEntry[] = [];
   const prefix = cleanPath === "" ? "" : `${cleanPath}/`;
   for (const child of map.children(cleanPath) ?? []) {
-    const name = encoder.encode(child.name);
+    const name = encodeUtf8(child.name);
     if (child.kind === "host") {
       let info: HostStat;
       try {
@@ -69,7 +68,7 @@ export function hostListing(fs: HostFs, inodes: GuestInodes, hostPath: string): 
     } catch {
       continue; // gone since the listing
     }
-    entries.push({ name: encoder.encode(name), type: direntType(info), ino: inodes.ofHost(info) });
+    entries.push({ name: encodeUtf8(name), type: direntType(info), ino: inodes.ofHost(info) });
   }
   return new DirListing(entries);
 }

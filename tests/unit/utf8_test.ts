@@ -47,3 +47,12 @@ Deno.test("decodeUtf8() reads only the view it is given", () => {
   const bytes = new TextEncoder().encode("before|inside|after");
   assert.equal(decodeUtf8(bytes.subarray(7, 13)), "inside");
 });
+
+Deno.test("decodeUtf8() with fatal throws TypeError where TextDecoder's fatal mode does", () => {
+  assert.equal(decodeUtf8(new TextEncoder().encode("/tmp/ä.txt"), { fatal: true }), "/tmp/ä.txt");
+  assert.equal(decodeUtf8(new TextEncoder().encode("/etc/hosts"), { fatal: true }), "/etc/hosts");
+  for (const bad of [[0x2f, 0xff], [0xe6, 0x97], [0xc0, 0x80]]) {
+    assert.throws(() => decodeUtf8(new Uint8Array(bad), { fatal: true }), TypeError);
+    assert.throws(() => new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(bad)));
+  }
+});
