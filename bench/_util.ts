@@ -88,3 +88,34 @@ export function loadAverage(): string {
     return "?";
   }
 }
+
+/** The SQLite caches in `DENO_DIR` that every `deno run` opens. */
+const RUN_CACHES = ["dep_analysis_cache_v2", "node_analysis_cache_v2", "v8_code_cache_v2"];
+
+/**
+ * The sizes of the write-ahead logs of the SQLite caches in `DENO_DIR` that
+ * every `deno run` opens, e.g. "dep_analysis_cache_v2 4.1 MB, …", or "?"
+ * where they cannot be read. Why: with logs of a few MB a thread of every
+ * Deno start spends ~2 ms rebuilding their index (docs/performance.md,
+ * start-up, eighth pass), which on a 2-core machine competes with the run
+ * being measured.
+ */
+export function denoCacheLogSizes(): string {
+  try {
+    const out = new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" })
+      .outputSync();
+    const dir = (JSON.parse(new TextDecoder().decode(out.stdout)) as { denoDir?: string }).denoDir;
+    if (dir === undefined) return "?";
+    return RUN_CACHES.map((name) => {
+      let size = 0;
+      try {
+        size = Deno.statSync(`${dir}/${name}-wal`).size;
+      } catch {
+        // no log: the cache is checkpointed, or not made yet
+      }
+      return `${name} ${(size / 1e6).toFixed(1)} MB`;
+    }).join(", ");
+  } catch {
+    return "?";
+  }
+}

@@ -18,7 +18,13 @@
 
 import { fileURLToPath } from "node:url";
 import { buildGuest } from "../tests/_helpers/guests.ts";
-import { loadAverage as load, machineDescription, median, printTable } from "./_util.ts";
+import {
+  denoCacheLogSizes,
+  loadAverage as load,
+  machineDescription,
+  median,
+  printTable,
+} from "./_util.ts";
 import { buildFloor } from "./kvm_floor.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -292,6 +298,7 @@ export async function startupBenchmark(runs = 10): Promise<void> {
 
   say(`start-up phases (bench/startup.ts): ${new Date().toISOString()}\n`);
   say(`machine: ${machineDescription()}; load ${loadBefore} -> ${load()}; ${runs} rounds\n`);
+  say(`Deno's cache write-ahead logs: ${denoCacheLogSizes()}\n`);
   printTable([
     [
       "phase, ms (noop v2 PIE; median, and min of the rounds)",
